@@ -1,0 +1,205 @@
+"""Model files that carry everything a prediction needs.
+
+A *model bundle* is a CARL network plus the facts a user should not have to repeat: the task,
+class names and colours, the wavelengths (µm) and band names it was trained on, and the input
+normalisation. The tiled predictor, the CLI and the QGIS plugin load a bundle with no extra
+arguments. A bare backbone file (any format :func:`~carl_geo.models.checkpoint.read_checkpoint`
+accepts) loads as a ``"features"`` bundle.
+
+On disk a bundle is a ``torch.save`` dict of plain types and tensors only, so it loads with
+``torch.load(weights_only=True)``::
+
+    {"format": "carl_geo", "version": 1, "kind": "segmentation",
+     "config": CARLConfig.to_dict(), "head": {"type", "num_classes", "kwargs"},
+     "state_dict": CARLSegmenter.state_dict(), "classes": [...], "colors": [[r, g, b], ...],
+     "wavelengths": [...], "band_names": [...], "sensor": str | None,
+     "normalization": {"mode": "scene"} | {"mode": "fixed", "mean": float, "std": float},
+     "meta": {...}}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from carl_geo.models.carl import CARL
+from carl_geo.models.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    backbone_state_dict,
+    config_from_checkpoint,
+    load_backbone_weights,
+    read_checkpoint,
+)
+from carl_geo.models.config import CARLConfig
+from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
+
+SCENE_NORMALIZATION: dict[str, Any] = {"mode": "scene"}
+
+
+def default_colors(n: int) -> list[tuple[int, int, int]]:
+    """``n`` distinct RGB colours (matplotlib's tab10/tab20)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [tuple(int(round(255 * c)) for c in cmap(i % cmap.N)[:3]) for i in range(n)]
+
+
+@dataclass
+class ModelBundle:
+    """A CARL network with its metadata.
+
+    Attributes:
+        model: :class:`CARLSegmenter` (task ``"segmentation"``) or :class:`CARLEmbedder`
+            (task ``"features"``); both are called as ``model(img (B, C, H, W), wavelengths)``.
+        task: ``"segmentation"`` or ``"features"``.
+        class_names: names of the K classes (segmentation only).
+        colors: RGB 0-255 colour of each class.
+        wavelengths: band centres (µm) the model was trained with, or None (any bands).
+        band_names: band names matching ``wavelengths``, or None.
+        sensor: sensor preset name, or None.
+        normalization: ``{"mode": "scene"}`` (one scalar mean/std from the scene, as upstream)
+            or ``{"mode": "fixed", "mean": m, "std": s}`` (values stored at training time).
+        meta: free-form JSON-like facts (training report, source files, ...).
+    """
+
+    model: nn.Module
+    task: str = "features"
+    class_names: list[str] = field(default_factory=list)
+    colors: list[tuple[int, int, int]] = field(default_factory=list)
+    wavelengths: list[float] | None = None
+    band_names: list[str] | None = None
+    sensor: str | None = None
+    normalization: dict[str, Any] = field(default_factory=lambda: dict(SCENE_NORMALIZATION))
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in ("segmentation", "features"):
+            raise ValueError(f"task must be 'segmentation' or 'features', got {self.task!r}")
+        if self.task == "segmentation":
+            k = self.model.num_classes
+            if not self.class_names:
+                self.class_names = [f"class {i}" for i in range(k)]
+            if len(self.class_names) != k:
+                raise ValueError(f"{len(self.class_names)} class names for a {k}-class model")
+            if not self.colors:
+                self.colors = default_colors(k)
+            self.colors = [tuple(int(v) for v in c) for c in self.colors]
+            if len(self.colors) != k:
+                raise ValueError(f"{len(self.colors)} colours for a {k}-class model")
+        if self.wavelengths is not None:
+            self.wavelengths = [float(w) for w in self.wavelengths]
+            if self.band_names is not None and len(self.band_names) != len(self.wavelengths):
+                raise ValueError("band_names and wavelengths differ in length")
+        mode = self.normalization.get("mode")
+        if mode not in ("scene", "fixed"):
+            raise ValueError(f"normalization mode must be 'scene' or 'fixed', got {mode!r}")
+
+    @property
+    def backbone(self) -> CARL:
+        return self.model.backbone
+
+    @property
+    def num_outputs(self) -> int:
+        """K classes, or D feature channels."""
+        return self.model.num_classes if self.task == "segmentation" else self.model.out_channels
+
+
+def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> Path:
+    """Write a bundle (temporary file + rename, so a failed save leaves no file)."""
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
+    obj: dict[str, Any] = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "kind": bundle.task,
+        "config": bundle.backbone.config.to_dict(),
+        "state_dict": state,
+        "classes": list(bundle.class_names),
+        "colors": [list(c) for c in bundle.colors],
+        "wavelengths": bundle.wavelengths,
+        "band_names": bundle.band_names,
+        "sensor": bundle.sensor,
+        "normalization": dict(bundle.normalization),
+        "meta": dict(bundle.meta),
+    }
+    if bundle.task == "segmentation":
+        obj["head"] = bundle.model.head_config()
+    else:
+        obj["which"] = bundle.model.which
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_bundle(path: str | os.PathLike, config: CARLConfig | None = None, which: str = "student") -> ModelBundle:
+    """Load a model file as a :class:`ModelBundle` (model in eval mode, on CPU).
+
+    Args:
+        path: a bundle written by :func:`save_bundle`, or any backbone weights file (then the
+            bundle is a ``"features"`` bundle with scene normalisation).
+        config: architecture override for upstream files that do not store one.
+        which: ``"student"``/``"teacher"`` for SSL checkpoints.
+
+    Raises:
+        CheckpointError: unreadable, unsafe or inconsistent file.
+    """
+    ckpt = read_checkpoint(path)
+    cfg = config or config_from_checkpoint(ckpt)
+    kind = ckpt.get("kind") if ckpt.get("format") == FORMAT else None
+    try:
+        if kind == "segmentation":
+            head = ckpt["head"]
+            model: nn.Module = CARLSegmenter(CARL(cfg), int(head["num_classes"]), head["type"], head.get("kwargs"))
+            load_backbone_weights(model, ckpt["state_dict"])
+            task = "segmentation"
+        else:
+            model = CARLEmbedder(CARL(cfg), ckpt.get("which", "spatial"))
+            state = ckpt["state_dict"]
+            if kind != "features":
+                state = backbone_state_dict(state, which)
+            else:
+                state = {k[len("backbone."):]: v for k, v in state.items()}
+            load_backbone_weights(model.backbone, state)
+            task = "features"
+        return ModelBundle(
+            model=model.eval(),
+            task=task,
+            class_names=list(ckpt.get("classes") or []),
+            colors=[tuple(c) for c in ckpt.get("colors") or []],
+            wavelengths=ckpt.get("wavelengths"),
+            band_names=ckpt.get("band_names"),
+            sensor=ckpt.get("sensor"),
+            normalization=dict(ckpt.get("normalization") or SCENE_NORMALIZATION),
+            meta=dict(ckpt.get("meta") or {}),
+        )
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed carl_geo model file ({type(e).__name__}: {e})") from None
+
+
+def make_bundle(model: nn.Module, *, class_names: Sequence[str] = (), colors: Sequence[Sequence[int]] = (),
+                wavelengths: Sequence[float] | None = None, band_names: Sequence[str] | None = None,
+                sensor: str | None = None, normalization: Mapping[str, Any] | None = None,
+                meta: Mapping[str, Any] | None = None) -> ModelBundle:
+    """Convenience constructor: a :class:`CARLSegmenter` becomes a segmentation bundle, a
+    :class:`CARL` or :class:`CARLEmbedder` a features bundle."""
+    if isinstance(model, CARL):
+        model = CARLEmbedder(model)
+    task = "segmentation" if isinstance(model, CARLSegmenter) else "features"
+    return ModelBundle(model=model, task=task, class_names=list(class_names),
+                       colors=[tuple(c) for c in colors], wavelengths=list(wavelengths) if wavelengths else None,
+                       band_names=list(band_names) if band_names else None, sensor=sensor,
+                       normalization=dict(normalization or SCENE_NORMALIZATION), meta=dict(meta or {}))

@@ -1,0 +1,148 @@
+"""The CARL backbone (Camera-Agnostic Representation Learning, ICLR 2026).
+
+Pipeline (shapes for a batch of B images with C bands, patch size p, h = ceil(H/p), w = ceil(W/p)):
+
+1. per-band patch embedding: a shared Conv2d(1 -> D_spec, kernel = stride = p) on every band
+   -> band tokens (B*h*w, C, D_spec);
+2. spectral encoder: wavelength encoding added, Q learned queries cross-attend to the band
+   tokens (alternating with self-attention among bands) -> (B*h*w, Q, D_spec);
+3. sum over queries, ``layer_norm`` without affine weights, ``linear_connector``
+   -> spectral features (B, h, w, D_spat);
+4. spatial encoder (timm EVA02 trunk) -> spatial features (B, D_spat, h, w).
+
+Module names equal the upstream ``CARLModel`` (``embedder``, ``spectral_tf``,
+``linear_connector``, ``spatial_encoder.net``) so upstream state dicts load with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from carl_geo.models.config import CARLConfig
+from carl_geo.models.spatial_encoder import SpatialEncoder
+from carl_geo.models.spectral_encoder import SpectralEncoder
+
+#: Wavelengths above this value (µm) are taken to be nanometres by mistake.
+MAX_WAVELENGTH_UM = 100.0
+
+
+class CARLOutput(NamedTuple):
+    """Output of :class:`CARL` (a tuple, like upstream's ``(spatial, spectral)``).
+
+    Attributes:
+        spatial: (B, D_spat, h, w) features after the spatial encoder.
+        spectral: (B, D_spat, h, w) connector output (spectral features before the spatial encoder).
+    """
+
+    spatial: Tensor
+    spectral: Tensor
+
+
+def check_inputs(img: Tensor, wavelengths: Tensor) -> Tensor:
+    """Validate ``img`` (B, C, H, W) and ``wavelengths`` (C,) or (B, C) in µm.
+
+    Returns:
+        wavelengths as a (B, C) tensor on ``img``'s device and dtype.
+
+    Raises:
+        ValueError: wrong ranks, band/wavelength count mismatch, non-finite wavelengths, or
+            values that look like nanometres (> 100).
+    """
+    if img.ndim != 4:
+        raise ValueError(f"img must be (B, C, H, W), got shape {tuple(img.shape)}")
+    b, c = img.shape[:2]
+    if c < 1:
+        raise ValueError("img has no bands (C = 0)")
+    wl = torch.as_tensor(wavelengths, device=img.device)
+    if wl.ndim == 1:
+        wl = wl.unsqueeze(0).expand(b, -1)
+    if wl.ndim != 2 or wl.shape[0] != b:
+        raise ValueError(f"wavelengths must be (C,) or (B, C) with B={b}, got shape {tuple(wl.shape)}")
+    if wl.shape[1] != c:
+        raise ValueError(
+            f"image has {c} bands but {wl.shape[1]} wavelengths were given; pass one wavelength (µm) per band"
+        )
+    if not torch.compiler.is_compiling():
+        if not torch.isfinite(wl).all():
+            raise ValueError("wavelengths contain NaN or inf")
+        if (wl > MAX_WAVELENGTH_UM).any():
+            raise ValueError(
+                f"wavelengths must be in micrometres, got values up to {wl.max().item():g}; "
+                "these look like nanometres: divide by 1000"
+            )
+    return wl.to(img.dtype if img.is_floating_point() else torch.float32)
+
+
+class CARL(nn.Module):
+    """CARL backbone: any number of bands with their wavelengths in, features out.
+
+    Args:
+        config: architecture (see :func:`carl_geo.models.config.published_config`,
+            :func:`~carl_geo.models.config.tiny_config`).
+
+    H and W need not be multiples of the patch size p: the image is padded at the bottom/right
+    by edge replication to the next multiple of p, so the output grid is ceil(H/p) x ceil(W/p).
+    (Upstream's strided convolution drops the trailing pixels instead; on inputs whose sides are
+    multiples of p both agree exactly.)
+    """
+
+    def __init__(self, config: CARLConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or CARLConfig()
+        self.patch_size = config.patch_size
+        self.spectral_tf = SpectralEncoder(config.spectral)
+        self.embedder = nn.Conv2d(1, config.spectral.embed_dim, kernel_size=config.patch_size,
+                                  stride=config.patch_size)
+        self.spatial_encoder = SpatialEncoder(config.spatial)
+        self.linear_connector = nn.Linear(config.spectral.embed_dim, self.spatial_encoder.embed_dim)
+
+    @property
+    def embed_dim(self) -> int:
+        """Width D_spat of the output features."""
+        return self.spatial_encoder.embed_dim
+
+    def pad_to_patch(self, img: Tensor) -> Tensor:
+        """Pad (B, C, H, W) at the bottom/right by edge replication to multiples of the patch size."""
+        p = self.patch_size
+        ph, pw = (-img.shape[-2]) % p, (-img.shape[-1]) % p
+        if ph or pw:
+            img = F.pad(img, (0, pw, 0, ph), mode="replicate")
+        return img
+
+    def embed_bands(self, img: Tensor) -> Tensor:
+        """(B, C, H, W) -> band tokens (B*h*w, C, D_spec) (H, W multiples of p)."""
+        b, c, height, width = img.shape
+        tokens = self.embedder(img.reshape(b * c, 1, height, width))  # (B*C, D, h, w)
+        d, h, w = tokens.shape[1:]
+        return tokens.view(b, c, d, h, w).permute(0, 3, 4, 1, 2).reshape(b * h * w, c, d)
+
+    def forward(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> CARLOutput:
+        """Encode an image.
+
+        Args:
+            img: (B, C, H, W) normalised image, any C >= 1, any H, W (padded internally to
+                multiples of the patch size).
+            wavelengths: (C,) or (B, C) band centre wavelengths in micrometres.
+            band_mask: optional (B, C) bool, True for real bands, False for padding bands
+                (see :func:`carl_geo.data.collate.pad_bands` style batching).
+
+        Returns:
+            :class:`CARLOutput` with ``spatial`` and ``spectral`` of shape (B, D_spat, h, w).
+        """
+        wl = check_inputs(img, wavelengths)
+        img = self.pad_to_patch(img)
+        b = img.shape[0]
+        h, w = img.shape[-2] // self.patch_size, img.shape[-1] // self.patch_size
+
+        queries = self.spectral_tf(self.embed_bands(img), wl, band_mask)["queries"]
+        spec = queries.sum(dim=1)
+        spec = F.layer_norm(spec, spec.shape[-1:])
+        spec = self.linear_connector(spec).view(b, h, w, -1)  # (B, h, w, D_spat)
+
+        spatial = self.spatial_encoder(spec)  # (B, h*w, D_spat)
+        spatial = spatial.transpose(1, 2).reshape(b, -1, h, w)
+        return CARLOutput(spatial=spatial, spectral=spec.permute(0, 3, 1, 2))

@@ -1,0 +1,206 @@
+"""Reading and writing CARL weights safely.
+
+Accepted files:
+
+* the published upstream CARL-SSL Lightning checkpoint (``ssl_checkpoint_carl.ckpt``):
+  ``state_dict`` with ``model.*`` (student, incl. SSL predictors) and ``teacher.*`` (EMA copy);
+* upstream downstream checkpoints (``state_dict`` with ``model.*`` backbone keys and a head);
+* carl_geo checkpoints (``.pt``/``.ckpt`` dicts with ``format == "carl_geo"``, carrying the config);
+* safetensors files (backbone tensors; config in the metadata when written by carl_geo);
+* a plain backbone state dict.
+
+Pickled files are always read with ``torch.load(..., weights_only=True)``: a file that needs
+arbitrary code to unpickle is refused with :class:`CheckpointError`, never executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from carl_geo.models.config import CARLConfig
+
+FORMAT = "carl_geo"
+FORMAT_VERSION = 1
+#: Backbone sub-modules of a CARL state dict (upstream ``CARLModel`` names).
+BACKBONE_PREFIXES = ("embedder.", "spectral_tf.", "linear_connector.", "spatial_encoder.")
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be used: unreadable, unsafe, or of the wrong layout."""
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a weights file without executing code.
+
+    Returns:
+        a dict with at least ``state_dict`` (str -> Tensor); carl_geo files also carry
+        ``format``, ``config`` and ``meta``.
+
+    Raises:
+        CheckpointError: missing, corrupt or unsafe file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to load {path}: it contains Python objects that only an unsafe unpickler "
+            f"can restore (torch.load weights_only=True rejected it: {str(e).splitlines()[0]}). "
+            "Re-save the weights as a plain state dict or safetensors."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: not a valid torch checkpoint ({e})") from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
+    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        return dict(obj)
+    if obj and all(isinstance(v, Tensor) for v in obj.values()):
+        return {"state_dict": dict(obj)}
+    raise CheckpointError(f"{path} has no 'state_dict' and is not a state dict (keys: {sorted(obj)[:8]})")
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: not a valid safetensors file ({e})") from None
+    out: dict[str, Any] = {"state_dict": state}
+    if metadata.get("format") == FORMAT:
+        out["format"] = FORMAT
+        out["config"] = json.loads(metadata["config"])
+        out["meta"] = json.loads(metadata.get("meta", "{}"))
+    return out
+
+
+def backbone_state_dict(state_dict: Mapping[str, Tensor], which: str = "student") -> dict[str, Tensor]:
+    """Extract the backbone weights (upstream ``CARLModel`` key names) from any known layout.
+
+    Args:
+        state_dict: a checkpoint's state dict.
+        which: ``"student"`` (the ``model.`` sub-tree) or ``"teacher"`` (the EMA ``teacher.``
+            sub-tree of an SSL checkpoint).
+
+    Raises:
+        CheckpointError: ``which="teacher"`` on a checkpoint without a teacher, or no backbone.
+    """
+    if which not in ("student", "teacher"):
+        raise ValueError(f"which must be 'student' or 'teacher', got {which!r}")
+    candidates = ("teacher.",) if which == "teacher" else ("model.", "backbone.", "model.backbone.", "")
+    for prefix in sorted(candidates, key=len, reverse=True):
+        sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        sub = {k: v for k, v in sub.items() if k.startswith(BACKBONE_PREFIXES)}
+        if sub:
+            return sub
+    if which == "teacher":
+        raise CheckpointError("this checkpoint has no 'teacher.*' weights (it is not a CARL-SSL checkpoint)")
+    raise CheckpointError(
+        "no CARL backbone weights found: expected keys like 'model.embedder.weight' or 'embedder.weight', "
+        f"got e.g. {sorted(state_dict)[:5]}"
+    )
+
+
+def load_backbone_weights(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
+    """``model.load_state_dict(state_dict, strict=True)`` with an error that names the problem.
+
+    Raises:
+        CheckpointError: listing missing keys, unexpected keys and shape mismatches.
+    """
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state_dict))
+        if tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+            if items:
+                more = f" (+{len(items) - 10} more)" if len(items) > 10 else ""
+                parts.append(f"{len(items)} {title}: {', '.join(items[:10])}{more}")
+        raise CheckpointError(
+            "checkpoint does not match this CARL architecture; " + "; ".join(parts)
+            + ". Pass the config the weights were trained with (e.g. config=tiny_config())."
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_carl(path: str | os.PathLike, config: CARLConfig | None = None, which: str = "student") -> nn.Module:
+    """Build a :class:`~carl_geo.models.carl.CARL` and load weights from ``path``.
+
+    Args:
+        path: any accepted weights file (see module docstring).
+        config: the architecture; defaults to the config stored in a carl_geo file, else the
+            upstream ``hyper_parameters['model_kwargs']`` if present, else the published config.
+        which: ``"student"`` or ``"teacher"`` (SSL checkpoints only).
+
+    Returns:
+        the model in eval mode on CPU.
+    """
+    from carl_geo.models.carl import CARL
+
+    ckpt = read_checkpoint(path)
+    if config is None:
+        config = config_from_checkpoint(ckpt)
+    model = CARL(config)
+    try:
+        load_backbone_weights(model, backbone_state_dict(ckpt["state_dict"], which))
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return model.eval()
+
+
+def config_from_checkpoint(ckpt: Mapping[str, Any]) -> CARLConfig:
+    """The architecture stored in a checkpoint, or the published config when none is stored."""
+    if ckpt.get("format") == FORMAT and "config" in ckpt:
+        return CARLConfig.from_dict(ckpt["config"])
+    hp = ckpt.get("hyper_parameters") or {}
+    for key in ("model_kwargs", "downstream_model_kwargs"):
+        if isinstance(hp.get(key), Mapping):
+            return CARLConfig.from_upstream(hp[key])
+    return CARLConfig()
+
+
+def save_carl(model: nn.Module, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> Path:
+    """Save a CARL backbone with its config: safetensors if ``path`` ends in ``.safetensors``,
+    else a ``weights_only``-loadable torch file. ``meta`` must be JSON-serialisable.
+
+    The file is written to a temporary name and renamed on success.
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    config = model.config.to_dict()
+    meta = dict(meta or {})
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, str(tmp), metadata={"format": FORMAT, "config": json.dumps(config),
+                                                 "meta": json.dumps(meta)})
+        else:
+            torch.save({"format": FORMAT, "version": FORMAT_VERSION, "kind": "backbone",
+                        "config": config, "meta": meta, "state_dict": state}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

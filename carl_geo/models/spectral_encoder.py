@@ -1,0 +1,209 @@
+"""CARL's spectral encoder: wavelength-encoded band tokens, learned queries, and blocks that
+alternate self-attention among the band tokens with cross-attention from the queries.
+
+Module and parameter names follow the upstream implementation so that its state dict loads
+with ``strict=True`` (``queries``, ``queries_pos_enc``, ``blocks.{i}.{norm1,attn.{q,k,v,proj},
+ls1.gamma,norm2,mlp.{fc1,fc2},ls2.gamma}``, ``norm``, ``positional_embedding.dims``).
+
+Shapes: N = number of token columns (B * h * w for a batch of images), C = bands,
+D = ``embed_dim``, Q = ``n_queries``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from carl_geo.models.config import SpectralEncoderConfig
+
+
+class WavelengthEncoding(nn.Module):
+    """Random Fourier encoding of wavelengths (µm), deterministic across runs.
+
+    ``dims`` = 2π·σ·randn(D/2) from a generator seeded 0, each value repeated twice;
+    the encoding of w is sin(w·dims) on even channels and cos(w·dims) on odd channels.
+    The global torch RNG is left untouched.
+    """
+
+    def __init__(self, embed_dim: int, sigma: float) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.sigma = sigma
+        self.register_buffer("dims", wavelength_frequencies(embed_dim, sigma), persistent=True)
+
+    def forward(self, wavelengths: Tensor) -> Tensor:
+        """(..., C) wavelengths in µm -> (..., C, D) encoding."""
+        if self.sigma == 0:
+            return wavelengths.new_zeros(*wavelengths.shape, self.embed_dim)
+        angles = wavelengths.unsqueeze(-1) * self.dims
+        out = torch.empty_like(angles)
+        out[..., 0::2] = torch.sin(angles[..., 0::2])
+        out[..., 1::2] = torch.cos(angles[..., 1::2])
+        return out
+
+
+def wavelength_frequencies(embed_dim: int, sigma: float) -> Tensor:
+    """The upstream's deterministic frequencies (D,) for :class:`WavelengthEncoding`."""
+    gen = torch.Generator().manual_seed(0)
+    half = 2 * torch.tensor(math.pi) * (torch.randn(embed_dim // 2, generator=gen) * sigma)
+    return half.repeat_interleave(2)[:embed_dim].contiguous()
+
+
+def sincos_1d(embed_dim: int, length: int, theta: float = 10000.0) -> Tensor:
+    """Fixed 1-D sin-cos position encoding (length, D): sin on the first D/2 channels,
+    cos on the last D/2 (MAE convention), computed in float64 then cast to float32."""
+    omega = torch.arange(embed_dim // 2, dtype=torch.float64) / (embed_dim / 2.0)
+    omega = 1.0 / theta**omega
+    out = torch.arange(length, dtype=torch.float64)[:, None] * omega[None, :]
+    return torch.cat([out.sin(), out.cos()], dim=1).float()
+
+
+class Attention(nn.Module):
+    """Multi-head attention with separate q/k/v projections (self- or cross-attention).
+
+    ``attn_mask``: optional boolean (N, 1, 1, C_k) mask, True where a key may be attended.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.k = nn.Linear(dim, dim, bias=qkv_bias)
+        self.v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        n, length, _ = x.shape
+        return x.view(n, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        n, length, dim = q.shape
+        out = F.scaled_dot_product_attention(
+            self._heads(self.q(q)), self._heads(self.k(k)), self._heads(self.v(v)), attn_mask=attn_mask
+        )
+        return self.proj(out.transpose(1, 2).reshape(n, length, dim))
+
+
+class Mlp(nn.Module):
+    """Two-layer GELU MLP (``fc1``, ``fc2``)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class LayerScale(nn.Module):
+    """Per-channel learnable scale ``gamma``."""
+
+    def __init__(self, dim: int, init_value: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(init_value * torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma
+
+
+class SpectralBlock(nn.Module):
+    """Pre-norm transformer block with layer scale.
+
+    Self-attention blocks update the band tokens; cross-attention blocks update the queries
+    from the band tokens (one ``norm1`` is applied to queries, keys and values, as upstream).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
+                 layer_scale: float, cross: bool) -> None:
+        super().__init__()
+        self.cross = cross
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.ls1 = LayerScale(dim, layer_scale)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim, layer_scale)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, attn_mask: Tensor | None = None) -> Tensor:
+        """x: (N, L, D) tokens to update; context: (N, C, D) band tokens (cross blocks only)."""
+        h = self.norm1(x)
+        kv = h if context is None else self.norm1(context)
+        x = x + self.ls1(self.attn(h, kv, kv, attn_mask))
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+class SpectralEncoder(nn.Module):
+    """Turns the C band tokens of each patch into Q query embeddings.
+
+    Args:
+        config: the spectral encoder settings.
+    """
+
+    def __init__(self, config: SpectralEncoderConfig) -> None:
+        super().__init__()
+        c = config
+        self.embed_dim = c.embed_dim
+        self.n_queries = c.n_queries
+        self.queries = nn.Parameter(torch.zeros(1, c.n_queries, c.embed_dim))
+        self.queries_pos_enc = nn.Parameter(
+            sincos_1d(c.embed_dim, c.n_queries).unsqueeze(0), requires_grad=False
+        )
+        self.blocks = nn.ModuleList(
+            SpectralBlock(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, c.layer_scale, cross=i % 2 == 1)
+            for i in range(c.depth)
+        )
+        self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
+        self.positional_embedding = WavelengthEncoding(c.embed_dim, c.pos_enc_sigma)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.trunc_normal_(self.queries, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, tokens: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> dict[str, Tensor]:
+        """Encode band tokens.
+
+        Args:
+            tokens: (B*h*w, C, D) band tokens; rows ordered as (b, h, w).
+            wavelengths: (B, C) wavelengths in µm; each sample's encoding is repeated for its
+                h*w token columns.
+            band_mask: optional (B, C) bool, True for real bands. Masked (padded) bands take
+                no part in attention, so a padded sample's output equals its unpadded output.
+
+        Returns:
+            dict with ``queries`` (B*h*w, Q, D) after the final norm and ``spectral_tokens``
+            (B*h*w, C, D).
+        """
+        n = tokens.shape[0]
+        b = wavelengths.shape[0]
+        if n % b:
+            raise ValueError(f"{n} token columns are not a multiple of the batch size {b}")
+        repeats = n // b
+        pos = self.positional_embedding(wavelengths)  # (B, C, D)
+        x = tokens + (pos.repeat_interleave(repeats, dim=0) if repeats > 1 else pos)
+
+        attn_mask = None
+        if band_mask is not None:
+            attn_mask = band_mask.bool()[:, None, None, :]  # (B, 1, 1, C)
+            if repeats > 1:
+                attn_mask = attn_mask.repeat_interleave(repeats, dim=0)
+
+        queries = (self.queries + self.queries_pos_enc).expand(n, -1, -1)
+        for blk in self.blocks:
+            if blk.cross:
+                queries = blk(queries, x, attn_mask)
+            else:
+                x = blk(x, None, attn_mask)
+        return {"queries": self.norm(queries), "spectral_tokens": x}
