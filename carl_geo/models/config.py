@@ -125,11 +125,15 @@ def published_config() -> CARLConfig:
 
 def tiny_config() -> CARLConfig:
     """A small CARL for tests and CPU demos: spectral 64 wide, depth 4, 4 heads, 4 queries,
-    patch 8; spatial EVA02 narrowed to 128 wide, 2 heads, 2 blocks (~0.9 M parameters).
-    Same architecture family as the upstream parity fixture ``fixtures_tiny.pt``."""
+    patch 8; spatial EVA02 narrowed to 128 wide, 2 heads, 2 blocks (~0.7 M parameters).
+    Same architecture family as the upstream parity fixture ``fixtures_tiny.pt``.
+
+    Its layer-scale gammas start at 1.0 (upstream starts at 1e-5 because it initialises the
+    spectral blocks from DINOv2): a tiny model is trained from scratch, and with 1e-5 its
+    randomly initialised spectral blocks would barely react to the input."""
     return CARLConfig(
         patch_size=8,
-        spectral=SpectralEncoderConfig(embed_dim=64, depth=4, num_heads=4, n_queries=4),
+        spectral=SpectralEncoderConfig(embed_dim=64, depth=4, num_heads=4, n_queries=4, layer_scale=1.0),
         spatial=SpatialEncoderConfig(
             model_name="eva02_base_patch14_224",
             depth=2,

@@ -1,3 +1,149 @@
-"""Placeholder; replaced below."""
+"""CARL in torchgeo's model API: ``torchgeo.models.get_model("carl")`` and friends.
+
+torchgeo (0.8 - 0.10) has no public hook for third-party models: ``get_model``,
+``get_model_weights``, ``get_weight`` and ``list_models`` read two module-level dicts in
+``torchgeo.models.api`` (``_model`` and ``_model_weights``). Registration therefore adds CARL's
+builders and weights enum to those dicts, here and nowhere else, and is a no-op when torchgeo is
+not installed (the model itself needs only torch and timm).
+
+Weights never download: the published CARL-SSL checkpoint is hosted on a research data
+repository that offline machines cannot reach. Put the file (``ssl_checkpoint_carl.ckpt``) at
+``$CARL_GEO_WEIGHTS`` or in ``$CARL_GEO_HOME`` (default ``~/.cache/carl_geo``), or pass a path
+with ``carl_geo.load_carl(path)``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from carl_geo.models.carl import CARL
+from carl_geo.models.checkpoint import backbone_state_dict, load_backbone_weights, read_checkpoint
+from carl_geo.models.config import published_config, tiny_config
+
+PUBLISHED_URL = "https://zenodo.org/records/18671944/files/ssl_checkpoint_carl.ckpt"
+PUBLISHED_FILENAME = "ssl_checkpoint_carl.ckpt"
+
+
+class ImageStandardize(nn.Module):
+    """CARL's input normalisation: one scalar mean and std per image over all bands,
+    ``(img - mean) / (std + 1e-6)``. Input and output (B, C, H, W) or (C, H, W)."""
+
+    def forward(self, img: Tensor) -> Tensor:
+        dims = tuple(range(img.ndim - 3, img.ndim))
+        mean = img.mean(dim=dims, keepdim=True)
+        std = img.std(dim=dims, keepdim=True)
+        return (img - mean) / (std + 1e-6)
+
+
+CARL_META: dict[str, Any] = {
+    "model": "carl",
+    "publication": "https://arxiv.org/abs/2504.19223",
+    "repo": "https://github.com/IMSY-DKFZ/CARL",
+    "license": "Apache-2.0 (upstream code); weights: see the Zenodo record 18671944",
+    "ssl_method": "carl-ssl",
+    "dataset": "HySpecNet-11k, BigEarthNet, SpectralEarth",
+    "in_chans": None,
+    "bands": "any: pass each band's centre wavelength in micrometres",
+    "wavelength_conditioned": True,
+    "wavelength_unit": "um",
+    "normalization": "one scalar mean/std per image over all bands: (img - mean) / (std + 1e-6)",
+    "patch_size": 8,
+    "filename": PUBLISHED_FILENAME,
+    "config": "published",
+}
+
+
+def local_weights_path(filename: str = PUBLISHED_FILENAME) -> Path:
+    """Where carl_geo looks for a weights file: ``$CARL_GEO_WEIGHTS`` if set, else
+    ``$CARL_GEO_HOME/<filename>`` (default home ``~/.cache/carl_geo``)."""
+    env = os.environ.get("CARL_GEO_WEIGHTS")
+    if env:
+        return Path(env).expanduser()
+    home = Path(os.environ.get("CARL_GEO_HOME", "~/.cache/carl_geo")).expanduser()
+    return home / filename
+
+
+def _load_published(model: CARL, which: str = "student") -> CARL:
+    path = local_weights_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"CARL-SSL weights not found at {path}. carl_geo never downloads at run time: fetch "
+            f"{PUBLISHED_URL} on a machine with internet access and place it there "
+            "(or set CARL_GEO_WEIGHTS=/path/to/ssl_checkpoint_carl.ckpt)."
+        )
+    load_backbone_weights(model, backbone_state_dict(read_checkpoint(path)["state_dict"], which))
+    return model
+
+
+def carl(weights: Any = None, *args: Any, **kwargs: Any) -> CARL:
+    """CARL backbone, published configuration (spectral 384/8 blocks/8 queries, patch 8,
+    EVA02-base spatial encoder truncated to 8 blocks).
+
+    If you use this model in your research, please cite https://arxiv.org/abs/2504.19223.
+
+    Args:
+        weights: ``CARL_Weights.CARL_SSL`` (loaded from a local file, see module docs) or None.
+    """
+    model = CARL(published_config())
+    if weights is not None:
+        _load_published(model)
+    return model
+
+
+def carl_tiny(weights: Any = None, *args: Any, **kwargs: Any) -> CARL:
+    """A tiny CARL (spectral 64 wide, EVA02 narrowed to 128 wide, 2 blocks) for tests and CPU demos.
+    No published weights exist for it."""
+    if weights is not None:
+        raise ValueError("carl_tiny has no published weights; use weights=None")
+    return CARL(tiny_config())
+
+
+_weights_enums: tuple[type, type] | None = None
+
+
+def weights_enums() -> tuple[type, type]:
+    """``(CARL_Weights, CARLTiny_Weights)``: torchgeo ``WeightsEnum`` classes of the published
+    CARL-SSL checkpoint and of the tiny config (no published weights). Built on first use
+    (torchvision import)."""
+    global _weights_enums
+    if _weights_enums is None:
+        from torchvision.models._api import Weights, WeightsEnum
+
+        class CARL_Weights(WeightsEnum):  # type: ignore[misc]
+            """CARL-SSL weights (IMSY-DKFZ, ICLR 2026), wavelength-conditioned, any band count."""
+
+            CARL_SSL = Weights(url=PUBLISHED_URL, transforms=ImageStandardize(), meta=dict(CARL_META))
+
+            def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+                """The backbone state dict from the local file (never downloads)."""
+                return _load_published(CARL(published_config())).state_dict()
+
+        class CARLTiny_Weights(WeightsEnum):  # type: ignore[misc]
+            """No published weights exist for the tiny CARL."""
+
+        _weights_enums = (CARL_Weights, CARLTiny_Weights)
+    return _weights_enums
+
+
 def register_with_torchgeo() -> bool:
-    return False
+    """Add ``carl`` and ``carl_tiny`` to torchgeo's model registry; False if torchgeo is absent.
+
+    Set ``CARL_GEO_NO_TORCHGEO=1`` to skip (saves torchgeo's import time in tools that do not
+    need its registry)."""
+    if os.environ.get("CARL_GEO_NO_TORCHGEO") or importlib.util.find_spec("torchgeo") is None:
+        return False
+    from torchgeo.models import api
+
+    enum, tiny_enum = weights_enums()
+    api._model.setdefault("carl", carl)
+    api._model.setdefault("carl_tiny", carl_tiny)
+    api._model_weights.setdefault("carl", enum)
+    api._model_weights.setdefault(carl, enum)
+    api._model_weights.setdefault("carl_tiny", tiny_enum)
+    api._model_weights.setdefault(carl_tiny, tiny_enum)
+    return True

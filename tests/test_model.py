@@ -1,0 +1,128 @@
+"""The CARL backbone: shapes, input checks, band-order invariance, padding and band masks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import carl_geo
+from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
+
+
+def test_output_shapes_any_band_count(tiny_model):
+    for c in (1, 3, 13, 40):
+        x = torch.randn(2, c, 32, 24)
+        out = tiny_model(x, torch.linspace(0.4, 2.4, c))
+        assert out.spatial.shape == (2, 128, 4, 3)
+        assert out.spectral.shape == (2, 128, 4, 3)
+        assert torch.isfinite(out.spatial).all()
+
+
+def test_wavelengths_per_sample_equal_shared(tiny_model, s2_wavelengths):
+    x = torch.randn(2, 13, 16, 16)
+    with torch.no_grad():
+        a = tiny_model(x, s2_wavelengths).spatial
+        b = tiny_model(x, s2_wavelengths.expand(2, -1)).spatial
+    torch.testing.assert_close(a, b)
+
+
+def test_wavelengths_change_the_output(tiny_model, s2_wavelengths):
+    x = torch.randn(1, 13, 16, 16)
+    with torch.no_grad():
+        a = tiny_model(x, s2_wavelengths).spatial
+        b = tiny_model(x, s2_wavelengths + 0.3).spatial
+    assert (a - b).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("img_shape", "wl_shape", "match"),
+    [
+        ((1, 13, 16, 16), (12,), "13 bands but 12 wavelengths"),
+        ((2, 4, 16, 16), (3, 4), r"\(C,\) or \(B, C\)"),
+        ((13, 16, 16), (13,), r"\(B, C, H, W\)"),
+    ],
+)
+def test_shape_mismatch_is_clear_valueerror(tiny_model, img_shape, wl_shape, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model(torch.randn(*img_shape), torch.full(wl_shape, 0.5))
+
+
+def test_nanometres_are_refused(tiny_model):
+    with pytest.raises(ValueError, match="nanometres: divide by 1000"):
+        tiny_model(torch.randn(1, 3, 16, 16), torch.tensor([665.0, 560.0, 490.0]))
+
+
+def test_nonfinite_wavelengths_are_refused(tiny_model):
+    with pytest.raises(ValueError, match="NaN"):
+        tiny_model(torch.randn(1, 2, 16, 16), torch.tensor([0.5, float("nan")]))
+
+
+def test_band_order_invariance(tiny_model, s2_wavelengths):
+    torch.manual_seed(3)
+    x = torch.randn(2, 13, 24, 24)
+    perm = torch.randperm(13)
+    with torch.no_grad():
+        a = tiny_model(x, s2_wavelengths)
+        b = tiny_model(x[:, perm], s2_wavelengths[perm])
+    torch.testing.assert_close(a.spatial, b.spatial, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(a.spectral, b.spectral, rtol=1e-4, atol=1e-4)
+    # permuting only the bands (not their wavelengths) is a different input
+    with torch.no_grad():
+        c = tiny_model(x[:, perm], s2_wavelengths)
+    assert (a.spatial - c.spatial).abs().max() > 1e-3
+
+
+def test_padding_to_patch_size(tiny_model):
+    x = torch.randn(1, 3, 37, 29)
+    wl = torch.tensor([0.49, 0.56, 0.665])
+    with torch.no_grad():
+        out = tiny_model(x, wl)
+        assert out.spatial.shape[-2:] == (5, 4)  # ceil(37/8), ceil(29/8)
+        padded = torch.nn.functional.pad(x, (0, 3, 0, 3), mode="replicate")
+        torch.testing.assert_close(out.spatial, tiny_model(padded, wl).spatial)
+
+
+def test_band_mask_padding_equals_unpadded(tiny_model):
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 16, 16)
+    wl = torch.tensor([[0.45, 0.55, 0.65, 0.85, 1.6], [0.5, 0.6, 0.7, 0.9, 2.2]])
+    padded = torch.cat([x, torch.randn(2, 3, 16, 16) * 50], dim=1)
+    wl_padded = torch.cat([wl, torch.full((2, 3), 0.7)], dim=1)
+    mask = torch.tensor([[True] * 5 + [False] * 3] * 2)
+    with torch.no_grad():
+        a = tiny_model(x, wl).spatial
+        b = tiny_model(padded, wl_padded, band_mask=mask).spatial
+        c = tiny_model(padded, wl_padded).spatial
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert (a - c).abs().max() > 1e-2
+
+
+def test_segmenter_and_embedder_full_resolution(tiny_model):
+    x = torch.randn(2, 6, 37, 29)
+    wl = torch.tensor(carl_geo.get_sensor("landsat7_etm").wavelengths)
+    for head in ("linear", "progressive"):
+        seg = CARLSegmenter(tiny_model, num_classes=7, head=head).eval()
+        assert seg(x, wl).shape == (2, 7, 37, 29)
+    emb = CARLEmbedder(tiny_model)
+    assert emb(x, wl).shape == (2, emb.out_channels, 37, 29)
+
+
+def test_gradients_reach_every_trainable_parameter():
+    model = carl_geo.CARL(carl_geo.tiny_config())
+    out = model(torch.randn(2, 4, 16, 16), torch.tensor([0.49, 0.56, 0.665, 0.842]))
+    (out.spatial.square().mean() + out.spectral.square().mean()).backward()
+    unused = {"spatial_encoder.net.patch_embed.proj.weight", "spatial_encoder.net.patch_embed.proj.bias",
+              "spatial_encoder.net.fc_norm.weight", "spatial_encoder.net.fc_norm.bias"}
+    for name, p in model.named_parameters():
+        if p.requires_grad and name not in unused:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_configs():
+    pub = carl_geo.published_config()
+    assert (pub.spectral.embed_dim, pub.spectral.depth, pub.spectral.num_heads, pub.spectral.n_queries) == (384, 8, 6, 8)
+    assert pub.patch_size == 8 and pub.spatial.depth == 8
+    assert carl_geo.CARLConfig.from_upstream(pub.to_upstream()) == pub
+    assert carl_geo.CARLConfig.from_dict(carl_geo.tiny_config().to_dict()) == carl_geo.tiny_config()
+    with pytest.raises(ValueError, match="unknown CARL config"):
+        carl_geo.get_config("huge")
