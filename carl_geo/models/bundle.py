@@ -155,7 +155,7 @@ def load_bundle(path: str | os.PathLike, config: CARLConfig | None = None, which
     Raises:
         CheckpointError: unreadable, unsafe or inconsistent file.
     """
-    ckpt = read_checkpoint(path)
+    ckpt = _from_lightning(read_checkpoint(path))
     cfg = config or config_from_checkpoint(ckpt)
     kind = ckpt.get("kind") if ckpt.get("format") == FORMAT else None
     try:
@@ -170,7 +170,7 @@ def load_bundle(path: str | os.PathLike, config: CARLConfig | None = None, which
             if kind != "features":
                 state = backbone_state_dict(state, which)
             else:
-                state = {k[len("backbone."):]: v for k, v in state.items()}
+                state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
             load_backbone_weights(model.backbone, state)
             task = "features"
         return ModelBundle(
@@ -188,6 +188,21 @@ def load_bundle(path: str | os.PathLike, config: CARLConfig | None = None, which
         raise CheckpointError(f"{path}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: malformed carl_geo model file ({type(e).__name__}: {e})") from None
+
+
+def _from_lightning(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A Lightning checkpoint of a carl_geo task (:mod:`carl_geo.trainers`) stores the bundle facts
+    under ``"carl_geo"``; return it in the bundle layout (task prefix stripped from the weights).
+    Classification checkpoints become feature bundles of their backbone."""
+    extra = ckpt.get("carl_geo")
+    if not isinstance(extra, Mapping):
+        return ckpt
+    extra = dict(extra)
+    prefix = extra.pop("state_dict_prefix", "")
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if extra.get("kind") != "segmentation":
+        extra["kind"] = "features"
+    return {**extra, "format": FORMAT, "state_dict": state}
 
 
 def make_bundle(model: nn.Module, *, class_names: Sequence[str] = (), colors: Sequence[Sequence[int]] = (),

@@ -1,0 +1,111 @@
+"""Model throughput of the CARL backbone: images/s and Mpixel/s per config, band count and mode.
+
+Modes: ``fp32`` (plain float32 eager), ``bf16`` (bf16 autocast, eager), ``bf16-compile``
+(bf16 autocast + ``torch.compile``). Writes ``bench_model.json``, ``bench_model.md`` and
+``bench_model.png`` (bar chart) to ``--out``.
+
+Examples::
+
+    python benchmarks/bench_model.py --device cpu --configs tiny,published --bands 13,202 --batch 1 --modes fp32
+    python benchmarks/bench_model.py --device cuda --configs published --bands 13,202 --batch 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import carl_geo
+
+
+def time_forward(model: torch.nn.Module, x: torch.Tensor, wl: torch.Tensor, mode: str, device: str,
+                 warmup: int, iters: int, min_seconds: float) -> tuple[float, float]:
+    """Mean seconds per forward and peak device memory (GiB, CUDA only)."""
+    dtype = torch.bfloat16 if mode.startswith("bf16") else None
+    fn = torch.compile(model) if mode.endswith("compile") else model
+
+    def step() -> None:
+        with torch.inference_mode(), torch.autocast(device_type=device, dtype=dtype or torch.float32,
+                                                    enabled=dtype is not None):
+            fn(x, wl)
+
+    for _ in range(warmup):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    n, start = 0, time.perf_counter()
+    while n < iters or time.perf_counter() - start < min_seconds:
+        step()
+        n += 1
+    if device == "cuda":
+        torch.cuda.synchronize()
+    elapsed = (time.perf_counter() - start) / n
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+    return elapsed, peak
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--configs", default="tiny,published")
+    p.add_argument("--bands", default="13,202")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--modes", default="fp32,bf16,bf16-compile")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--min-seconds", type=float, default=2.0)
+    p.add_argument("--out", default="benchmarks/results")
+    args = p.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for cfg in args.configs.split(","):
+        model = carl_geo.CARL(carl_geo.get_config(cfg)).eval().to(args.device)
+        for c in (int(b) for b in args.bands.split(",")):
+            x = torch.randn(args.batch, c, args.size, args.size, device=args.device)
+            wl = torch.linspace(0.4, 2.4, c, device=args.device)
+            for mode in args.modes.split(","):
+                sec, peak = time_forward(model, x, wl, mode, args.device, args.warmup, args.iters, args.min_seconds)
+                row = {"config": cfg, "bands": c, "batch": args.batch, "size": args.size, "mode": mode,
+                       "ms_per_batch": 1000 * sec, "images_per_s": args.batch / sec,
+                       "mpixel_per_s": args.batch * args.size**2 / sec / 1e6, "peak_gib": peak}
+                rows.append(row)
+                print(f"{cfg:9s} C={c:3d} B={args.batch:2d} {mode:13s} {row['ms_per_batch']:9.1f} ms/batch "
+                      f"{row['images_per_s']:8.1f} img/s {row['mpixel_per_s']:7.3f} Mpx/s peak {peak:.2f} GiB", flush=True)
+
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
+    meta = {"device": device_name, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    (out / "bench_model.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [f"Device: {device_name}, torch {torch.__version__}, {meta['threads']} threads", "",
+             "| config | bands | batch | size | mode | ms/batch | images/s | Mpixel/s | peak GiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['config']} | {r['bands']} | {r['batch']} | {r['size']} | {r['mode']} | {r['ms_per_batch']:.1f} | "
+              f"{r['images_per_s']:.1f} | {r['mpixel_per_s']:.3f} | {r['peak_gib']:.2f} |" for r in rows]
+    (out / "bench_model.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.9), 4))
+    labels = [f"{r['config']}\nC={r['bands']}\n{r['mode']}" for r in rows]
+    ax.bar(range(len(rows)), [r["images_per_s"] for r in rows], color="tab:blue")
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_ylabel("images / s")
+    ax.set_title(f"CARL forward, {args.size}x{args.size}, batch {args.batch}, {device_name}")
+    fig.tight_layout()
+    fig.savefig(out / "bench_model.png", dpi=120)
+    print(f"wrote {out}/bench_model.{{json,md,png}}")
+
+
+if __name__ == "__main__":
+    main()

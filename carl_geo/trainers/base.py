@@ -1,0 +1,88 @@
+"""Shared parts of the CARL tasks: backbone construction, optimiser, batch unpacking.
+
+The tasks subclass torchgeo's ``BaseTask`` (``torchgeo.tasks`` in torchgeo >= 0.9,
+``torchgeo.trainers`` in 0.8), which saves hyper-parameters and calls ``configure_models``,
+``configure_losses`` and ``configure_metrics``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from carl_geo.models.carl import CARL
+from carl_geo.models.checkpoint import load_carl
+from carl_geo.models.config import get_config
+
+try:  # torchgeo >= 0.9
+    from torchgeo.tasks import BaseTask
+except ImportError:  # torchgeo 0.8
+    from torchgeo.trainers import BaseTask  # type: ignore[no-redef]
+
+MODES = ("linear", "finetune", "scratch")
+
+
+def build_backbone(config: str, weights: str | None, which: str = "student") -> CARL:
+    """A CARL backbone: from a weights file (any format :func:`load_carl` accepts; its stored
+    config wins over ``config``) or randomly initialised from the named config."""
+    if weights:
+        return load_carl(weights, None if config == "published" else get_config(config), which=which)
+    return CARL(get_config(config))
+
+
+class CARLTaskBase(BaseTask):
+    """Common behaviour. Subclasses set ``self.model`` (backbone at ``self.model.backbone``)."""
+
+    monitor = "val_loss"
+    ignore = None  # torchgeo's BaseTask drops a ``weights`` argument; ours is a file path worth keeping
+
+    def _setup_backbone_mode(self) -> None:
+        mode = self.hparams["mode"]
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "linear":
+            for p in self.model.backbone.parameters():
+                p.requires_grad_(False)
+
+    def on_train_epoch_start(self) -> None:
+        if self.hparams["mode"] == "linear":
+            self.model.backbone.eval()  # frozen: no dropout / batch-norm updates
+
+    def configure_optimizers(self) -> Any:
+        """AdamW; the backbone gets ``lr * backbone_lr_factor`` in ``finetune`` mode, nothing in
+        ``linear`` mode; ReduceLROnPlateau on ``val_loss``."""
+        lr = self.hparams["lr"]
+        backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        backbone_ids = {id(p) for p in self.model.backbone.parameters()}
+        head = [p for p in self.model.parameters() if p.requires_grad and id(p) not in backbone_ids]
+        factor = self.hparams["backbone_lr_factor"] if self.hparams["mode"] == "finetune" else 1.0
+        groups = [{"params": head, "lr": lr}]
+        if backbone:
+            groups.append({"params": backbone, "lr": lr * factor})
+        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=self.hparams["weight_decay"])
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=self.hparams["patience"])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor}}
+
+    def forward(self, image: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> Tensor:
+        return self.model(image, wavelengths, band_mask)
+
+    def _logits(self, batch: dict[str, Any]) -> Tensor:
+        return self(batch["image"], batch["wavelengths"], batch.get("band_mask"))
+
+    def bundle_fields(self) -> dict[str, Any]:
+        """What :func:`carl_geo.load_bundle` needs besides the weights (stored in the checkpoint)."""
+        return {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the model-bundle facts (plain types) so the tiled predictor can load the Lightning
+        checkpoint with no extra arguments."""
+        checkpoint["carl_geo"] = self.bundle_fields()
+
+
+def freeze_report(model: nn.Module) -> str:
+    """'N trainable / M total parameters' for logs."""
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    m = sum(p.numel() for p in model.parameters())
+    return f"{n:,} trainable / {m:,} total parameters"

@@ -1,0 +1,108 @@
+"""Semantic segmentation with CARL (torchgeo task style)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
+
+from carl_geo.models.bundle import default_colors
+from carl_geo.models.segmentation import CARLSegmenter
+from carl_geo.trainers.base import CARLTaskBase, build_backbone
+
+
+class CARLSegmentationTask(CARLTaskBase):
+    """Pixel-wise classification: batches with ``image`` (B, C, H, W), ``wavelengths`` (B, C) µm,
+    optional ``band_mask`` (B, C) and ``mask`` (B, H, W) int64 class indices.
+
+    Args:
+        num_classes: K.
+        config: ``"tiny"`` or ``"published"`` (ignored when ``weights`` stores its own config).
+        weights: backbone weights file (published CARL-SSL checkpoint, carl_geo file, safetensors).
+        mode: ``"linear"`` (frozen backbone, upstream's linear probe), ``"finetune"`` (backbone at
+            ``lr * backbone_lr_factor``) or ``"scratch"`` (everything at ``lr``).
+        head: ``"linear"`` (1x1 conv) or ``"progressive"`` (light upsampling decoder).
+        lr, backbone_lr_factor, weight_decay, patience: optimiser settings.
+        ignore_index: label value excluded from loss and metrics.
+        class_names, colors, wavelengths, band_names, sensor: stored in checkpoints for the predictor.
+    """
+
+    def __init__(self, num_classes: int, config: str = "tiny", weights: str | None = None, mode: str = "finetune",
+                 head: str = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1, weight_decay: float = 1e-2,
+                 patience: int = 10, ignore_index: int | None = None, class_names: list[str] | None = None,
+                 colors: list[list[int]] | None = None, wavelengths: list[float] | None = None,
+                 band_names: list[str] | None = None, sensor: str | None = None) -> None:
+        super().__init__()
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.model = CARLSegmenter(build_backbone(hp["config"], hp["weights"]), hp["num_classes"], hp["head"])
+        self._setup_backbone_mode()
+
+    def configure_losses(self) -> None:
+        ignore = self.hparams["ignore_index"]
+        self.criterion = nn.CrossEntropyLoss(ignore_index=-100 if ignore is None else ignore)
+
+    def configure_metrics(self) -> None:
+        k, ignore = self.hparams["num_classes"], self.hparams["ignore_index"]
+        metrics = MetricCollection({
+            "OverallAccuracy": MulticlassAccuracy(k, average="micro", ignore_index=ignore),
+            "MeanIoU": MulticlassJaccardIndex(k, average="macro", ignore_index=ignore),
+            "F1": MulticlassF1Score(k, average="macro", ignore_index=ignore),
+        })
+        self.train_metrics = metrics.clone(prefix="train_")
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+        self.test_iou = MulticlassJaccardIndex(k, average="none", ignore_index=ignore)
+
+    def _step(self, batch: dict[str, Any], metrics: MetricCollection, stage: str) -> torch.Tensor:
+        logits = self._logits(batch)
+        target = batch["mask"].long()
+        loss = self.criterion(logits, target)
+        metrics.update(logits.argmax(1), target)
+        self.log(f"{stage}_loss", loss, batch_size=target.shape[0], prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, self.train_metrics, "train")
+        self.log_dict(self.train_metrics)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, self.val_metrics, "val")
+        self.log_dict(self.val_metrics, prog_bar=True)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, self.test_metrics, "test")
+        self.test_iou.update(self._logits(batch).argmax(1), batch["mask"].long())
+        self.log_dict(self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        names = self.class_names()
+        for name, iou in zip(names, self.test_iou.compute().tolist()):
+            self.log(f"test_IoU_{name}", iou)
+        self.test_iou.reset()
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self._logits(batch).softmax(dim=1)
+
+    def class_names(self) -> list[str]:
+        return list(self.hparams["class_names"] or [f"class {i}" for i in range(self.hparams["num_classes"])])
+
+    def bundle_fields(self) -> dict[str, Any]:
+        hp = self.hparams
+        return {
+            "kind": "segmentation",
+            "config": self.model.backbone.config.to_dict(),
+            "head": self.model.head_config(),
+            "classes": self.class_names(),
+            "colors": [list(c) for c in (hp["colors"] or default_colors(hp["num_classes"]))],
+            "wavelengths": hp["wavelengths"],
+            "band_names": hp["band_names"],
+            "sensor": hp["sensor"],
+            "normalization": {"mode": "scene"},
+            "state_dict_prefix": "model.",
+        }
