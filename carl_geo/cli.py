@@ -16,7 +16,21 @@ SUBCOMMAND_MODULES = (
     "carl_geo.demo",
     "carl_geo.inference.cli",
     "carl_geo.training.cli",
+    "carl_geo.evaluation.geobench.cli",
 )
+
+
+#: Sub-commands handed to Lightning's own CLI (``carl-geo fit --config configs/x.yaml``);
+#: see :func:`is_lightning_call` for ``predict``.
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def is_lightning_call(argv: list[str]) -> bool:
+    """``fit``/``validate``/``test`` always go to Lightning; ``predict`` only with ``--config``/``-c``
+    or ``--print_config`` (``carl-geo predict SRC DST --model M`` is the tiled raster predictor)."""
+    if argv[0] != "predict":
+        return True
+    return any(a in ("-c", "--print_config") or a.startswith(("--config", "--print_config")) for a in argv[1:])
 
 
 class UserError(Exception):
@@ -27,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="carl-geo",
         description="CARL for remote sensing: segment, embed and train on rasters of any sensor.",
+        epilog="Lightning training: carl-geo {fit,validate,test,predict} --config configs/<...>.yaml "
+               "(see carl-geo fit --help).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
@@ -41,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_SUBCOMMANDS and is_lightning_call(argv):
+        from carl_geo.lightning_cli import run
+
+        return run(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -19,25 +19,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from carl_geo.models.carl import CARL
 from carl_geo.models.checkpoint import backbone_state_dict, load_backbone_weights, read_checkpoint
 from carl_geo.models.config import published_config, tiny_config
+from carl_geo.transforms import ImageStandardize
 
 PUBLISHED_URL = "https://zenodo.org/records/18671944/files/ssl_checkpoint_carl.ckpt"
 PUBLISHED_FILENAME = "ssl_checkpoint_carl.ckpt"
-
-
-class ImageStandardize(nn.Module):
-    """CARL's input normalisation: one scalar mean and std per image over all bands,
-    ``(img - mean) / (std + 1e-6)``. Input and output (B, C, H, W) or (C, H, W)."""
-
-    def forward(self, img: Tensor) -> Tensor:
-        dims = tuple(range(img.ndim - 3, img.ndim))
-        mean = img.mean(dim=dims, keepdim=True)
-        std = img.std(dim=dims, keepdim=True)
-        return (img - mean) / (std + 1e-6)
 
 
 CARL_META: dict[str, Any] = {
