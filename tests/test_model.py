@@ -126,3 +126,26 @@ def test_configs():
     assert carl_geo.CARLConfig.from_dict(carl_geo.tiny_config().to_dict()) == carl_geo.tiny_config()
     with pytest.raises(ValueError, match="unknown CARL config"):
         carl_geo.get_config("huge")
+
+
+def test_band_bucketing_matches_plain_forward(tiny_model):
+    x = torch.randn(2, 13, 16, 16)
+    wl = torch.linspace(0.44, 2.2, 13)
+    with torch.no_grad():
+        ref = tiny_model(x, wl).spatial
+        tiny_model.band_bucket = 8  # 13 -> 16 bands, 3 masked
+        try:
+            bucketed = tiny_model(x, wl).spatial
+        finally:
+            tiny_model.band_bucket = 0
+    torch.testing.assert_close(bucketed, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_autocast_close_to_fp32(tiny_model, s2_wavelengths):
+    """The bf16 fast path stays within a stated tolerance of float32 (relative 5 % of the output scale)."""
+    x = torch.randn(1, 13, 32, 32)
+    with torch.no_grad():
+        ref = tiny_model(x, s2_wavelengths).spatial
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = tiny_model(x, s2_wavelengths).spatial.float()
+    assert (low - ref).abs().max() <= 0.05 * ref.abs().max()

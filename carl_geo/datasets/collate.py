@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-#: Wavelength (µm) written into padded band slots; any finite value works because those bands are masked.
-PAD_WAVELENGTH_UM = 1.0
+from carl_geo.models.carl import PAD_WAVELENGTH_UM
+
 _STACKED_KEYS = ("mask", "label")
 
 

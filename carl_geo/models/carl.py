@@ -28,6 +28,8 @@ from carl_geo.models.spectral_encoder import SpectralEncoder
 
 #: Wavelengths above this value (µm) are taken to be nanometres by mistake.
 MAX_WAVELENGTH_UM = 100.0
+#: Wavelength (µm) written into padded band slots; any finite value works since those bands are masked.
+PAD_WAVELENGTH_UM = 1.0
 
 
 class CARLOutput(NamedTuple):
@@ -77,6 +79,25 @@ def check_inputs(img: Tensor, wavelengths: Tensor) -> Tensor:
     return wl.to(img.dtype if img.is_floating_point() else torch.float32)
 
 
+def pad_bands(img: Tensor, wavelengths: Tensor, band_mask: Tensor | None, multiple: int
+              ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Pad the band axis of (B, C, H, W) / (B, C) inputs to a multiple of ``multiple`` with masked bands.
+
+    Returns the padded image, wavelengths and band mask (None when no padding was needed and none
+    was given). Used to bucket band counts so that ``torch.compile`` sees few distinct shapes.
+    """
+    b, c = img.shape[:2]
+    extra = (-c) % multiple
+    if not extra:
+        return img, wavelengths, band_mask
+    img = F.pad(img, (0, 0, 0, 0, 0, extra))
+    wavelengths = F.pad(wavelengths, (0, extra), value=PAD_WAVELENGTH_UM)
+    if band_mask is None:
+        band_mask = torch.ones(b, c, dtype=torch.bool, device=img.device)
+    band_mask = F.pad(band_mask.bool(), (0, extra), value=False)
+    return img, wavelengths, band_mask
+
+
 class CARL(nn.Module):
     """CARL backbone: any number of bands with their wavelengths in, features out.
 
@@ -89,6 +110,10 @@ class CARL(nn.Module):
     (Upstream's strided convolution drops the trailing pixels instead; on inputs whose sides are
     multiples of p both agree exactly.)
     """
+
+    #: If > 0, the band axis is padded (with masked bands) to a multiple of this value, so that a
+    #: compiled model meets a handful of band counts instead of one graph per C. Off (0) by default.
+    band_bucket: int = 0
 
     def __init__(self, config: CARLConfig | None = None) -> None:
         super().__init__()
@@ -114,11 +139,18 @@ class CARL(nn.Module):
         return img
 
     def embed_bands(self, img: Tensor) -> Tensor:
-        """(B, C, H, W) -> band tokens (B*h*w, C, D_spec) (H, W multiples of p)."""
+        """(B, C, H, W) -> band tokens (B*h*w, C, D_spec) (H, W multiples of p).
+
+        Equivalent to upstream's Conv2d(1 -> D, kernel = stride = p) on every band, computed as one
+        matrix product on the unfolded p x p patches: the patches are reordered to the token layout
+        (B, h, w, C, p*p) before the product, so the D-wide output needs no transpose afterwards.
+        """
         b, c, height, width = img.shape
-        tokens = self.embedder(img.reshape(b * c, 1, height, width))  # (B*C, D, h, w)
-        d, h, w = tokens.shape[1:]
-        return tokens.view(b, c, d, h, w).permute(0, 3, 4, 1, 2).reshape(b * h * w, c, d)
+        p = self.patch_size
+        h, w = height // p, width // p
+        patches = img.view(b, c, h, p, w, p).permute(0, 2, 4, 1, 3, 5).reshape(b * h * w, c, p * p)
+        weight = self.embedder.weight.view(self.embedder.out_channels, p * p)
+        return torch.nn.functional.linear(patches, weight, self.embedder.bias)
 
     def forward(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> CARLOutput:
         """Encode an image.
@@ -134,6 +166,8 @@ class CARL(nn.Module):
             :class:`CARLOutput` with ``spatial`` and ``spectral`` of shape (B, D_spat, h, w).
         """
         wl = check_inputs(img, wavelengths)
+        if self.band_bucket > 0:
+            img, wl, band_mask = pad_bands(img, wl, band_mask, self.band_bucket)
         img = self.pad_to_patch(img)
         b = img.shape[0]
         h, w = img.shape[-2] // self.patch_size, img.shape[-1] // self.patch_size

@@ -191,8 +191,8 @@ class SpectralEncoder(nn.Module):
         if n % b:
             raise ValueError(f"{n} token columns are not a multiple of the batch size {b}")
         repeats = n // b
-        pos = self.positional_embedding(wavelengths)  # (B, C, D)
-        x = tokens + (pos.repeat_interleave(repeats, dim=0) if repeats > 1 else pos)
+        pos = self.positional_embedding(wavelengths)  # (B, C, D), broadcast over each sample's h*w columns
+        x = (tokens.view(b, repeats, *tokens.shape[1:]) + pos.unsqueeze(1)).view(tokens.shape)
 
         attn_mask = None
         if band_mask is not None:
