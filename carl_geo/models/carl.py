@@ -168,7 +168,23 @@ class CARL(nn.Module):
         wl = check_inputs(img, wavelengths)
         if self.band_bucket > 0:
             img, wl, band_mask = pad_bands(img, wl, band_mask, self.band_bucket)
-        img = self.pad_to_patch(img)
+            if band_mask is None:  # same graph inputs whether or not this C needed padding
+                band_mask = torch.ones(img.shape[:2], dtype=torch.bool, device=img.device)
+        return self._encode(self.pad_to_patch(img), wl, band_mask)
+
+    def compile_encoder(self, **compile_kwargs) -> "CARL":
+        """``torch.compile`` the tensor work of the forward (:meth:`encode`), leaving input checks,
+        band bucketing and patch padding in eager mode, so that with :attr:`band_bucket` set all band
+        counts of a bucket share one graph. Returns self."""
+        self._encode = torch.compile(self.encode, **compile_kwargs)
+        return self
+
+    def _encode(self, img: Tensor, wl: Tensor, band_mask: Tensor | None) -> CARLOutput:
+        return self.encode(img, wl, band_mask)
+
+    def encode(self, img: Tensor, wl: Tensor, band_mask: Tensor | None = None) -> CARLOutput:
+        """The network proper, on checked inputs: ``img`` (B, C, H, W) with H, W multiples of the
+        patch size, ``wl`` (B, C) µm, optional ``band_mask`` (B, C)."""
         b = img.shape[0]
         h, w = img.shape[-2] // self.patch_size, img.shape[-1] // self.patch_size
 
