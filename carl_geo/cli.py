@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                "(see carl-geo fit --help).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from carl_geo.ssl.cli import register_export
+
     for name in SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -53,11 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that part of the package is not built yet
             raise
         module.register(sub)
+    register_export(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "pretrain":
+        from carl_geo.ssl.cli import run_pretrain
+
+        return run_pretrain(argv[1:])
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS and is_lightning_call(argv):
         from carl_geo.lightning_cli import run
 

@@ -1,0 +1,221 @@
+"""Training polygons from any OGR vector file, rasterised to a class mask on a raster's grid.
+
+:func:`read_label_vector` reads and validates the class column; :func:`rasterize_labels`
+reprojects the polygons to the raster's CRS (geopandas) and burns them into a (H, W) mask of
+class indices (``rasterio.features.rasterize``), with :data:`IGNORE_INDEX` where no polygon lies
+or where polygons of different classes overlap. :func:`check_label_pixels` applies the rules a
+training run needs (two classes at least, enough valid pixels per class).
+
+Errors a user can cause raise :class:`ValueError` (or :class:`FileNotFoundError`) with a message
+that says what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.features import rasterize
+from shapely.geometry import box
+
+#: Mask value of unlabelled pixels (and of pixels claimed by polygons of different classes).
+IGNORE_INDEX = -1
+#: A class column with more distinct values than this is not taken to be categorical.
+MAX_CLASSES = 100
+#: Fewest labelled valid pixels a class needs to be trained.
+MIN_CLASS_PIXELS = 4
+
+
+@dataclass
+class LabelRaster:
+    """Polygons burnt into a raster grid.
+
+    Attributes:
+        mask: (H, W) int64 class index 0..K-1, :data:`IGNORE_INDEX` elsewhere.
+        polygon_ids: (H, W) int32, 1 + row number of the polygon covering the pixel, 0 elsewhere
+            (used to hold out whole polygons for validation).
+        class_names: K class names; ``mask == i`` is ``class_names[i]``.
+        polygon_classes: class index of each polygon (row order of the GeoDataFrame).
+        n_polygons_outside: polygons that do not touch the grid.
+    """
+
+    mask: np.ndarray
+    polygon_ids: np.ndarray
+    class_names: list[str]
+    polygon_classes: np.ndarray
+    n_polygons_outside: int = 0
+    pixel_counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        k = len(self.class_names)
+        self.pixel_counts = {n: int((self.mask == i).sum()) for i, n in enumerate(self.class_names)} if k else {}
+
+
+def read_label_vector(path: str | os.PathLike, label_field: str) -> gpd.GeoDataFrame:
+    """Read a vector file (any OGR format) and check its class column.
+
+    Returns:
+        GeoDataFrame with non-empty geometries and a non-null ``label_field``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unreadable file, no CRS, missing column, no features, or a column that is
+            not categorical (non-integer numbers, or more than :data:`MAX_CLASSES` values).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"label file not found: {path}")
+    try:
+        gdf = gpd.read_file(path)
+    except (RuntimeError, OSError, ValueError) as e:  # pyogrio's errors are RuntimeErrors
+        raise ValueError(f"cannot read {path} as a vector file: {e}") from None
+    if label_field not in gdf.columns or label_field == gdf.geometry.name:
+        fields = [c for c in gdf.columns if c != gdf.geometry.name]
+        raise ValueError(f"{path.name} has no field {label_field!r}; its fields are: {', '.join(fields) or 'none'}")
+    if gdf.crs is None:
+        raise ValueError(f"{path.name} has no coordinate reference system; set one (e.g. with QGIS or ogr2ogr -a_srs)")
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
+    gdf = gdf[gdf[label_field].notna()].reset_index(drop=True)
+    if gdf.empty:
+        raise ValueError(f"{path.name} has no feature with a geometry and a value in field {label_field!r}")
+    check_categorical(gdf[label_field], label_field)
+    return gdf
+
+
+def check_categorical(values: pd.Series, label_field: str) -> None:
+    """Raise ValueError unless ``values`` look like class labels (text, integers, or whole floats)."""
+    if pd.api.types.is_bool_dtype(values):
+        return
+    if pd.api.types.is_float_dtype(values):
+        v = values.to_numpy(dtype=float)
+        if not np.all(np.isfinite(v)) or not np.array_equal(v, np.round(v)):
+            raise ValueError(
+                f"field {label_field!r} holds non-integer numbers (e.g. {v[v != np.round(v)][:3].tolist()}); "
+                "it looks like a measurement, not a class: choose a text or integer class column"
+            )
+    n = values.nunique()
+    if n > MAX_CLASSES:
+        raise ValueError(
+            f"field {label_field!r} has {n} distinct values; a class column may have at most {MAX_CLASSES}: "
+            "choose the column that holds the class of each polygon"
+        )
+
+
+def class_names_from_values(values: Sequence | pd.Series) -> list[str]:
+    """Sorted distinct labels as strings (numbers sorted numerically: 2 before 10; 3.0 -> "3")."""
+    uniq = pd.unique(pd.Series(values))
+    if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in uniq):
+        return [_label_str(v) for v in sorted(uniq)]
+    return sorted(str(v) for v in uniq)
+
+
+def _label_str(v) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def rasterize_labels(gdf: gpd.GeoDataFrame, label_field: str, *, shape: tuple[int, int], transform: Affine,
+                     crs: CRS | str | None, class_names: Sequence[str] | None = None,
+                     all_touched: bool = False) -> LabelRaster:
+    """Burn the polygons into a class mask on the grid (``shape`` (H, W), ``transform``, ``crs``).
+
+    The polygons are reprojected to ``crs`` first. Pixels whose centre lies in a polygon get its
+    class (``all_touched=True``: every pixel the polygon touches); pixels claimed by polygons of
+    two different classes get :data:`IGNORE_INDEX`.
+
+    Args:
+        class_names: class order to use; default :func:`class_names_from_values` of the column.
+            A label not in ``class_names`` raises ValueError.
+
+    Raises:
+        ValueError: raster without CRS, or no polygon overlaps the grid.
+    """
+    if crs is None:
+        raise ValueError("the raster has no coordinate reference system; assign one (e.g. gdal_edit.py -a_srs EPSG:xxxx)")
+    crs = CRS.from_user_input(crs)
+    height, width = int(shape[0]), int(shape[1])
+    labels = [_label_str(v) if not isinstance(v, str) else v for v in gdf[label_field]]
+    names = list(class_names) if class_names is not None else class_names_from_values(gdf[label_field])
+    lookup = {n: i for i, n in enumerate(names)}
+    unknown = sorted(set(labels) - set(lookup))
+    if unknown:
+        raise ValueError(f"labels {unknown} of field {label_field!r} are not among the classes {names}")
+
+    left, top = transform.c, transform.f
+    right, bottom = transform @ (width, height)
+    geoms, inside = polygons_on_grid(gdf, crs, (min(left, right), min(top, bottom), max(left, right), max(top, bottom)))
+
+    classes = np.array([lookup[v] for v in labels], dtype=np.int64)
+    mask = np.full((height, width), IGNORE_INDEX, dtype=np.int64)
+    claimed = np.zeros((height, width), dtype=np.int32)
+    for k in np.unique(classes[inside]):
+        shapes = [(g, 1) for g, c, ok in zip(geoms, classes, inside) if ok and c == k]
+        burnt = rasterize(shapes, out_shape=(height, width), transform=transform, fill=0, dtype="uint8",
+                          all_touched=all_touched).astype(bool)
+        mask[burnt] = k
+        claimed += burnt
+    mask[claimed > 1] = IGNORE_INDEX
+    ids = rasterize([(g, i + 1) for i, (g, ok) in enumerate(zip(geoms, inside)) if ok],
+                    out_shape=(height, width), transform=transform, fill=0, dtype="int32", all_touched=all_touched)
+    return LabelRaster(mask=mask, polygon_ids=ids, class_names=names, polygon_classes=classes,
+                       n_polygons_outside=int((~inside).sum()))
+
+
+def polygons_on_grid(gdf: gpd.GeoDataFrame, crs: CRS | str,
+                     bounds: tuple[float, float, float, float]) -> tuple[gpd.GeoSeries, np.ndarray]:
+    """Geometries reprojected to ``crs`` and a bool array: which of them intersect ``bounds``
+    (xmin, ymin, xmax, ymax in ``crs``).
+
+    Raises:
+        ValueError: no geometry intersects (message says whether the polygons were reprojected).
+    """
+    crs = CRS.from_user_input(crs)
+    reprojected = CRS.from_user_input(gdf.crs) != crs
+    geoms = gdf.to_crs(crs).geometry if reprojected else gdf.geometry
+    grid = box(*bounds)
+    inside = geoms.intersects(grid).to_numpy()
+    if not inside.any():
+        gb = np.round(geoms.total_bounds, 1).tolist()
+        where = (f"after reprojection from {CRS.from_user_input(gdf.crs).to_string()} to {crs.to_string()}"
+                 if reprojected else f"in {crs.to_string()}")
+        raise ValueError(
+            f"no polygon overlaps the raster {where}: the polygons span {gb}, the raster "
+            f"{np.round(grid.bounds, 1).tolist()}; check that the label file belongs to this raster "
+            "(and that its CRS is declared correctly)"
+        )
+    return geoms, inside
+
+
+def check_label_pixels(labels: LabelRaster, valid: np.ndarray | None = None, *,
+                       min_pixels: int = MIN_CLASS_PIXELS) -> None:
+    """Rules for training: at least two classes, and every class at least ``min_pixels`` labelled
+    pixels on valid data (``valid`` (H, W) bool, True where the raster has data).
+
+    Raises:
+        ValueError: naming the classes at fault and what to do.
+    """
+    mask = labels.mask if valid is None else np.where(valid, labels.mask, IGNORE_INDEX)
+    counts = {n: int((mask == i).sum()) for i, n in enumerate(labels.class_names)}
+    present = [n for n, c in counts.items() if c > 0]
+    if len(labels.class_names) < 2 or len(present) < 2:
+        only = present[0] if present else (labels.class_names[0] if labels.class_names else "none")
+        raise ValueError(
+            f"the polygons hold only one class ({only!r}) on valid raster pixels; "
+            "a classifier needs at least two classes: digitise polygons of the other classes too"
+        )
+    small = {n: c for n, c in counts.items() if c < min_pixels}
+    if small:
+        desc = ", ".join(f"{n!r} ({c} px)" for n, c in small.items())
+        raise ValueError(
+            f"class(es) {desc} cover fewer than {min_pixels} valid raster pixels: their polygons are "
+            "smaller than a pixel, outside the raster or on nodata; draw larger polygons for them "
+            "or remove them from the label file"
+        )

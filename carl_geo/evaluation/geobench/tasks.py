@@ -1,0 +1,149 @@
+"""The GEO-Bench protocol on top of carl_geo's Lightning tasks.
+
+:class:`GeoBenchClassificationTask` and :class:`GeoBenchSegmentationTask` subclass
+:class:`carl_geo.trainers.CARLClassificationTask` / :class:`~carl_geo.trainers.CARLSegmentationTask`
+(frozen backbone in ``mode="linear"``, global average pool + linear layer, or a 1x1 conv head)
+and add what upstream's ``cls_trainer.py`` / ``seg_trainer.py`` do besides:
+
+* the input pipeline of :mod:`.augment` (resize to ``image_size``, flips, random resized crops);
+* a cosine learning-rate schedule over the epochs (upstream ``CosineAnnealingLR``); AdamW with
+  ``weight_decay=0`` equals upstream's Adam;
+* segmentation: logits = bilinear upsampling of the 1x1-conv output straight to the label size,
+  and upstream's mIoU: the mean of all K per-class IoUs (a class absent from predictions and
+  labels counts 0), logged as ``val_mIoU``/``test_mIoU`` beside torchmetrics' ``MeanIoU``
+  (which leaves such classes out), plus ``test_IoU_<class>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from carl_geo.evaluation.geobench.augment import eval_transform, train_transform
+from carl_geo.trainers import CARLClassificationTask, CARLSegmentationTask
+
+
+class _ProtocolMixin:
+    """Batch pipeline and schedule shared by both tasks (needs hparams ``image_size``, ``augment``)."""
+
+    hparams: Any
+    trainer: Any
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        size = int(self.hparams["image_size"] or 0)
+        if self.trainer.training and self.hparams["augment"]:
+            return train_transform(batch, size)
+        return eval_transform(batch, size)
+
+    def configure_optimizers(self) -> Any:
+        """The parent's AdamW parameter groups (head at ``lr``; backbone frozen, or at
+        ``lr * backbone_lr_factor`` when fine-tuning) with a cosine schedule over ``max_epochs``."""
+        optimizer = super().configure_optimizers()["optimizer"]  # type: ignore[misc]
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(self.trainer.max_epochs)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+class GeoBenchClassificationTask(_ProtocolMixin, CARLClassificationTask):
+    """Scene classification under the GEO-Bench protocol.
+
+    Args: as :class:`~carl_geo.trainers.CARLClassificationTask`, plus
+        image_size: side the images are resized to (upstream 128; 0 keeps the native size).
+        augment: random flips during training.
+
+    Logged: ``{train,val,test}_{loss,Accuracy,F1}`` (micro F1 for multi-label, macro F1 otherwise).
+    """
+
+    def __init__(self, num_classes: int, multilabel: bool = False, config: str = "published",
+                 weights: str | None = None, mode: str = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
+                 weight_decay: float = 0.0, class_names: list[str] | None = None, image_size: int = 128,
+                 augment: bool = True) -> None:
+        super().__init__(num_classes=num_classes, multilabel=multilabel, config=config, weights=weights, mode=mode,
+                         lr=lr, backbone_lr_factor=backbone_lr_factor, weight_decay=weight_decay,
+                         class_names=class_names)
+
+
+class GeoBenchSegmentationTask(_ProtocolMixin, CARLSegmentationTask):
+    """Semantic segmentation under the GEO-Bench protocol (1x1-conv linear head by default).
+
+    Args: as :class:`~carl_geo.trainers.CARLSegmentationTask`, plus ``image_size`` and ``augment``.
+
+    Logged: ``{val,test}_{loss,OverallAccuracy,MeanIoU,F1,mIoU}`` and ``test_IoU_<class>``.
+    """
+
+    def __init__(self, num_classes: int, config: str = "published", weights: str | None = None,
+                 mode: str = "linear", head: str = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
+                 weight_decay: float = 0.0, ignore_index: int | None = None, class_names: list[str] | None = None,
+                 image_size: int = 128, augment: bool = True) -> None:
+        super().__init__(num_classes=num_classes, config=config, weights=weights, mode=mode, head=head, lr=lr,
+                         backbone_lr_factor=backbone_lr_factor, weight_decay=weight_decay,
+                         ignore_index=ignore_index, class_names=class_names)
+
+    def configure_metrics(self) -> None:
+        super().configure_metrics()
+        k, ignore = self.hparams["num_classes"], self.hparams["ignore_index"]
+        self.val_iou = MulticlassJaccardIndex(k, average="none", ignore_index=ignore)
+
+    def _logits(self, batch: dict[str, Any]) -> Tensor:
+        """(B, K, h, w) logits at the label size: with the linear head and an image whose side is a
+        multiple of the patch size, the 1x1-conv output is upsampled once, straight to the label
+        size (upstream); otherwise the segmenter's own output is resized."""
+        img = batch["image"]
+        size = tuple(batch["mask"].shape[-2:]) if "mask" in batch else tuple(img.shape[-2:])
+        model = self.model
+        p = model.backbone.patch_size
+        if model.head_name == "linear" and img.shape[-2] % p == 0 and img.shape[-1] % p == 0:
+            feats = model.backbone(img, batch["wavelengths"], batch.get("band_mask")).spatial
+            logits = model.head(feats)
+        else:
+            logits = model(img, batch["wavelengths"], batch.get("band_mask"))
+        if tuple(logits.shape[-2:]) != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self._logits(batch)
+        target = batch["mask"].long()
+        preds = logits.argmax(1)
+        self.val_metrics.update(preds, target)
+        self.val_iou.update(preds, target)
+        self.log("val_loss", self.criterion(logits, target), batch_size=target.shape[0], prog_bar=True)
+        self.log_dict(self.val_metrics, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val_mIoU", self.val_iou.compute().mean(), prog_bar=True)
+        self.val_iou.reset()
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self._logits(batch)
+        target = batch["mask"].long()
+        preds = logits.argmax(1)
+        self.test_metrics.update(preds, target)
+        self.test_iou.update(preds, target)
+        self.log("test_loss", self.criterion(logits, target), batch_size=target.shape[0])
+        self.log_dict(self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        ious = self.test_iou.compute()
+        self.log("test_mIoU", ious.mean())
+        for name, iou in zip(self.class_names(), ious.tolist()):
+            self.log(f"test_IoU_{name}", iou)
+        self.test_iou.reset()
+
+
+def build_task(kind: str, num_classes: int, **kwargs: Any) -> GeoBenchClassificationTask | GeoBenchSegmentationTask:
+    """The task for a GEO-Bench task kind (``"classification"``, ``"multilabel"``, ``"segmentation"``)."""
+    if kind == "segmentation":
+        return GeoBenchSegmentationTask(num_classes, **kwargs)
+    kwargs.pop("head", None)
+    kwargs.pop("ignore_index", None)
+    return GeoBenchClassificationTask(num_classes, multilabel=kind == "multilabel", **kwargs)
+
+
+def monitor_metric(kind: str) -> str:
+    """The validation metric used for model selection (maximised), as upstream: accuracy,
+    F1 for multi-label (upstream: micro average precision), upstream mIoU for segmentation."""
+    return {"classification": "val_Accuracy", "multilabel": "val_F1", "segmentation": "val_mIoU"}[kind]

@@ -1,0 +1,357 @@
+"""Tiled, georeferenced prediction of whole rasters: :func:`predict_raster`.
+
+Reads a raster of any band count in row strips, runs a CARL model (or any
+``module(img (B, C, H, W), wavelengths (C,) µm) -> (B, K, H, W)``) on overlapping tiles in
+batches, blends the tiles with a smooth window and streams the result into a GeoTIFF with the
+input's CRS, transform and size. Memory does not grow with raster height.
+
+Outputs and nodata:
+
+* ``"classes"``: band 1 = argmax class; uint8 (nodata 255) for up to 254 classes, else uint16
+  (nodata 65535); colour table from the class colours; tags ``CLASS_NAMES`` (JSON) and
+  ``CLASS_<value>``;
+* ``"probabilities"``: K bands (softmax), float32 (nodata NaN) or uint8 scaled 0..254
+  (``p = value / 254``, band scale set; nodata 255); band descriptions = class names;
+* ``"embeddings"``: D bands of per-pixel features, float32 or float16 (nodata NaN).
+
+Input pixels that are nodata (the file's nodata / mask, or ``nodata=``) or NaN in any selected band
+are filled with 0 after normalisation (the scene mean) before the model, and get the output nodata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.env import get_gdal_config, set_gdal_config
+from rasterio.windows import Window
+
+from carl_geo.inference.engine import PredictionCancelled, Prefetcher, iter_batches, run_tiled
+from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
+from carl_geo.inference.runner import (
+    OUTPUTS,
+    ModelRunner,
+    ModelSpec,
+    check_precision,
+    class_defaults,
+    finish_spec,
+    model_spec,
+    resolve_device,
+)
+from carl_geo.inference.tiling import TileGrid, check_tiling
+from carl_geo.inference.writer import GeoTiffWriter, class_tags
+from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
+
+__all__ = ["PredictionCancelled", "PredictionResult", "predict_raster", "read_window"]
+
+CLASS_NODATA = {"uint8": 255, "uint16": 65535}
+#: uint8 probabilities: ``value = round(p * PROB_SCALE)``, 255 = nodata.
+PROB_SCALE = 254
+
+
+@dataclass
+class PredictionResult:
+    """What :func:`predict_raster` wrote.
+
+    Attributes:
+        path: the output GeoTIFF.
+        width, height, count: output size and band count.
+        crs: the output CRS as a string (``""`` when the input has none).
+        transform: the output affine transform (the input's).
+        seconds: wall time of the whole call.
+        tiles: number of model tiles.
+        output: ``"classes"``, ``"probabilities"`` or ``"embeddings"``.
+        band_indexes: 1-based input bands that were read; wavelengths: their µm values.
+        mean, std: the normalisation statistics used.
+        device: the torch device used.
+    """
+
+    path: Path
+    width: int
+    height: int
+    count: int
+    crs: str
+    transform: Affine
+    seconds: float
+    tiles: int
+    output: str
+    band_indexes: list[int] = field(default_factory=list)
+    wavelengths: list[float] = field(default_factory=list)
+    mean: float = 0.0
+    std: float = 1.0
+    device: str = "cpu"
+
+
+def read_window(ds: Any, indexes: Sequence[int], window: Window, nodata: float | None = None,
+                out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw pixels of ``window`` and the (h, w) valid mask (every band valid and finite).
+
+    Args:
+        ds: an open rasterio dataset.
+        indexes: 1-based bands.
+        window: the window to read.
+        nodata: override of the file's nodata value (None: the file's nodata values / mask bands).
+        out: optional (C, h, w) array (or view) to read into; its dtype is used.
+
+    Returns:
+        ``(data (C, h, w), valid (h, w) bool)``; ``data`` is ``out`` when given, else in the file's dtype.
+    """
+    indexes = list(indexes)
+    flags = [ds.mask_flag_enums[i - 1] for i in indexes]
+    if nodata is not None or all(MaskFlags.all_valid in f or MaskFlags.nodata in f for f in flags):
+        # nodata values: compare ourselves, no second pass for GDAL's mask bands
+        arr = ds.read(indexes, window=window, out=out)
+        valid = np.isfinite(arr).all(0) if arr.dtype.kind == "f" else np.ones(arr.shape[1:], dtype=bool)
+        for k, i in enumerate(indexes):
+            value = nodata if nodata is not None else (ds.nodatavals[i - 1] if MaskFlags.nodata in flags[k] else None)
+            if value is not None and not np.isnan(value):
+                valid &= arr[k] != value
+        return arr, valid
+    data = ds.read(indexes, window=window, masked=True)  # per-dataset mask or alpha band
+    arr = np.ma.getdata(data)
+    valid = ~np.ma.getmaskarray(data).any(0)
+    if arr.dtype.kind == "f":
+        valid &= np.isfinite(arr).all(0)
+    if out is not None:
+        out[...] = arr
+        arr = out
+    return arr, valid
+
+
+def strip_dtype(ds: Any, indexes: Sequence[int]) -> np.dtype:
+    """dtype of the raw strip buffer: the bands' common dtype if it is a <= 32-bit int or float, else float32."""
+    kinds = {np.dtype(ds.dtypes[i - 1]) for i in indexes}
+    if len(kinds) == 1:
+        dt = kinds.pop()
+        if dt.kind in "uif" and dt.itemsize <= 4:
+            return dt
+    return np.dtype(np.float32)
+
+
+@contextmanager
+def bounded_gdal_cache(limit_bytes: int) -> Iterator[None]:
+    """Lower GDAL's (process-wide) block cache to ``limit_bytes`` for the block, then restore it.
+
+    The predictor reads every input block about once and writes every output block once, so a
+    cache beyond a few block rows only holds finished data: GDAL's default (5 % of RAM) would make
+    the process grow with the raster until that cap. Never raises the cache; ``limit_bytes <= 0``
+    leaves it alone.
+    """
+    old = get_gdal_config("GDAL_CACHEMAX")
+    lower = limit_bytes > 0 and isinstance(old, int) and old > limit_bytes
+    if lower:
+        set_gdal_config("GDAL_CACHEMAX", int(limit_bytes))
+    try:
+        yield
+    finally:
+        if lower:
+            set_gdal_config("GDAL_CACHEMAX", old)
+
+
+def auto_cache_bytes(ds: Any, indexes: Sequence[int], out_count: int, out_dtype: str) -> int:
+    """Two block rows of the selected input bands plus two output block rows, at least 64 MiB."""
+    block_h = ds.block_shapes[indexes[0] - 1][0] if ds.block_shapes else 256
+    itemsize = max(np.dtype(ds.dtypes[i - 1]).itemsize for i in indexes)
+    inp = 2 * len(indexes) * ds.width * max(block_h, 1) * itemsize
+    out = 2 * out_count * ds.width * 256 * np.dtype(out_dtype).itemsize
+    return max(64 << 20, inp + out)
+
+
+def _check_paths(src: Any, dst: str | os.PathLike) -> Path:
+    dst = Path(dst)
+    if not dst.parent.is_dir():
+        raise FileNotFoundError(f"output folder {dst.parent} does not exist; create it first")
+    if dst.is_dir():
+        raise ValueError(f"output path {dst} is a folder; give a file name such as {dst / 'prediction.tif'}")
+    if isinstance(src, (str, os.PathLike)) and os.path.exists(src) and os.path.abspath(src) == os.path.abspath(dst):
+        raise ValueError(f"output path {dst} is the input raster; choose another file name")
+    return dst
+
+
+def _output_layout(output: str, spec: ModelSpec, probability_dtype: str, embedding_dtype: str) -> dict[str, Any]:
+    """dtype, nodata, band descriptions, tags, colour map, scale and overview resampling of the output."""
+    k = int(spec.num_outputs or 0)
+    if output == "classes":
+        names, colors = class_defaults(spec)
+        dtype = "uint8" if k <= 254 else "uint16"
+        nodata = CLASS_NODATA[dtype]
+        cmap = {i: (*c, 255) for i, c in enumerate(colors)}
+        cmap[nodata] = (0, 0, 0, 0)
+        return dict(count=1, dtype=dtype, nodata=nodata, descriptions=["class"], colormap=cmap,
+                    tags={**class_tags(names), "CLASS_COLORS": json.dumps([list(c) for c in colors])},
+                    scale=None, resampling=Resampling.nearest)
+    if output == "probabilities":
+        names, _ = class_defaults(spec)
+        u8 = probability_dtype == "uint8"
+        return dict(count=k, dtype="uint8" if u8 else "float32", nodata=255 if u8 else float("nan"),
+                    descriptions=names, colormap=None, tags=class_tags(names),
+                    scale=1.0 / PROB_SCALE if u8 else None, resampling=Resampling.average)
+    return dict(count=k, dtype=embedding_dtype, nodata=float("nan"),
+                descriptions=[f"embedding_{i:03d}" for i in range(k)], colormap=None, tags={},
+                scale=None, resampling=Resampling.average)
+
+
+def _encode(output: str, dtype: str, blended: np.ndarray, valid: np.ndarray, nodata: Any) -> np.ndarray:
+    """Blended (K, h, W) float32 -> output bands (count, h, W) in ``dtype`` with nodata applied."""
+    if output == "classes":
+        out = blended.argmax(axis=0).astype(dtype)[None]
+        out[:, ~valid] = nodata
+        return out
+    if dtype == "uint8":
+        out = np.rint(np.clip(blended, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
+        out[:, ~valid] = 255
+        return out
+    out = blended.astype(dtype, copy=False)
+    out[:, ~valid] = np.nan
+    return out
+
+
+def _strip_batches(src: Any, indexes: list[int], nodata: float | None, mean: float, std: float,
+                   grid: TileGrid, batch_size: int) -> Iterator[Any]:
+    """Batches of normalised tiles; opens its own handle (it runs in the reader thread)."""
+    with open_raster(src) as ds:
+        def read_rows(r0: int, r1: int, out: np.ndarray) -> np.ndarray:
+            return read_window(ds, indexes, Window(0, r0, grid.width, r1 - r0), nodata, out=out)[1]
+
+        yield from iter_batches(grid, read_rows, batch_size, bands=len(indexes), dtype=strip_dtype(ds, indexes),
+                                mean=mean, std=std)
+
+
+def _stream(grid: TileGrid, make_batches: Callable[[], Iterator[Any]], runner: ModelRunner, dst: Path,
+            layout: dict[str, Any], tags: dict[str, str], output: str, georef: dict[str, Any], *, cog: bool,
+            overviews: bool, progress: Callable[[int, int], Any] | None) -> tuple[Path, int]:
+    """Prefetched batches -> model -> blending -> atomic GeoTIFF. Returns (path, tiles)."""
+    layout = dict(layout)
+    resampling = layout.pop("resampling")
+    layout_tags = layout.pop("tags")
+    with GeoTiffWriter(dst, **georef, tags={**layout_tags, **tags}, cog=cog, overviews=overviews,
+                       resampling=resampling, **layout) as writer, Prefetcher(make_batches, depth=2) as batches:
+        def emit(row0: int, blended: np.ndarray, valid: np.ndarray) -> None:
+            writer.write_rows(row0, _encode(output, layout["dtype"], blended, valid, layout["nodata"]))
+
+        tiles = run_tiled(grid, batches, runner, emit, progress)
+        batches.close()
+        return writer.commit(), tiles
+
+
+def predict_raster(
+    model: Any,
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    output: str = "classes",
+    wavelengths: Sequence[float] | None = None,
+    sensor: str | None = None,
+    bands: Sequence[int | str] | None = None,
+    tile_size: int = 256,
+    overlap: int = 64,
+    batch_size: int = 4,
+    normalization: Any = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    probability_dtype: str = "float32",
+    embedding_dtype: str = "float32",
+    class_names: Sequence[str] | None = None,
+    colors: Sequence[Sequence[int]] | None = None,
+    nodata: float | None = None,
+    cog: bool = False,
+    overviews: bool = False,
+    progress: Callable[[int, int], Any] | None = None,
+    gdal_cache_mb: float | None = None,
+) -> PredictionResult:
+    """Predict a whole raster tile by tile and write a GeoTIFF on the input's grid.
+
+    Args:
+        model: a :class:`~carl_geo.models.ModelBundle`, or an ``nn.Module`` called as
+            ``model(img (B, C, H, W), wavelengths (C,) µm) -> (B, K, H, W)``.
+        src: anything rasterio opens (GeoTIFF, VRT, ENVI, ``netcdf:file.nc:var``).
+        dst: output GeoTIFF path (written atomically: nothing appears there unless the run succeeds).
+        output: ``"classes"``, ``"probabilities"`` or ``"embeddings"`` (see the module docstring).
+        wavelengths: µm per selected band (beats ``sensor``, file metadata and the model's list).
+        sensor: a :mod:`carl_geo.sensors` preset name.
+        bands: 1-based band indexes or band names to read (default: all, or the model's bands
+            when the file names its bands).
+        tile_size: model tile side (px); overlap: pixels shared by neighbouring tiles (< tile_size / 2;
+            the raster is reflect-padded by overlap // 2 so border pixels get the same context).
+        batch_size: tiles per model call.
+        normalization: None (the bundle's; ``"scene"`` for a bare module), ``"scene"`` (scalar mean/std
+            sampled from up to 16 windows), or a ``(mean, std)`` pair.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 needs a GPU).
+        probability_dtype: ``"float32"`` or ``"uint8"`` (scaled 0..254).
+        embedding_dtype: ``"float32"`` or ``"float16"``.
+        class_names, colors: class names and RGB 0-255 colours (override the bundle's).
+        nodata: input nodata value (overrides the file's).
+        cog: write a Cloud Optimized GeoTIFF (with overviews).
+        overviews: add internal overviews to a plain GeoTIFF.
+        progress: ``progress(done_tiles, total_tiles)`` after each batch; returning False cancels.
+        gdal_cache_mb: cap of GDAL's process-wide block cache during the run (restored afterwards;
+            never raised). None: two block rows of input and output, at least 64 MiB, so memory
+            stays flat however large the raster; 0: leave GDAL's cache alone.
+
+    Returns:
+        :class:`PredictionResult`.
+
+    Raises:
+        ValueError: bad arguments, or wavelengths missing / not matching the bands (raised before
+            any pixel is read).
+        FileNotFoundError: missing input or output folder.
+        PredictionCancelled: ``progress`` returned False (no output file remains).
+    """
+    t0 = time.perf_counter()
+    check_tiling(tile_size, overlap)
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if probability_dtype not in ("float32", "uint8"):
+        raise ValueError(f"probability_dtype must be 'float32' or 'uint8', got {probability_dtype!r}")
+    if embedding_dtype not in ("float32", "float16"):
+        raise ValueError(f"embedding_dtype must be 'float32' or 'float16', got {embedding_dtype!r}")
+    dev = resolve_device(device)
+    check_precision(precision, dev)
+    dst = _check_paths(src, dst)
+    spec = model_spec(model, output, class_names, colors)
+    fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
+
+    with open_raster(src) as ds:
+        sel = resolve_wavelengths(ds, wavelengths=wavelengths, sensor=sensor, bands=bands, fallback=spec.bundle)
+        indexes = sel.band_indexes
+        width, height, crs, transform = ds.width, ds.height, ds.crs, ds.transform
+        grid = TileGrid.build(height, width, int(tile_size), int(overlap))
+        with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision) as runner:
+            if spec.num_outputs is None:  # bare module: one tiny call tells K before any pixel is read
+                probe = np.zeros((1, len(indexes), min(grid.tile_h, 32), min(grid.tile_w, 32)), np.float32)
+                finish_spec(spec, runner(probe).shape[1])
+            layout = _output_layout(output, spec, probability_dtype, embedding_dtype)
+            cache = auto_cache_bytes(ds, indexes, layout["count"], layout["dtype"]) if gdal_cache_mb is None \
+                else int(gdal_cache_mb * 2**20)
+            with bounded_gdal_cache(cache):
+                mean, std = fixed or scene_statistics(lambda w: read_window(ds, indexes, w, nodata),
+                                                      sample_windows(height, width))
+                tags = {"CARL_OUTPUT": output, "CARL_WAVELENGTHS_UM": json.dumps(sel.wavelengths),
+                        "CARL_INPUT_BANDS": json.dumps(indexes),
+                        "CARL_NORMALIZATION": json.dumps({"mean": mean, "std": std}),
+                        "CARL_TILING": json.dumps({"tile_size": int(tile_size), "overlap": int(overlap)})}
+
+                def make_batches() -> Iterator[Any]:
+                    return _strip_batches(src, indexes, nodata, mean, std, grid, int(batch_size))
+
+                path, tiles = _stream(grid, make_batches, runner, dst, layout, tags, output,
+                                      dict(width=width, height=height, crs=crs, transform=transform),
+                                      cog=cog, overviews=overviews, progress=progress)
+
+    return PredictionResult(
+        path=path, width=width, height=height, count=layout["count"], crs=crs.to_string() if crs else "",
+        transform=transform, seconds=time.perf_counter() - t0, tiles=tiles, output=output,
+        band_indexes=list(indexes), wavelengths=list(sel.wavelengths), mean=float(mean), std=float(std),
+        device=str(dev))

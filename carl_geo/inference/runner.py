@@ -1,0 +1,185 @@
+"""Run a model on batches of tiles: device choice, autocast precision, output activation.
+
+A :class:`ModelRunner` turns a (B, C, h, w) float32 numpy batch into (B, K, h, w) float32 numpy
+predictions: class probabilities (softmax over K) for ``"classes"``/``"probabilities"``,
+features for ``"embeddings"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from carl_geo.models.bundle import ModelBundle, default_colors
+from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
+
+OUTPUTS = ("classes", "probabilities", "embeddings")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> cuda, else mps, else cpu; an explicit device must be available.
+
+    Raises:
+        ValueError: unknown or unavailable device.
+    """
+    name = str(device).lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu' or 'auto'")
+    if dev.type == "mps" and not mps_ok:
+        raise ValueError("device 'mps' was asked for but it is not available; use device='cpu' or 'auto'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; use auto, cpu, cuda or mps")
+    return dev
+
+
+def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``"fp32"`` (None), ``"bf16"``, ``"fp16"`` (GPU only)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("precision 'fp16' needs a GPU; on CPU use 'bf16' or 'fp32'")
+    return PRECISIONS[precision]
+
+
+@dataclass
+class ModelSpec:
+    """What the predictor needs to know about a model.
+
+    Attributes:
+        module: called as ``module(img (B, C, H, W), wavelengths (C,) µm) -> (B, K, H, W)``.
+        num_outputs: K (classes or feature channels), or None until the model has run once.
+        class_names, colors: per class (classes/probabilities outputs).
+        bundle: the :class:`ModelBundle` when one was given.
+    """
+
+    module: nn.Module
+    num_outputs: int | None
+    class_names: list[str] = field(default_factory=list)
+    colors: list[tuple[int, int, int]] = field(default_factory=list)
+    bundle: ModelBundle | None = None
+
+
+def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None,
+               colors: Sequence[Sequence[int]] | None = None) -> ModelSpec:
+    """Adapt a :class:`ModelBundle` or a bare ``nn.Module`` to ``output``.
+
+    A segmentation bundle asked for ``"embeddings"`` yields its backbone's per-pixel features.
+
+    Raises:
+        ValueError: a feature model asked for classes, or wrong class name / colour counts.
+    """
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    bundle = model if isinstance(model, ModelBundle) else None
+    module = bundle.model if bundle is not None else model
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"model must be a ModelBundle or a torch nn.Module, got {type(model).__name__}")
+    k: int | None = None
+    if output == "embeddings":
+        if isinstance(module, CARLSegmenter):
+            module = CARLEmbedder(module.backbone)
+        if isinstance(module, CARLEmbedder):
+            k = module.out_channels
+        return ModelSpec(module, k, [], [], bundle)
+    if bundle is not None and bundle.task != "segmentation":
+        raise ValueError(f"this model is a feature extractor (no classes) and cannot produce {output!r}; "
+                         "use output='embeddings' or a segmentation model file")
+    if isinstance(module, CARLSegmenter):
+        k = module.num_classes
+    names = list(class_names) if class_names else list(bundle.class_names if bundle else [])
+    cols = [tuple(int(v) for v in c) for c in colors] if colors else \
+        [tuple(c) for c in (bundle.colors if bundle else [])]
+    spec = ModelSpec(module, k, names, cols, bundle)  # type: ignore[arg-type]
+    if k is not None:
+        finish_spec(spec, k)
+    return spec
+
+
+def finish_spec(spec: ModelSpec, k: int) -> None:
+    """Set K (known after the model ran once) and default/check class names and colours."""
+    spec.num_outputs = k
+    if spec.class_names and len(spec.class_names) != k:
+        raise ValueError(f"{len(spec.class_names)} class names were given for a model with {k} outputs")
+    if spec.colors and len(spec.colors) != k:
+        raise ValueError(f"{len(spec.colors)} colours were given for a model with {k} outputs")
+
+
+def class_defaults(spec: ModelSpec) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Class names and colours, filled with ``class i`` and matplotlib colours when missing."""
+    k = int(spec.num_outputs or 0)
+    names = spec.class_names or [f"class {i}" for i in range(k)]
+    cols = spec.colors or default_colors(k)
+    return list(names), [tuple(int(v) for v in c) for c in cols]  # type: ignore[misc]
+
+
+class ModelRunner:
+    """Batches of tiles in, predictions out, under ``torch.inference_mode`` and autocast.
+
+    Use as a context manager: on entry the module goes to ``device`` in eval mode; on exit it
+    returns to its original device and training flag.
+
+    Args:
+        module: ``module(img (B, C, H, W), wavelengths (C,)) -> (B, K, H, W)``.
+        wavelengths: (C,) µm.
+        output: one of :data:`OUTPUTS`; classes/probabilities apply a softmax over K.
+        device: a resolved torch device.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+    """
+
+    def __init__(self, module: nn.Module, wavelengths: Sequence[float], *, output: str,
+                 device: torch.device, precision: str = "fp32") -> None:
+        self.module = module
+        self.output = output
+        self.device = device
+        self.autocast_dtype = check_precision(precision, device)
+        self.wavelengths = torch.tensor([float(w) for w in wavelengths], dtype=torch.float32, device=device)
+        self._restore: tuple[torch.device | None, bool] | None = None
+
+    def __enter__(self) -> "ModelRunner":
+        first = next(iter(self.module.parameters()), None)
+        self._restore = (first.device if first is not None else None, self.module.training)
+        self.module.to(self.device).eval()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._restore is not None:
+            dev, training = self._restore
+            if dev is not None and dev != self.device:
+                self.module.to(dev)
+            self.module.train(training)
+            self._restore = None
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """(B, C, h, w) float32 -> (B, K, h, w) float32 (probabilities or features)."""
+        x = torch.from_numpy(np.ascontiguousarray(batch))
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        else:
+            x = x.to(self.device)
+        with torch.inference_mode(), torch.autocast(device_type=self.device.type,
+                                                    dtype=self.autocast_dtype or torch.float32,
+                                                    enabled=self.autocast_dtype is not None):
+            out = self.module(x, self.wavelengths)
+        if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != x.shape[0] \
+                or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"the model must return (B, K, H, W) = ({x.shape[0]}, K, {x.shape[2]}, {x.shape[3]}) "
+                             f"for an input of shape {tuple(x.shape)}, got {got}")
+        out = out.float()
+        if self.output != "embeddings":
+            out = torch.softmax(out, dim=1)
+        return out.cpu().numpy()

@@ -1,0 +1,152 @@
+"""The tile grid of a raster and the smooth blending window.
+
+Conventions (pixels):
+
+* ``overlap`` O is the number of pixels two neighbouring tiles share; the stride is
+  ``tile_size - O``.
+* The raster is reflect-padded by ``pad = O // 2`` on every side, so a pixel at the raster
+  border sees as much context as a pixel on a seam between two tiles.
+* Tiles start at ``-pad`` and step by the stride; the last tile of each axis is shifted back so
+  that it ends exactly at ``length + pad`` (no tile reaches further into the padding).
+* A raster (plus padding) smaller than one tile gets a single tile of its padded size.
+
+Each tile's prediction is weighted by :func:`blend_window` (a raised-cosine ramp over the
+overlap, 1 in the middle, strictly positive at the tile edge); the blended prediction is
+``sum(weight * prediction) / sum(weight)``, which has no seams.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Smallest weight of the blending window (at a tile's outermost pixel), so every pixel has weight > 0.
+MIN_WEIGHT = 1e-3
+
+
+def axis_starts(length: int, tile: int, overlap: int, pad: int) -> tuple[int, list[int]]:
+    """Tile extent and tile starts along one axis.
+
+    Args:
+        length: raster size along the axis (pixels).
+        tile: requested tile size.
+        overlap: pixels shared by neighbouring tiles (< tile).
+        pad: reflect padding on each side.
+
+    Returns:
+        ``(extent, starts)``: the tile size actually used (``min(tile, length + 2 * pad)``) and the
+        start of every tile in raster coordinates (the first is ``-pad``).
+    """
+    span = length + 2 * pad
+    if span <= tile:
+        return span, [-pad]
+    stride = tile - overlap
+    starts = [-pad]
+    end = length + pad
+    while starts[-1] + tile < end:
+        starts.append(min(starts[-1] + stride, end - tile))
+    return tile, starts
+
+
+def blend_window_1d(size: int, overlap: int, min_weight: float = MIN_WEIGHT) -> np.ndarray:
+    """(size,) float32 weights: raised-cosine ramps of length ``overlap`` at both ends, 1 between.
+
+    Two tiles overlapping by exactly ``overlap`` pixels have weights summing to ~1 in the overlap.
+    Every weight is >= ``min_weight`` > 0.
+    """
+    t = np.arange(size, dtype=np.float64)
+    if overlap <= 0:
+        return np.ones(size, dtype=np.float32)
+    ramp = lambda d: np.where(d < overlap, 0.5 - 0.5 * np.cos(math.pi * (d + 0.5) / overlap), 1.0)  # noqa: E731
+    w = np.minimum(ramp(t), ramp(size - 1 - t))
+    return np.maximum(w, min_weight).astype(np.float32)
+
+
+def blend_window(height: int, width: int, overlap: int) -> np.ndarray:
+    """(height, width) float32 separable blending window (outer product of the 1-D windows)."""
+    return np.outer(blend_window_1d(height, overlap), blend_window_1d(width, overlap)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles covering a raster of ``height`` x ``width`` pixels.
+
+    Attributes:
+        height, width: raster size.
+        tile_h, tile_w: tile extent actually used (smaller than ``tile_size`` for small rasters).
+        overlap: pixels shared by neighbouring tiles.
+        pad: reflect padding on each side (``overlap // 2``).
+        row_starts, col_starts: tile origins in raster coordinates (may be negative: padding).
+    """
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    overlap: int
+    pad: int
+    row_starts: tuple[int, ...]
+    col_starts: tuple[int, ...]
+
+    @classmethod
+    def build(cls, height: int, width: int, tile_size: int, overlap: int) -> "TileGrid":
+        """The grid for a ``height`` x ``width`` raster (see the module docstring)."""
+        check_tiling(tile_size, overlap)
+        if height < 1 or width < 1:
+            raise ValueError(f"raster is empty ({width} x {height} pixels)")
+        pad = overlap // 2
+        th, rows = axis_starts(height, tile_size, overlap, pad)
+        tw, cols = axis_starts(width, tile_size, overlap, pad)
+        return cls(height, width, th, tw, overlap, pad, tuple(rows), tuple(cols))
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.row_starts) * len(self.col_starts)
+
+    @property
+    def padded_width(self) -> int:
+        """Width of a padded strip: columns ``-pad .. width + pad`` (all tiles of a row lie in it)."""
+        return self.col_starts[-1] + self.tile_w - self.col_starts[0]
+
+    def window(self) -> np.ndarray:
+        """(tile_h, tile_w) float32 blending weights."""
+        return blend_window(self.tile_h, self.tile_w, self.overlap)
+
+    def row_span(self, i: int) -> tuple[int, int]:
+        """Raster rows ``[r0, r1)`` that tile row ``i`` covers (clipped to the raster)."""
+        y0 = self.row_starts[i]
+        return max(0, y0), min(self.height, y0 + self.tile_h)
+
+
+def check_tiling(tile_size: int, overlap: int) -> None:
+    """Raise ValueError unless ``16 <= tile_size`` and ``0 <= overlap < tile_size / 2``."""
+    if int(tile_size) != tile_size or tile_size < 16:
+        raise ValueError(f"tile_size must be an integer >= 16 pixels, got {tile_size!r}")
+    if int(overlap) != overlap or overlap < 0 or 2 * overlap >= tile_size:
+        raise ValueError(f"overlap must be an integer >= 0 and less than half the tile size ({tile_size} px), "
+                         f"got {overlap!r}; lower the overlap or raise the tile size")
+
+
+def reflect_index(coords: np.ndarray, n: int) -> np.ndarray:
+    """Map coordinates outside ``0 .. n-1`` into it by (repeated) reflection without repeating the
+    edge, like ``np.pad(mode="reflect")``; an axis of length 1 repeats its only element."""
+    if n == 1:
+        return np.zeros_like(coords)
+    period = 2 * (n - 1)
+    c = np.abs(coords) % period
+    return np.where(c >= n, period - c, c)
+
+
+def reflect_fill(buf: np.ndarray, top: int, left: int, h: int, w: int) -> np.ndarray:
+    """Fill (C, H, W) ``buf`` outside its (top, left, h, w) region by reflecting that region, in
+    place (like ``np.pad(mode="reflect")`` without a full-size temporary). Returns ``buf``."""
+    big_h, big_w = buf.shape[1:]
+    cols = np.r_[0:left, left + w:big_w]
+    if cols.size:
+        buf[:, top:top + h, cols] = buf[:, top:top + h, reflect_index(cols - left, w) + left]
+    rows = np.r_[0:top, top + h:big_h]
+    if rows.size:
+        buf[:, rows, :] = buf[:, reflect_index(rows - top, h) + top, :]
+    return buf

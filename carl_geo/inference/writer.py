@@ -1,0 +1,173 @@
+"""Atomic, streaming GeoTIFF output.
+
+:class:`GeoTiffWriter` writes a tiled, deflate-compressed GeoTIFF to a temporary file next to the
+target and renames it into place only in :meth:`~GeoTiffWriter.commit`; :meth:`~GeoTiffWriter.abort`
+(or an exception inside ``with``) removes the temporary file(s), so a failed or cancelled run
+leaves nothing behind. Rows arrive in order in any number; they are buffered to whole block rows
+(``BLOCK`` px high) so every compressed block is written exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+BLOCK = 256
+
+
+def class_tags(class_names: Sequence[str]) -> dict[str, str]:
+    """Dataset tags naming the classes: ``CLASS_NAMES`` (JSON list) and ``CLASS_<value>`` per value."""
+    tags = {"CLASS_NAMES": json.dumps(list(class_names))}
+    tags.update({f"CLASS_{i}": str(n) for i, n in enumerate(class_names)})
+    return tags
+
+
+def overview_factors(height: int, width: int, min_size: int = BLOCK) -> list[int]:
+    """2, 4, 8, ... while the overview is still at least ``min_size`` px on its longer side."""
+    out, f = [], 2
+    while max(height, width) / f >= min_size / 2 and max(height, width) > min_size:
+        out.append(f)
+        f *= 2
+    return out
+
+
+def _sidecars(path: Path) -> list[Path]:
+    return [path, path.with_name(path.name + ".aux.xml"), path.with_name(path.name + ".ovr")]
+
+
+class GeoTiffWriter:
+    """Write a GeoTIFF row by row; atomically renamed into place on :meth:`commit`.
+
+    Args:
+        path: final output path.
+        width, height, crs, transform: the output grid (the input's).
+        count: bands.
+        dtype: numpy dtype name (``uint8``, ``uint16``, ``float16``, ``float32``).
+        nodata: nodata value (NaN for floats).
+        descriptions: one per band, or None.
+        tags: dataset tags.
+        colormap: ``{value: (r, g, b, a)}`` for band 1 (uint8/uint16 only), or None.
+        scale: band scale factor (e.g. 1/254 for uint8 probabilities), or None.
+        cog: convert to a Cloud Optimized GeoTIFF (with overviews) on commit.
+        overviews: build internal overviews (plain GeoTIFF).
+        resampling: overview resampling (``nearest`` for classes, ``average`` otherwise).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, width: int, height: int, crs: Any, transform: Any,
+                 count: int, dtype: str, nodata: float | None, descriptions: Sequence[str] | None = None,
+                 tags: Mapping[str, str] | None = None, colormap: Mapping[int, tuple[int, ...]] | None = None,
+                 scale: float | None = None, cog: bool = False, overviews: bool = False,
+                 resampling: Resampling = Resampling.nearest) -> None:
+        self.path = Path(path)
+        self.cog, self.overviews, self.resampling = cog, overviews, resampling
+        self.width, self.height, self.count, self.dtype = width, height, count, np.dtype(dtype)
+        token = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self.tmp = self.path.with_name(f".{self.path.name}.{token}.partial.tif")
+        self.tmp_cog = self.path.with_name(f".{self.path.name}.{token}.partial.cog.tif")
+        floating = self.dtype.kind == "f"
+        profile = dict(
+            driver="GTiff", width=width, height=height, count=count, dtype=self.dtype.name, crs=crs,
+            transform=transform, nodata=nodata, tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
+            compress="deflate", predictor=3 if floating and self.dtype.itemsize == 4 else 2 if not floating else 1,
+            interleave="band" if count > 1 else "pixel", bigtiff="if_safer", sparse_ok=False,
+        )
+        self._ds = rasterio.open(self.tmp, "w", **profile)
+        try:
+            if descriptions:
+                for b, d in enumerate(descriptions, start=1):
+                    self._ds.set_band_description(b, str(d))
+            if tags:
+                self._ds.update_tags(**{k: str(v) for k, v in tags.items()})
+            if colormap:
+                self._ds.write_colormap(1, dict(colormap))
+            if scale is not None:
+                self._ds.scales = (float(scale),) * count
+        except Exception:
+            self.abort()
+            raise
+        self._buf = np.zeros((count, min(BLOCK, height), width), dtype=self.dtype)
+        self._buf_top = 0  # first row held in the buffer
+        self._next = 0  # next expected row
+
+    def write_rows(self, row0: int, data: np.ndarray) -> None:
+        """Rows ``row0 .. row0 + h`` of all bands, (count, h, width), in order."""
+        if row0 != self._next:
+            raise RuntimeError(f"rows must arrive in order: expected row {self._next}, got {row0}")
+        h = data.shape[1]
+        done = 0
+        while done < h:
+            at = self._next - self._buf_top
+            n = min(h - done, self._buf.shape[1] - at)
+            self._buf[:, at:at + n] = data[:, done:done + n]
+            done += n
+            self._next += n
+            if self._next - self._buf_top == self._buf.shape[1] or self._next == self.height:
+                self._flush()
+
+    def _flush(self) -> None:
+        n = self._next - self._buf_top
+        if n > 0:
+            self._ds.write(self._buf[:, :n], window=Window(0, self._buf_top, self.width, n))
+        self._buf_top = self._next
+
+    def commit(self) -> Path:
+        """Finish the file (overviews / COG) and move it to :attr:`path`."""
+        try:
+            if self._next != self.height:
+                raise RuntimeError(f"only {self._next} of {self.height} rows were written")
+            self._flush()
+            if self.overviews and not self.cog:
+                factors = overview_factors(self.height, self.width)
+                if factors:
+                    self._ds.build_overviews(factors, self.resampling)
+                    self._ds.update_tags(ns="rio_overview", resampling=self.resampling.name)
+            self._ds.close()
+            final = self.tmp
+            if self.cog:
+                rasterio.shutil.copy(
+                    self.tmp, self.tmp_cog, driver="COG", compress="DEFLATE", blocksize=BLOCK, bigtiff="IF_SAFER",
+                    overviews="AUTO", overview_resampling=self.resampling.name.upper(),
+                    predictor="YES" if self.dtype.kind != "f" or self.dtype.itemsize == 4 else "NO")
+                final = self.tmp_cog
+            os.replace(final, self.path)
+            aux = final.with_name(final.name + ".aux.xml")
+            if aux.exists():
+                os.replace(aux, self.path.with_name(self.path.name + ".aux.xml"))
+        except BaseException:
+            self.abort()
+            raise
+        self._remove_temps()
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file(s); the target path is not touched."""
+        try:
+            if not self._ds.closed:
+                self._ds.close()
+        except Exception:
+            pass
+        self._remove_temps()
+
+    def _remove_temps(self) -> None:
+        for p in _sidecars(self.tmp) + _sidecars(self.tmp_cog):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> "GeoTiffWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:
+            self.abort()

@@ -1,0 +1,228 @@
+"""Tiled prediction of an ``xarray.DataArray`` (band, y, x) with dask: :func:`predict_dataarray`.
+
+The array is split into chunks of ``chunk_size`` px; :func:`dask.array.map_overlap` gives each
+chunk a halo of ``overlap`` px (reflected at the mosaic border), every chunk is predicted with the
+same tiling, blending and normalisation as :func:`~carl_geo.inference.predict_raster`, and the halo
+is cropped. Chunks run wherever dask runs them: the default scheduler, an existing
+``distributed.Client``, or a ``LocalCluster`` started on request (``client="local"``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from carl_geo.inference.engine import iter_batches, run_tiled
+from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
+from carl_geo.inference.predictor import _encode, _output_layout
+from carl_geo.inference.runner import OUTPUTS, ModelRunner, check_precision, finish_spec, model_spec, resolve_device
+from carl_geo.inference.tiling import TileGrid, check_tiling
+from carl_geo.io.band_metadata import check_wavelengths
+from carl_geo.sensors import get_sensor
+
+
+def _valid_and_float(block: np.ndarray, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(C, h, w) any dtype -> float32 copy and (h, w) valid mask (all bands finite and != nodata)."""
+    arr = np.array(block, dtype=np.float32, copy=True)
+    valid = np.isfinite(arr).all(0)
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        valid &= ~(arr == np.float32(nodata)).any(0)
+    return arr, valid
+
+
+def _band_wavelengths(da: Any, band_dim: str, wavelengths: Sequence[float] | None, sensor: str | None,
+                      bundle: Any) -> list[float]:
+    """Explicit > sensor preset (by band names in ``long_name`` or by position) > a ``wavelength``
+    coordinate/attribute (µm, or nm if > 100) > the bundle's list when the band counts match."""
+    n = da.sizes[band_dim]
+    if wavelengths is not None:
+        wl = check_wavelengths(wavelengths)
+        if len(wl) != n:
+            raise ValueError(f"the array has {n} bands but {len(wl)} wavelengths were given")
+        return wl
+    if sensor:
+        preset = get_sensor(sensor)
+        names = da.attrs.get("long_name")
+        if isinstance(names, (list, tuple)) and len(names) == n:
+            try:
+                return [preset.wavelengths[preset.band_index(str(b))] for b in names]
+            except ValueError:
+                pass
+        if preset.num_bands != n:
+            raise ValueError(f"the array has {n} bands but sensor preset {preset.name!r} has {preset.num_bands}; "
+                             "select the bands first or give wavelengths=[...]")
+        return list(preset.wavelengths)
+    for source in (da.coords.get("wavelength"), da.attrs.get("wavelength"), da.attrs.get("wavelengths")):
+        if source is not None:
+            vals = [float(v) for v in np.atleast_1d(np.asarray(source, dtype=float))]
+            if len(vals) == n:
+                return check_wavelengths([v / 1000.0 if v > 100 else v for v in vals])
+    fb = getattr(bundle, "wavelengths", None)
+    if fb is not None and len(fb) == n:
+        return check_wavelengths(fb)
+    raise ValueError(f"no wavelengths for the {n} bands of the array: give wavelengths=[...] (µm) or sensor=<preset>, "
+                     "or add a 'wavelength' coordinate on the band dimension")
+
+
+def _chunks(length: int, size: int) -> tuple[int, ...]:
+    """Near-equal chunks of at most ``size``."""
+    n = max(1, math.ceil(length / size))
+    return tuple(length // n + (1 if i < length % n else 0) for i in range(n))
+
+
+def predict_dataarray(
+    model: Any,
+    da: Any,
+    *,
+    wavelengths: Sequence[float] | None = None,
+    sensor: str | None = None,
+    output: str = "classes",
+    tile_size: int = 256,
+    overlap: int = 64,
+    batch_size: int = 4,
+    normalization: Any = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+    probability_dtype: str = "float32",
+    embedding_dtype: str = "float32",
+    class_names: Sequence[str] | None = None,
+    colors: Sequence[Sequence[int]] | None = None,
+    nodata: float | None = None,
+    chunk_size: int = 2048,
+    client: Any = None,
+    compute: bool = True,
+) -> Any:
+    """Predict a (band, y, x) DataArray chunk by chunk with dask.
+
+    Args:
+        model: a :class:`~carl_geo.models.ModelBundle` or ``nn.Module`` (see
+            :func:`~carl_geo.inference.predict_raster`).
+        da: (band, y, x) array, numpy- or dask-backed; rioxarray CRS/transform are carried over.
+        wavelengths, sensor: as in ``predict_raster``; otherwise a ``wavelength`` coordinate or
+            attribute of ``da`` (µm), then the bundle's wavelengths.
+        output, tile_size, overlap, batch_size, normalization, device, precision, probability_dtype,
+        embedding_dtype, class_names, colors: as in ``predict_raster``. ``"scene"`` statistics come
+            from the same sample of windows as in ``predict_raster``.
+        nodata: input nodata value (default: ``da.rio.nodata``; NaN is always nodata).
+        chunk_size: spatial chunk side (px) of the dask computation (each chunk gets an
+            ``overlap`` px halo via ``map_overlap``).
+        client: None (default dask scheduler), ``"local"`` (start a ``distributed.LocalCluster``
+            in this process for the call), or a ``distributed.Client``.
+        compute: compute now (default); False returns a lazy dask-backed DataArray (not with
+            ``client="local"``).
+
+    Returns:
+        DataArray (band, y, x) with the input's y/x coordinates, CRS and transform; dtype and
+        nodata as in ``predict_raster`` (attrs ``_FillValue``-free; nodata via ``rio.nodata``).
+    """
+    import dask.array as dsa
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    import xarray as xr
+
+    check_tiling(tile_size, overlap)
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if batch_size < 1 or chunk_size < tile_size:
+        raise ValueError(f"batch_size must be >= 1 and chunk_size >= tile_size, got {batch_size}, {chunk_size}")
+    if client == "local" and not compute:
+        raise ValueError("client='local' closes its cluster when the call returns; use compute=True")
+    if da.ndim != 3:
+        raise ValueError(f"da must be a (band, y, x) DataArray, got dims {da.dims}")
+    y_dim, x_dim = da.rio.y_dim, da.rio.x_dim
+    band_dim = next(d for d in da.dims if d not in (y_dim, x_dim))
+    da = da.transpose(band_dim, y_dim, x_dim)
+    dev = resolve_device(device)
+    check_precision(precision, dev)
+
+    spec = model_spec(model, output, class_names, colors)
+    wl = _band_wavelengths(da, band_dim, wavelengths, sensor, spec.bundle)
+    if nodata is None:
+        nodata = da.rio.nodata
+    module = spec.module
+    if spec.num_outputs is None:
+        with ModelRunner(module, wl, output=output, device=dev, precision=precision) as probe_runner:
+            probe = np.zeros((1, len(wl), 16, 16), np.float32)
+            finish_spec(spec, probe_runner(probe).shape[1])
+    layout = _output_layout(output, spec, probability_dtype, embedding_dtype)
+
+    c, height, width = (int(s) for s in da.shape)
+    arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data), chunks=-1)
+    arr = arr.rechunk((c, _chunks(height, chunk_size), _chunks(width, chunk_size)))
+    fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
+    if fixed is None:
+        def read(w: Any) -> tuple[np.ndarray, np.ndarray]:
+            block = arr[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width].compute()
+            return _valid_and_float(block, nodata)
+
+        mean, std = scene_statistics(read, sample_windows(height, width))
+    else:
+        mean, std = fixed
+
+    depth_y = min(int(overlap), min(arr.chunks[1]))
+    depth_x = min(int(overlap), min(arr.chunks[2]))
+    dtype, count, out_nodata = layout["dtype"], layout["count"], layout["nodata"]
+
+    def predict_block(block: np.ndarray) -> np.ndarray:
+        data, valid = _valid_and_float(block, nodata)
+        h, w = data.shape[1:]
+        grid = TileGrid.build(h, w, int(tile_size), int(overlap))
+        out = np.empty((count, h, w), dtype=dtype)
+
+        def emit(row0: int, blended: np.ndarray, ok: np.ndarray) -> None:
+            out[:, row0:row0 + blended.shape[1]] = _encode(output, dtype, blended, ok, out_nodata)
+
+        runner = ModelRunner(module.to(dev).eval(), wl, output=output, device=dev, precision=precision)
+
+        def read_rows(r0: int, r1: int, buf: np.ndarray) -> np.ndarray:
+            buf[...] = data[:, r0:r1]
+            return valid[r0:r1]
+
+        batches = iter_batches(grid, read_rows, int(batch_size), bands=data.shape[0], dtype=np.float32,
+                               mean=mean, std=std)
+        run_tiled(grid, batches, runner, emit)
+        return out[:, depth_y:h - depth_y, depth_x:w - depth_x]
+
+    result = dsa.map_overlap(
+        predict_block, arr, depth={0: 0, 1: depth_y, 2: depth_x}, boundary={0: "none", 1: "reflect", 2: "reflect"},
+        trim=False, dtype=np.dtype(dtype), chunks=((count,), arr.chunks[1], arr.chunks[2]),
+        meta=np.empty((0, 0, 0), dtype=dtype))
+
+    first = next(iter(module.parameters()), None)
+    restore = (first.device if first is not None else None, module.training)
+    try:
+        if compute:
+            result = _compute(result, client)
+    finally:
+        if restore[0] is not None and compute:
+            module.to(restore[0])
+        module.train(restore[1])
+
+    out = xr.DataArray(result, dims=("band", y_dim, x_dim),
+                       coords={"band": np.arange(1, count + 1), y_dim: da[y_dim].values, x_dim: da[x_dim].values},
+                       attrs={"long_name": tuple(layout["descriptions"]), "carl_output": output,
+                              "carl_wavelengths_um": json.dumps(wl), **layout["tags"]})
+    if da.rio.crs is not None:
+        out = out.rio.write_crs(da.rio.crs)
+    out = out.rio.write_transform(da.rio.transform())
+    return out.rio.write_nodata(out_nodata, encoded=False)
+
+
+def _compute(result: Any, client: Any) -> np.ndarray:
+    if client is None:
+        return result.compute()
+    if isinstance(client, str):
+        if client != "local":
+            raise ValueError(f"client must be None, 'local' or a distributed.Client, got {client!r}")
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(processes=False, dashboard_address=None) as cluster, \
+                Client(cluster, set_as_default=False) as local:
+            return local.compute(result, sync=True)
+    compute = getattr(client, "compute", None)
+    if compute is None:
+        raise ValueError(f"client must be None, 'local' or a distributed.Client, got {type(client).__name__}")
+    return compute(result, sync=True)

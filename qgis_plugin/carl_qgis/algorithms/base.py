@@ -1,0 +1,305 @@
+"""What the CARL Processing algorithms share: dependency gate, common parameters, input
+checks, progress/cancel bridge and error translation.
+
+carl_geo (and with it torch) is imported only inside :meth:`CarlAlgorithm.processAlgorithm`
+and :func:`sensor_presets`, never when QGIS loads the plugin module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from carl_qgis import deps
+
+AUTO = "auto"
+DEVICES = ("auto", "cpu", "cuda")
+MODEL_FILE_FILTER = "CARL model files (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*.*)"
+
+
+_PRESETS: list[str] | None = None
+
+
+def sensor_presets() -> list[str]:
+    """``["auto", <carl_geo.sensors preset names>...]``; only ``["auto"]`` when carl_geo is missing.
+
+    QGIS builds every algorithm's parameters when the plugin loads, and ``import carl_geo`` costs
+    seconds (torch, torchgeo), so unless carl_geo is already imported the names are read from
+    ``carl_geo/sensors.py`` alone (it needs only numpy): the same table, loaded without the package.
+    """
+    global _PRESETS
+    if _PRESETS is None:
+        _PRESETS = [AUTO, *sorted(_sensor_table())]
+    return list(_PRESETS)
+
+
+def _sensor_table() -> dict[str, Any]:
+    loaded = sys.modules.get("carl_geo.sensors")
+    if loaded is not None:
+        return loaded.SENSORS
+    try:
+        spec = importlib.util.find_spec("carl_geo")
+    except Exception:  # noqa: BLE001 - a broken install: the dependency message says what to do
+        return {}
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    path = Path(next(iter(spec.submodule_search_locations))) / "sensors.py"
+    name = "_carl_qgis_sensor_table"
+    try:
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module  # dataclasses look their module up while the file executes
+        try:
+            module_spec.loader.exec_module(module)
+        finally:
+            del sys.modules[name]
+        return module.SENSORS
+    except Exception:  # noqa: BLE001 - e.g. sensors.py changed to need the package: import it
+        try:
+            return importlib.import_module("carl_geo.sensors").SENSORS
+        except Exception:  # noqa: BLE001
+            return {}
+
+
+def import_carl(module: str) -> Any:
+    """Import a carl_geo module; an ImportError (e.g. a dependency version that does not fit this
+    Python) becomes a QgsProcessingException that names the problem and the pip command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise QgsProcessingException(
+            f"carl_geo is installed but {module} cannot be imported in QGIS's Python "
+            f"({type(e).__name__}: {e}). A package it needs has a version that does not fit; update with:\n"
+            f"{deps.pip_command(requirement='--upgrade carl-geo')}") from e
+
+
+def parse_wavelengths(text: str) -> list[float] | None:
+    """``"0.49, 0.56, 0.665"`` -> ``[0.49, 0.56, 0.665]`` µm (nm values such as ``"490, 560"`` are
+    converted, as :func:`carl_geo.io.parse_wavelength_list` does); empty -> None.
+
+    Raises:
+        QgsProcessingException: an entry is not a number.
+    """
+    if not (text or "").strip():
+        return None
+    try:
+        values = import_carl("carl_geo.io").parse_wavelength_list(text)
+    except ValueError as e:
+        raise QgsProcessingException(
+            f"Band wavelengths: {e}; give one centre wavelength in µm per band, separated by commas, "
+            "e.g. 0.49, 0.56, 0.665") from None
+    return values or None
+
+
+def raster_file(layer: QgsRasterLayer | None, what: str = "Input raster") -> str:
+    """The file (or GDAL dataset name) behind a raster layer, for rasterio.
+
+    Raises:
+        QgsProcessingException: no layer, or a layer that is not a GDAL file (memory, WMS,
+            WCS, XYZ tiles, ...), with what to do instead.
+    """
+    if layer is None or not layer.isValid():
+        raise QgsProcessingException(f"{what}: no valid raster layer was given.")
+    provider = layer.providerType()
+    if provider != "gdal":
+        raise QgsProcessingException(
+            f"{what}: layer '{layer.name()}' comes from the '{provider}' data provider, not from a file. "
+            "CARL reads rasters from files: save it as a GeoTIFF first (right-click the layer > Export > "
+            "Save As..., or Raster > Conversion > Translate) and run the algorithm on that file.")
+    source = layer.source()
+    parts = QgsProviderRegistry.instance().decodeUri("gdal", source)
+    path = parts.get("path") or source
+    if not os.path.exists(path):
+        raise QgsProcessingException(
+            f"{what}: layer '{layer.name()}' is not backed by a local file ({source}); "
+            "save it as a GeoTIFF first and run the algorithm on that file.")
+    return source if parts.get("layerName") or source.lower().startswith(("netcdf:", "hdf")) else path
+
+
+def parse_bands(text: str) -> list[int | str] | None:
+    """``"1, 2, 4"`` -> ``[1, 2, 4]`` (1-based band numbers); ``"B4,B3,B2"`` -> band names; empty -> None."""
+    items = [item.strip() for item in (text or "").replace(";", ",").split(",") if item.strip()]
+    return [int(item) if item.isdigit() else item for item in items] or None
+
+
+def check_band_count(layer: QgsRasterLayer, wavelengths: list[float] | None,
+                     bands: list[int | str] | None = None) -> None:
+    """Clear message when an explicit wavelength list does not match the (selected) bands."""
+    if wavelengths is None:
+        return
+    if bands is not None and len(wavelengths) != len(bands):
+        raise QgsProcessingException(
+            f"{len(bands)} bands were selected but {len(wavelengths)} wavelengths were given; "
+            "give one centre wavelength (µm) per selected band, in the same order.")
+    if bands is None and len(wavelengths) != layer.bandCount():
+        raise QgsProcessingException(
+            f"Layer '{layer.name()}' has {layer.bandCount()} bands but {len(wavelengths)} wavelengths were given; "
+            "give one centre wavelength (µm) per band, in band order.")
+
+
+def progress_bridge(feedback: QgsProcessingFeedback, start: float = 0.0,
+                    span: float = 100.0) -> Callable[[int, int], bool]:
+    """A carl_geo ``progress(done, total)`` callback that drives ``feedback`` and cancels.
+
+    Maps ``done/total`` onto ``start .. start + span`` percent and returns False (cancel)
+    once the user pressed Cancel.
+    """
+
+    def progress(done: int, total: int) -> bool:
+        if total:
+            feedback.setProgress(start + span * min(max(done / total, 0.0), 1.0))
+        return not feedback.isCanceled()
+
+    return progress
+
+
+class CarlAlgorithm(QgsProcessingAlgorithm):
+    """Base class: name/group boilerplate, dependency gate and shared parameters."""
+
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    SENSOR = "SENSOR"
+    WAVELENGTHS = "WAVELENGTHS"
+    BANDS = "BANDS"
+    TILE_SIZE = "TILE_SIZE"
+    OVERLAP = "OVERLAP"
+    BATCH_SIZE = "BATCH_SIZE"
+    DEVICE = "DEVICE"
+    OUTPUT = "OUTPUT"
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate(type(self).__name__, text)
+
+    def createInstance(self) -> CarlAlgorithm:  # noqa: N802 (Qt API)
+        return type(self)()
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:  # noqa: N802
+        return ""
+
+    def flags(self) -> QgsProcessingAlgorithm.Flags:
+        return super().flags() | QgsProcessingAlgorithm.FlagCanCancel
+
+    def canExecute(self) -> tuple[bool, str]:  # noqa: N802
+        status = deps.status()
+        return status.ok, status.message
+
+    # -- shared parameters -------------------------------------------------------------
+    def add_input_raster(self) -> None:
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.INPUT, self.tr("Input raster (any number of bands)")))
+
+    def add_wavelength_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterEnum(
+            self.SENSOR, self.tr("Band wavelengths: sensor preset ('auto' = from the layer's metadata or the model)"),
+            options=sensor_presets(), defaultValue=AUTO, usesStaticStrings=True))
+        explicit = QgsProcessingParameterString(
+            self.WAVELENGTHS, self.tr("Band wavelengths in µm, comma-separated, one per band (overrides the preset)"),
+            optional=True)
+        explicit.setFlags(explicit.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(explicit)
+        bands = QgsProcessingParameterString(
+            self.BANDS, self.tr("Bands to use: numbers (1 = first) or names (e.g. B4, B3, B2), comma-separated "
+                                "(default: all, or those the model was trained on)"), optional=True)
+        bands.setFlags(bands.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(bands)
+
+    def add_tiling_parameters(self, batch_size: int = 4) -> None:
+        self.addParameter(QgsProcessingParameterNumber(
+            self.TILE_SIZE, self.tr("Tile size (pixels)"), QgsProcessingParameterNumber.Integer, 256,
+            minValue=16, maxValue=8192))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.OVERLAP, self.tr("Tile overlap (pixels)"), QgsProcessingParameterNumber.Integer, 64,
+            minValue=0, maxValue=4096))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.BATCH_SIZE, self.tr("Batch size (tiles per forward pass)"), QgsProcessingParameterNumber.Integer,
+            batch_size, minValue=1, maxValue=1024))
+
+    def add_device_parameter(self) -> None:
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DEVICE, self.tr("Device"), options=list(DEVICES), defaultValue=AUTO, usesStaticStrings=True))
+
+    # -- reading them ------------------------------------------------------------------
+    def require_dependencies(self) -> None:
+        status = deps.status()
+        if not status.ok:
+            raise QgsProcessingException(status.message)
+
+    def wavelength_args(self, parameters: dict[str, Any], context: QgsProcessingContext,
+                        layer: QgsRasterLayer) -> dict[str, Any]:
+        """``wavelengths``/``sensor``/``bands`` keyword arguments of the carl_geo APIs (``{}`` = auto:
+        file metadata, then the model's wavelengths), checked against the layer."""
+        args: dict[str, Any] = {}
+        bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context))
+        if bands is not None:
+            args["bands"] = bands
+        explicit = parse_wavelengths(self.parameterAsString(parameters, self.WAVELENGTHS, context))
+        if explicit is not None:
+            check_band_count(layer, explicit, bands)
+            args["wavelengths"] = explicit
+            return args
+        sensor = self.parameterAsEnumString(parameters, self.SENSOR, context) or AUTO
+        if sensor != AUTO:
+            args["sensor"] = sensor
+        return args
+
+    def tiling_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
+        tile = self.parameterAsInt(parameters, self.TILE_SIZE, context)
+        overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
+        try:
+            import_carl("carl_geo.inference.tiling").check_tiling(tile, overlap)
+        except ValueError as e:
+            raise user_error(e) from e
+        return {"tile_size": tile, "overlap": overlap,
+                "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+                "device": self.parameterAsEnumString(parameters, self.DEVICE, context) or AUTO}
+
+    def model_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        path = self.parameterAsFile(parameters, self.MODEL, context)
+        if not path or not Path(path).is_file():
+            raise QgsProcessingException(f"Model file not found: {path!r}; choose a CARL model file (.pt).")
+        return path
+
+
+def user_error(exc: BaseException) -> QgsProcessingException:
+    """A carl_geo error (ValueError, FileNotFoundError, CheckpointError, ...) as an analyst-readable
+    Processing error. The message is the library's (it already says what to fix), plus where to
+    fix wavelength problems in the algorithm dialog."""
+    text = str(exc) or type(exc).__name__
+    text = text[0].upper() + text[1:]
+    if "wavelength" in text.lower():
+        text += (". In this algorithm: choose the sensor preset, or type one wavelength (µm) per band in "
+                 "'Band wavelengths' under Advanced Parameters (and pick bands with 'Bands to use' there).")
+    return QgsProcessingException(text)
+
+
+def remove_partial(path: str | os.PathLike) -> None:
+    """Delete an output file (and GDAL sidecars) after a failure or cancel."""
+    p = Path(path)
+    for candidate in (p, p.with_name(p.name + ".aux.xml"), p.with_name(p.name + ".ovr")):
+        try:
+            candidate.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,90 @@
+"""Processing algorithm "CARL extract features" (``carl:extractfeatures``): a D-band embedding
+raster (CARL's per-pixel features) from any CARL model file, via
+:func:`carl_geo.inference.predict_raster` with ``output="embeddings"``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterDestination,
+)
+
+from carl_qgis.algorithms.base import (
+    MODEL_FILE_FILTER,
+    CarlAlgorithm,
+    import_carl,
+    progress_bridge,
+    raster_file,
+    remove_partial,
+    user_error,
+)
+
+DTYPES = ("float32", "float16")
+
+
+class ExtractFeaturesAlgorithm(CarlAlgorithm):
+    """Input raster (C bands) + CARL weights -> embedding raster (D bands, input grid)."""
+
+    DTYPE = "DTYPE"
+
+    def name(self) -> str:
+        return "extractfeatures"
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.tr("CARL extract features")
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.tr(
+            "Computes CARL's camera-agnostic per-pixel features (an embedding raster with D bands, on the input "
+            "grid) from any raster with band wavelengths. Use it with a backbone weights file or any CARL model "
+            "file; the features feed clustering, similarity search or your own classifiers.")
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+        self.add_input_raster()
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, self.tr("CARL model or backbone weights file"), fileFilter=MODEL_FILE_FILTER))
+        self.add_wavelength_parameters()
+        self.add_tiling_parameters()
+        self.add_device_parameter()
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DTYPE, self.tr("Feature data type"), options=list(DTYPES), defaultValue="float32",
+            usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("CARL features")))
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        self.require_dependencies()
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        src = raster_file(layer)
+        model_path = self.model_path(parameters, context)
+        wl_args = self.wavelength_args(parameters, context, layer)
+        tiling = self.tiling_args(parameters, context)
+        dtype = self.parameterAsEnumString(parameters, self.DTYPE, context) or "float32"
+        dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+
+        load_bundle = import_carl("carl_geo").load_bundle
+        inference = import_carl("carl_geo.inference")
+        predict_raster, PredictionCancelled = inference.predict_raster, inference.PredictionCancelled  # noqa: N806
+
+        try:
+            bundle = load_bundle(model_path)
+        except (ValueError, OSError) as e:
+            raise user_error(e) from e
+        try:
+            result = predict_raster(bundle, src, dst, output="embeddings", embedding_dtype=dtype,
+                                    progress=progress_bridge(feedback), **wl_args, **tiling)
+        except PredictionCancelled:
+            remove_partial(dst)
+            raise QgsProcessingException("CARL extract features was cancelled; no output was written.") from None
+        except (ValueError, OSError, RuntimeError) as e:
+            remove_partial(dst)
+            raise user_error(e) from e
+        feedback.pushInfo(f"Wrote {result.path}: {result.count} feature bands, {result.width} x {result.height} px, "
+                          f"{result.seconds:.1f} s")
+        return {self.OUTPUT: dst}

@@ -1,0 +1,102 @@
+"""Processing algorithm "CARL segment raster" (``carl:segmentraster``): a class or probability
+map from a CARL segmentation model file, computed tile by tile with
+:func:`carl_geo.inference.predict_raster`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterDestination,
+)
+
+from carl_qgis.algorithms.base import (
+    MODEL_FILE_FILTER,
+    CarlAlgorithm,
+    import_carl,
+    progress_bridge,
+    raster_file,
+    remove_partial,
+    user_error,
+)
+from carl_qgis.styling import style_on_load
+
+OUTPUT_TYPES = ("classes", "probabilities")
+
+
+class SegmentRasterAlgorithm(CarlAlgorithm):
+    """Input raster (C bands) + model bundle -> class raster (1 band) or probabilities (K bands)."""
+
+    OUTPUT_TYPE = "OUTPUT_TYPE"
+
+    def name(self) -> str:
+        return "segmentraster"
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.tr("CARL segment raster")
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.tr(
+            "Classifies every pixel of a raster with a CARL segmentation model file (a carl_geo model bundle "
+            "with its classes, colours and normalisation). CARL works with any number of bands: it needs the "
+            "centre wavelength (µm) of each band, taken from the layer's metadata, from a sensor preset, or "
+            "from an explicit list (advanced). The raster is processed in overlapping tiles, so it can be larger "
+            "than memory.\n\nOutput 'classes' is a one-band class map (shown with the model's class names and "
+            "colours); 'probabilities' has one band per class.")
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+        self.add_input_raster()
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, self.tr("CARL model file (segmentation bundle)"), fileFilter=MODEL_FILE_FILTER))
+        self.add_wavelength_parameters()
+        self.add_tiling_parameters()
+        self.add_device_parameter()
+        self.addParameter(QgsProcessingParameterEnum(
+            self.OUTPUT_TYPE, self.tr("Output"), options=list(OUTPUT_TYPES), defaultValue="classes",
+            usesStaticStrings=True))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Segmentation")))
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        self.require_dependencies()
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        src = raster_file(layer)
+        model_path = self.model_path(parameters, context)
+        wl_args = self.wavelength_args(parameters, context, layer)
+        tiling = self.tiling_args(parameters, context)
+        output = self.parameterAsEnumString(parameters, self.OUTPUT_TYPE, context) or "classes"
+        dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+
+        load_bundle = import_carl("carl_geo").load_bundle
+        inference = import_carl("carl_geo.inference")
+        predict_raster, PredictionCancelled = inference.predict_raster, inference.PredictionCancelled  # noqa: N806
+
+        try:
+            bundle = load_bundle(model_path)
+        except (ValueError, OSError) as e:
+            raise user_error(e) from e
+        if bundle.task != "segmentation":
+            raise QgsProcessingException(
+                f"Model file {model_path} holds a feature extractor (no classes); use 'CARL extract features' "
+                "for it, or choose a segmentation model file (e.g. one made by 'CARL train from polygons').")
+        feedback.pushInfo(f"Model: {len(bundle.class_names)} classes ({', '.join(bundle.class_names)}); "
+                          f"input: {src} ({layer.bandCount()} bands, {layer.width()} x {layer.height()} px)")
+        try:
+            result = predict_raster(bundle, src, dst, output=output, progress=progress_bridge(feedback),
+                                    **wl_args, **tiling)
+        except PredictionCancelled:
+            remove_partial(dst)
+            raise QgsProcessingException("CARL segment raster was cancelled; no output was written.") from None
+        except (ValueError, OSError, RuntimeError) as e:
+            remove_partial(dst)
+            raise user_error(e) from e
+        feedback.pushInfo(f"Wrote {result.path}: {result.width} x {result.height} px, {result.count} band(s), "
+                          f"{result.tiles} tiles in {result.seconds:.1f} s")
+        if output == "classes":
+            style_on_load(context, dst, bundle.class_names, bundle.colors)
+        return {self.OUTPUT: dst}

@@ -1,0 +1,225 @@
+"""Processing algorithm "CARL train from polygons" (``carl:trainfrompolygons``): train a CARL
+segmentation model from labelled polygons with :func:`carl_geo.training.train_from_polygons`,
+then classify the whole raster with :func:`carl_geo.inference.predict_raster`."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsCoordinateTransformContext,
+    QgsFeature,
+    QgsFeatureSource,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingUtils,
+    QgsVectorFileWriter,
+)
+
+from carl_qgis.algorithms.base import (
+    MODEL_FILE_FILTER,
+    CarlAlgorithm,
+    import_carl,
+    progress_bridge,
+    raster_file,
+    remove_partial,
+    user_error,
+)
+from carl_qgis.styling import style_on_load
+
+#: Share of the progress bar used by training; the rest is the prediction of the whole raster.
+TRAIN_SHARE = 85.0
+
+
+def export_labels(source: QgsFeatureSource, field: str, folder: str) -> Path:
+    """Write the polygons (only the label field) to a GeoPackage in ``folder``.
+
+    The training API reads a vector *file*; exporting also covers memory layers, layer filters and
+    "selected features only".
+
+    Raises:
+        QgsProcessingException: the field is missing or the file cannot be written.
+    """
+    index = source.fields().lookupField(field)
+    if index < 0:
+        names = ", ".join(source.fields().names())
+        raise QgsProcessingException(f"The polygon layer has no field {field!r}; its fields are: {names}.")
+    fields = QgsFields()
+    fields.append(source.fields().at(index))
+    path = Path(folder) / "carl_training_polygons.gpkg"
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    options.layerName = "labels"
+    writer = QgsVectorFileWriter.create(str(path), fields, source.wkbType(), source.sourceCrs(),
+                                        QgsCoordinateTransformContext(), options)
+    if writer.hasError() != QgsVectorFileWriter.NoError:
+        raise QgsProcessingException(f"Could not write the training polygons to {path}: {writer.errorMessage()}")
+    n = 0
+    for feature in source.getFeatures():
+        if not feature.hasGeometry():
+            continue
+        out = QgsFeature(fields)
+        out.setGeometry(feature.geometry())
+        out.setAttributes([feature.attribute(index)])
+        if not writer.addFeature(out):
+            raise QgsProcessingException(f"Could not write the training polygons to {path}: {writer.errorMessage()}")
+        n += 1
+    del writer  # closes the file
+    if n == 0:
+        raise QgsProcessingException("The polygon layer has no features; draw or select training polygons first.")
+    return path
+
+
+class TrainFromPolygonsAlgorithm(CarlAlgorithm):
+    """Raster + labelled polygons -> model file + classified raster."""
+
+    POLYGONS = "POLYGONS"
+    FIELD = "FIELD"
+    WEIGHTS = "WEIGHTS"
+    CONFIG = "CONFIG"
+    EPOCHS = "EPOCHS"
+    CHIP_SIZE = "CHIP_SIZE"
+    TRAIN_BATCH_SIZE = "TRAIN_BATCH_SIZE"
+    VAL_FRACTION = "VAL_FRACTION"
+    SEED = "SEED"
+    OUTPUT_MODEL = "OUTPUT_MODEL"
+    OVERALL_ACCURACY = "OVERALL_ACCURACY"
+    MEAN_IOU = "MEAN_IOU"
+
+    def name(self) -> str:
+        return "trainfrompolygons"
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.tr("CARL train from polygons")
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.tr(
+            "Trains a CARL segmentation model from polygons you digitised over a raster (one class per polygon, "
+            "read from a field), reports its accuracy on held-out polygons, saves the model file and classifies "
+            "the whole raster with it. Give pretrained backbone weights to train only the head (faster, needs "
+            "fewer polygons); without them the small 'tiny' network is trained end to end.")
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
+        self.add_input_raster()
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.POLYGONS, self.tr("Training polygons"), [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterField(
+            self.FIELD, self.tr("Class field"), parentLayerParameterName=self.POLYGONS))
+        self.add_wavelength_parameters()
+        self.addParameter(QgsProcessingParameterFile(
+            self.WEIGHTS, self.tr("Pretrained backbone weights (optional)"), fileFilter=MODEL_FILE_FILTER,
+            optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.EPOCHS, self.tr("Epochs (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0,
+            minValue=0, maxValue=10000))
+        self.add_device_parameter()
+        advanced = [
+            QgsProcessingParameterEnum(self.CONFIG, self.tr("Network size (without pretrained weights)"),
+                                       options=["tiny", "published"], defaultValue="tiny", usesStaticStrings=True),
+            QgsProcessingParameterNumber(self.CHIP_SIZE, self.tr("Training chip size (pixels)"),
+                                         QgsProcessingParameterNumber.Integer, 64, minValue=16, maxValue=1024),
+            QgsProcessingParameterNumber(self.TRAIN_BATCH_SIZE, self.tr("Training batch size"),
+                                         QgsProcessingParameterNumber.Integer, 8, minValue=1, maxValue=1024),
+            QgsProcessingParameterNumber(self.VAL_FRACTION, self.tr("Share of polygons held out for validation"),
+                                         QgsProcessingParameterNumber.Double, 0.25, minValue=0.0, maxValue=0.9),
+            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer,
+                                         0, minValue=0),
+        ]
+        for param in advanced:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+        self.add_tiling_parameters()
+        for name in (self.TILE_SIZE, self.OVERLAP, self.BATCH_SIZE):
+            param = self.parameterDefinition(name)
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_MODEL, self.tr("Model file"), fileFilter="CARL model (*.pt)"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Classification")))
+        self.addOutput(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, self.tr("Validation overall accuracy")))
+        self.addOutput(QgsProcessingOutputNumber(self.MEAN_IOU, self.tr("Validation mean IoU")))
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        self.require_dependencies()
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        src = raster_file(layer)
+        source = self.parameterAsSource(parameters, self.POLYGONS, context)
+        if source is None:
+            raise QgsProcessingException("Training polygons: no valid polygon layer was given.")
+        field = self.parameterAsString(parameters, self.FIELD, context)
+        wl_args = self.wavelength_args(parameters, context, layer)
+        tiling = self.tiling_args(parameters, context)
+        weights = self.parameterAsFile(parameters, self.WEIGHTS, context) or None
+        if weights and not Path(weights).is_file():
+            raise QgsProcessingException(f"Pretrained weights file not found: {weights}")
+        epochs = self.parameterAsInt(parameters, self.EPOCHS, context) or None
+        model_out = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+
+        inference = import_carl("carl_geo.inference")
+        predict_raster, PredictionCancelled = inference.predict_raster, inference.PredictionCancelled  # noqa: N806
+        train_from_polygons = import_carl("carl_geo.training").train_from_polygons
+
+        workdir = tempfile.mkdtemp(prefix="carl_train_", dir=QgsProcessingUtils.tempFolder())
+        try:
+            labels = export_labels(source, field, workdir)
+            feedback.pushInfo(f"Training on {src} ({layer.bandCount()} bands) with {source.featureCount()} "
+                              f"polygons, class field {field!r}")
+            try:
+                result = train_from_polygons(
+                    src, labels, field, model_out, weights=weights,
+                    config=self.parameterAsEnumString(parameters, self.CONFIG, context) or "tiny",
+                    epochs=epochs, chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
+                    batch_size=self.parameterAsInt(parameters, self.TRAIN_BATCH_SIZE, context),
+                    val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
+                    seed=self.parameterAsInt(parameters, self.SEED, context), device=tiling["device"],
+                    progress=progress_bridge(feedback, 0.0, TRAIN_SHARE), log=feedback.pushInfo, **wl_args)
+            except Exception as e:  # noqa: BLE001 - cancel may surface as any exception type
+                remove_partial(model_out)
+                if feedback.isCanceled():
+                    raise QgsProcessingException("CARL training was cancelled; no model was written.") from None
+                if isinstance(e, (ValueError, OSError, RuntimeError)):
+                    raise user_error(e) from e
+                raise
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if feedback.isCanceled():
+            remove_partial(model_out)
+            raise QgsProcessingException("CARL training was cancelled; no model was written.")
+        report = result.report
+        feedback.pushInfo(f"Model saved to {result.model_path}; validation overall accuracy "
+                          f"{report.get('overall_accuracy', float('nan')):.3f}, mean IoU "
+                          f"{report.get('mean_iou', float('nan')):.3f}")
+        for name, iou in (report.get("per_class_iou") or {}).items():
+            feedback.pushInfo(f"  IoU {name}: {iou:.3f}")
+
+        bundle = result.bundle
+        try:
+            predict_raster(bundle, src, dst, output="classes",
+                           progress=progress_bridge(feedback, TRAIN_SHARE, 100.0 - TRAIN_SHARE), **wl_args, **tiling)
+        except PredictionCancelled:
+            remove_partial(dst)
+            raise QgsProcessingException(
+                f"Classification cancelled; the trained model was kept at {result.model_path}.") from None
+        except (ValueError, OSError, RuntimeError) as e:
+            remove_partial(dst)
+            raise user_error(e) from e
+        style_on_load(context, dst, bundle.class_names, bundle.colors)
+        return {self.OUTPUT_MODEL: str(result.model_path), self.OUTPUT: dst,
+                self.OVERALL_ACCURACY: float(report.get("overall_accuracy", float("nan"))),
+                self.MEAN_IOU: float(report.get("mean_iou", float("nan")))}

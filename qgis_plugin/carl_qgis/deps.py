@@ -1,0 +1,210 @@
+"""Dependency check: are carl_geo and torch installed in QGIS's Python?
+
+QGIS ships its own Python without PyTorch. The plugin never installs anything itself: when
+``carl_geo`` or ``torch`` cannot be imported it shows one message with the exact ``pip``
+command for the Python that QGIS runs (on Windows and macOS ``sys.executable`` is the QGIS
+program, not Python, so the interpreter is derived from ``sys.exec_prefix``).
+
+This module imports nothing from QGIS or carl_geo at import time, so it is safe to import
+from ``classFactory`` whatever is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import sysconfig
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Modules the algorithms import (in this order: a missing torch explains a failing carl_geo).
+REQUIRED_MODULES: tuple[str, ...] = ("numpy", "torch", "rasterio", "carl_geo")
+#: The pip requirement that brings all of them.
+PIP_REQUIREMENT = "carl-geo"
+#: Oldest Python carl-geo supports (pyproject's requires-python).
+MIN_PYTHON = (3, 11)
+
+
+@dataclass(frozen=True)
+class DependencyStatus:
+    """Result of :func:`check_dependencies`.
+
+    Attributes:
+        ok: every module in :data:`REQUIRED_MODULES` imported.
+        missing: ``(module, reason)`` pairs for those that did not.
+        python: the Python interpreter QGIS runs (for the pip command).
+    """
+
+    ok: bool
+    missing: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    python: str = ""
+
+    @property
+    def pip_command(self) -> str:
+        """The command that installs carl_geo (and torch) into QGIS's Python."""
+        return pip_command(self.python)
+
+    @property
+    def message(self) -> str:
+        """One human-readable paragraph; empty when everything is installed."""
+        if self.ok:
+            return ""
+        names = ", ".join(name for name, _ in self.missing)
+        first_reason = self.missing[0][1]
+        if sys.version_info[:2] < MIN_PYTHON:
+            have = ".".join(map(str, sys.version_info[:2]))
+            need = ".".join(map(str, MIN_PYTHON))
+            return (
+                f"CARL plugin: the Python packages it needs are not installed ({names}), and they need Python "
+                f"{need} or newer while this QGIS runs Python {have}. Install a QGIS release whose Python is "
+                f"{need} or newer (Help > About shows it), then run:\n{self.pip_command}"
+            )
+        return (
+            f"CARL plugin: the Python packages it needs are not installed in QGIS's Python ({names}; "
+            f"{first_reason}). Close QGIS, run this command in a terminal (on Windows: the OSGeo4W Shell), "
+            f"then restart QGIS:\n{self.pip_command}"
+        )
+
+
+def _inside(path: str, folder: str, windows: bool) -> bool:
+    """``path`` lies under ``folder`` (symlinks not resolved: a venv's python is a link)."""
+    if not path or not folder:
+        return False
+    if windows:
+        p, root = path.replace("/", "\\").lower(), folder.replace("/", "\\").lower().rstrip("\\") + "\\"
+    else:
+        p, root = os.path.abspath(path), os.path.abspath(folder).rstrip("/") + "/"
+    return p.startswith(root)
+
+
+def qgis_python(executable: str | None = None, exec_prefix: str | None = None,
+                platform: str | None = None) -> str:
+    """Path of the Python interpreter behind the running QGIS.
+
+    ``sys.executable`` is used when it is a Python inside ``sys.exec_prefix`` (a plain Python, a
+    venv, tests). Inside the QGIS program it is ``qgis-bin.exe`` (Windows), the ``QGIS`` program
+    (macOS) or whatever ``python3`` comes first on PATH (Linux, e.g. a pyenv shim: not QGIS's
+    Python); then the interpreter is looked up under ``sys.exec_prefix`` (e.g.
+    ``C:\\OSGeo4W\\apps\\Python312\\python.exe``, ``QGIS.app/Contents/MacOS/bin/python3``,
+    ``/usr/bin/python3.11``). Falls back to ``python3`` (``python`` on Windows).
+    """
+    executable = sys.executable if executable is None else executable
+    exec_prefix = sys.exec_prefix if exec_prefix is None else exec_prefix
+    platform = sys.platform if platform is None else platform
+    windows = platform.startswith("win")
+    name = (executable.replace("\\", "/").rsplit("/", 1)[-1]).lower()
+    if name.startswith("python") and _inside(executable, exec_prefix, windows):
+        return executable
+    prefix = Path(exec_prefix)
+    major, minor = sys.version_info[:2]
+    if windows:
+        candidates = [prefix / "python.exe", prefix / "python3.exe"]
+    else:
+        candidates = [prefix / "bin" / f"python{major}.{minor}", prefix / "bin" / "python3",
+                      prefix / "bin" / "python"]
+    for cand in candidates:
+        if cand.is_file():
+            return str(cand)
+    if windows:
+        return str(candidates[0]) if exec_prefix else "python"
+    return "python3"
+
+
+def externally_managed() -> bool:
+    """True for a distribution's own Python that refuses plain ``pip install`` (PEP 668, e.g.
+    Debian's and Ubuntu's python3, which their QGIS packages use); False inside a venv."""
+    if sys.prefix != sys.base_prefix:
+        return False
+    return (Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED").is_file()
+
+
+def pip_command(python: str | None = None, requirement: str = PIP_REQUIREMENT,
+                managed: bool | None = None) -> str:
+    """``"<qgis python>" -m pip install <requirement>`` (quoted when the path has spaces). For an
+    externally managed system Python (``managed``, default: :func:`externally_managed`) the
+    packages go to the user's site-packages: ``--user --break-system-packages``."""
+    python = python or qgis_python()
+    managed = externally_managed() if managed is None else managed
+    quoted = f'"{python}"' if (" " in python or "\\" in python) else python
+    flags = "--user --break-system-packages " if managed else ""
+    return f"{quoted} -m pip install {flags}{requirement}"
+
+
+def find_module(name: str) -> None:
+    """Raise ModuleNotFoundError unless ``name`` is installed; never imports it (``import carl_geo``
+    loads torch and torchgeo, seconds that QGIS start-up should not pay)."""
+    if importlib.util.find_spec(name) is None:
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+
+def check_dependencies(modules: Sequence[str] = REQUIRED_MODULES,
+                       finder: Callable[[str], object] = find_module) -> DependencyStatus:
+    """Check that each module is installed (``finder`` raises if not); collect every failure.
+
+    A module that is installed but broken is reported when an algorithm imports it
+    (:func:`carl_qgis.algorithms.base.import_carl`), with the same pip command.
+    """
+    missing: list[tuple[str, str]] = []
+    for name in modules:
+        try:
+            finder(name)
+        except Exception as e:  # noqa: BLE001 - report every failure, never crash QGIS
+            reason = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+            missing.append((name, reason))
+    return DependencyStatus(ok=not missing, missing=tuple(missing), python=qgis_python())
+
+
+def bundled_proj_library(dist_files: Sequence[object] | None = None) -> str | None:
+    """The PROJ library shipped inside an installed pyproj wheel (``pyproj.libs/libproj-*.so*``),
+    or None (pyproj built against the system PROJ, or not installed). Does not import pyproj."""
+    if dist_files is None:
+        try:
+            from importlib.metadata import PackageNotFoundError, files
+        except ImportError:
+            return None
+        try:
+            dist_files = files("pyproj") or []
+        except PackageNotFoundError:
+            return None
+    for item in dist_files:
+        path = str(item).replace("\\", "/")
+        if path.startswith("pyproj.libs/") and "libproj" in path:
+            return path
+    return None
+
+
+def proj_clash_message(platform: str | None = None, dist_files: Sequence[object] | None = None) -> str:
+    """A warning when, on Linux, pyproj brings its own PROJ: inside the QGIS program its symbols
+    clash with QGIS's PROJ (seen: ``qgis_process`` aborting at exit). Empty when there is no clash."""
+    platform = sys.platform if platform is None else platform
+    if not platform.startswith("linux"):
+        return ""
+    lib = bundled_proj_library(dist_files)
+    if lib is None:
+        return ""
+    return (f"CARL plugin: pyproj in QGIS's Python carries its own PROJ library ({lib}). On Linux it clashes "
+            "with QGIS's PROJ and QGIS may crash when it closes. Rebuild pyproj against the system PROJ "
+            "(needs the PROJ development package, e.g. libproj-dev, and a C compiler):\n"
+            f"{pip_command(requirement='--force-reinstall --no-deps --no-binary pyproj pyproj')}\n"
+            "(with PROJ older than 9.2 use 'pyproj<3.7' and Cython < 3.1; see the plugin's README).")
+
+
+_status: DependencyStatus | None = None
+
+
+def status(refresh: bool = False) -> DependencyStatus:
+    """Cached :func:`check_dependencies` (the check runs once per QGIS session)."""
+    global _status
+    if _status is None or refresh:
+        _status = check_dependencies()
+    return _status
+
+
+def reset() -> None:
+    """Forget the cached status (tests; after the user installed the packages)."""
+    global _status
+    _status = None
+

@@ -1,0 +1,72 @@
+"""Display of CARL class maps in QGIS: a paletted renderer with the model's names and colours."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from qgis.core import (
+    QgsMapLayer,
+    QgsPalettedRasterRenderer,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtGui import QColor
+
+
+def paletted_renderer(layer: QgsRasterLayer, class_names: Sequence[str],
+                      colors: Sequence[Sequence[int]], band: int = 1) -> QgsPalettedRasterRenderer:
+    """Renderer showing pixel value ``i`` as ``class_names[i]`` in RGB ``colors[i]`` (0-255)."""
+    if len(class_names) != len(colors):
+        raise ValueError(f"{len(class_names)} class names but {len(colors)} colours")
+    classes = [
+        QgsPalettedRasterRenderer.Class(i, QColor(int(c[0]), int(c[1]), int(c[2])), str(name))
+        for i, (name, c) in enumerate(zip(class_names, colors))
+    ]
+    return QgsPalettedRasterRenderer(layer.dataProvider(), band, classes)
+
+
+def apply_class_style(layer: QgsRasterLayer, class_names: Sequence[str], colors: Sequence[Sequence[int]]) -> None:
+    """Give a class raster the paletted renderer and repaint it."""
+    layer.setRenderer(paletted_renderer(layer, class_names, colors))
+    layer.triggerRepaint()
+
+
+class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Styles the class raster once Processing has loaded it into the project.
+
+    Processing keeps only a C++ pointer to a post-processor, so every instance is also kept
+    in :attr:`_alive` until it has run (otherwise Python would garbage-collect it first).
+    """
+
+    _alive: list[ClassStylePostProcessor] = []
+
+    def __init__(self, class_names: Sequence[str], colors: Sequence[Sequence[int]], layer_name: str = "") -> None:
+        super().__init__()
+        self.class_names = list(class_names)
+        self.colors = [tuple(int(v) for v in c) for c in colors]
+        self.layer_name = layer_name
+        ClassStylePostProcessor._alive.append(self)
+
+    def postProcessLayer(self, layer: QgsMapLayer, context: QgsProcessingContext,  # noqa: N802 (Qt API)
+                         feedback: QgsProcessingFeedback) -> None:
+        if isinstance(layer, QgsRasterLayer) and layer.isValid():
+            apply_class_style(layer, self.class_names, self.colors)
+            if self.layer_name:
+                layer.setName(self.layer_name)
+        if self in ClassStylePostProcessor._alive:
+            ClassStylePostProcessor._alive.remove(self)
+
+
+def style_on_load(context: QgsProcessingContext, output_path: str, class_names: Sequence[str],
+                  colors: Sequence[Sequence[int]], layer_name: str = "") -> bool:
+    """Attach a :class:`ClassStylePostProcessor` to ``output_path`` if Processing will load it
+    into a project (``processing.runAndLoadResults`` or the toolbox dialog). Returns whether it did."""
+    if not context.willLoadLayerOnCompletion(output_path):
+        return False
+    details = context.layerToLoadOnCompletionDetails(output_path)
+    details.setPostProcessor(ClassStylePostProcessor(class_names, colors, layer_name))
+    if layer_name:
+        details.name = layer_name
+    return True

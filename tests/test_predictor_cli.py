@@ -1,0 +1,88 @@
+"""``carl-geo predict``: help, a real run with a quick look, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+import carl_geo
+from carl_geo.cli import main
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> tuple[Path, Path]:
+    """A 4-band uint16 GeoTIFF with wavelength metadata and a tiny 3-class CARL model file."""
+    folder = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    src = folder / "scene.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=56, height=40, count=4, dtype="uint16", crs="EPSG:32633",
+                       transform=from_origin(400000, 5500000, 20, 20), nodata=0) as dst:
+        dst.write(rng.integers(500, 4000, size=(4, 40, 56)).astype("uint16"))
+        for b, w in enumerate((0.49, 0.56, 0.665, 0.842), start=1):
+            dst.update_tags(b, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=str(w))
+    torch.manual_seed(0)
+    seg = carl_geo.CARLSegmenter(carl_geo.CARL(carl_geo.tiny_config()), 2)
+    model = carl_geo.save_bundle(carl_geo.make_bundle(seg, class_names=["field", "road"],
+                                                      colors=[(240, 220, 0), (90, 90, 90)]), folder / "model.pt")
+    return src, model
+
+
+def test_help(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for opt in ("--model", "--output", "--wavelengths", "--sensor", "--bands", "--tile-size", "--overlap",
+                "--batch-size", "--device", "--precision", "--cog", "--overviews", "--quicklook"):
+        assert opt in text
+
+
+def test_cli_run_with_quicklook(scene, tmp_path: Path, capsys) -> None:
+    src, model = scene
+    out, png = tmp_path / "map.tif", tmp_path / "map.png"
+    code = main(["predict", str(src), str(out), "--model", str(model), "--tile-size", "32", "--overlap", "8",
+                 "--batch-size", "3", "--device", "cpu", "--quicklook", str(png)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out and "predict" in captured.err  # tqdm bar on stderr
+    with rasterio.open(src) as a, rasterio.open(out) as b:
+        assert (b.crs, b.transform, b.shape) == (a.crs, a.transform, a.shape)
+        assert json.loads(b.tags()["CLASS_NAMES"]) == ["field", "road"]
+        assert b.colormap(1)[1][:3] == (90, 90, 90)
+        assert set(np.unique(b.read(1))) <= {0, 1}
+    import matplotlib.image
+
+    img = matplotlib.image.imread(png)
+    assert img.shape[0] > 200 and img.shape[1] > 400 and img[..., :3].std() > 0.05
+
+
+def test_cli_probabilities_with_explicit_wavelengths(scene, tmp_path: Path) -> None:
+    src, model = scene
+    out = tmp_path / "p.tif"
+    code = main(["predict", str(src), str(out), "-m", str(model), "--output", "probabilities", "--wavelengths",
+                 "0.49,0.56,0.665,0.842", "--probability-dtype", "uint8", "--tile-size", "32", "--overlap", "8",
+                 "--device", "cpu", "--quiet"])
+    assert code == 0
+    with rasterio.open(out) as b:
+        p = b.read().astype(int)
+    assert p.shape == (2, 40, 56) and np.abs(p.sum(0) - 254).max() <= 1
+
+
+def test_cli_errors_are_one_line(scene, tmp_path: Path, capsys) -> None:
+    src, model = scene
+    out = tmp_path / "bad.tif"
+    code = main(["predict", str(src), str(out), "--model", str(model), "--wavelengths", "0.49,0.56,0.665"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "has 4 bands but 3 wavelengths were given" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+    code = main(["predict", str(src), str(out), "--model", str(tmp_path / "missing.pt")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "model file not found" in err and len(err.splitlines()) == 1
+    code = main(["predict", str(src), str(out), "--model", str(model), "--overlap", "20", "--tile-size", "32"])
+    assert code == 2 and "overlap" in capsys.readouterr().err
