@@ -63,7 +63,9 @@ class CARLTaskBase(BaseTask):
             groups.append({"params": backbone, "lr": lr * factor})
         optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=self.hparams["weight_decay"])
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=self.hparams["patience"])
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor}}
+        # strict=False: runs without a validation loader (or validating every n epochs) only skip the LR step
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "strict": False}}
 
     def forward(self, image: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> Tensor:
         return self.model(image, wavelengths, band_mask)
