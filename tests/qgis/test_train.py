@@ -3,6 +3,8 @@ classified raster loaded with the model's classes, a rendered map in outputs/qgi
 
 from __future__ import annotations
 
+import shutil
+
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,9 @@ def trained(carl_provider: Any, nc_scene: Any, tmp_path_factory: pytest.TempPath
     import processing
     from qgis.core import QgsFeatureRequest, QgsProject, QgsVectorLayer
 
-    polygons = QgsVectorLayer(str(nc_scene.polygons), "training polygons", "ogr")
+    # a copy: OGR opens GeoPackages for update and would touch the shipped file
+    copy = Path(shutil.copy(nc_scene.polygons, tmp_path_factory.mktemp("polygons")))
+    polygons = QgsVectorLayer(str(copy), "training polygons", "ogr")
     assert polygons.isValid()
     memory = polygons.materialize(QgsFeatureRequest())
     assert memory.providerType() == "memory" and memory.featureCount() == polygons.featureCount()
@@ -108,7 +112,7 @@ def test_train_one_class_is_clear(carl_provider: Any, nc_scene: Any, tmp_path: P
     import processing
     from qgis.core import QgsProcessingException, QgsVectorLayer
 
-    polygons = QgsVectorLayer(str(nc_scene.polygons), "water only", "ogr")
+    polygons = QgsVectorLayer(str(shutil.copy(nc_scene.polygons, tmp_path / "polygons.gpkg")), "water only", "ogr")
     assert polygons.setSubsetString("\"label\" = 'water'") and polygons.featureCount() == 4
     params = {"INPUT": str(nc_scene.image), "POLYGONS": polygons, "FIELD": nc_scene.label_field,
               "SENSOR": nc_scene.sensor, "EPOCHS": 1, "DEVICE": "cpu", "OUTPUT_MODEL": str(tmp_path / "m.pt"),
