@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 
 import carl_geo
 from carl_geo.datasets.collate import model_inputs, pad_bands_collate, same_sensor_collate
@@ -64,3 +66,85 @@ def test_sensor_group_batches():
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=same_sensor_collate)
     for batch in loader:
         assert batch["image"].shape[1] == batch["wavelengths"].shape[1] in (12, 6, 4)
+
+
+class _IndexData(Dataset):
+    def __init__(self, n: int, offset: int) -> None:
+        self.n, self.offset = n, offset
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        return {"index": torch.tensor(self.offset + i), "x": torch.ones(2)}
+
+
+class _GroupData(L.LightningDataModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = ConcatDataset([_IndexData(9, 0), _IndexData(6, 9)])
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.data, batch_sampler=SensorGroupBatchSampler.from_concat_dataset(self.data, 3))
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.data, batch_sampler=SensorGroupBatchSampler.from_concat_dataset(self.data, 3, shuffle=False))
+
+
+class _Recorder(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+        self.seen: list[list[list[int]]] = []
+
+    def on_train_epoch_start(self) -> None:
+        self.seen.append([])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.seen[-1].append(batch["index"].tolist())
+        return self.layer(batch["x"]).sum()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[int]:
+        return batch["index"].tolist()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_sensor_group_sampler_under_lightning(tmp_path):
+    """Lightning's per-epoch set_epoch reaches the batch sampler (new order each epoch), and
+    prediction, where Lightning re-creates the batch sampler, still yields every sample once."""
+    model, dm = _Recorder(), _GroupData()
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, dm)
+    assert len(model.seen) == 3
+    for epoch in model.seen:
+        assert sorted(i for b in epoch for i in b) == list(range(15))
+        assert all(max(b) < 9 or min(b) >= 9 for b in epoch)  # one sensor per batch
+    assert model.seen[0] != model.seen[1] != model.seen[2]
+    predicted = trainer.predict(model, dm)
+    assert [i for b in predicted for i in b] == list(range(15))
+
+
+def test_sensor_group_sampler_splits_batches_between_ranks():
+    data = ConcatDataset([_IndexData(10, 0), _IndexData(7, 10)])
+    for drop_last, per_rank in ((False, 3), (True, 1)):  # 3 + 2 batches, or 2 + 1 when dropping
+        per_rank_batches = []
+        for rank in range(2):
+            injected = DistributedSampler(data, num_replicas=2, rank=rank)
+            sampler = SensorGroupBatchSampler([10, 7], 4, drop_last=drop_last, seed=5, sampler=injected)
+            injected.set_epoch(4)  # what Lightning does through batch_sampler.sampler
+            assert sampler.epoch == 4
+            per_rank_batches.append(list(sampler))
+            assert len(per_rank_batches[-1]) == len(sampler) == per_rank
+        all_batches = SensorGroupBatchSampler([10, 7], 4, drop_last=drop_last, seed=5)
+        all_batches.set_epoch(4)
+        expected = {tuple(b) for b in all_batches}
+        got = {tuple(b) for r in per_rank_batches for b in r}
+        if drop_last:  # the batch that does not fill a round is dropped
+            assert len(got) == 2 and got < expected
+        else:  # every batch reaches a rank; one runs twice to fill the last round
+            assert got == expected
+    with pytest.raises(TypeError, match="without its group sizes"):
+        SensorGroupBatchSampler(DistributedSampler(data, num_replicas=2, rank=0), batch_size=4)

@@ -132,7 +132,6 @@ class ChipFolderDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=same_sensor_collate)
 
     def train_dataloader(self) -> DataLoader:
-        # TODO: Lightning calls set_epoch on batch_sampler.sampler only, so the group order is fixed across epochs
         return self._loader(self.train_dataset, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
