@@ -111,6 +111,27 @@ def test_segmentation_fit_checkpoint_loads_as_bundle(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(bundle.model(batch["image"], batch["wavelengths"]),
                                    task(batch["image"], batch["wavelengths"]))
+    (results,) = trainer.test(task, DataLoader(_segmentation_batches(2, 3), batch_size=None), verbose=False)
+    per_class = [results["test_IoU_water"], results["test_IoU_vegetation"]]
+    assert results["test_MeanIoU"] == pytest.approx(sum(per_class) / 2, abs=1e-5)  # both classes present
+
+
+def test_weights_file_config_wins_over_config_name(tmp_path):
+    """A carl_geo weights file stores its architecture; the task's ``config`` name only applies to
+    files that store none."""
+    from dataclasses import replace
+
+    from carl_geo.models import CARL, save_carl
+    from carl_geo.models.config import tiny_config
+
+    cfg = tiny_config()
+    cfg = replace(cfg, spectral=replace(cfg.spectral, depth=2))
+    backbone = CARL(cfg)
+    path = save_carl(backbone, tmp_path / "narrow.pt")
+    task = CARLSegmentationTask(num_classes=2, config="tiny", weights=str(path), mode="linear")
+    assert task.model.backbone.config.spectral.depth == 2
+    for (k, a), b in zip(backbone.state_dict().items(), task.model.backbone.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.stem)

@@ -144,14 +144,17 @@ def load_backbone_weights(model: nn.Module, state_dict: Mapping[str, Tensor]) ->
     model.load_state_dict(state_dict, strict=True)
 
 
-def load_carl(path: str | os.PathLike, config: CARLConfig | None = None, which: str = "student") -> nn.Module:
+def load_carl(path: str | os.PathLike, config: CARLConfig | None = None, which: str = "student",
+              default_config: CARLConfig | None = None) -> nn.Module:
     """Build a :class:`~carl_geo.models.carl.CARL` and load weights from ``path``.
 
     Args:
         path: any accepted weights file (see module docstring).
-        config: the architecture; defaults to the config stored in a carl_geo file, else the
-            upstream ``hyper_parameters['model_kwargs']`` if present, else the published config.
+        config: the architecture, overriding what the file stores; default: the config stored in
+            a carl_geo file, else the upstream ``hyper_parameters['model_kwargs']`` if present,
+            else ``default_config``.
         which: ``"student"`` or ``"teacher"`` (SSL checkpoints only).
+        default_config: the architecture of files that store none (default: the published one).
 
     Returns:
         the model in eval mode on CPU.
@@ -160,7 +163,7 @@ def load_carl(path: str | os.PathLike, config: CARLConfig | None = None, which: 
 
     ckpt = read_checkpoint(path)
     if config is None:
-        config = config_from_checkpoint(ckpt)
+        config = config_from_checkpoint(ckpt, default_config)
     model = CARL(config)
     try:
         load_backbone_weights(model, backbone_state_dict(ckpt["state_dict"], which))
@@ -169,15 +172,15 @@ def load_carl(path: str | os.PathLike, config: CARLConfig | None = None, which: 
     return model.eval()
 
 
-def config_from_checkpoint(ckpt: Mapping[str, Any]) -> CARLConfig:
-    """The architecture stored in a checkpoint, or the published config when none is stored."""
+def config_from_checkpoint(ckpt: Mapping[str, Any], default: CARLConfig | None = None) -> CARLConfig:
+    """The architecture stored in a checkpoint, else ``default`` (else the published config)."""
     if ckpt.get("format") == FORMAT and "config" in ckpt:
         return CARLConfig.from_dict(ckpt["config"])
     hp = ckpt.get("hyper_parameters") or {}
     for key in ("model_kwargs", "downstream_model_kwargs"):
         if isinstance(hp.get(key), Mapping):
             return CARLConfig.from_upstream(hp[key])
-    return CARLConfig()
+    return default if default is not None else CARLConfig()
 
 
 def save_carl(model: nn.Module, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> Path:

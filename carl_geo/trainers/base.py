@@ -25,10 +25,11 @@ MODES = ("linear", "finetune", "scratch")
 
 
 def build_backbone(config: str, weights: str | None, which: str = "student") -> CARL:
-    """A CARL backbone: from a weights file (any format :func:`load_carl` accepts; its stored
-    config wins over ``config``) or randomly initialised from the named config."""
+    """A CARL backbone: from a weights file (any format :func:`load_carl` accepts; the config the
+    file stores wins, ``config`` names the architecture of files that store none) or randomly
+    initialised from the named config."""
     if weights:
-        return load_carl(weights, None if config == "published" else get_config(config), which=which)
+        return load_carl(weights, which=which, default_config=get_config(config))
     return CARL(get_config(config))
 
 

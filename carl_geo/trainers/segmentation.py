@@ -58,16 +58,18 @@ class CARLSegmentationTask(CARLTaskBase):
         self.test_metrics = metrics.clone(prefix="test_")
         self.test_iou = MulticlassJaccardIndex(k, average="none", ignore_index=ignore)
 
-    def _step(self, batch: dict[str, Any], metrics: MetricCollection, stage: str) -> torch.Tensor:
+    def _step(self, batch: dict[str, Any], metrics: MetricCollection, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and predicted classes (B, H, W) of one batch; updates ``metrics``."""
         logits = self._logits(batch)
         target = batch["mask"].long()
         loss = self.criterion(logits, target)
-        metrics.update(logits.argmax(1), target)
+        pred = logits.argmax(1)
+        metrics.update(pred, target)
         self.log(f"{stage}_loss", loss, batch_size=target.shape[0], prog_bar=stage != "train")
-        return loss
+        return loss, pred
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, self.train_metrics, "train")
+        loss, _ = self._step(batch, self.train_metrics, "train")
         self.log_dict(self.train_metrics)
         return loss
 
@@ -76,8 +78,8 @@ class CARLSegmentationTask(CARLTaskBase):
         self.log_dict(self.val_metrics, prog_bar=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, self.test_metrics, "test")
-        self.test_iou.update(self._logits(batch).argmax(1), batch["mask"].long())
+        _, pred = self._step(batch, self.test_metrics, "test")
+        self.test_iou.update(pred, batch["mask"].long())
         self.log_dict(self.test_metrics)
 
     def on_test_epoch_end(self) -> None:
