@@ -15,15 +15,16 @@ import lightning as L
 from shapely.geometry import box
 from torch.utils.data import DataLoader
 from torchgeo.datasets import stack_samples
-from torchgeo.samplers import GridGeoSampler
 
 from carl_geo.datasets import SpectralRaster
 from carl_geo.datasets.polygon_labels import PolygonLabels
 from carl_geo.transforms import standardize_image
 
-try:  # torchgeo >= 0.10 renamed the random sampler
+try:  # torchgeo >= 0.10 renamed the samplers
+    from torchgeo.samplers import GriddedPatchSampler as GridSampler
     from torchgeo.samplers import RandomPatchSampler as RandomSampler
 except ImportError:  # torchgeo 0.8
+    from torchgeo.samplers import GridGeoSampler as GridSampler  # type: ignore[no-redef]
     from torchgeo.samplers import RandomGeoSampler as RandomSampler  # type: ignore[no-redef]
 
 
@@ -85,7 +86,7 @@ class RasterPolygonDataModule(L.LightningDataModule):
                                           roi=self.train_roi))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(GridGeoSampler(self.dataset, size=self.chip_size, stride=self.chip_size, roi=self.val_roi))
+        return self._loader(GridSampler(self.dataset, size=self.chip_size, stride=self.chip_size, roi=self.val_roi))
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
