@@ -323,6 +323,77 @@ def test_model_error_leaves_no_file(tmp_path: Path) -> None:
     assert listing(tmp_path) == {"in.tif"}
 
 
+def test_write_error_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
+    """A failing write in the background writer thread (here: disk full) reaches the caller, and
+    neither the output nor its temporary file remains."""
+    from carl_geo.inference.writer import GeoTiffWriter
+
+    src = write_raster(tmp_path / "in.tif", smooth_image(4, 300, 100))
+    original, calls = GeoTiffWriter.write_rows, []
+
+    def write_rows(self, row0, rows):
+        calls.append(row0)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return original(self, row0, rows)
+
+    monkeypatch.setattr(GeoTiffWriter, "write_rows", write_rows)
+    with pytest.raises(OSError, match="No space left"):
+        predict_raster(Pointwise(), src, tmp_path / "out.tif", wavelengths=WL4, tile_size=32, overlap=8,
+                       device="cpu")
+    assert len(calls) == 2
+    assert listing(tmp_path) == {"in.tif"}
+
+
+def test_compiled_model_matches_eager(tmp_path: Path, monkeypatch) -> None:
+    """``compile=True`` (static shapes: the last, smaller batch is padded) gives the eager result."""
+    compiled, real_compile = [], torch.compile
+
+    def spy(model, **kwargs):
+        compiled.append(kwargs)
+        return real_compile(model, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    src = write_raster(tmp_path / "in.tif", smooth_image(4, 70, 90))
+    kwargs = dict(output="probabilities", wavelengths=WL4, tile_size=32, overlap=8, batch_size=5, device="cpu")
+    eager = predict_raster(Context(), src, tmp_path / "eager.tif", **kwargs)
+    assert eager.tiles % 5 != 0  # the last batch is a partial one
+    assert not compiled
+    predict_raster(Context(), src, tmp_path / "compiled.tif", compile=True, **kwargs)
+    assert compiled == [{"dynamic": False}]
+    with rasterio.open(tmp_path / "eager.tif") as a, rasterio.open(tmp_path / "compiled.tif") as b:
+        np.testing.assert_allclose(b.read(), a.read(), atol=1e-5)
+
+
+def test_pipeline_recycles_batch_buffers() -> None:
+    """Reading in a background thread into pooled buffers: the pool allocates a handful of
+    buffers however many batches run, and every buffer comes back."""
+    from carl_geo.inference.engine import BufferPool, Prefetcher, iter_batches, run_tiled
+    from carl_geo.inference.runner import ModelRunner
+
+    data = smooth_image(4, 200, 200).astype(np.float32)
+    grid = TileGrid.build(200, 200, 32, 8)
+    pool = BufferPool((2, 4, 32, 32))
+
+    def read_rows(r0: int, r1: int, out: np.ndarray) -> np.ndarray:
+        out[...] = data[:, r0:r1]
+        return np.ones((r1 - r0, 200), bool)
+
+    rows: dict[int, np.ndarray] = {}
+
+    def emit(row0: int, blended: torch.Tensor, valid: np.ndarray) -> None:
+        rows[row0] = blended.numpy()
+
+    with ModelRunner(Pointwise(), WL4, output="probabilities", device=torch.device("cpu")) as runner, \
+            Prefetcher(lambda: iter_batches(grid, read_rows, 2, bands=4, dtype=np.float32, mean=2000.0,
+                                            std=500.0, pool=pool), depth=2) as batches:
+        tiles = run_tiled(grid, batches, runner.predict, emit)
+    assert tiles == grid.n_tiles and tiles / 2 > 10 * pool.allocated
+    assert len(pool._free) == pool.allocated  # all handed back
+    blended = np.concatenate([rows[k] for k in sorted(rows)], axis=1)
+    np.testing.assert_allclose(blended, reference(Pointwise(), data, 2000.0, 500.0), atol=1e-5)
+
+
 class ReadLog:
     """Records every DatasetReader.read call: (bands, rows, cols)."""
 

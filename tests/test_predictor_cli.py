@@ -39,7 +39,7 @@ def test_help(capsys) -> None:
     assert e.value.code == 0
     text = capsys.readouterr().out
     for opt in ("--model", "--output", "--wavelengths", "--sensor", "--bands", "--tile-size", "--overlap",
-                "--batch-size", "--device", "--precision", "--cog", "--overviews", "--quicklook"):
+                "--batch-size", "--device", "--precision", "--compile", "--cog", "--overviews", "--quicklook"):
         assert opt in text
 
 
@@ -86,3 +86,16 @@ def test_cli_errors_are_one_line(scene, tmp_path: Path, capsys) -> None:
     assert code == 2 and "model file not found" in err and len(err.splitlines()) == 1
     code = main(["predict", str(src), str(out), "--model", str(model), "--overlap", "20", "--tile-size", "32"])
     assert code == 2 and "overlap" in capsys.readouterr().err
+
+
+def test_cli_batch_size_auto_and_bad_batch_size(scene, tmp_path: Path, capsys) -> None:
+    src, model = scene
+    args = ["--tile-size", "32", "--overlap", "8", "--device", "cpu", "--quiet"]
+    assert main(["predict", str(src), str(tmp_path / "a.tif"), "-m", str(model), "--batch-size", "auto", *args]) == 0
+    assert main(["predict", str(src), str(tmp_path / "b.tif"), "-m", str(model), "--batch-size", "4", *args]) == 0
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())  # auto is 4 tiles on CPU
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(src), str(tmp_path / "c.tif"), "-m", str(model), "--batch-size", "0", *args])
+    assert e.value.code == 2 and "--batch-size: must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "c.tif").exists()

@@ -68,10 +68,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--tile-size", type=int, default=256, metavar="PX", help="tile side in pixels (default 256)")
     t.add_argument("--overlap", type=int, default=64, metavar="PX",
                    help="pixels shared by neighbouring tiles, < tile size / 2 (default 64)")
-    t.add_argument("--batch-size", type=int, default=4, metavar="N", help="tiles per model call (default 4)")
+    t.add_argument("--batch-size", type=_batch_size, default=4, metavar="N|auto",
+                   help="tiles per model call, or auto (sized to the GPU's free memory; default 4)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="autocast precision (fp16 needs a GPU; default fp32)")
+    t.add_argument("--compile", action="store_true",
+                   help="torch.compile the model for this run (worth it on a GPU for large rasters)")
     o = p.add_argument_group("output file")
     o.add_argument("--probability-dtype", choices=("float32", "uint8"), default="float32",
                    help="float32, or uint8 scaled 0..254 (default float32)")
@@ -84,14 +87,24 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def run(args: argparse.Namespace) -> int:
     from carl_geo.inference.predictor import predict_raster
     from carl_geo.inference.tiling import check_tiling
     from carl_geo.models.bundle import load_bundle
 
     check_tiling(args.tile_size, args.overlap)  # cheap checks before the model loads
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     model_path = Path(args.model)
     if not model_path.is_file():
         raise FileNotFoundError(f"model file not found: {model_path}")
@@ -112,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         result = predict_raster(
             bundle, args.src, args.dst, output=output, wavelengths=args.wavelengths, sensor=args.sensor,
             bands=args.bands, tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
-            normalization=args.normalization, device=args.device, precision=args.precision,
+            normalization=args.normalization, device=args.device, precision=args.precision, compile=args.compile,
             probability_dtype=args.probability_dtype, embedding_dtype=args.embedding_dtype, nodata=args.nodata,
             cog=args.cog, overviews=args.overviews, progress=None if args.quiet else progress)
     finally:

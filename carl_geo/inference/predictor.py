@@ -30,17 +30,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from affine import Affine
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
-from carl_geo.inference.engine import PredictionCancelled, Prefetcher, iter_batches, run_tiled
+from carl_geo.inference.engine import (
+    BackgroundWriter,
+    BufferPool,
+    PredictionCancelled,
+    Prefetcher,
+    iter_batches,
+    run_tiled,
+)
 from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
 from carl_geo.inference.runner import (
     OUTPUTS,
     ModelRunner,
     ModelSpec,
+    auto_batch_size,
     check_precision,
     class_defaults,
     finish_spec,
@@ -200,46 +209,71 @@ def _output_layout(output: str, spec: ModelSpec, probability_dtype: str, embeddi
                 scale=None, resampling=Resampling.average)
 
 
-def _encode(output: str, dtype: str, blended: np.ndarray, valid: np.ndarray, nodata: Any) -> np.ndarray:
-    """Blended (K, h, W) float32 -> output bands (count, h, W) in ``dtype`` with nodata applied."""
+def encode_rows(output: str, dtype: str, blended: torch.Tensor) -> torch.Tensor:
+    """Blended (K, h, W) float32 -> output bands (count, h, W) on the same device, before nodata:
+    class index (uint8 / int32 for uint16 files), uint8 probabilities ``round(p * 254)``, or floats."""
     if output == "classes":
-        out = blended.argmax(axis=0).astype(dtype)[None]
-        out[:, ~valid] = nodata
-        return out
+        return blended.argmax(dim=0, keepdim=True).to(torch.uint8 if dtype == "uint8" else torch.int32)
     if dtype == "uint8":
-        out = np.rint(np.clip(blended, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
-        out[:, ~valid] = 255
-        return out
-    out = blended.astype(dtype, copy=False)
-    out[:, ~valid] = np.nan
+        return torch.round(blended.clamp(0.0, 1.0) * PROB_SCALE).to(torch.uint8)
+    return blended.to(getattr(torch, dtype))
+
+
+def finish_rows(encoded: np.ndarray, valid: np.ndarray, dtype: str, nodata: Any) -> np.ndarray:
+    """Encoded rows (count, h, W) -> the file's ``dtype`` with ``nodata`` where ``valid`` is False."""
+    out = encoded.astype(dtype, copy=False)
+    out[:, ~valid] = nodata
     return out
 
 
+def _encode(output: str, dtype: str, blended: np.ndarray | torch.Tensor, valid: np.ndarray, nodata: Any) -> np.ndarray:
+    """Blended (K, h, W) float32 -> output bands (count, h, W) in ``dtype`` with nodata applied."""
+    t = torch.as_tensor(blended)
+    return finish_rows(encode_rows(output, dtype, t).cpu().numpy(), valid, dtype, nodata)
+
+
 def _strip_batches(src: Any, indexes: list[int], nodata: float | None, mean: float, std: float,
-                   grid: TileGrid, batch_size: int) -> Iterator[Any]:
+                   grid: TileGrid, pool: BufferPool) -> Iterator[Any]:
     """Batches of normalised tiles; opens its own handle (it runs in the reader thread)."""
     with open_raster(src) as ds:
         def read_rows(r0: int, r1: int, out: np.ndarray) -> np.ndarray:
             return read_window(ds, indexes, Window(0, r0, grid.width, r1 - r0), nodata, out=out)[1]
 
-        yield from iter_batches(grid, read_rows, batch_size, bands=len(indexes), dtype=strip_dtype(ds, indexes),
-                                mean=mean, std=std)
+        yield from iter_batches(grid, read_rows, pool.shape[0], bands=len(indexes), dtype=strip_dtype(ds, indexes),
+                                mean=mean, std=std, pool=pool)
 
 
 def _stream(grid: TileGrid, make_batches: Callable[[], Iterator[Any]], runner: ModelRunner, dst: Path,
             layout: dict[str, Any], tags: dict[str, str], output: str, georef: dict[str, Any], *, cog: bool,
             overviews: bool, progress: Callable[[int, int], Any] | None) -> tuple[Path, int]:
-    """Prefetched batches -> model -> blending -> atomic GeoTIFF. Returns (path, tiles)."""
+    """Prefetched batches -> model -> blending on the device -> background writer -> atomic GeoTIFF.
+    Returns (path, tiles)."""
     layout = dict(layout)
     resampling = layout.pop("resampling")
     layout_tags = layout.pop("tags")
+    dtype, nodata = layout["dtype"], layout["nodata"]
+    cuda = runner.device.type == "cuda"
     with GeoTiffWriter(dst, **georef, tags={**layout_tags, **tags}, cog=cog, overviews=overviews,
-                       resampling=resampling, **layout) as writer, Prefetcher(make_batches, depth=2) as batches:
-        def emit(row0: int, blended: np.ndarray, valid: np.ndarray) -> None:
-            writer.write_rows(row0, _encode(output, layout["dtype"], blended, valid, layout["nodata"]))
+                       resampling=resampling, **layout) as writer:
+        def write(row0: int, encoded: torch.Tensor, valid: np.ndarray, event: Any) -> None:
+            if event is not None:
+                event.synchronize()  # the device-to-host copy has landed
+            writer.write_rows(row0, finish_rows(encoded.numpy(), valid, dtype, nodata))
 
-        tiles = run_tiled(grid, batches, runner, emit, progress)
-        batches.close()
+        with BackgroundWriter(write) as rows, Prefetcher(make_batches, depth=2) as batches:
+            def emit(row0: int, blended: torch.Tensor, valid: np.ndarray) -> None:
+                encoded = encode_rows(output, dtype, blended)
+                event = None
+                if cuda:  # asynchronous copy into pinned memory; the writer thread waits for it
+                    encoded = encoded.to("cpu", non_blocking=True)
+                    event = torch.cuda.Event()
+                    event.record()
+                else:
+                    encoded = encoded.cpu()
+                rows.put(row0, encoded, valid, event)
+
+            tiles = run_tiled(grid, batches, runner.predict, emit, progress)
+            batches.close()
         return writer.commit(), tiles
 
 
@@ -254,10 +288,11 @@ def predict_raster(
     bands: Sequence[int | str] | None = None,
     tile_size: int = 256,
     overlap: int = 64,
-    batch_size: int = 4,
+    batch_size: int | str = 4,
     normalization: Any = None,
     device: str = "auto",
     precision: str = "fp32",
+    compile: bool = False,
     probability_dtype: str = "float32",
     embedding_dtype: str = "float32",
     class_names: Sequence[str] | None = None,
@@ -282,11 +317,13 @@ def predict_raster(
             when the file names its bands).
         tile_size: model tile side (px); overlap: pixels shared by neighbouring tiles (< tile_size / 2;
             the raster is reflect-padded by overlap // 2 so border pixels get the same context).
-        batch_size: tiles per model call.
+        batch_size: tiles per model call, or ``"auto"`` (sized to the GPU's free memory; 4 on CPU).
         normalization: None (the bundle's; ``"scene"`` for a bare module), ``"scene"`` (scalar mean/std
             sampled from up to 16 windows), or a ``(mean, std)`` pair.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 needs a GPU).
+        compile: ``torch.compile`` the model for the run (pays off on GPUs for large rasters; the
+            first batch waits for compilation).
         probability_dtype: ``"float32"`` or ``"uint8"`` (scaled 0..254).
         embedding_dtype: ``"float32"`` or ``"float16"``.
         class_names, colors: class names and RGB 0-255 colours (override the bundle's).
@@ -309,8 +346,9 @@ def predict_raster(
     """
     t0 = time.perf_counter()
     check_tiling(tile_size, overlap)
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size != "auto" and (isinstance(batch_size, (str, bool)) or int(batch_size) != batch_size
+                                 or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if probability_dtype not in ("float32", "uint8"):
@@ -328,10 +366,14 @@ def predict_raster(
         indexes = sel.band_indexes
         width, height, crs, transform = ds.width, ds.height, ds.crs, ds.transform
         grid = TileGrid.build(height, width, int(tile_size), int(overlap))
-        with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision) as runner:
+        with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision) as probe:
             if spec.num_outputs is None:  # bare module: one tiny call tells K before any pixel is read
-                probe = np.zeros((1, len(indexes), min(grid.tile_h, 32), min(grid.tile_w, 32)), np.float32)
-                finish_spec(spec, runner(probe).shape[1])
+                tile = np.zeros((1, len(indexes), min(grid.tile_h, 32), min(grid.tile_w, 32)), np.float32)
+                finish_spec(spec, probe(tile).shape[1])
+            n_batch = auto_batch_size(probe, len(indexes), grid.tile_h, grid.tile_w) if batch_size == "auto" \
+                else int(batch_size)
+        with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision,
+                         compile=compile) as runner:
             layout = _output_layout(output, spec, probability_dtype, embedding_dtype)
             cache = auto_cache_bytes(ds, indexes, layout["count"], layout["dtype"]) if gdal_cache_mb is None \
                 else int(gdal_cache_mb * 2**20)
@@ -343,8 +385,10 @@ def predict_raster(
                         "CARL_NORMALIZATION": json.dumps({"mean": mean, "std": std}),
                         "CARL_TILING": json.dumps({"tile_size": int(tile_size), "overlap": int(overlap)})}
 
+                pool = BufferPool((n_batch, len(indexes), grid.tile_h, grid.tile_w), pin=dev.type == "cuda")
+
                 def make_batches() -> Iterator[Any]:
-                    return _strip_batches(src, indexes, nodata, mean, std, grid, int(batch_size))
+                    return _strip_batches(src, indexes, nodata, mean, std, grid, pool)
 
                 path, tiles = _stream(grid, make_batches, runner, dst, layout, tags, output,
                                       dict(width=width, height=height, crs=crs, transform=transform),

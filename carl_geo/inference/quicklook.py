@@ -94,8 +94,7 @@ def write_quicklook(src: str | os.PathLike, prediction_tif: str | os.PathLike, p
         else:
             pred = pred[0]
         cols = [tuple(v / 255 for v in c) for c in (colors or [])] or None
-        cmap = ListedColormap(cols if cols else [f"C{i % 10}" for i in range(k)])
-        cmap.set_bad((0, 0, 0, 0))
+        cmap = ListedColormap(cols if cols else [f"C{i % 10}" for i in range(k)]).with_extremes(bad=(0, 0, 0, 0))
         ax_out.imshow(np.ma.masked_where(np.ma.getmaskarray(pred) | (pred >= k), pred), cmap=cmap,
                       vmin=-0.5, vmax=k - 0.5, interpolation="nearest")
         handles = [Patch(facecolor=cmap(i), edgecolor="black", label=str(n)) for i, n in enumerate(class_names)]

@@ -1,13 +1,13 @@
 """Run a model on batches of tiles: device choice, autocast precision, output activation.
 
-A :class:`ModelRunner` turns a (B, C, h, w) float32 numpy batch into (B, K, h, w) float32 numpy
-predictions: class probabilities (softmax over K) for ``"classes"``/``"probabilities"``,
-features for ``"embeddings"``.
+A :class:`ModelRunner` turns a (B, C, h, w) float32 batch into (B, K, h, w) float32 predictions on
+the device: class probabilities (softmax over K) for ``"classes"``/``"probabilities"``, features
+for ``"embeddings"``. :func:`auto_batch_size` sizes batches to the device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,54 +132,139 @@ class ModelRunner:
     Use as a context manager: on entry the module goes to ``device`` in eval mode; on exit it
     returns to its original device and training flag.
 
+    On CUDA, a batch in pinned host memory is copied on a side stream (``non_blocking``), so the
+    copy of batch n + 1 overlaps the model working on batch n; predictions stay on the device
+    (the caller blends them there), so nothing waits for the GPU until finished rows are copied
+    back.
+
     Args:
         module: ``module(img (B, C, H, W), wavelengths (C,)) -> (B, K, H, W)``.
         wavelengths: (C,) µm.
         output: one of :data:`OUTPUTS`; classes/probabilities apply a softmax over K.
         device: a resolved torch device.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        compile: ``torch.compile`` the module (static shapes: a last, smaller batch is padded to
+            the batch size the model first saw, so there is one graph per run).
     """
 
     def __init__(self, module: nn.Module, wavelengths: Sequence[float], *, output: str,
-                 device: torch.device, precision: str = "fp32") -> None:
+                 device: torch.device, precision: str = "fp32", compile: bool = False) -> None:
         self.module = module
         self.output = output
         self.device = device
         self.autocast_dtype = check_precision(precision, device)
+        self.compile = compile
         self.wavelengths = torch.tensor([float(w) for w in wavelengths], dtype=torch.float32, device=device)
         self._restore: tuple[torch.device | None, bool] | None = None
+        self._forward: Any = module
+        self._compiled_batch: int | None = None
+        self._copy_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._pending: list[tuple[Any, Callable[[], None]]] = []  # (copy event, release) per batch
 
     def __enter__(self) -> "ModelRunner":
         first = next(iter(self.module.parameters()), None)
         self._restore = (first.device if first is not None else None, self.module.training)
         self.module.to(self.device).eval()
+        if self.compile:
+            self._forward = torch.compile(self.module, dynamic=False)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.synchronize()
         if self._restore is not None:
             dev, training = self._restore
             if dev is not None and dev != self.device:
                 self.module.to(dev)
             self.module.train(training)
             self._restore = None
+        self._forward = self.module
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """(B, C, h, w) float32 -> (B, K, h, w) float32 (probabilities or features)."""
-        x = torch.from_numpy(np.ascontiguousarray(batch))
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        else:
-            x = x.to(self.device)
+    def _to_device(self, x: torch.Tensor, release: Callable[[], None] | None) -> torch.Tensor:
+        """Host batch -> device; ``release`` runs once the host memory may be reused."""
+        if self._copy_stream is None:
+            out = x.to(self.device)
+            if release is not None and out.data_ptr() != x.data_ptr():
+                release()
+                release = None
+            if release is not None:  # same memory (CPU): free it after the model has run
+                self._pending.append((None, release))
+            return out
+        with torch.cuda.stream(self._copy_stream):
+            out = x.to(self.device, non_blocking=x.is_pinned())
+            event = torch.cuda.Event()
+            event.record(self._copy_stream)
+        torch.cuda.current_stream(self.device).wait_event(event)
+        out.record_stream(torch.cuda.current_stream(self.device))
+        if release is not None:
+            self._pending.append((event, release))
+        return out
+
+    def _release_done(self, wait: bool = False) -> None:
+        keep = []
+        for event, release in self._pending:
+            if event is None or wait or event.query():
+                if event is not None and wait:
+                    event.synchronize()
+                release()
+            else:
+                keep.append((event, release))
+        self._pending = keep
+
+    def synchronize(self) -> None:
+        """Wait for every queued copy and hand the host buffers back."""
+        self._release_done(wait=True)
+
+    def predict(self, batch: np.ndarray | torch.Tensor, release: Callable[[], None] | None = None) -> torch.Tensor:
+        """(B, C, h, w) float32 (numpy, or a host tensor, ideally pinned) -> (B, K, h, w) float32
+        probabilities or features **on the device**. ``release()`` is called when the host batch
+        may be overwritten (at once on CPU after the model ran; after the copy on CUDA)."""
+        x = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
+        n = x.shape[0]
+        x = self._to_device(x, release)
+        if self.compile:
+            if self._compiled_batch is None:
+                self._compiled_batch = n
+            if n < self._compiled_batch:  # keep the compiled static shape
+                x = torch.cat([x, x.new_zeros((self._compiled_batch - n, *x.shape[1:]))])
         with torch.inference_mode(), torch.autocast(device_type=self.device.type,
                                                     dtype=self.autocast_dtype or torch.float32,
                                                     enabled=self.autocast_dtype is not None):
-            out = self.module(x, self.wavelengths)
+            out = self._forward(x, self.wavelengths)
         if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != x.shape[0] \
                 or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"the model must return (B, K, H, W) = ({x.shape[0]}, K, {x.shape[2]}, {x.shape[3]}) "
                              f"for an input of shape {tuple(x.shape)}, got {got}")
-        out = out.float()
+        out = out[:n].float()
         if self.output != "embeddings":
             out = torch.softmax(out, dim=1)
-        return out.cpu().numpy()
+        self._release_done()
+        return out
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """(B, C, h, w) float32 -> (B, K, h, w) float32 numpy (probabilities or features)."""
+        return self.predict(batch).cpu().numpy()
+
+
+def auto_batch_size(runner: ModelRunner, bands: int, tile_h: int, tile_w: int, *, cpu_default: int = 4,
+                    memory_fraction: float = 0.5, limit: int = 256) -> int:
+    """Tiles per model call sized to the device.
+
+    CPU/MPS: ``cpu_default`` (larger batches do not run faster there). CUDA: two probe calls (1 and
+    2 tiles) measure the peak memory one more tile costs; the batch uses ``memory_fraction`` of the
+    free memory, rounded down to a power of two, at most ``limit``.
+    """
+    if runner.device.type != "cuda":
+        return cpu_default
+    peaks = []
+    for b in (1, 2):
+        torch.cuda.synchronize(runner.device)
+        torch.cuda.reset_peak_memory_stats(runner.device)
+        base = torch.cuda.memory_allocated(runner.device)
+        runner.predict(np.zeros((b, bands, tile_h, tile_w), np.float32))
+        torch.cuda.synchronize(runner.device)
+        peaks.append(torch.cuda.max_memory_allocated(runner.device) - base)
+    per_tile = max(peaks[1] - peaks[0], 1)
+    free, _ = torch.cuda.mem_get_info(runner.device)
+    n = int(memory_fraction * free // per_tile)
+    return max(1, min(limit, 1 << max(0, n.bit_length() - 1)))

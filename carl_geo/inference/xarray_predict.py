@@ -172,7 +172,7 @@ def predict_dataarray(
         grid = TileGrid.build(h, w, int(tile_size), int(overlap))
         out = np.empty((count, h, w), dtype=dtype)
 
-        def emit(row0: int, blended: np.ndarray, ok: np.ndarray) -> None:
+        def emit(row0: int, blended: Any, ok: np.ndarray) -> None:
             out[:, row0:row0 + blended.shape[1]] = _encode(output, dtype, blended, ok, out_nodata)
 
         runner = ModelRunner(module.to(dev).eval(), wl, output=output, device=dev, precision=precision)
@@ -183,7 +183,7 @@ def predict_dataarray(
 
         batches = iter_batches(grid, read_rows, int(batch_size), bands=data.shape[0], dtype=np.float32,
                                mean=mean, std=std)
-        run_tiled(grid, batches, runner, emit)
+        run_tiled(grid, batches, runner.predict, emit)
         return out[:, depth_y:h - depth_y, depth_x:w - depth_x]
 
     result = dsa.map_overlap(
