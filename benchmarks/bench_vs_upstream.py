@@ -1,0 +1,157 @@
+"""carl_geo's CARL vs the upstream reference implementation (github IMSY-DKFZ/CARL), same weights.
+
+Builds the upstream ``CARLModel`` from a local checkout (``--upstream``: the folder that holds the
+``carl`` package; nothing is downloaded: timm's ``pretrained=True`` is switched off), copies
+carl_geo's randomly initialised weights into it, checks that both give the same output, and times
+both forwards per mode (``fp32`` eager, ``bf16`` autocast eager, ``bf16-compile``). Writes
+``bench_vs_upstream.json`` / ``.md`` / ``.png`` to ``--out``.
+
+Examples::
+
+    python benchmarks/bench_vs_upstream.py --upstream /path/to/CARL --device cpu --configs tiny,published \\
+        --bands 13 --batch 2 --modes fp32
+    python benchmarks/bench_vs_upstream.py --upstream /path/to/CARL --device cuda --configs published \\
+        --bands 13,202 --batch 32 --modes fp32,bf16,bf16-compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import carl_geo
+
+
+def upstream_model(upstream: Path, config: carl_geo.CARLConfig) -> torch.nn.Module:
+    """The upstream ``CARLModel`` for ``config``, built offline (random timm init)."""
+    import timm
+
+    sys.path.insert(0, str(upstream))
+    import carl.modules.spatial_encoder as spatial  # upstream
+
+    create = timm.create_model
+
+    def offline(name: str, pretrained: bool = False, **kwargs):
+        return create(name.removeprefix("timm/").split(".")[0], pretrained=False, **kwargs)
+
+    spatial.timm.create_model = offline
+    from carl.model.carl import CARLModel
+
+    return CARLModel(**config.to_upstream())
+
+
+def copy_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> list[str]:
+    """Load carl_geo's state dict into the upstream model (shapes adapted where layouts differ);
+    returns the upstream keys that got no value."""
+    src = ours.state_dict()
+    dst = theirs.state_dict()
+    missing = []
+    for k, v in dst.items():
+        if k in src and src[k].numel() == v.numel():
+            dst[k] = src[k].reshape(v.shape).clone()
+        else:
+            missing.append(k)
+    theirs.load_state_dict(dst)
+    return missing
+
+
+def time_forward(fn, x: torch.Tensor, wl: torch.Tensor, mode: str, device: str, min_seconds: float) -> float:
+    """Mean seconds per forward (after two warm-up calls)."""
+    dtype = torch.bfloat16 if mode.startswith("bf16") else None
+
+    def step() -> None:
+        with torch.inference_mode(), torch.autocast(device_type=device, dtype=dtype or torch.float32,
+                                                    enabled=dtype is not None):
+            fn(x, wl)
+
+    for _ in range(2):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    n, start = 0, time.perf_counter()
+    while n < 3 or time.perf_counter() - start < min_seconds:
+        step()
+        n += 1
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / n
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--upstream", required=True, type=Path, help="folder holding upstream's `carl` package")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--configs", default="tiny,published")
+    p.add_argument("--bands", default="13")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--modes", default="fp32")
+    p.add_argument("--min-seconds", type=float, default=3.0)
+    p.add_argument("--out", default="benchmarks/results")
+    args = p.parse_args()
+
+    rows = []
+    for cfg_name in args.configs.split(","):
+        config = carl_geo.get_config(cfg_name)
+        torch.manual_seed(0)
+        ours = carl_geo.CARL(config).eval().to(args.device)
+        theirs = upstream_model(args.upstream, config).eval().to(args.device)
+        missing = copy_weights(ours, theirs)
+        for c in (int(b) for b in args.bands.split(",")):
+            x = torch.randn(args.batch, c, args.size, args.size, device=args.device)
+            wl = torch.linspace(0.4, 2.4, c, device=args.device).expand(args.batch, c)
+            with torch.inference_mode():
+                diff = (ours(x, wl).spatial - theirs(x, wl)[0]).abs().max().item()
+            for mode in args.modes.split(","):
+                compile_ = mode.endswith("compile")
+                t_ours = time_forward(torch.compile(ours) if compile_ else ours, x, wl, mode, args.device,
+                                      args.min_seconds)
+                t_theirs = time_forward(torch.compile(theirs) if compile_ else theirs, x, wl, mode, args.device,
+                                        args.min_seconds)
+                row = {"config": cfg_name, "bands": c, "batch": args.batch, "size": args.size, "mode": mode,
+                       "carl_geo_images_per_s": args.batch / t_ours, "upstream_images_per_s": args.batch / t_theirs,
+                       "speedup": t_theirs / t_ours, "max_abs_diff_fp32": diff, "unmatched_upstream_keys": missing}
+                rows.append(row)
+                print(f"{cfg_name:9s} C={c:3d} B={args.batch} {mode:13s} carl_geo {row['carl_geo_images_per_s']:8.2f} "
+                      f"img/s  upstream {row['upstream_images_per_s']:8.2f} img/s  x{row['speedup']:.2f}  "
+                      f"max|diff| {diff:.1e}", flush=True)
+
+    device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
+    meta = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_vs_upstream.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [f"carl_geo vs upstream CARL, {args.size}x{args.size}, {device}, torch {torch.__version__}, "
+             f"{meta['threads']} threads", "",
+             "| config | bands | batch | mode | carl_geo img/s | upstream img/s | speed-up | max abs diff (fp32) |",
+             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['config']} | {r['bands']} | {r['batch']} | {r['mode']} | {r['carl_geo_images_per_s']:.2f} | "
+              f"{r['upstream_images_per_s']:.2f} | {r['speedup']:.2f} | {r['max_abs_diff_fp32']:.1e} |" for r in rows]
+    (out / "bench_vs_upstream.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4))
+    xs = range(len(rows))
+    ax.bar([i - 0.2 for i in xs], [r["upstream_images_per_s"] for r in rows], 0.4, label="upstream CARL")
+    ax.bar([i + 0.2 for i in xs], [r["carl_geo_images_per_s"] for r in rows], 0.4, label="carl_geo")
+    ax.set_xticks(list(xs), [f"{r['config']}\nC={r['bands']}\n{r['mode']}" for r in rows], fontsize=8)
+    ax.set_ylabel("images / s")
+    ax.set_title(f"CARL forward {args.size}x{args.size}, batch {args.batch}, {device}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "bench_vs_upstream.png", dpi=120)
+    print(f"wrote {out}/bench_vs_upstream.{{json,md,png}}")
+
+
+if __name__ == "__main__":
+    main()
