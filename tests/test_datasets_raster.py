@@ -79,6 +79,22 @@ def test_sample_pixels_equal_the_file(crop):
     assert sample["bounds"][:2].tolist() == pytest.approx([x0, x1])
 
 
+def test_band_selection_by_wavelength_range(crop):
+    vnir = SpectralRaster(crop.image, wavelength_range=(0.4, 1.0))
+    assert vnir.band_indexes == [1, 2, 3, 4] and vnir.band_names == ["B1", "B2", "B3", "B4"]
+    assert vnir.wavelengths.tolist() == pytest.approx(ETM[:4])
+    swir = SpectralRaster(crop.image, bands=[6, 5, 1], wavelength_range=(1.0, 2.5))  # order of ``bands`` kept
+    assert swir.band_indexes == [6, 5] and swir.wavelengths.tolist() == pytest.approx([2.22, 1.65])
+    with rasterio.open(crop.image) as src:
+        ref = src.read([6, 5], window=((0, 16), (0, 16))).astype(np.float32)
+        x0, y1 = src.transform @ (0, 0)
+        x1, y0 = src.transform @ (16, 16)
+    res = swir.res[0]
+    np.testing.assert_array_equal(swir[x0:x1:res, y0:y1:res]["image"].numpy(), ref)
+    with pytest.raises(ValueError, match="no band .* lies in 3.0-4.0 µm"):
+        SpectralRaster(crop.image, wavelength_range=(3.0, 4.0))
+
+
 def test_torchgeo_samplers_and_carl(crop):
     seen = []
     ds = SpectralRaster(crop.image, transforms=lambda s: seen.append(s["wavelengths"].shape) or s)

@@ -41,6 +41,8 @@ class SpectralRaster(RasterDataset):
         wavelengths: one µm value per selected band.
         sensor: sensor preset name (e.g. ``"landsat7_etm"``, ``"sentinel2_l2a"``).
         bands: 1-based band indexes or band names to read (default all bands).
+        wavelength_range: ``(min_um, max_um)``: of the bands above, keep those whose centre
+            wavelength lies in the closed interval (e.g. ``(0.4, 1.0)`` for VNIR only).
         crs, res: target CRS / resolution (default: those of the first file).
         transforms: applied to each sample after ``wavelengths`` has been added.
         cache: keep file handles open (torchgeo).
@@ -62,7 +64,8 @@ class SpectralRaster(RasterDataset):
 
     def __init__(self, paths: str | os.PathLike | Iterable[str | os.PathLike] = "data", *,
                  wavelengths: Sequence[float] | None = None, sensor: str | None = None,
-                 bands: Sequence[int | str] | None = None, crs: Any = None, res: float | tuple[float, float] | None = None,
+                 bands: Sequence[int | str] | None = None, wavelength_range: tuple[float, float] | None = None,
+                 crs: Any = None, res: float | tuple[float, float] | None = None,
                  transforms: Callable[[Sample], Sample] | None = None, cache: bool = True,
                  filename_glob: str | None = None) -> None:
         if filename_glob is not None:
@@ -78,9 +81,16 @@ class SpectralRaster(RasterDataset):
                 if other.count != count:
                     raise ValueError(f"{path} has {other.count} bands but {files[0]} has {count}; "
                                      "a SpectralRaster needs files of the same band layout")
-        self.band_indexes = list(sel.band_indexes)
-        self.wavelengths = torch.tensor(sel.wavelengths, dtype=torch.float32)
-        self.band_names = list(sel.band_names) if sel.band_names else None
+        keep = list(range(len(sel.band_indexes)))
+        if wavelength_range is not None:
+            lo, hi = (float(v) for v in wavelength_range)
+            keep = [i for i in keep if lo <= sel.wavelengths[i] <= hi]
+            if not keep:
+                raise ValueError(f"no band of {files[0]} lies in {lo}-{hi} µm (band wavelengths: "
+                                 f"{', '.join(f'{w:g}' for w in sel.wavelengths)} µm)")
+        self.band_indexes = [sel.band_indexes[i] for i in keep]
+        self.wavelengths = torch.tensor([sel.wavelengths[i] for i in keep], dtype=torch.float32)
+        self.band_names = [sel.band_names[i] for i in keep] if sel.band_names else None
         self.sensor = sel.sensor
 
     def __getitem__(self, index: GeoSlice) -> Sample:
