@@ -3,7 +3,8 @@
 Builds the upstream ``CARLModel`` from a local checkout (``--upstream``: the folder that holds the
 ``carl`` package; nothing is downloaded: timm's ``pretrained=True`` is switched off), copies
 carl_geo's randomly initialised weights into it, checks that both give the same output, and times
-both forwards per mode (``fp32`` eager, ``bf16`` autocast eager, ``bf16-compile``). Writes
+both forwards per mode (``fp32`` eager, ``bf16`` autocast eager, ``bf16-compile``) in alternating
+rounds (median per implementation). Writes
 ``bench_vs_upstream.json`` / ``.md`` / ``.png`` to ``--out``.
 
 Examples::
@@ -61,26 +62,33 @@ def copy_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> list[str]:
     return missing
 
 
-def time_forward(fn, x: torch.Tensor, wl: torch.Tensor, mode: str, device: str, min_seconds: float) -> float:
-    """Mean seconds per forward (after two warm-up calls)."""
+def time_forwards(fns: list, x: torch.Tensor, wl: torch.Tensor, mode: str, device: str, min_seconds: float,
+                  rounds: int = 5) -> list[float]:
+    """Median seconds per forward of each of ``fns``, measured in alternating rounds (so a change
+    in machine load hits all of them alike), after two warm-up calls each."""
     dtype = torch.bfloat16 if mode.startswith("bf16") else None
 
-    def step() -> None:
+    def step(fn) -> None:
         with torch.inference_mode(), torch.autocast(device_type=device, dtype=dtype or torch.float32,
                                                     enabled=dtype is not None):
             fn(x, wl)
 
-    for _ in range(2):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    n, start = 0, time.perf_counter()
-    while n < 3 or time.perf_counter() - start < min_seconds:
-        step()
-        n += 1
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / n
+    for fn in fns:
+        for _ in range(2):
+            step(fn)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, acc in zip(fns, times):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            n, start = 0, time.perf_counter()
+            while n < 2 or time.perf_counter() - start < min_seconds / rounds:
+                step(fn)
+                n += 1
+            if device == "cuda":
+                torch.cuda.synchronize()
+            acc.append((time.perf_counter() - start) / n)
+    return [sorted(t)[len(t) // 2] for t in times]
 
 
 def main() -> None:
@@ -92,7 +100,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--modes", default="fp32")
-    p.add_argument("--min-seconds", type=float, default=3.0)
+    p.add_argument("--min-seconds", type=float, default=5.0, help="per implementation and mode")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args()
 
@@ -110,10 +118,8 @@ def main() -> None:
                 diff = (ours(x, wl).spatial - theirs(x, wl)[0]).abs().max().item()
             for mode in args.modes.split(","):
                 compile_ = mode.endswith("compile")
-                t_ours = time_forward(torch.compile(ours) if compile_ else ours, x, wl, mode, args.device,
-                                      args.min_seconds)
-                t_theirs = time_forward(torch.compile(theirs) if compile_ else theirs, x, wl, mode, args.device,
-                                        args.min_seconds)
+                fns = [torch.compile(m) if compile_ else m for m in (ours, theirs)]
+                t_ours, t_theirs = time_forwards(fns, x, wl, mode, args.device, args.min_seconds)
                 row = {"config": cfg_name, "bands": c, "batch": args.batch, "size": args.size, "mode": mode,
                        "carl_geo_images_per_s": args.batch / t_ours, "upstream_images_per_s": args.batch / t_theirs,
                        "speedup": t_theirs / t_ours, "max_abs_diff_fp32": diff, "unmatched_upstream_keys": missing}
