@@ -1,8 +1,11 @@
-"""Shared fixtures: the upstream reference folder and small models."""
+"""Shared fixtures: the upstream reference folder, small models, one torch thread and a synthetic
+GEO-Bench folder."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,15 @@ import torch
 import carl_geo
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: a very small CARL (upstream ``model_kwargs`` layout) so that SSL runs take seconds on a CPU
+MICRO_BACKBONE = {"patch_size": 8,
+                  "spec_encoder_kwargs": {"embed_dim": 32, "depth": 2, "num_heads": 2, "n_queries": 2,
+                                          "layer_scale": 1.0},
+                  "spat_encoder_kwargs": {"model_name": "eva02_base_patch14_224", "depth": 1,
+                                          "model_kwargs": {"embed_dim": 64, "num_heads": 2}}}
+#: the matching small SSL predictor (spectral and spatial)
+MICRO_PREDICTOR = {"predictor_embed_dim": 32, "depth": 1, "num_heads": 2}
 
 
 def reference_dir() -> Path | None:
@@ -29,3 +41,43 @@ def tiny_model() -> carl_geo.CARL:
 @pytest.fixture(scope="session")
 def s2_wavelengths() -> torch.Tensor:
     return torch.tensor(carl_geo.get_sensor("sentinel2_l1c").wavelengths)
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread during a test: small ops on a shared 2-core machine run faster without
+    intra-op threads (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    with _one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_per_module() -> Iterator[None]:
+    """:func:`one_thread` for a whole module, its module-scoped fixtures included."""
+    with _one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def make_geobench(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``make_geobench(n_train, n_valid, n_test)``: a new folder with the synthetic GEO-Bench
+    benchmark (three tasks, 16 x 16 px samples)."""
+
+    def make(n_train: int, n_valid: int, n_test: int, size: int = 16) -> Path:
+        from carl_geo.evaluation.geobench import write_synthetic_benchmark
+
+        root = tmp_path_factory.mktemp("gb")
+        write_synthetic_benchmark(root, n_train=n_train, n_valid=n_valid, n_test=n_test, size=size)
+        return root
+
+    return make

@@ -18,7 +18,6 @@ from carl_geo.evaluation.geobench import (
     find_tasks,
     load_task,
     read_sample,
-    write_synthetic_benchmark,
 )
 from carl_geo.evaluation.geobench.dataset import corrected_wavelengths
 from carl_geo.evaluation.geobench.pickles import (
@@ -102,10 +101,8 @@ GEOBENCH_SAMPLE_ATTRS = (
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gb")
-    write_synthetic_benchmark(root, n_train=6, n_valid=3, n_test=3, size=16)
-    return root
+def bench(make_geobench):
+    return make_geobench(n_train=6, n_valid=3, n_test=3)
 
 
 def test_reads_files_written_by_geobench(tmp_path):

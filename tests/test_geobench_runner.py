@@ -8,7 +8,6 @@ import json
 import statistics
 
 import pytest
-import torch
 
 from carl_geo.evaluation.geobench import (
     GeoBenchFormatError,
@@ -16,7 +15,6 @@ from carl_geo.evaluation.geobench import (
     find_tasks,
     load_task,
     run_geobench,
-    write_synthetic_benchmark,
 )
 from carl_geo.evaluation.geobench.results import PAPER_RESULTS, markdown_table, summarize
 from carl_geo.evaluation.geobench.synthetic import write_synthetic_task
@@ -25,20 +23,12 @@ TASKS = {"m-synth-cls": ("classification", "Accuracy"), "m-synth-multilabel": ("
          "m-synth-seg": ("segmentation", "mIoU")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine, tiny models run several times faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")  # also around the module-scoped runs below
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gb")
-    write_synthetic_benchmark(root, n_train=16, n_valid=6, n_test=9, size=16)
-    return root
+def bench(make_geobench):
+    return make_geobench(n_train=16, n_valid=6, n_test=9)
 
 
 def _settings(root, out, **kw) -> GeoBenchSettings:
@@ -142,13 +132,12 @@ def test_corrupt_sample_stops_the_run_with_its_name(tmp_path):
     assert not list((tmp_path / "out" / "runs").glob("**/*.json"))
 
 
-def test_cli_knn_with_a_carl_geo_checkpoint(bench, tmp_path, capsys):
-    from carl_geo import CARL, save_carl, tiny_config
+def test_cli_knn_with_a_carl_geo_checkpoint(bench, tmp_path, capsys, tiny_model):
+    from carl_geo import save_carl
     from carl_geo.cli import build_parser, main
 
     assert "geobench" in build_parser().format_help()
-    torch.manual_seed(0)
-    ckpt = save_carl(CARL(tiny_config()), tmp_path / "tiny.pt")  # its stored (tiny) config is used
+    ckpt = save_carl(tiny_model, tmp_path / "tiny.pt")  # its stored (tiny) config is used
     out = tmp_path / "knn"
     argv = ["geobench", "--root", str(bench), "--checkpoint", str(ckpt), "--tasks", "m-synth-cls,m-synth-multilabel",
             "--mode", "knn", "--image-size", "0", "--num-workers", "0", "--out", str(out), "--quiet"]

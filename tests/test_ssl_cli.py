@@ -18,23 +18,17 @@ import carl_geo
 from carl_geo.ssl.cli import register_export, run_pretrain
 from carl_geo.ssl.data import LabelledRasterChips, LabelRasterSource, RandomChips
 from carl_geo.transforms import standardize_image
+from tests.conftest import MICRO_BACKBONE, MICRO_PREDICTOR, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CRS = "EPSG:32633"
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def write_raster(path: Path, data: np.ndarray, res: float = 10.0) -> Path:
+def write_raster(path: Path, data: np.ndarray, res: float = 10.0, nodata: float | None = None) -> Path:
     c, h, w = data.shape
     with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=c, dtype=data.dtype, crs=CRS,
-                       transform=from_origin(500000.0, 4600000.0, res, res)) as dst:
+                       nodata=nodata, transform=from_origin(500000.0, 4600000.0, res, res)) as dst:
         dst.write(data)
     return path
 
@@ -52,18 +46,12 @@ def scenes(tmp_path_factory) -> dict[str, Path]:
             "labels": write_raster(d / "labels.tif", classes[None].astype(np.uint8))}
 
 
-MICRO = {"patch_size": 8,
-         "spec_encoder_kwargs": {"embed_dim": 32, "depth": 2, "num_heads": 2, "n_queries": 2, "layer_scale": 1.0},
-         "spat_encoder_kwargs": {"model_name": "eva02_base_patch14_224", "depth": 1,
-                                 "model_kwargs": {"embed_dim": 64, "num_heads": 2}}}
-
-
 def write_config(tmp_path: Path, scenes: dict[str, Path]) -> Path:
     cfg = yaml.safe_load((ROOT / "configs" / "ssl_tiny_cpu.yaml").read_text())  # the shipped example, shrunk
     model = cfg["model"]["init_args"]
-    model.update(backbone=MICRO, image_size=32, spatial_masking={**model["spatial_masking"], "min_keep": 1},
-                 spectral_predictor={"predictor_embed_dim": 32, "depth": 1, "num_heads": 2},
-                 spatial_predictor={"predictor_embed_dim": 32, "depth": 1, "num_heads": 2}, warmup_steps=2)
+    model.update(backbone=MICRO_BACKBONE, image_size=32,
+                 spatial_masking={**model["spatial_masking"], "min_keep": 1},
+                 spectral_predictor=MICRO_PREDICTOR, spatial_predictor=MICRO_PREDICTOR, warmup_steps=2)
     data = cfg["data"]["init_args"]
     data.update(sources=[{"paths": str(scenes["s2"]), "sensor": "sentinel2_l1c"},
                          {"paths": str(scenes["l8"]), "sensor": "landsat8_oli"}],
@@ -163,10 +151,7 @@ def test_chips_fill_nodata_pixels_before_standardising(tmp_path):
     rng = np.random.default_rng(1)
     data = (1000 + rng.normal(0, 100, (13, 64, 64))).astype(np.uint16)
     data[:, :, :40] = 0  # outside the footprint: nodata in every band
-    path = tmp_path / "edge.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=13, dtype="uint16", crs=CRS, nodata=0,
-                       transform=from_origin(500000.0, 4600000.0, 10.0, 10.0)) as dst:
-        dst.write(data)
+    path = write_raster(tmp_path / "edge.tif", data, nodata=0)
     chips = RandomChips(SpectralRaster(path, sensor="sentinel2_l1c"), chip_size=48, length=4, seed=0, nodata=0)
     for i in range(4):
         raw = chips.dataset[chips.slices[i]]["image"]

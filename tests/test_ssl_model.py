@@ -17,14 +17,7 @@ from tests.conftest import reference_dir
 REF = reference_dir()
 needs_ref = pytest.mark.skipif(REF is None, reason="upstream reference folder ../shared/carl_reference not present")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small ops on a shared 2-core machine are faster without intra-op threads."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

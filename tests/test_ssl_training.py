@@ -15,28 +15,18 @@ from carl_geo.datasets.collate import same_sensor_collate
 from carl_geo.ssl import CARLPretrainTask, SSLDataModule, export_backbone
 from carl_geo.ssl.ema import ema_momentum, warmup_cosine
 from carl_geo.ssl.synthetic import SyntheticSpectralDataset
+from tests.conftest import MICRO_BACKBONE, MICRO_PREDICTOR
 
 S2 = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]
 L8 = [0.443, 0.482, 0.561, 0.655, 0.865, 1.609, 2.201]
-#: a very small CARL (upstream model_kwargs layout) so that these runs take seconds on a CPU
-MICRO = {"patch_size": 8,
-         "spec_encoder_kwargs": {"embed_dim": 32, "depth": 2, "num_heads": 2, "n_queries": 2, "layer_scale": 1.0},
-         "spat_encoder_kwargs": {"model_name": "eva02_base_patch14_224", "depth": 1,
-                                 "model_kwargs": {"embed_dim": 64, "num_heads": 2}}}
-PRED = {"predictor_embed_dim": 32, "depth": 1, "num_heads": 2}
 SIZE = 48
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_task(**kw) -> CARLPretrainTask:
-    args = dict(backbone=MICRO, image_size=SIZE, spectral_predictor=PRED, spatial_predictor=PRED,
+    args = dict(backbone=MICRO_BACKBONE, image_size=SIZE, spectral_predictor=MICRO_PREDICTOR,
+                spatial_predictor=MICRO_PREDICTOR,
                 spatial_masking={"min_keep": 2}, lr=2e-3, min_lr=1e-4, warmup_steps=3, ema=(0.99, 0.999))
     return CARLPretrainTask(**{**args, **kw})
 

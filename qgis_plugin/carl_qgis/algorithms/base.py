@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -157,6 +158,19 @@ def check_band_count(layer: QgsRasterLayer, wavelengths: list[float] | None,
             "give one centre wavelength (µm) per band, in band order.")
 
 
+def set_advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    """``param`` with the Advanced flag set (shown under "Advanced Parameters"); returns it."""
+    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return param
+
+
+def choice_parameter(name: str, description: str, options: Sequence[str],
+                     default: str) -> QgsProcessingParameterEnum:
+    """A single-choice enum whose value is the option text (``usesStaticStrings``)."""
+    return QgsProcessingParameterEnum(name, description, options=list(options), defaultValue=default,
+                                      usesStaticStrings=True)
+
+
 def progress_bridge(feedback: QgsProcessingFeedback, start: float = 0.0,
                     span: float = 100.0) -> Callable[[int, int], bool]:
     """A carl_geo ``progress(done, total)`` callback that drives ``feedback`` and cancels.
@@ -211,41 +225,52 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.INPUT, self.tr("Input raster (any number of bands)")))
 
-    def add_wavelength_parameters(self) -> None:
-        self.addParameter(QgsProcessingParameterEnum(
-            self.SENSOR, self.tr("Band wavelengths: sensor preset ('auto' = from the layer's metadata or the model)"),
-            options=sensor_presets(), defaultValue=AUTO, usesStaticStrings=True))
-        explicit = QgsProcessingParameterString(
-            self.WAVELENGTHS, self.tr("Band wavelengths in µm, comma-separated, one per band (overrides the preset)"),
-            optional=True)
-        explicit.setFlags(explicit.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(explicit)
-        bands = QgsProcessingParameterString(
-            self.BANDS, self.tr("Bands to use: numbers (1 = first) or names (e.g. B4, B3, B2), comma-separated "
-                                "(default: all, or those the model was trained on)"), optional=True)
-        bands.setFlags(bands.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(bands)
+    def add_model_file(self, description: str, name: str | None = None, optional: bool = False) -> None:
+        """A CARL model / weights file parameter (``name`` defaults to :attr:`MODEL`)."""
+        self.addParameter(QgsProcessingParameterFile(
+            name or self.MODEL, description, fileFilter=MODEL_FILE_FILTER, optional=optional))
 
-    def add_tiling_parameters(self, batch_size: int = 4) -> None:
-        self.addParameter(QgsProcessingParameterNumber(
-            self.TILE_SIZE, self.tr("Tile size (pixels)"), QgsProcessingParameterNumber.Integer, 256,
-            minValue=16, maxValue=8192))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.OVERLAP, self.tr("Tile overlap (pixels)"), QgsProcessingParameterNumber.Integer, 64,
-            minValue=0, maxValue=4096))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.BATCH_SIZE, self.tr("Batch size (tiles per forward pass)"), QgsProcessingParameterNumber.Integer,
-            batch_size, minValue=1, maxValue=1024))
+    def add_wavelength_parameters(self) -> None:
+        self.addParameter(choice_parameter(
+            self.SENSOR, self.tr("Band wavelengths: sensor preset ('auto' = from the layer's metadata or the model)"),
+            sensor_presets(), AUTO))
+        self.addParameter(set_advanced(QgsProcessingParameterString(
+            self.WAVELENGTHS, self.tr("Band wavelengths in µm, comma-separated, one per band (overrides the preset)"),
+            optional=True)))
+        self.addParameter(set_advanced(QgsProcessingParameterString(
+            self.BANDS, self.tr("Bands to use: numbers (1 = first) or names (e.g. B4, B3, B2), comma-separated "
+                                "(default: all, or those the model was trained on)"), optional=True)))
+
+    def add_tiling_parameters(self, batch_size: int = 4, advanced: bool = False) -> None:
+        """Tile size, overlap and batch size of the tiled prediction (``advanced``: under Advanced Parameters)."""
+        params = [
+            QgsProcessingParameterNumber(
+                self.TILE_SIZE, self.tr("Tile size (pixels)"), QgsProcessingParameterNumber.Integer, 256,
+                minValue=16, maxValue=8192),
+            QgsProcessingParameterNumber(
+                self.OVERLAP, self.tr("Tile overlap (pixels)"), QgsProcessingParameterNumber.Integer, 64,
+                minValue=0, maxValue=4096),
+            QgsProcessingParameterNumber(
+                self.BATCH_SIZE, self.tr("Batch size (tiles per forward pass)"), QgsProcessingParameterNumber.Integer,
+                batch_size, minValue=1, maxValue=1024),
+        ]
+        for param in params:
+            self.addParameter(set_advanced(param) if advanced else param)
 
     def add_device_parameter(self) -> None:
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, self.tr("Device"), options=list(DEVICES), defaultValue=AUTO, usesStaticStrings=True))
+        self.addParameter(choice_parameter(self.DEVICE, self.tr("Device"), DEVICES, AUTO))
 
     # -- reading them ------------------------------------------------------------------
     def require_dependencies(self) -> None:
         status = deps.status()
         if not status.ok:
             raise QgsProcessingException(status.message)
+
+    def input_raster(self, parameters: dict[str, Any],
+                     context: QgsProcessingContext) -> tuple[QgsRasterLayer, str]:
+        """The :attr:`INPUT` layer and the file behind it (see :func:`raster_file`)."""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        return layer, raster_file(layer)
 
     def wavelength_args(self, parameters: dict[str, Any], context: QgsProcessingContext,
                         layer: QgsRasterLayer) -> dict[str, Any]:

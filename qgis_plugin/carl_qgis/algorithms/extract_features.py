@@ -10,17 +10,14 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
     QgsProcessingParameterRasterDestination,
 )
 
 from carl_qgis.algorithms.base import (
-    MODEL_FILE_FILTER,
     CarlAlgorithm,
+    choice_parameter,
     import_carl,
     progress_bridge,
-    raster_file,
     remove_partial,
     user_error,
 )
@@ -47,21 +44,17 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.add_input_raster()
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, self.tr("CARL model or backbone weights file"), fileFilter=MODEL_FILE_FILTER))
+        self.add_model_file(self.tr("CARL model or backbone weights file"))
         self.add_wavelength_parameters()
         self.add_tiling_parameters()
         self.add_device_parameter()
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DTYPE, self.tr("Feature data type"), options=list(DTYPES), defaultValue="float32",
-            usesStaticStrings=True))
+        self.addParameter(choice_parameter(self.DTYPE, self.tr("Feature data type"), DTYPES, "float32"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("CARL features")))
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         self.require_dependencies()
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        src = raster_file(layer)
+        layer, src = self.input_raster(parameters, context)
         model_path = self.model_path(parameters, context)
         wl_args = self.wavelength_args(parameters, context, layer)
         tiling = self.tiling_args(parameters, context)

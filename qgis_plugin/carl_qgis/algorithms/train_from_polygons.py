@@ -19,11 +19,8 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterDefinition,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -32,12 +29,12 @@ from qgis.core import (
 )
 
 from carl_qgis.algorithms.base import (
-    MODEL_FILE_FILTER,
     CarlAlgorithm,
+    choice_parameter,
     import_carl,
     progress_bridge,
-    raster_file,
     remove_partial,
+    set_advanced,
     user_error,
 )
 from carl_qgis.styling import style_on_load
@@ -121,16 +118,14 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         self.addParameter(QgsProcessingParameterField(
             self.FIELD, self.tr("Class field"), parentLayerParameterName=self.POLYGONS))
         self.add_wavelength_parameters()
-        self.addParameter(QgsProcessingParameterFile(
-            self.WEIGHTS, self.tr("Pretrained backbone weights (optional)"), fileFilter=MODEL_FILE_FILTER,
-            optional=True))
+        self.add_model_file(self.tr("Pretrained backbone weights (optional)"), self.WEIGHTS, optional=True)
         self.addParameter(QgsProcessingParameterNumber(
             self.EPOCHS, self.tr("Epochs (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0,
             minValue=0, maxValue=10000))
         self.add_device_parameter()
         advanced = [
-            QgsProcessingParameterEnum(self.CONFIG, self.tr("Network size (without pretrained weights)"),
-                                       options=["tiny", "published"], defaultValue="tiny", usesStaticStrings=True),
+            choice_parameter(self.CONFIG, self.tr("Network size (without pretrained weights)"),
+                             ["tiny", "published"], "tiny"),
             QgsProcessingParameterNumber(self.CHIP_SIZE, self.tr("Training chip size (pixels)"),
                                          QgsProcessingParameterNumber.Integer, 64, minValue=16, maxValue=1024),
             QgsProcessingParameterNumber(self.TRAIN_BATCH_SIZE, self.tr("Training batch size"),
@@ -141,12 +136,8 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                                          0, minValue=0),
         ]
         for param in advanced:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(param)
-        self.add_tiling_parameters()
-        for name in (self.TILE_SIZE, self.OVERLAP, self.BATCH_SIZE):
-            param = self.parameterDefinition(name)
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(set_advanced(param))
+        self.add_tiling_parameters(advanced=True)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_MODEL, self.tr("Model file"), fileFilter="CARL model (*.pt)"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Classification")))
@@ -156,8 +147,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         self.require_dependencies()
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        src = raster_file(layer)
+        layer, src = self.input_raster(parameters, context)
         source = self.parameterAsSource(parameters, self.POLYGONS, context)
         if source is None:
             raise QgsProcessingException("Training polygons: no valid polygon layer was given.")
