@@ -16,6 +16,7 @@ from torch import nn
 
 import carl_geo
 from carl_geo.inference import PredictionCancelled, predict_raster
+from carl_geo.inference.engine import EMIT_ROWS
 from carl_geo.inference.tiling import TileGrid, axis_starts, blend_window_1d, reflect_fill
 
 WL4 = [0.49, 0.56, 0.665, 0.842]
@@ -445,7 +446,7 @@ def test_missing_paths(tmp_path: Path) -> None:
 def test_memory_does_not_grow_with_raster_height(tmp_path: Path, monkeypatch) -> None:
     width, tile, overlap, c = 80, 64, 16, 4
     peaks, maxima = {}, {}
-    for height in (256, 1536):  # both at least one output block (256 rows) high
+    for height in (512, 3072):  # both at least two output blocks (256 rows) high
         src = write_raster(tmp_path / f"h{height}.tif", smooth_image(c, height, width))
         log = ReadLog(monkeypatch)
         tracemalloc.start()
@@ -456,8 +457,11 @@ def test_memory_does_not_grow_with_raster_height(tmp_path: Path, monkeypatch) ->
         maxima[height] = max(b * h * w for b, h, w in log.calls)
         assert all(h <= tile for _, h, _ in log.calls)  # row strips of at most one tile height
         monkeypatch.undo()
-    assert maxima[1536] == maxima[256] <= c * tile * width
-    assert peaks[1536] < 1.1 * peaks[256], peaks  # 6x the pixels, same peak
+    assert maxima[3072] == maxima[512] <= c * tile * width
+    # 6x the pixels, same peak, up to how full the writer thread's queue happens to get (it holds
+    # at most 4 chunks of EMIT_ROWS rows; a whole output kept in memory would add ~2.9 MB)
+    queue_slack = 4 * 3 * EMIT_ROWS * width * 4
+    assert peaks[3072] < 1.1 * peaks[512] + queue_slack, peaks
 
 
 # ---------------------------------------------------------------- CARL models and bundles

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 import torch
 from affine import Affine
 from rasterio.enums import MaskFlags, Resampling
@@ -234,8 +235,10 @@ def _encode(output: str, dtype: str, blended: np.ndarray | torch.Tensor, valid: 
 
 def _strip_batches(src: Any, indexes: list[int], nodata: float | None, mean: float, std: float,
                    grid: TileGrid, pool: BufferPool) -> Iterator[Any]:
-    """Batches of normalised tiles; opens its own handle (it runs in the reader thread)."""
-    with open_raster(src) as ds:
+    """Batches of normalised tiles; opens its own handle (it runs in the reader thread). GDAL may
+    decode the blocks of one read on all cores (``GDAL_NUM_THREADS``, GeoTIFF), so decompression
+    keeps up with a GPU."""
+    with rasterio.Env(GDAL_NUM_THREADS=os.environ.get("GDAL_NUM_THREADS", "ALL_CPUS")), open_raster(src) as ds:
         def read_rows(r0: int, r1: int, out: np.ndarray) -> np.ndarray:
             return read_window(ds, indexes, Window(0, r0, grid.width, r1 - r0), nodata, out=out)[1]
 
