@@ -91,8 +91,11 @@ def main() -> None:
               f"{r['images_per_s']:.1f} | {r['mpixel_per_s']:.3f} | {r['peak_gib']:.2f} |" for r in rows]
     (out / "bench_model.md").write_text("\n".join(lines) + "\n")
 
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib not installed: no PNG")
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

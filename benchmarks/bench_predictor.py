@@ -32,6 +32,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
 import platform
@@ -86,14 +88,51 @@ def generate_raster(path: Path, size: int, bands: int = BANDS, seed: int = 0) ->
     return path
 
 
-def tiny_bundle(num_classes: int = NUM_CLASSES):
+@functools.lru_cache(maxsize=2)
+def seg_bundle(config: str = "tiny", num_classes: int = NUM_CLASSES):
+    """A randomly initialised CARL segmenter (``config``: tiny or published) as a model bundle."""
     import torch
 
     import carl_geo
 
     torch.manual_seed(0)
-    seg = carl_geo.CARLSegmenter(carl_geo.CARL(carl_geo.tiny_config()), num_classes).eval()
+    seg = carl_geo.CARLSegmenter(carl_geo.CARL(carl_geo.get_config(config)), num_classes).eval()
     return carl_geo.make_bundle(seg, normalization={"mode": "fixed", "mean": 1800.0, "std": 700.0})
+
+
+def tiny_bundle(num_classes: int = NUM_CLASSES):
+    return seg_bundle("tiny", num_classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """Model, device and speed options shared by (a) and (b)."""
+
+    config: str = "tiny"
+    device: str = "cpu"
+    precision: str = "fp32"
+    compile: bool = False
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _peak_gib(device: str) -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
+
+
+def _reset_peak(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
 
 
 class Pointwise:
@@ -116,39 +155,57 @@ class Pointwise:
         return _Pointwise().eval()
 
 
-def bench_model(tile: int, batch: int, min_seconds: float) -> dict:
-    """(a) tiles/s of the bare tiny CARL segmenter on random in-memory batches."""
+_COMPILED: dict = {}
+
+
+def bench_model(tile: int, batch: int, min_seconds: float, setting: Setting = Setting()) -> dict:
+    """(a) tiles/s of the bare CARL segmenter on random batches already on the device (same
+    precision, compile setting and softmax as the predictor)."""
     import torch
 
     import carl_geo
 
-    bundle = tiny_bundle()
-    x = torch.randn(batch, BANDS, tile, tile)
-    wl = torch.tensor(carl_geo.get_sensor("sentinel2_l1c").wavelengths)
+    model = seg_bundle(setting.config).model.to(setting.device)
+    if setting.compile:
+        model = _COMPILED.setdefault(setting, torch.compile(model, dynamic=False))
+    x = torch.randn(batch, BANDS, tile, tile, device=setting.device)
+    wl = torch.tensor(carl_geo.get_sensor("sentinel2_l1c").wavelengths, device=setting.device)
+    dtype = torch.bfloat16 if setting.precision == "bf16" else torch.float16 if setting.precision == "fp16" else None
+
+    def step() -> None:
+        with torch.autocast(setting.device.split(":")[0], dtype=dtype or torch.float32, enabled=dtype is not None):
+            torch.softmax(model(x, wl).float(), 1)
+
     with torch.inference_mode():
-        bundle.model(x, wl)  # warm-up
+        step()  # warm-up (and compilation)
+        _reset_peak(setting.device)
         n, start = 0, time.perf_counter()
         while n < 3 or time.perf_counter() - start < min_seconds:
-            torch.softmax(bundle.model(x, wl).float(), 1)
+            step()
             n += 1
+        _sync(setting.device)
         seconds = time.perf_counter() - start
     tiles_s = n * batch / seconds
-    return {"tiles_per_s": tiles_s, "mpx_per_s": tiles_s * tile * tile / 1e6, "calls": n, "seconds": seconds}
+    return {"tiles_per_s": tiles_s, "mpx_per_s": tiles_s * tile * tile / 1e6, "calls": n, "seconds": seconds,
+            "peak_gpu_gib": _peak_gib(setting.device)}
 
 
-def bench_predictor(src: Path, out_dir: Path, tile: int, overlap: int, batch: int) -> dict:
-    """(b) end-to-end predict_raster on ``src`` with the tiny CARL segmenter."""
+def bench_predictor(src: Path, out_dir: Path, tile: int, overlap: int, batch: int,
+                    setting: Setting = Setting()) -> dict:
+    """(b) end-to-end predict_raster on ``src`` with the same model and settings as (a)."""
     import rasterio
 
-    from carl_geo.inference import predict_raster
+    from carl_geo.inference import PredictionCancelled, predict_raster
 
-    import torch
-
-    import carl_geo
-
-    bundle = tiny_bundle()
-    with torch.inference_mode():  # warm-up, as for (a)
-        bundle.model(torch.randn(batch, BANDS, tile, tile), torch.tensor(carl_geo.get_sensor("s2_l1c").wavelengths))
+    bundle = seg_bundle(setting.config)
+    cuda = setting.device.startswith("cuda")
+    if setting.compile:  # compile once outside the timed run (later compiles of the model hit dynamo's cache)
+        try:
+            predict_raster(bundle, src, out_dir / "_bench_warmup.tif", output="classes", tile_size=tile,
+                           overlap=overlap, batch_size=batch, device=setting.device, precision=setting.precision,
+                           compile=True, progress=lambda done, total: done < batch)  # stops after one batch
+        except PredictionCancelled:
+            pass
     with rasterio.open(src) as ds:
         pixels = ds.width * ds.height
     # time spent inside the model's forward during the run: its share of the wall time is the
@@ -163,16 +220,24 @@ def bench_predictor(src: Path, out_dir: Path, tile: int, overlap: int, batch: in
         finally:
             busy[0] += time.perf_counter() - t
 
-    bundle.model.forward = timed_forward
+    if not cuda and not setting.compile:  # on a GPU the forward returns before the work is done
+        bundle.model.forward = timed_forward
     dst = out_dir / f"_bench_classes_o{overlap}.tif"
-    res = predict_raster(bundle, src, dst, output="classes", tile_size=tile, overlap=overlap, batch_size=batch,
-                         device="cpu")
+    _reset_peak(setting.device)
+    try:
+        res = predict_raster(bundle, src, dst, output="classes", tile_size=tile, overlap=overlap, batch_size=batch,
+                             device=setting.device, precision=setting.precision, compile=setting.compile)
+    finally:
+        bundle.model.__dict__.pop("forward", None)
     dst.unlink(missing_ok=True)
+    measured = busy[0] > 0
     return {"overlap": overlap, "seconds": res.seconds, "tiles": res.tiles, "tiles_per_s": res.tiles / res.seconds,
             "raster_mpx_per_s": pixels / res.seconds / 1e6, "pixels": pixels,
             "computed_px_per_raster_px": res.tiles * tile * tile / pixels,
-            "model_seconds": busy[0], "model_share": busy[0] / res.seconds,
-            "overhead_ms_per_tile": 1000 * (res.seconds - busy[0]) / res.tiles}
+            "model_seconds": busy[0] if measured else float("nan"),
+            "model_share": busy[0] / res.seconds if measured else float("nan"),
+            "overhead_ms_per_tile": 1000 * (res.seconds - busy[0]) / res.tiles if measured else float("nan"),
+            "peak_gpu_gib": _peak_gib(setting.device)}
 
 
 def _proc_status_mib(key: str) -> float | None:
@@ -233,25 +298,26 @@ def markdown(result: dict) -> str:
     lines = [
         f"# bench_predictor ({result['machine']})",
         "",
-        f"tiny CARL segmenter ({NUM_CLASSES} classes), {BANDS} bands, tile {cfg['tile_size']}, "
-        f"batch {cfg['batch_size']}, CPU threads {result['torch_threads']}.",
+        f"{cfg['model_config']} CARL segmenter ({NUM_CLASSES} classes), {BANDS} bands, tile {cfg['tile_size']}, "
+        f"batch {cfg['batch_size']}, device {result['device']}, precision {cfg['precision']}"
+        f"{', torch.compile' if cfg['compile'] else ''}, CPU threads {result['torch_threads']}.",
         "",
         "Ratios b/a use the mean of the (a) runs just before and after each (b) run.",
         "",
         "`model share` = time inside the model's forward / wall time of the (b) run (same load as the run).",
         "",
         "| measurement | overlap | tiles/s | Mpx/s | tiles/s b/a | Mpx/s b/a | computed px per raster px | "
-        "model share | other ms/tile |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "model share | other ms/tile | peak GPU GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         f"| (a) bare model, in-memory (mean of {len(a['tiles_per_s_runs'])} runs: "
         f"{', '.join(f'{v:.3f}' for v in a['tiles_per_s_runs'])}) | - | {a['tiles_per_s']:.3f} | {a['mpx_per_s']:.3f} "
-        "| - | - | 1.00 | 1.00 | - |",
+        f"| - | - | 1.00 | 1.00 | - | {a['peak_gpu_gib']:.2f} |",
     ]
     for b in result["predictor"]:
         lines.append(f"| (b) predict_raster {cfg['size']}² | {b['overlap']} | {b['tiles_per_s']:.3f} | "
                      f"{b['raster_mpx_per_s']:.3f} | **{b['ratio_tiles']:.3f}** | {b['ratio_mpx']:.3f} | "
                      f"{b['computed_px_per_raster_px']:.2f} | {b['model_share']:.3f} | "
-                     f"{b['overhead_ms_per_tile']:.0f} |")
+                     f"{b['overhead_ms_per_tile']:.0f} | {b['peak_gpu_gib']:.2f} |")
     if result.get("memory"):
         lines += ["", f"Peak RSS (fresh process per size, model `{cfg['mem_model']}`, overlap {cfg['overlap']}):", "",
                   "| raster | tiles | seconds | RSS before predict (MiB) | peak RSS during predict (MiB) | "
@@ -274,6 +340,10 @@ def main() -> None:
     p.add_argument("--overlap", type=int, default=64, help="overlap of the memory runs and the first (b) run")
     p.add_argument("--overlaps", default=None, help="comma-separated overlaps for (b) (default: --overlap)")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--config", choices=("tiny", "published"), default="tiny", help="CARL config of the segmenter")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model in (a) and (b)")
     p.add_argument("--mem-sizes", default="2048,8192", help="raster sides for the memory runs ('' to skip)")
     p.add_argument("--mem-model", choices=("pointwise", "tiny"), default="pointwise")
     p.add_argument("--min-seconds", type=float, default=20.0, help="minimum duration of (a)")
@@ -292,11 +362,15 @@ def main() -> None:
     data = Path(args.data) if args.data else out
     data.mkdir(parents=True, exist_ok=True)
     overlaps = [int(v) for v in (args.overlaps or str(args.overlap)).split(",")]
+    setting = Setting(args.config, args.device, args.precision, args.compile)
+    device = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else "cpu"
     result: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "device": device,
         "torch_threads": torch.get_num_threads(),
         "config": {"size": args.size, "tile_size": args.tile_size, "overlap": args.overlap, "overlaps": overlaps,
-                   "batch_size": args.batch_size, "bands": BANDS, "mem_model": args.mem_model},
+                   "batch_size": args.batch_size, "bands": BANDS, "mem_model": args.mem_model,
+                   "model_config": args.config, "precision": args.precision, "compile": args.compile},
     }
     t = time.perf_counter()
     src = generate_raster(data / f"bench_{args.size}.tif", args.size)
@@ -304,12 +378,12 @@ def main() -> None:
 
     # (a) is measured before and after every (b) run; each ratio uses the mean of its bracket, so a
     # change of machine load during the benchmark shows up as a spread of (a), not as a bias
-    runs = [bench_model(args.tile_size, args.batch_size, args.min_seconds)]
+    runs = [bench_model(args.tile_size, args.batch_size, args.min_seconds, setting)]
     print(f"(a) bare model: {runs[0]['tiles_per_s']:.3f} tiles/s, {runs[0]['mpx_per_s']:.3f} Mpx/s", flush=True)
     result["predictor"] = []
     for ov in overlaps:
-        b = bench_predictor(src, out, args.tile_size, ov, args.batch_size)
-        runs.append(bench_model(args.tile_size, args.batch_size, args.min_seconds))
+        b = bench_predictor(src, out, args.tile_size, ov, args.batch_size, setting)
+        runs.append(bench_model(args.tile_size, args.batch_size, args.min_seconds, setting))
         print(f"(a) bare model: {runs[-1]['tiles_per_s']:.3f} tiles/s", flush=True)
         ref = (runs[-2]["tiles_per_s"] + runs[-1]["tiles_per_s"]) / 2
         b["model_tiles_per_s"] = ref
@@ -323,7 +397,7 @@ def main() -> None:
               f"model share of wall time {b['model_share']:.3f}", flush=True)
     tps = [r["tiles_per_s"] for r in runs]
     result["model"] = {"tiles_per_s": float(np.mean(tps)), "mpx_per_s": float(np.mean(tps)) * args.tile_size ** 2 / 1e6,
-                       "tiles_per_s_runs": tps}
+                       "tiles_per_s_runs": tps, "peak_gpu_gib": max(r["peak_gpu_gib"] for r in runs)}
 
     sizes = [int(v) for v in args.mem_sizes.split(",") if v.strip()]
     if sizes:
@@ -342,6 +416,35 @@ def main() -> None:
     (out / "bench_predictor.json").write_text(json.dumps(result, indent=2))
     (out / "bench_predictor.md").write_text(markdown(result))
     print(markdown(result))
+    chart(result, out / "bench_predictor.png")
+
+
+def chart(result: dict, path: Path) -> None:
+    """Bar chart: model-only vs end-to-end tiles/s (skipped when matplotlib is missing)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib not installed: no PNG")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = result["config"]
+    labels = ["(a) model only"] + [f"(b) predictor\noverlap {b['overlap']}" for b in result["predictor"]]
+    values = [result["model"]["tiles_per_s"]] + [b["tiles_per_s"] for b in result["predictor"]]
+    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(values), 3.6))
+    bars = ax.bar(range(len(values)), values, color=["tab:gray"] + ["tab:blue"] * (len(values) - 1))
+    for bar, b in zip(bars[1:], result["predictor"]):
+        ax.annotate(f"{b['ratio_tiles']:.2f} x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(range(len(values)), labels, fontsize=8)
+    ax.set_ylabel("tiles / s")
+    ax.set_title(f"{cfg['model_config']} CARL, {cfg['size']}² x {BANDS} bands, tile {cfg['tile_size']}, "
+                 f"{result['device']}, {cfg['precision']}{' + compile' if cfg['compile'] else ''}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

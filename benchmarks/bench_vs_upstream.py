@@ -141,8 +141,11 @@ def main() -> None:
               f"{r['upstream_images_per_s']:.2f} | {r['speedup']:.2f} | {r['max_abs_diff_fp32']:.1e} |" for r in rows]
     (out / "bench_vs_upstream.md").write_text("\n".join(lines) + "\n")
 
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib not installed: no PNG")
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
