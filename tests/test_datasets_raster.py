@@ -12,6 +12,11 @@ from torch.utils.data import DataLoader
 from torchgeo.datasets import stack_samples
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
+try:  # torchgeo >= 0.10 names
+    from torchgeo.samplers import GriddedPatchSampler, RandomPatchSampler
+except ImportError:  # torchgeo 0.8
+    GriddedPatchSampler, RandomPatchSampler = GridGeoSampler, RandomGeoSampler
+
 import carl_geo
 from carl_geo.datasets import SpectralRaster
 from carl_geo.sample_data import nc_landsat7, write_crop
@@ -114,3 +119,20 @@ def test_torchgeo_samplers_and_carl(crop):
     with torch.no_grad():
         out = model((img - img.mean()) / img.std(), batch["wavelengths"])
     assert out.spatial.shape == (4, 128, 4, 4) and torch.isfinite(out.spatial).all()
+
+
+@pytest.mark.parametrize(("crs", "res"), [(None, None), ("EPSG:32617", 30.0), ("EPSG:4326", 0.0003)],
+                         ids=["native", "utm17n", "wgs84"])
+def test_samplers_give_requested_size_in_any_crs(crop, crs, res):
+    """torchgeo reprojects on the fly: chips have the requested pixel size in the requested CRS."""
+    ds = SpectralRaster(crop.image, crs=crs, res=res)
+    with rasterio.open(crop.image) as src:
+        native = src.crs
+    assert ds.crs == (rasterio.crs.CRS.from_string(crs) if crs else native)
+    random = RandomPatchSampler(ds, size=24, length=3)
+    batch = next(iter(DataLoader(ds, sampler=random, batch_size=3, collate_fn=stack_samples)))
+    assert batch["image"].shape == (3, 6, 24, 24)
+    assert torch.allclose(batch["wavelengths"], torch.tensor(ETM).expand(3, -1))
+    tiles = [ds[q]["image"] for q in GriddedPatchSampler(ds, size=40, stride=40)]
+    assert tiles and all(t.shape == (6, 40, 40) for t in tiles)
+    assert (torch.stack(tiles) > 0).float().mean() > 0.5  # mostly pixels; a rotated footprint leaves fill corners
