@@ -101,6 +101,7 @@ def test_segmentation_fit_checkpoint_loads_as_bundle(tmp_path):
                 val_dataloaders=DataLoader(_segmentation_batches(3, 1), batch_size=None))
     miou = trainer.callback_metrics["val_MeanIoU"].item()
     assert miou > 0.6, f"val mIoU {miou:.2f} (chance ~0.33)"
+    assert trainer.callback_metrics["val_mIoU"].item() == pytest.approx(miou, abs=1e-5)  # upstream's mIoU
     ckpt = tmp_path / "seg.ckpt"
     trainer.save_checkpoint(ckpt)
     bundle = carl_geo.load_bundle(ckpt)  # weights_only load of a Lightning checkpoint, no extra arguments
@@ -113,7 +114,8 @@ def test_segmentation_fit_checkpoint_loads_as_bundle(tmp_path):
                                    task(batch["image"], batch["wavelengths"]))
     (results,) = trainer.test(task, DataLoader(_segmentation_batches(2, 3), batch_size=None), verbose=False)
     per_class = [results["test_IoU_water"], results["test_IoU_vegetation"]]
-    assert results["test_MeanIoU"] == pytest.approx(sum(per_class) / 2, abs=1e-5)  # both classes present
+    assert results["test_mIoU"] == pytest.approx(sum(per_class) / 2, abs=1e-5)
+    assert results["test_MeanIoU"] == pytest.approx(results["test_mIoU"], abs=1e-5)  # both classes present
 
 
 def test_weights_file_config_wins_over_config_name(tmp_path):

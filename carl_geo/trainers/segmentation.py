@@ -18,6 +18,10 @@ class CARLSegmentationTask(CARLTaskBase):
     """Pixel-wise classification: batches with ``image`` (B, C, H, W), ``wavelengths`` (B, C) µm,
     optional ``band_mask`` (B, C) and ``mask`` (B, H, W) int64 class indices.
 
+    Logged: ``{train,val,test}_{loss,OverallAccuracy,MeanIoU,F1}`` (torchmetrics; ``MeanIoU`` leaves
+    out classes absent from both predictions and labels), ``val_mIoU``/``test_mIoU`` (upstream CARL's
+    mIoU: the mean of all K per-class IoUs, absent classes counting 0) and ``test_IoU_<class>``.
+
     Args:
         num_classes: K.
         config: ``"tiny"`` or ``"published"`` (ignored when ``weights`` stores its own config).
@@ -56,6 +60,8 @@ class CARLSegmentationTask(CARLTaskBase):
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
+        # upstream's mIoU: mean of all K per-class IoUs over the epoch (absent classes count 0)
+        self.val_iou = MulticlassJaccardIndex(k, average="none", ignore_index=ignore)
         self.test_iou = MulticlassJaccardIndex(k, average="none", ignore_index=ignore)
 
     def _step(self, batch: dict[str, Any], metrics: MetricCollection, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,8 +80,13 @@ class CARLSegmentationTask(CARLTaskBase):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, self.val_metrics, "val")
+        _, pred = self._step(batch, self.val_metrics, "val")
+        self.val_iou.update(pred, batch["mask"].long())
         self.log_dict(self.val_metrics, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val_mIoU", self.val_iou.compute().mean(), prog_bar=True)
+        self.val_iou.reset()
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         _, pred = self._step(batch, self.test_metrics, "test")
@@ -83,8 +94,9 @@ class CARLSegmentationTask(CARLTaskBase):
         self.log_dict(self.test_metrics)
 
     def on_test_epoch_end(self) -> None:
-        names = self.class_names()
-        for name, iou in zip(names, self.test_iou.compute().tolist()):
+        ious = self.test_iou.compute()
+        self.log("test_mIoU", ious.mean())
+        for name, iou in zip(self.class_names(), ious.tolist()):
             self.log(f"test_IoU_{name}", iou)
         self.test_iou.reset()
 

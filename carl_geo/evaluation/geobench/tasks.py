@@ -8,10 +8,8 @@ and add what upstream's ``cls_trainer.py`` / ``seg_trainer.py`` do besides:
 * the input pipeline of :mod:`.augment` (resize to ``image_size``, flips, random resized crops);
 * a cosine learning-rate schedule over the epochs (upstream ``CosineAnnealingLR``); AdamW with
   ``weight_decay=0`` equals upstream's Adam;
-* segmentation: logits = bilinear upsampling of the 1x1-conv output straight to the label size,
-  and upstream's mIoU: the mean of all K per-class IoUs (a class absent from predictions and
-  labels counts 0), logged as ``val_mIoU``/``test_mIoU`` beside torchmetrics' ``MeanIoU``
-  (which leaves such classes out), plus ``test_IoU_<class>``.
+* segmentation: logits = bilinear upsampling of the 1x1-conv output straight to the label size
+  (upstream's mIoU, ``val_mIoU``/``test_mIoU``, is logged by the base task).
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.classification import MulticlassJaccardIndex
 
 from carl_geo.evaluation.geobench.augment import eval_transform, train_transform
 from carl_geo.trainers import CARLClassificationTask, CARLSegmentationTask
@@ -82,11 +79,6 @@ class GeoBenchSegmentationTask(_ProtocolMixin, CARLSegmentationTask):
                          backbone_lr_factor=backbone_lr_factor, weight_decay=weight_decay,
                          ignore_index=ignore_index, class_names=class_names)
 
-    def configure_metrics(self) -> None:
-        super().configure_metrics()
-        k, ignore = self.hparams["num_classes"], self.hparams["ignore_index"]
-        self.val_iou = MulticlassJaccardIndex(k, average="none", ignore_index=ignore)
-
     def _logits(self, batch: dict[str, Any]) -> Tensor:
         """(B, K, h, w) logits at the label size: with the linear head and an image whose side is a
         multiple of the patch size, the 1x1-conv output is upsampled once, straight to the label
@@ -103,35 +95,6 @@ class GeoBenchSegmentationTask(_ProtocolMixin, CARLSegmentationTask):
         if tuple(logits.shape[-2:]) != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self._logits(batch)
-        target = batch["mask"].long()
-        preds = logits.argmax(1)
-        self.val_metrics.update(preds, target)
-        self.val_iou.update(preds, target)
-        self.log("val_loss", self.criterion(logits, target), batch_size=target.shape[0], prog_bar=True)
-        self.log_dict(self.val_metrics, prog_bar=True)
-
-    def on_validation_epoch_end(self) -> None:
-        self.log("val_mIoU", self.val_iou.compute().mean(), prog_bar=True)
-        self.val_iou.reset()
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self._logits(batch)
-        target = batch["mask"].long()
-        preds = logits.argmax(1)
-        self.test_metrics.update(preds, target)
-        self.test_iou.update(preds, target)
-        self.log("test_loss", self.criterion(logits, target), batch_size=target.shape[0])
-        self.log_dict(self.test_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        ious = self.test_iou.compute()
-        self.log("test_mIoU", ious.mean())
-        for name, iou in zip(self.class_names(), ious.tolist()):
-            self.log(f"test_IoU_{name}", iou)
-        self.test_iou.reset()
 
 
 def build_task(kind: str, num_classes: int, **kwargs: Any) -> GeoBenchClassificationTask | GeoBenchSegmentationTask:
