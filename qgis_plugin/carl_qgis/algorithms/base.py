@@ -320,6 +320,23 @@ def user_error(exc: BaseException) -> QgsProcessingException:
     return QgsProcessingException(text)
 
 
+def predict_to_file(bundle: Any, src: str, dst: str, feedback: QgsProcessingFeedback, *, cancelled: str,
+                    start: float = 0.0, span: float = 100.0, **kwargs: Any) -> Any:
+    """:func:`carl_geo.inference.predict_raster` with the plugin's error handling: progress and
+    cancel through ``feedback`` (mapped onto ``start .. start + span`` percent); on cancel or error
+    nothing is left at ``dst`` and a QgsProcessingException says what happened (``cancelled`` is
+    the message for a cancel). Returns the PredictionResult."""
+    inference = import_carl("carl_geo.inference")
+    try:
+        return inference.predict_raster(bundle, src, dst, progress=progress_bridge(feedback, start, span), **kwargs)
+    except inference.PredictionCancelled:
+        remove_partial(dst)
+        raise QgsProcessingException(cancelled) from None
+    except (ValueError, OSError, RuntimeError) as e:
+        remove_partial(dst)
+        raise user_error(e) from e
+
+
 def remove_partial(path: str | os.PathLike) -> None:
     """Delete an output file (and GDAL sidecars) after a failure or cancel."""
     p = Path(path)

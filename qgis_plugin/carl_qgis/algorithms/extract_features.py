@@ -17,8 +17,7 @@ from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
     import_carl,
-    progress_bridge,
-    remove_partial,
+    predict_to_file,
     user_error,
 )
 
@@ -62,22 +61,14 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
         load_bundle = import_carl("carl_geo").load_bundle
-        inference = import_carl("carl_geo.inference")
-        predict_raster, PredictionCancelled = inference.predict_raster, inference.PredictionCancelled  # noqa: N806
 
         try:
             bundle = load_bundle(model_path)
         except (ValueError, OSError) as e:
             raise user_error(e) from e
-        try:
-            result = predict_raster(bundle, src, dst, output="embeddings", embedding_dtype=dtype,
-                                    progress=progress_bridge(feedback), **wl_args, **tiling)
-        except PredictionCancelled:
-            remove_partial(dst)
-            raise QgsProcessingException("CARL extract features was cancelled; no output was written.") from None
-        except (ValueError, OSError, RuntimeError) as e:
-            remove_partial(dst)
-            raise user_error(e) from e
+        result = predict_to_file(bundle, src, dst, feedback, output="embeddings", embedding_dtype=dtype,
+                                 **wl_args, **tiling,
+                                 cancelled="CARL extract features was cancelled; no output was written.")
         feedback.pushInfo(f"Wrote {result.path}: {result.count} feature bands, {result.width} x {result.height} px, "
                           f"{result.seconds:.1f} s")
         return {self.OUTPUT: dst}

@@ -17,8 +17,7 @@ from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
     import_carl,
-    progress_bridge,
-    remove_partial,
+    predict_to_file,
     user_error,
 )
 from carl_qgis.styling import style_on_load
@@ -66,8 +65,6 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
         load_bundle = import_carl("carl_geo").load_bundle
-        inference = import_carl("carl_geo.inference")
-        predict_raster, PredictionCancelled = inference.predict_raster, inference.PredictionCancelled  # noqa: N806
 
         try:
             bundle = load_bundle(model_path)
@@ -79,15 +76,8 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
                 "for it, or choose a segmentation model file (e.g. one made by 'CARL train from polygons').")
         feedback.pushInfo(f"Model: {len(bundle.class_names)} classes ({', '.join(bundle.class_names)}); "
                           f"input: {src} ({layer.bandCount()} bands, {layer.width()} x {layer.height()} px)")
-        try:
-            result = predict_raster(bundle, src, dst, output=output, progress=progress_bridge(feedback),
-                                    **wl_args, **tiling)
-        except PredictionCancelled:
-            remove_partial(dst)
-            raise QgsProcessingException("CARL segment raster was cancelled; no output was written.") from None
-        except (ValueError, OSError, RuntimeError) as e:
-            remove_partial(dst)
-            raise user_error(e) from e
+        result = predict_to_file(bundle, src, dst, feedback, output=output, **wl_args, **tiling,
+                                 cancelled="CARL segment raster was cancelled; no output was written.")
         feedback.pushInfo(f"Wrote {result.path}: {result.width} x {result.height} px, {result.count} band(s), "
                           f"{result.tiles} tiles in {result.seconds:.1f} s")
         if output == "classes":

@@ -32,6 +32,7 @@ from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
     import_carl,
+    predict_to_file,
     progress_bridge,
     remove_partial,
     set_advanced,
@@ -161,8 +162,6 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         model_out = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
-        inference = import_carl("carl_geo.inference")
-        predict_raster, PredictionCancelled = inference.predict_raster, inference.PredictionCancelled  # noqa: N806
         train_from_polygons = import_carl("carl_geo.training").train_from_polygons
 
         workdir = tempfile.mkdtemp(prefix="carl_train_", dir=QgsProcessingUtils.tempFolder())
@@ -199,16 +198,9 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
             feedback.pushInfo(f"  IoU {name}: {iou:.3f}")
 
         bundle = result.bundle
-        try:
-            predict_raster(bundle, src, dst, output="classes",
-                           progress=progress_bridge(feedback, TRAIN_SHARE, 100.0 - TRAIN_SHARE), **wl_args, **tiling)
-        except PredictionCancelled:
-            remove_partial(dst)
-            raise QgsProcessingException(
-                f"Classification cancelled; the trained model was kept at {result.model_path}.") from None
-        except (ValueError, OSError, RuntimeError) as e:
-            remove_partial(dst)
-            raise user_error(e) from e
+        predict_to_file(bundle, src, dst, feedback, output="classes", start=TRAIN_SHARE, span=100.0 - TRAIN_SHARE,
+                        **wl_args, **tiling,
+                        cancelled=f"Classification cancelled; the trained model was kept at {result.model_path}.")
         style_on_load(context, dst, bundle.class_names, bundle.colors)
         return {self.OUTPUT_MODEL: str(result.model_path), self.OUTPUT: dst,
                 self.OVERALL_ACCURACY: float(report.get("overall_accuracy", float("nan"))),
