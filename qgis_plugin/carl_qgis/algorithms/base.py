@@ -320,6 +320,16 @@ def user_error(exc: BaseException) -> QgsProcessingException:
     return QgsProcessingException(text)
 
 
+def load_model_file(path: str) -> Any:
+    """A carl_geo model bundle from ``path`` (``weights_only`` load); problems with the file become a
+    QgsProcessingException that says what is wrong with it."""
+    load_bundle = import_carl("carl_geo").load_bundle
+    try:
+        return load_bundle(path)
+    except (ValueError, OSError) as e:
+        raise user_error(e) from e
+
+
 def predict_to_file(bundle: Any, src: str, dst: str, feedback: QgsProcessingFeedback, *, cancelled: str,
                     start: float = 0.0, span: float = 100.0, **kwargs: Any) -> Any:
     """:func:`carl_geo.inference.predict_raster` with the plugin's error handling: progress and

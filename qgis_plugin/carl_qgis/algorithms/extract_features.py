@@ -16,9 +16,8 @@ from qgis.core import (
 from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
-    import_carl,
+    load_model_file,
     predict_to_file,
-    user_error,
 )
 
 DTYPES = ("float32", "float16")
@@ -60,12 +59,7 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
         dtype = self.parameterAsEnumString(parameters, self.DTYPE, context) or "float32"
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
-        load_bundle = import_carl("carl_geo").load_bundle
-
-        try:
-            bundle = load_bundle(model_path)
-        except (ValueError, OSError) as e:
-            raise user_error(e) from e
+        bundle = load_model_file(model_path)
         result = predict_to_file(bundle, src, dst, feedback, output="embeddings", embedding_dtype=dtype,
                                  **wl_args, **tiling,
                                  cancelled="CARL extract features was cancelled; no output was written.")

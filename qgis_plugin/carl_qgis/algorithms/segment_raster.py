@@ -16,9 +16,8 @@ from qgis.core import (
 from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
-    import_carl,
+    load_model_file,
     predict_to_file,
-    user_error,
 )
 from carl_qgis.styling import style_on_load
 
@@ -64,12 +63,7 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
         output = self.parameterAsEnumString(parameters, self.OUTPUT_TYPE, context) or "classes"
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
-        load_bundle = import_carl("carl_geo").load_bundle
-
-        try:
-            bundle = load_bundle(model_path)
-        except (ValueError, OSError) as e:
-            raise user_error(e) from e
+        bundle = load_model_file(model_path)
         if bundle.task != "segmentation":
             raise QgsProcessingException(
                 f"Model file {model_path} holds a feature extractor (no classes); use 'CARL extract features' "
