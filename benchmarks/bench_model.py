@@ -50,6 +50,21 @@ def time_forward(model: torch.nn.Module, x: torch.Tensor, wl: torch.Tensor, mode
     return elapsed, peak
 
 
+def write_tables(out: Path, rows: list[dict], device: str) -> str:
+    """Write ``bench_model.json`` and ``bench_model.md`` for ``rows``; returns the device name."""
+    cuda = device.startswith("cuda")
+    device_name = torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine()
+    meta = {"device": device_name, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    (out / "bench_model.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [f"Device: {device_name}, torch {torch.__version__}, {meta['threads']} threads", "",
+             "| config | bands | batch | size | mode | ms/batch | images/s | Mpixel/s | peak GiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['config']} | {r['bands']} | {r['batch']} | {r['size']} | {r['mode']} | {r['ms_per_batch']:.1f} | "
+              f"{r['images_per_s']:.1f} | {r['mpixel_per_s']:.3f} | {r['peak_gib']:.2f} |" for r in rows]
+    (out / "bench_model.md").write_text("\n".join(lines) + "\n")
+    return device_name
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -73,23 +88,24 @@ def main() -> None:
             x = torch.randn(args.batch, c, args.size, args.size, device=args.device)
             wl = torch.linspace(0.4, 2.4, c, device=args.device)
             for mode in args.modes.split(","):
-                sec, peak = time_forward(model, x, wl, mode, args.device, args.warmup, args.iters, args.min_seconds)
+                try:
+                    sec, peak = time_forward(model, x, wl, mode, args.device, args.warmup, args.iters,
+                                             args.min_seconds)
+                except Exception as exc:  # e.g. no C compiler for torch.compile, out of memory: go on
+                    print(f"{cfg:9s} C={c:3d} B={args.batch:2d} {mode:13s} FAILED: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}", flush=True)
+                    if args.device.startswith("cuda"):
+                        torch.cuda.empty_cache()
+                    continue
                 row = {"config": cfg, "bands": c, "batch": args.batch, "size": args.size, "mode": mode,
                        "ms_per_batch": 1000 * sec, "images_per_s": args.batch / sec,
                        "mpixel_per_s": args.batch * args.size**2 / sec / 1e6, "peak_gib": peak}
                 rows.append(row)
                 print(f"{cfg:9s} C={c:3d} B={args.batch:2d} {mode:13s} {row['ms_per_batch']:9.1f} ms/batch "
                       f"{row['images_per_s']:8.1f} img/s {row['mpixel_per_s']:7.3f} Mpx/s peak {peak:.2f} GiB", flush=True)
+                write_tables(out, rows, args.device)  # after every row: a time-boxed run keeps what it measured
 
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
-    meta = {"device": device_name, "torch": torch.__version__, "threads": torch.get_num_threads()}
-    (out / "bench_model.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    lines = [f"Device: {device_name}, torch {torch.__version__}, {meta['threads']} threads", "",
-             "| config | bands | batch | size | mode | ms/batch | images/s | Mpixel/s | peak GiB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['config']} | {r['bands']} | {r['batch']} | {r['size']} | {r['mode']} | {r['ms_per_batch']:.1f} | "
-              f"{r['images_per_s']:.1f} | {r['mpixel_per_s']:.3f} | {r['peak_gib']:.2f} |" for r in rows]
-    (out / "bench_model.md").write_text("\n".join(lines) + "\n")
+    device_name = write_tables(out, rows, args.device)
 
     try:
         import matplotlib

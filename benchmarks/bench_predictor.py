@@ -2,13 +2,19 @@
 
 Measures, in one run:
 
-(a) bare model throughput: the tiny CARL segmenter on in-memory (B, 13, T, T) tensors
-    (tiles/s and Mpixel/s), same tile size and batch size as (b);
+(a) bare model throughput: a randomly initialised CARL segmenter (``--config tiny|published``) on
+    random (B, 13, T, T) tensors already on ``--device`` (tiles/s and Mpixel/s), with the same
+    tile size, batch size, ``--precision``, ``--compile`` and softmax as (b);
 (b) end-to-end predictor throughput on a generated 13-band uint16 GeoTIFF (``--size`` px square):
     reading, normalising, tiling, the model, blending and writing a class map;
     reported as raster Mpixel/s and as model tiles/s;
 (c) peak RSS (``ru_maxrss``) of the predictor for two raster sizes (``--mem-sizes``), each in a fresh
     subprocess, to show that memory does not grow with the raster.
+
+On CUDA both are timed with ``torch.cuda.synchronize()`` and report the peak GPU memory
+(``torch.cuda.max_memory_allocated``). The "model share" of (b) (time inside the model's forward
+over wall time) is measured only for eager CPU runs: on a GPU the forward returns before the work
+is done, so there only the ratios below are meaningful.
 
 Two ratios are printed:
 
@@ -21,12 +27,15 @@ The memory runs use a per-pixel model (``--mem-model pointwise``, a 1x1 convolut
 8192^2 raster finishes in minutes on a laptop CPU: the model's own memory is fixed by tile and batch
 size, the quantity under test is the predictor's buffers. ``--mem-model tiny`` uses the tiny CARL.
 
-Writes ``bench_predictor.json`` and ``bench_predictor.md`` to ``--out``.
+Writes ``bench_predictor.json``, ``bench_predictor.md`` and ``bench_predictor.png`` (bar chart, model
+only vs end to end, Mpixel/s and tiles/s) to ``--out``.
 
 Examples::
 
     python benchmarks/bench_predictor.py --size 2048 --out results/
     python benchmarks/bench_predictor.py --size 4096 --mem-sizes 2048,8192 --overlaps 64,32,0 --out results/
+    python benchmarks/bench_predictor.py --device cuda --config published --precision bf16 --compile \
+        --size 8192 --batch-size 32 --mem-sizes '' --min-seconds 3 --out results/gpu
 """
 
 from __future__ import annotations
@@ -73,7 +82,8 @@ def generate_raster(path: Path, size: int, bands: int = BANDS, seed: int = 0) ->
     x = np.arange(size, dtype=np.float32)
     with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=bands, dtype="uint16",
                        crs="EPSG:32632", transform=from_origin(300000, 5200000, 10, 10), nodata=0, tiled=True,
-                       blockxsize=256, blockysize=256, compress="deflate", bigtiff="if_safer") as dst:
+                       blockxsize=256, blockysize=256, compress="deflate", bigtiff="if_safer",
+                       num_threads="all_cpus") as dst:
         for r0 in range(0, size, strip):
             h = min(strip, size - r0)
             y = np.arange(r0, r0 + h, dtype=np.float32)[:, None]
@@ -304,7 +314,8 @@ def markdown(result: dict) -> str:
         "",
         "Ratios b/a use the mean of the (a) runs just before and after each (b) run.",
         "",
-        "`model share` = time inside the model's forward / wall time of the (b) run (same load as the run).",
+        "`model share` = time inside the model's forward / wall time of the (b) run (same load as the run; "
+        "eager CPU runs only, nan on CUDA or with torch.compile, where only the b/a ratios hold).",
         "",
         "| measurement | overlap | tiles/s | Mpx/s | tiles/s b/a | Mpx/s b/a | computed px per raster px | "
         "model share | other ms/tile | peak GPU GiB |",
@@ -420,7 +431,9 @@ def main() -> None:
 
 
 def chart(result: dict, path: Path) -> None:
-    """Bar chart: model-only vs end-to-end tiles/s (skipped when matplotlib is missing)."""
+    """Bar chart of (a) model only vs (b) end to end: Mpixel/s (left; (a) counts the pixels it
+    computes, (b) raster pixels, so overlap recompute shows) and tiles/s (right; pipeline
+    efficiency). Skipped when matplotlib is missing."""
     try:
         import matplotlib
     except ImportError:
@@ -429,23 +442,29 @@ def chart(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cfg = result["config"]
-    labels = ["(a) model only"] + [f"(b) predictor\noverlap {b['overlap']}" for b in result["predictor"]]
-    values = [result["model"]["tiles_per_s"]] + [b["tiles_per_s"] for b in result["predictor"]]
-    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(values), 3.6))
-    bars = ax.bar(range(len(values)), values, color=["tab:gray"] + ["tab:blue"] * (len(values) - 1))
-    for bar, b in zip(bars[1:], result["predictor"]):
-        ax.annotate(f"{b['ratio_tiles']:.2f} x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=9)
-    ax.set_xticks(range(len(values)), labels, fontsize=8)
-    ax.set_ylabel("tiles / s")
-    ax.set_title(f"{cfg['model_config']} CARL, {cfg['size']}² x {BANDS} bands, tile {cfg['tile_size']}, "
-                 f"{result['device']}, {cfg['precision']}{' + compile' if cfg['compile'] else ''}", fontsize=9)
+    cfg, a, bs = result["config"], result["model"], result["predictor"]
+    labels = ["(a) model only"] + [f"(b) predictor\noverlap {b['overlap']}" for b in bs]
+    colors = ["tab:gray"] + ["tab:blue"] * len(bs)
+    panels = [("Mpixel / s", [a["mpx_per_s"]] + [b["raster_mpx_per_s"] for b in bs], [b["ratio_mpx"] for b in bs]),
+              ("tiles / s", [a["tiles_per_s"]] + [b["tiles_per_s"] for b in bs], [b["ratio_tiles"] for b in bs])]
+    fig, axes = plt.subplots(1, 2, figsize=(3 + 2.4 * len(labels), 3.8))
+    for ax, (ylabel, values, ratios) in zip(axes, panels):
+        bars = ax.bar(range(len(values)), values, color=colors)
+        for bar, r in zip(bars[1:], ratios):
+            ax.annotate(f"{r:.2f} x (a)", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(values)), labels, fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.margins(y=0.12)
+    axes[0].set_title("(a) computed px, (b) raster px", fontsize=8)
+    axes[1].set_title("model calls", fontsize=8)
+    fig.suptitle(f"{cfg['model_config']} CARL, {cfg['size']}² x {BANDS} bands, tile {cfg['tile_size']}, "
+                 f"batch {cfg['batch_size']}, {result['device']}, {cfg['precision']}"
+                 f"{' + compile' if cfg['compile'] else ''}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"wrote {path}")
-
 
 if __name__ == "__main__":
     main()
