@@ -307,25 +307,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc="training CARL", unit="step")
-        bar.update(done - bar.n)
-
-    def log(msg: str) -> None:
-        (bar.write if bar is not None else print)(msg)
+    from carl_geo.progress_bar import ProgressBar
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    try:
-        res = run_demo(args.out, epochs=args.epochs, quick=args.quick, seed=args.seed, log=log, progress=progress)
-    finally:
-        if bar is not None:
-            bar.close()
+    with ProgressBar("training CARL", "step") as bar:
+        res = run_demo(args.out, epochs=args.epochs, quick=args.quick, seed=args.seed, log=bar.log, progress=bar)
     print(format_summary(res))
     return 0

@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from carl_geo.inference.predictor import predict_raster
     from carl_geo.inference.tiling import check_tiling
     from carl_geo.models.bundle import load_bundle
+    from carl_geo.progress_bar import ProgressBar
 
     check_tiling(args.tile_size, args.overlap)  # cheap checks before the model loads
     model_path = Path(args.model)
@@ -111,26 +112,13 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(model_path)
     output = args.output or ("classes" if bundle.task == "segmentation" else "embeddings")
 
-    bar: Any = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="tile", desc="predict", file=sys.stderr, dynamic_ncols=True)
-        bar.update(done - bar.n)
-
-    try:
+    with ProgressBar("predict", "tile", file=sys.stderr, dynamic_ncols=True) as bar:
         result = predict_raster(
             bundle, args.src, args.dst, output=output, wavelengths=args.wavelengths, sensor=args.sensor,
             bands=args.bands, tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
             normalization=args.normalization, device=args.device, precision=args.precision, compile=args.compile,
             probability_dtype=args.probability_dtype, embedding_dtype=args.embedding_dtype, nodata=args.nodata,
-            cog=args.cog, overviews=args.overviews, progress=None if args.quiet else progress)
-    finally:
-        if bar is not None:
-            bar.close()
+            cog=args.cog, overviews=args.overviews, progress=None if args.quiet else bar)
     print(f"wrote {result.path}: {output}, {result.count} band(s), {result.width} x {result.height} px, "
           f"{result.crs or 'no CRS'}; {result.tiles} tiles in {result.seconds:.1f} s on {result.device}")
     if args.quicklook:

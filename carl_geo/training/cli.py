@@ -55,32 +55,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from carl_geo.progress_bar import ProgressBar
     from carl_geo.training.metrics import format_report
     from carl_geo.training.polygons import train_from_polygons
 
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc="training", unit="step")
-        bar.update(done - bar.n)
-
-    def log(msg: str) -> None:
-        (bar.write if bar is not None else print)(msg)
-
-    try:
+    with ProgressBar("training", "step") as bar:
         result = train_from_polygons(
             args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths, sensor=args.sensor,
             bands=args.bands, weights=args.weights, config=args.config, head=args.head, epochs=args.epochs,
             chip_size=args.chip_size, batch_size=args.batch_size, val_fraction=args.val_fraction, seed=args.seed,
-            device=args.device, progress=progress, log=log,
+            device=args.device, progress=bar, log=bar.log,
         )
-    finally:
-        if bar is not None:
-            bar.close()
     rep = result.report
     print(f"{rep['evaluated_on']} report ({rep['n_val_pixels']} held-out pixels, "
           f"{rep['n_train_pixels']} training pixels, {rep['seconds']:.0f} s):")
