@@ -146,6 +146,15 @@ def _releaser(pool: BufferPool, buf: torch.Tensor) -> Callable[[], None]:
     return lambda: pool.put(buf)
 
 
+def _drain(q: queue.Queue) -> None:
+    """Drop every item waiting in ``q``."""
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
+
+
 class Prefetcher:
     """Iterate ``make_iter()`` in a background thread through a queue of at most ``depth`` items.
 
@@ -198,11 +207,7 @@ class Prefetcher:
     def close(self) -> None:
         self._stop.set()
         while self._thread.is_alive():
-            try:
-                while True:
-                    self._queue.get_nowait()
-            except queue.Empty:
-                pass
+            _drain(self._queue)
             self._thread.join(timeout=0.05)
 
     def __enter__(self) -> "Prefetcher":
@@ -326,11 +331,7 @@ class BackgroundWriter:
         """Drop pending writes and stop the thread."""
         self._abort.set()
         if self._thread.is_alive():
-            try:
-                while True:
-                    self._queue.get_nowait()
-            except queue.Empty:
-                pass
+            _drain(self._queue)
             self._queue.put(self._STOP)
             self._thread.join()
 
