@@ -369,14 +369,13 @@ def predict_raster(
         indexes = sel.band_indexes
         width, height, crs, transform = ds.width, ds.height, ds.crs, ds.transform
         grid = TileGrid.build(height, width, int(tile_size), int(overlap))
-        with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision) as probe:
-            if spec.num_outputs is None:  # bare module: one tiny call tells K before any pixel is read
-                tile = np.zeros((1, len(indexes), min(grid.tile_h, 32), min(grid.tile_w, 32)), np.float32)
-                finish_spec(spec, probe(tile).shape[1])
-            n_batch = auto_batch_size(probe, len(indexes), grid.tile_h, grid.tile_w) if batch_size == "auto" \
-                else int(batch_size)
         with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision,
                          compile=compile) as runner:
+            if spec.num_outputs is None:  # bare module: one tiny call tells K before any pixel is read
+                tile = np.zeros((1, len(indexes), min(grid.tile_h, 32), min(grid.tile_w, 32)), np.float32)
+                finish_spec(spec, runner(tile).shape[1])
+            n_batch = auto_batch_size(runner, len(indexes), grid.tile_h, grid.tile_w) if batch_size == "auto" \
+                else int(batch_size)
             layout = _output_layout(output, spec, probability_dtype, embedding_dtype)
             cache = auto_cache_bytes(ds, indexes, layout["count"], layout["dtype"]) if gdal_cache_mb is None \
                 else int(gdal_cache_mb * 2**20)

@@ -214,14 +214,17 @@ class ModelRunner:
         """Wait for every queued copy and hand the host buffers back."""
         self._release_done(wait=True)
 
-    def predict(self, batch: np.ndarray | torch.Tensor, release: Callable[[], None] | None = None) -> torch.Tensor:
+    def predict(self, batch: np.ndarray | torch.Tensor, release: Callable[[], None] | None = None,
+                eager: bool = False) -> torch.Tensor:
         """(B, C, h, w) float32 (numpy, or a host tensor, ideally pinned) -> (B, K, h, w) float32
         probabilities or features **on the device**. ``release()`` is called when the host batch
-        may be overwritten (at once on CPU after the model ran; after the copy on CUDA)."""
+        may be overwritten (at once on CPU after the model ran; after the copy on CUDA).
+        ``eager``: skip the compiled model (probe calls whose shapes the run never uses again)."""
         x = torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
         n = x.shape[0]
         x = self._to_device(x, release)
-        if self.compile:
+        compiled = self.compile and not eager
+        if compiled:
             if self._compiled_batch is None:
                 self._compiled_batch = n
             if n < self._compiled_batch:  # keep the compiled static shape
@@ -229,7 +232,7 @@ class ModelRunner:
         with torch.inference_mode(), torch.autocast(device_type=self.device.type,
                                                     dtype=self.autocast_dtype or torch.float32,
                                                     enabled=self.autocast_dtype is not None):
-            out = self._forward(x, self.wavelengths)
+            out = (self._forward if compiled else self.module)(x, self.wavelengths)
         if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != x.shape[0] \
                 or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -242,8 +245,8 @@ class ModelRunner:
         return out
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """(B, C, h, w) float32 -> (B, K, h, w) float32 numpy (probabilities or features)."""
-        return self.predict(batch).cpu().numpy()
+        """(B, C, h, w) float32 -> (B, K, h, w) float32 numpy (probabilities or features), eager."""
+        return self.predict(batch, eager=True).cpu().numpy()
 
 
 def auto_batch_size(runner: ModelRunner, bands: int, tile_h: int, tile_w: int, *, cpu_default: int = 4,
@@ -261,7 +264,7 @@ def auto_batch_size(runner: ModelRunner, bands: int, tile_h: int, tile_w: int, *
         torch.cuda.synchronize(runner.device)
         torch.cuda.reset_peak_memory_stats(runner.device)
         base = torch.cuda.memory_allocated(runner.device)
-        runner.predict(np.zeros((b, bands, tile_h, tile_w), np.float32))
+        runner.predict(np.zeros((b, bands, tile_h, tile_w), np.float32), eager=True)
         torch.cuda.synchronize(runner.device)
         peaks.append(torch.cuda.max_memory_allocated(runner.device) - base)
     per_tile = max(peaks[1] - peaks[0], 1)
