@@ -299,3 +299,39 @@ def test_pretrain_data_module_with_the_three_layouts(tmp_path):
     assert [s["sensor"] for s in dm.sensor_summary()] == ["enmap", "sentinel2_l2a", "enmap"]
     with pytest.raises(ValueError, match="raster source .* or pre-training folder"):
         RasterSSLDataModule(sources=[], layouts=[])
+
+
+def test_upstream_config_runs_through_the_pretrain_cli(tmp_path):
+    """configs/ssl_upstream.yaml, shrunk (micro model, no downloads, tiny generated layouts), runs end to end."""
+    from carl_geo.ssl.cli import run_pretrain
+
+    rng = np.random.default_rng(4)
+    wl_file = tmp_path / "wl.txt"
+    wl_file.write_text("\n".join(f"{1000 * w:.1f}" for w in HYPER))
+    for i in range(4):
+        write_tif(tmp_path / "hsn" / "t" / f"p{i}" / f"p{i}-SPECTRAL_IMAGE.TIF",
+                  rng.integers(0, 5000, (20, SIZE, SIZE)).astype(np.int16))
+        write_tif(tmp_path / "se" / f"l{i}" / "d0.tif", rng.integers(0, 5000, (20, SIZE, SIZE)).astype(np.int16))
+        for band in BIGEARTHNET_BANDS_NM:
+            write_tif(tmp_path / "ben" / "t" / f"b{i}" / f"b{i}_{band}.tif",
+                      rng.integers(0, 10000, (1, 8, 8)).astype(np.uint16))
+    cfg = yaml.safe_load((ROOT / "configs" / "ssl_upstream.yaml").read_text())
+    cfg["model"]["init_args"] = upstream_model_args()
+    data = cfg["data"]["init_args"]
+    data["layouts"][0].update(root=str(tmp_path / "hsn"), wavelengths_file=str(wl_file), band_subset=8)
+    data["layouts"][1].update(root=str(tmp_path / "ben"), size=SIZE)
+    data["layouts"][2].update(root=str(tmp_path / "se"), wavelengths_file=str(wl_file), band_subset=8)
+    data.update(knn_sources=None, batch_size=2, num_workers=0)
+    cfg["trainer"].update(max_epochs=2, accelerator="cpu", precision="32-true", default_root_dir=str(tmp_path),
+                          enable_model_summary=False, logger=False)
+    cfg["trainer"]["callbacks"] = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                    "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}}]
+    path = tmp_path / "ssl_upstream.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert run_pretrain(["--config", str(path)]) == 0
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2 * 6  # 2 epochs x (3 sources x 2 batches of 2)
+    assert [s.get("band_subset") for s in ckpt["carl_ssl"]["pretrain_sensors"]] == [8, None, 8]
+    assert ckpt["hyper_parameters"]["lr_schedule"] == "epoch_cosine"
