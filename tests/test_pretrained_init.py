@@ -83,7 +83,8 @@ def test_spectral_blocks_from_dinov2_as_upstream(tmp_path):
     for i, block in enumerate(enc.blocks):  # self- (0, 2) and cross-attention (1) blocks alike
         qkv_w, qkv_b = ref[f"blocks.{i}.attn.qkv.weight"], ref[f"blocks.{i}.attn.qkv.bias"]
         for j, lin in enumerate((block.attn.q, block.attn.k, block.attn.v)):
-            assert torch.equal(lin.weight, qkv_w[384 * j:384 * (j + 1)]) and torch.equal(lin.bias, qkv_b[384 * j:384 * (j + 1)])
+            rows = slice(384 * j, 384 * (j + 1))
+            assert torch.equal(lin.weight, qkv_w[rows]) and torch.equal(lin.bias, qkv_b[rows])
         for name in ("norm1.weight", "attn.proj.weight", "ls1.gamma", "norm2.bias", "mlp.fc1.weight", "mlp.fc2.bias",
                      "ls2.gamma"):
             assert torch.equal(block.state_dict()[name], ref[f"blocks.{i}.{name}"]), name

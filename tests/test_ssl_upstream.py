@@ -82,7 +82,8 @@ def test_upstream_config_reproduces_the_lr_and_ema_schedule_per_step(tmp_path):
     rec = Recorder()
     epochs = 4
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[rec], default_root_dir=tmp_path)
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[rec],
+                        default_root_dir=tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(task, dm)

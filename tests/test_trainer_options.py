@@ -47,7 +47,8 @@ def _fit_one_epoch(task, tmp_path) -> None:
 def test_per_encoder_freeze_flags(frozen, tmp_path):
     L.seed_everything(0)
     task = CARLSegmentationTask(num_classes=2, config="tiny", mode="finetune", lr=1e-2,
-                                freeze_spectral_encoder=frozen == "spectral", freeze_spatial_encoder=frozen == "spatial")
+                                freeze_spectral_encoder=frozen == "spectral",
+                                freeze_spatial_encoder=frozen == "spatial")
     backbone = task.model.backbone
     still = backbone.spectral_tf if frozen == "spectral" else backbone.spatial_encoder
     moving = backbone.spatial_encoder if frozen == "spectral" else backbone.spectral_tf

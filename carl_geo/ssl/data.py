@@ -513,5 +513,5 @@ class RasterSSLDataModule(SSLDataModule):
         return self.band_subset if source.band_subset is None else source.band_subset
 
 
-__all__ = ["BalancedSourceBatchSampler", "EpochBatchSampler", "LabelRasterSource", "LabelledRasterChips", "RandomChips", "RasterSSLDataModule",
-           "RasterSource", "SSLDataModule"]
+__all__ = ["BalancedSourceBatchSampler", "EpochBatchSampler", "LabelRasterSource", "LabelledRasterChips", "RandomChips",
+           "RasterSSLDataModule", "RasterSource", "SSLDataModule"]

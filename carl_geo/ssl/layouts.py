@@ -131,7 +131,8 @@ class HySpecNet11k(_EnMAPFiles):
             raise FileNotFoundError(f"{len(missing)} HySpecNet-11k patch folder(s) without their image, e.g. "
                                     f"{missing[0]}")
         if not self.paths:
-            raise FileNotFoundError(f"no HySpecNet-11k patches (<tile>/<patch>/<patch>-SPECTRAL_IMAGE.TIF) under {root}")
+            raise FileNotFoundError(f"no HySpecNet-11k patches (<tile>/<patch>/<patch>-SPECTRAL_IMAGE.TIF) "
+                                    f"under {root}")
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -49,7 +49,7 @@ class GeoBenchSettings:
             ``"random"``: no SSL checkpoint, the backbone starts from ``spatial_init`` /
             ``spectral_init`` (by default upstream's no-SSL baseline with the published config).
         out: output folder.
-        tasks: task names; ``None`` = the four tasks of the CARL paper; ``["all"]`` = every task found.
+        tasks: task names; ``None`` = the five tasks with a published CARL number; ``["all"]`` = every task found.
         mode: ``"linear"`` (frozen backbone + linear head), ``"finetune"`` (backbone at
             ``lr * backbone_lr_factor``), ``"scratch"`` (everything trained at ``lr``) or
             ``"knn"`` (weighted k-NN on frozen features; classification only, seed-independent).
@@ -200,7 +200,7 @@ def _is_rank_zero() -> bool:
 
 
 def select_tasks(root: Path, names: Sequence[str] | None) -> list[GeoBenchTask]:
-    """Load the requested tasks (``None``: the paper's four; ``["all"]``: every task found).
+    """Load the requested tasks (``None``: the five with a published number; ``["all"]``: every task found).
 
     Raises:
         ValueError: a requested task is not under ``root`` (the message lists those found).
