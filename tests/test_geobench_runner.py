@@ -19,7 +19,7 @@ from carl_geo.evaluation.geobench import (
 from carl_geo.evaluation.geobench.results import PAPER_RESULTS, markdown_table, summarize
 from carl_geo.evaluation.geobench.synthetic import write_synthetic_task
 
-TASKS = {"m-synth-cls": ("classification", "Accuracy"), "m-synth-multilabel": ("multilabel", "F1"),
+TASKS = {"m-synth-cls": ("classification", "Accuracy"), "m-synth-multilabel": ("multilabel", "MicroAP"),
          "m-synth-seg": ("segmentation", "mIoU")}
 
 
@@ -66,7 +66,7 @@ def test_end_to_end_tables(evaluated):
         assert r["paper"] == ""  # no paper number for synthetic tasks
 
     md = (out / "results.md").read_text()
-    assert "| Task | Metric | Partition | Mode | Measured (%) | Seeds | CARL paper (%) | Δ |" in md
+    assert "| Task | Metric | Partition | Mode | Measured (%) | Seeds | CARL paper (%) | Δ | Other (%) |" in md
     assert sum(line.startswith("| m-synth-") for line in md.splitlines()) == 3
     summary = json.loads((out / "results.json").read_text())
     assert len(summary["results"]) == 3 and summary["meta"]["settings"]["epochs"] == 2
@@ -143,7 +143,7 @@ def test_cli_knn_with_a_carl_geo_checkpoint(bench, tmp_path, capsys, tiny_model)
             "--mode", "knn", "--image-size", "0", "--num-workers", "0", "--out", str(out), "--quiet"]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "| m-synth-cls | Accuracy | default | knn |" in text and "| m-synth-multilabel | F1 |" in text
+    assert "| m-synth-cls | Accuracy | default | knn |" in text and "| m-synth-multilabel | MicroAP |" in text
     recs = {r["task"]: r for r in (json.loads(p.read_text()) for p in out.glob("runs/*/*/knn/seed0.json"))}
     assert set(recs) == {"m-synth-cls", "m-synth-multilabel"}
     assert all(r["k"] in (5, 10, 20) and 0 <= r["score"] <= 100 for r in recs.values())
@@ -168,15 +168,36 @@ def test_paper_numbers_are_placed_beside_comparable_rows():
                  "seed": 0, "metric": "Accuracy", "score": 60.0})
     rows = summarize(recs)
     full = next(r for r in rows if r["partition"] == "default")
-    assert (full["mean"], full["std"], full["paper"]) == (82.0, 2.0, PAPER_RESULTS["m-eurosat"][1])
+    assert (full["mean"], full["std"], full["paper"]) == (82.0, 2.0, PAPER_RESULTS["m-eurosat"].value)
     assert full["delta"] == pytest.approx(82.0 - 84.4)
     assert next(r for r in rows if r["partition"] != "default")["paper"] is None
-    assert "| m-eurosat | Accuracy | default | linear | 82.0 ± 2.0 | 3 | 84.4 | -2.4 |" in markdown_table(rows)
-    assert {t: m for t, (m, _) in PAPER_RESULTS.items()} == {
-        "m-bigearthnet": "F1", "m-eurosat": "Accuracy", "m-cashew-plantation": "mIoU", "m-SA-crop-type": "mIoU"}
+    table = markdown_table(rows)
+    assert "| m-eurosat | Accuracy | default | linear | 82.0 ± 2.0 | 3 | 84.4 | -2.4 | – |" in table
+    assert {t: (r.metric, r.value) for t, r in PAPER_RESULTS.items()} == {
+        "m-bigearthnet": ("MicroAP", 69.0), "m-eurosat": ("Accuracy", 84.4), "m-forestnet": ("Accuracy", 47.0),
+        "m-SA-crop-type": ("mIoU", 26.5), "m-cashew-plantation": ("mIoU", 18.9)}
+    for r in PAPER_RESULTS.values():  # every published number is listed with its protocol and source
+        assert f"| {r.task} | {r.metric} | {r.value:.1f} | linear probe | {r.source} |" in table
+    assert "one run, unseeded" in table and "3 seeds" not in table
+
+
+def test_paper_numbers_need_the_upstream_protocol():
+    def rec(**settings):
+        return {"task": "m-SA-crop-type", "kind": "segmentation", "partition": "default", "mode": "linear", "seed": 0,
+                "metric": "mIoU", "score": 25.0,
+                "settings": {"checkpoint": "/x/ssl.ckpt", "image_size": 128, "normalization": "image",
+                             "band_order": "stored", "head": "linear", **settings}}
+
+    assert summarize([rec()])[0]["paper"] == 26.5
+    for change in ({"image_size": 0}, {"normalization": "band"}, {"band_order": "corrected"}, {"head": "upernet"},
+                   {"checkpoint": "random"}):
+        assert summarize([rec(**change)])[0]["paper"] is None, change
+    cls = {**rec(head="upernet"), "task": "m-eurosat", "kind": "classification", "metric": "Accuracy"}
+    assert summarize([cls])[0]["paper"] == 84.4  # the segmentation head does not matter for classification
 
 
 def test_default_tasks_are_the_papers(bench, tmp_path):
-    with pytest.raises(ValueError, match=r"m-bigearthnet, m-eurosat, m-cashew-plantation, m-SA-crop-type not found"):
+    with pytest.raises(ValueError, match=r"m-bigearthnet, m-eurosat, m-forestnet, m-SA-crop-type, "
+                                         r"m-cashew-plantation not found"):
         run_geobench(_settings(bench, tmp_path / "o", tasks=None), log=lambda msg: None)
     assert set(find_tasks(bench)) == set(TASKS)

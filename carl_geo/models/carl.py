@@ -104,6 +104,10 @@ class CARL(nn.Module):
     Args:
         config: architecture (see :func:`carl_geo.models.config.published_config`,
             :func:`~carl_geo.models.config.tiny_config`).
+        spatial_init, spectral_init: initial weights of the two encoders: ``None``/``"random"``
+            (default), ``"timm"`` (upstream's: timm's pretrained EVA-02 trunk, DINOv2 blocks in the
+            spectral encoder) or a local timm weights file; see :mod:`carl_geo.models.timm_weights`.
+            Not stored with the model: a saved model keeps its trained weights.
 
     H and W need not be multiples of the patch size p: the image is padded at the bottom/right
     by edge replication to the next multiple of p, so the output grid is ceil(H/p) x ceil(W/p).
@@ -115,14 +119,15 @@ class CARL(nn.Module):
     #: compiled model meets a handful of band counts instead of one graph per C. Off (0) by default.
     band_bucket: int = 0
 
-    def __init__(self, config: CARLConfig | None = None) -> None:
+    def __init__(self, config: CARLConfig | None = None, spatial_init: str | None = None,
+                 spectral_init: str | None = None) -> None:
         super().__init__()
         self.config = config = config or CARLConfig()
         self.patch_size = config.patch_size
-        self.spectral_tf = SpectralEncoder(config.spectral)
+        self.spectral_tf = SpectralEncoder(config.spectral, init=spectral_init)
         self.embedder = nn.Conv2d(1, config.spectral.embed_dim, kernel_size=config.patch_size,
                                   stride=config.patch_size)
-        self.spatial_encoder = SpatialEncoder(config.spatial)
+        self.spatial_encoder = SpatialEncoder(config.spatial, init=spatial_init)
         self.linear_connector = nn.Linear(config.spectral.embed_dim, self.spatial_encoder.embed_dim)
 
     @property

@@ -45,8 +45,9 @@ class SpatialEncoderConfig:
     """Spatial encoder: a timm EVA02 / ViT trunk applied to the grid of patch tokens.
 
     Attributes:
-        model_name: timm architecture name (a ``timm/`` prefix and a ``.tag`` are accepted
-            and ignored: carl_geo never downloads pretrained timm weights).
+        model_name: timm architecture name (a ``timm/`` prefix and a ``.tag`` are accepted; the
+            tag only selects the weights of a pretrained initialisation, see
+            :mod:`carl_geo.models.timm_weights`).
         depth: number of transformer blocks kept (the first ``depth``); ``None`` keeps all.
         model_kwargs: extra keyword arguments for ``timm.create_model`` (e.g. ``embed_dim``,
             ``num_heads`` for narrowed test models, drop rates).

@@ -46,7 +46,57 @@ class ProgressiveHead(nn.Module):
         return self.classifier(x)
 
 
-HEADS = {"linear": LinearHead, "progressive": ProgressiveHead}
+class UperNetHead(nn.Module):
+    """UperNet (PSP + FPN fusion; ``segmentation_models_pytorch``'s ``UPerNetDecoder``) on a simple
+    feature pyramid built from the one CARL feature map, as ViTDet does for plain ViTs.
+
+    The spatial features (B, D, h, w) at the token grid (1/p of the image; 1/8 for p = 8) give four
+    levels: x2 up (2x2 transposed conv to D/2 channels; 1/4), x1 (1/8), x1/2 and x1/4 (max
+    pooling; 1/16, 1/32), each projected to ``width`` channels by a 1x1 conv. The decoder fuses
+    them at the finest level (batch norm, as UperNet), a 1x1 conv classifies: (B, K, 2h, 2w).
+    A training batch of one image is run as two copies (the pyramid-pooling branch's batch norm
+    needs more than one value per channel).
+
+    Not upstream's ViT-Adapter + UperNet (that needs compiled deformable attention); this one runs
+    anywhere PyTorch does.
+
+    Args:
+        in_dim: D, channels of the CARL features.
+        num_classes: K.
+        width: channels of the pyramid levels and of the decoder (upstream's UperNet: 256; small
+            values such as 32 keep CPU training fast).
+    """
+
+    def __init__(self, in_dim: int, num_classes: int, width: int = 256) -> None:
+        super().__init__()
+        from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
+
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        self.up = nn.ConvTranspose2d(in_dim, in_dim // 2, kernel_size=2, stride=2)
+        self.width = width
+        self.lateral = nn.ModuleList(
+            nn.Conv2d(c, width, kernel_size=1) for c in (in_dim // 2, in_dim, in_dim, in_dim)
+        )
+        # UPerNetDecoder reads levels [1/4, 1/8, 1/16, 1/32] after two unused (1, 1/2) entries
+        self.decoder = UPerNetDecoder(encoder_channels=[width] * 6, encoder_depth=5, decoder_channels=width)
+        self.classifier = nn.Conv2d(width, num_classes, kernel_size=1)
+
+    def pyramid(self, feats: Tensor) -> list[Tensor]:
+        """(B, D, h, w) -> [(B, width, 2h, 2w), (.., h, w), (.., ceil(h/2), ..), (.., ceil(h/4), ..)]."""
+        levels = [self.up(feats), feats, F.max_pool2d(feats, 2, ceil_mode=True), F.max_pool2d(feats, 4, ceil_mode=True)]
+        return [proj(x) for proj, x in zip(self.lateral, levels)]
+
+    def forward(self, feats: Tensor) -> Tensor:
+        single = self.training and feats.shape[0] == 1
+        if single:
+            feats = feats.expand(2, -1, -1, -1)
+        fused = self.decoder([None, None, *self.pyramid(feats)])  # (B, width, 2h, 2w)
+        out = self.classifier(fused)
+        return out[:1] if single else out
+
+
+HEADS = {"linear": LinearHead, "progressive": ProgressiveHead, "upernet": UperNetHead}
 
 
 class CARLSegmenter(nn.Module):
@@ -55,8 +105,9 @@ class CARLSegmenter(nn.Module):
     Args:
         backbone: a :class:`CARL` model.
         num_classes: K output classes.
-        head: ``"linear"`` (1x1 conv, upstream's linear probe) or ``"progressive"``.
-        head_kwargs: extra arguments of the head class.
+        head: ``"linear"`` (1x1 conv, upstream's linear probe), ``"progressive"`` (light upsampling
+            decoder) or ``"upernet"`` (:class:`UperNetHead`).
+        head_kwargs: extra arguments of the head class (e.g. ``{"width": 64}``).
 
     ``forward(img (B, C, H, W), wavelengths (C,) | (B, C) µm, band_mask=None)`` returns logits
     (B, K, H, W), bilinearly upsampled from the (ceil(H/p), ceil(W/p)) grid and cropped to H x W.

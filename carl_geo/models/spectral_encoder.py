@@ -18,6 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from carl_geo.models.config import SpectralEncoderConfig
+from carl_geo.models.timm_weights import TIMM, create_pretrained, normalize_source
+
+#: timm DINOv2 weights upstream copies into a spectral encoder of this width (its first ``depth`` blocks).
+DINOV2_BY_WIDTH = {384: "vit_small_patch14_dinov2.lvd142m", 768: "vit_base_patch14_dinov2.lvd142m"}
 
 
 class WavelengthEncoding(nn.Module):
@@ -145,9 +149,12 @@ class SpectralEncoder(nn.Module):
 
     Args:
         config: the spectral encoder settings.
+        init: ``None``/``"random"`` (random weights), ``"timm"`` (upstream's initialisation: the
+            first ``depth`` blocks of timm's DINOv2 of the same width, see :func:`load_dinov2_blocks`)
+            or a local timm DINOv2 weights file.
     """
 
-    def __init__(self, config: SpectralEncoderConfig) -> None:
+    def __init__(self, config: SpectralEncoderConfig, init: str | None = None) -> None:
         super().__init__()
         c = config
         self.embed_dim = c.embed_dim
@@ -163,6 +170,9 @@ class SpectralEncoder(nn.Module):
         self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
         self.positional_embedding = WavelengthEncoding(c.embed_dim, c.pos_enc_sigma)
         self._init_weights()
+        source = normalize_source(init)
+        if source is not None:
+            load_dinov2_blocks(self, source)
 
     def _init_weights(self) -> None:
         nn.init.trunc_normal_(self.queries, std=0.02)
@@ -207,3 +217,47 @@ class SpectralEncoder(nn.Module):
             else:
                 x = blk(x, None, attn_mask)
         return {"queries": self.norm(queries), "spectral_tokens": x}
+
+
+def load_dinov2_blocks(encoder: SpectralEncoder, source: str) -> list[str]:
+    """Copy the first ``len(encoder.blocks)`` transformer blocks of timm's DINOv2 of the encoder's
+    width (:data:`DINOV2_BY_WIDTH`) into ``encoder``, as upstream's ``initialize_weights``: each
+    fused ``attn.qkv`` is split into ``attn.q``/``attn.k``/``attn.v`` (cross-attention blocks get
+    the same weights as self-attention ones); norms, projections, MLPs and layer-scale gammas are
+    copied as they are. Queries, the final norm and the wavelength encoding keep their own values.
+
+    Args:
+        encoder: the spectral encoder to initialise (in place).
+        source: ``"timm"`` or a local weights file of that DINOv2 (see
+            :mod:`carl_geo.models.timm_weights`).
+
+    Returns:
+        the encoder keys that were set.
+
+    Raises:
+        ValueError: no DINOv2 of this width, or its weights do not fit (heads, MLP ratio).
+        FileNotFoundError: the weights cannot be found or fetched.
+    """
+    name = DINOV2_BY_WIDTH.get(encoder.embed_dim)
+    if name is None:
+        raise ValueError(f"no DINOv2 weights for a {encoder.embed_dim}-wide spectral encoder (upstream copies "
+                         f"them only for widths {sorted(DINOV2_BY_WIDTH)}); use random initialisation")
+    dino = create_pretrained(name, source)
+    d = encoder.embed_dim
+    state: dict[str, Tensor] = {}
+    for key, value in dino.state_dict().items():
+        parts = key.split(".")
+        if parts[0] != "blocks" or int(parts[1]) >= len(encoder.blocks):
+            continue
+        if parts[2:4] == ["attn", "qkv"]:
+            for i, qkv in enumerate("qkv"):
+                state[".".join([*parts[:3], qkv, parts[4]])] = value[i * d:(i + 1) * d]
+        else:
+            state[key] = value
+    own = encoder.state_dict()
+    unknown = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
+    if unknown:
+        raise ValueError(f"the DINOv2 weights {name} ({'timm' if source == TIMM else source}) do not fit this "
+                         f"spectral encoder: {unknown[:3]} (heads or MLP ratio differ from DINOv2's)")
+    encoder.load_state_dict(state, strict=False)
+    return sorted(state)

@@ -5,12 +5,16 @@
   every epoch; samples ``image`` (C, H, W) standardised per image (one scalar mean/std, as
   upstream) and ``wavelengths`` (C,) µm.
 * :class:`SSLDataModule`: any map-style datasets (one per sensor) -> training batches from
-  :class:`~carl_geo.samplers.SensorGroupBatchSampler` (``batching="group"``, upstream's way) or
-  padded mixed batches with ``band_mask`` (``"pad"``); optional labelled k-NN monitor sets
-  (bank + query) as two validation loaders.
-* :class:`RasterSSLDataModule`: the same from raster files (:class:`RasterSource`) and labelled
-  chip folders (:class:`~carl_geo.datamodules.ChipSource`, ``train`` = bank, ``val`` = queries);
-  the LightningCLI data module of ``carl-geo pretrain``.
+  :class:`~carl_geo.samplers.SensorGroupBatchSampler` (``batching="group"``: one sensor per batch,
+  all batches of every source), :class:`BalancedSourceBatchSampler` (``"balanced"``: upstream's
+  ``MultiDataLoader``, every source truncated to the batch count of the smallest) or padded mixed
+  batches with ``band_mask`` (``"pad"``); optional random band subsets per sample
+  (``band_subset``, upstream's ``n_channels``, :class:`~carl_geo.ssl.band_subset.RandomBandSubset`);
+  optional labelled k-NN monitor sets (bank + query) as two validation loaders.
+* :class:`RasterSSLDataModule`: the same from raster files (:class:`RasterSource`), upstream's
+  pre-training folders (:class:`~carl_geo.ssl.layouts.LayoutSource`: HySpecNet-11k,
+  SpectralEarth, BigEarthNet) and labelled chip folders (:class:`~carl_geo.datamodules.ChipSource`,
+  ``train`` = bank, ``val`` = queries); the LightningCLI data module of ``carl-geo pretrain``.
 
 Distributed training: batches are sharded over ranks here (every rank gets the same number of
 batches), so the trainer must run with ``use_distributed_sampler=False`` (the pretrain CLI sets it).
@@ -29,10 +33,12 @@ from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, R
 
 from carl_geo.datasets.collate import pad_bands_collate, same_sensor_collate
 from carl_geo.samplers import SensorGroupBatchSampler
+from carl_geo.ssl.band_subset import RandomBandSubset
+from carl_geo.ssl.layouts import LayoutSource
 from carl_geo.ssl.masking import MIN_SSL_BANDS
 from carl_geo.transforms import standardize_image
 
-BATCHINGS = ("group", "pad")
+BATCHINGS = ("group", "balanced", "pad")
 
 
 @dataclass
@@ -47,6 +53,8 @@ class RasterSource:
         res: resampling resolution in CRS units (default: the first file's).
         filename_glob: pattern inside folders (default ``*.tif``).
         chips_per_epoch: random chips drawn per epoch (default: the data module's value).
+        band_subset: random bands per sample for this source (default: the data module's
+            ``band_subset``; 0 = all bands).
     """
 
     paths: str | list[str]
@@ -56,6 +64,7 @@ class RasterSource:
     res: float | None = None
     filename_glob: str | None = None
     chips_per_epoch: int | None = None
+    band_subset: int | None = None
 
 
 class RandomChips(Dataset):
@@ -233,7 +242,59 @@ class LabelledRasterChips(Dataset):
         return {"image": image, "wavelengths": self.wavelengths, "label": torch.tensor(label)}
 
 
+class BalancedSourceBatchSampler(SensorGroupBatchSampler):
+    """Upstream's balanced multi-source loader (``carl/data/dataloader.py``, ``MultiDataLoader``):
+    every source (group) gives the same number of batches per epoch, that of the smallest source
+    (``min(n_g // batch_size)``, full batches only), each drawn from the source's shuffled samples,
+    and the sources' batches are interleaved in a random order.
+
+    Args: as :class:`~carl_geo.samplers.SensorGroupBatchSampler` (``drop_last`` is always True;
+    ``shuffle=False`` keeps sample order and takes the sources in turn).
+    """
+
+    def __init__(self, group_sizes: Sequence[int], batch_size: int, shuffle: bool = True, drop_last: bool = True,
+                 seed: int = 0, sampler: Sampler | None = None) -> None:
+        super().__init__(group_sizes, batch_size, shuffle=shuffle, drop_last=True, seed=seed, sampler=sampler)
+
+    @property
+    def batches_per_source(self) -> int:
+        return min(n // self.batch_size for n in self.group_sizes)
+
+    def _all_batches(self) -> list[list[int]]:
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        m, start, per_source = self.batches_per_source, 0, []
+        for n in self.group_sizes:
+            order = (torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)) + start
+            per_source.append([order[i * self.batch_size:(i + 1) * self.batch_size].tolist() for i in range(m)])
+            start += n
+        if not self.shuffle:
+            return [b for turn in zip(*per_source) for b in turn]
+        schedule = torch.randperm(m * len(per_source), generator=gen).tolist()  # slot -> source = slot // m
+        taken = [0] * len(per_source)
+        batches = []
+        for slot in schedule:
+            g = slot // m
+            batches.append(per_source[g][taken[g]])
+            taken[g] += 1
+        return batches
+
+    def _n_all_batches(self) -> int:
+        return self.batches_per_source * len(self.group_sizes)
+
+
+def _sensor_of(dataset: Any) -> str | None:
+    """The ``sensor`` of a dataset or of the first dataset it wraps (``.dataset``) that names one."""
+    while dataset is not None:
+        sensor = getattr(dataset, "sensor", None)
+        if isinstance(sensor, str):
+            return sensor
+        dataset = getattr(dataset, "dataset", None)
+    return None
+
+
 def _band_count(dataset: Dataset) -> int:
+    if hasattr(dataset, "band_count"):
+        return int(dataset.band_count)
     wl = getattr(dataset, "wavelengths", None)
     if wl is None:
         wl = dataset[0]["wavelengths"]
@@ -251,17 +312,24 @@ class SSLDataModule(L.LightningDataModule):
             list (one per sensor).
         batch_size: training samples per batch (>= 2).
         knn_batch_size: samples per k-NN batch.
-        batching: ``"group"`` (one sensor per batch, upstream) or ``"pad"`` (mixed, padded).
+        batching: ``"group"`` (one sensor per batch, every batch of every source), ``"balanced"``
+            (one sensor per batch, every source truncated to the smallest one's batch count: upstream's
+            multi-source loader) or ``"pad"`` (mixed, padded).
         num_workers: DataLoader workers.
-        seed: base seed of the batch order.
+        seed: base seed of the batch order (and of the band subsets).
+        band_subset: keep this many random bands (in random order) of every training sample with
+            more bands, drawn per sample and epoch (upstream ``n_channels: 64``); None keeps all.
     """
 
     def __init__(self, train: Sequence[Dataset] | None = None, knn_bank: Dataset | Sequence[Dataset] | None = None,
                  knn_query: Dataset | Sequence[Dataset] | None = None, batch_size: int = 16,
-                 knn_batch_size: int = 64, batching: str = "group", num_workers: int = 0, seed: int = 0) -> None:
+                 knn_batch_size: int = 64, batching: str = "group", num_workers: int = 0, seed: int = 0,
+                 band_subset: int | None = None) -> None:
         super().__init__()
         if batching not in BATCHINGS:
             raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+        if band_subset is not None and band_subset < MIN_SSL_BANDS:
+            raise ValueError(f"band_subset must be >= {MIN_SSL_BANDS} (CARL-SSL masks band blocks), got {band_subset}")
         if batch_size < 2:
             raise ValueError("batch_size must be >= 2 (the loss's variance terms are taken over the batch)")
         if (knn_bank is None) != (knn_query is None):
@@ -270,6 +338,16 @@ class SSLDataModule(L.LightningDataModule):
         self.knn_bank, self.knn_query = self._as_list(knn_bank), self._as_list(knn_query)
         self.batch_size, self.knn_batch_size = batch_size, knn_batch_size
         self.batching, self.num_workers, self.seed = batching, num_workers, seed
+        self.band_subset = band_subset
+        self._subsets_applied = False
+
+    def _with_subset(self, dataset: Dataset, n_bands: int | None, index: int) -> Dataset:
+        """``dataset`` wrapped in a :class:`RandomBandSubset` of ``n_bands`` (None/0: unchanged)."""
+        if not n_bands or isinstance(dataset, RandomBandSubset):
+            return dataset
+        if n_bands < MIN_SSL_BANDS:
+            raise ValueError(f"band_subset must be >= {MIN_SSL_BANDS} (CARL-SSL masks band blocks), got {n_bands}")
+        return RandomBandSubset(dataset, n_bands, seed=self.seed + 104_729 * (index + 1))
 
     @staticmethod
     def _as_list(d: Dataset | Sequence[Dataset] | None) -> list[Dataset]:
@@ -289,6 +367,8 @@ class SSLDataModule(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batching == "group":
             n_batches = sum(len(d) // self.batch_size for d in self.train_sets)
+        elif self.batching == "balanced":
+            n_batches = min(len(d) // self.batch_size for d in self.train_sets) * len(self.train_sets)
         else:
             n_batches = sum(len(d) for d in self.train_sets) // self.batch_size
         if n_batches < world:
@@ -301,12 +381,17 @@ class SSLDataModule(L.LightningDataModule):
         for d in self.train_sets:
             wl = getattr(d, "wavelengths", None)
             wl = torch.as_tensor(wl if wl is not None else d[0]["wavelengths"]).tolist()
-            inner = getattr(d, "dataset", d)
-            out.append({"sensor": getattr(inner, "sensor", None), "wavelengths": [round(float(w), 6) for w in wl]})
+            entry = {"sensor": _sensor_of(d), "wavelengths": [round(float(w), 6) for w in wl]}
+            if isinstance(d, RandomBandSubset):
+                entry["band_subset"] = d.n_bands
+            out.append(entry)
         return out
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
+            if not self._subsets_applied:
+                self.train_sets = [self._with_subset(d, self.band_subset, i) for i, d in enumerate(self.train_sets)]
+                self._subsets_applied = True
             self.check_train_sets()
             trainer = self.trainer
             distributed = trainer is not None and trainer.world_size > 1
@@ -321,9 +406,9 @@ class SSLDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = ConcatDataset(self.train_sets)
-        if self.batching == "group":
-            inner = SensorGroupBatchSampler.from_concat_dataset(dataset, self.batch_size, shuffle=True, drop_last=True,
-                                                                seed=self.seed)
+        if self.batching in ("group", "balanced"):
+            cls = SensorGroupBatchSampler if self.batching == "group" else BalancedSourceBatchSampler
+            inner = cls.from_concat_dataset(dataset, self.batch_size, shuffle=True, drop_last=True, seed=self.seed)
             collate = same_sensor_collate
         else:
             gen = torch.Generator().manual_seed(self.seed)
@@ -336,7 +421,7 @@ class SSLDataModule(L.LightningDataModule):
 
     def _knn_loader(self, sets: list[Dataset]) -> DataLoader:
         dataset = ConcatDataset(sets)
-        if self.batching == "group":
+        if self.batching in ("group", "balanced"):
             sampler = SensorGroupBatchSampler.from_concat_dataset(dataset, self.knn_batch_size, shuffle=False)
             return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers,
                               collate_fn=same_sensor_collate)
@@ -351,28 +436,37 @@ class SSLDataModule(L.LightningDataModule):
 
 
 class RasterSSLDataModule(SSLDataModule):
-    """CARL-SSL data from raster files (the ``carl-geo pretrain`` data module).
+    """CARL-SSL data from raster files and upstream's pre-training folders (the ``carl-geo
+    pretrain`` data module).
 
     Args:
-        sources: one :class:`RasterSource` (or dict of its fields) per sensor.
+        sources: one :class:`RasterSource` (or dict of its fields) per sensor (may be empty when
+            ``layouts`` are given).
+        layouts: upstream's pre-training sources (:class:`~carl_geo.ssl.layouts.LayoutSource` or
+            dicts: ``layout`` hyspecnet11k / spectralearth / bigearthnet, ``root``, ...), one
+            training set each, after the raster sources.
         chip_size: side of the random chips (pixels); the task crops/resizes them to its image_size.
         chips_per_epoch: random chips per source and epoch (unless the source sets its own).
         knn_sources: labelled chip folders (``root/{train,val}/<class>/*.tif``, see
             :class:`~carl_geo.datamodules.ChipSource`; ``train`` = bank, ``val`` = queries) for the
             k-NN monitor, or None.
         knn_rasters: labelled scenes (:class:`LabelRasterSource`) for the k-NN monitor, or None.
-        batch_size, knn_batch_size, batching, num_workers, seed: see :class:`SSLDataModule`.
+        batch_size, knn_batch_size, batching, num_workers, seed, band_subset: see
+            :class:`SSLDataModule` (a source's own ``band_subset`` wins).
     """
 
-    def __init__(self, sources: list[RasterSource | dict[str, Any]], chip_size: int = 128,
+    def __init__(self, sources: list[RasterSource | dict[str, Any]] | None = None, chip_size: int = 128,
                  chips_per_epoch: int = 1024, knn_sources: list[dict[str, Any]] | None = None,
                  knn_rasters: list[LabelRasterSource | dict[str, Any]] | None = None, batch_size: int = 16,
-                 knn_batch_size: int = 64, batching: str = "group", num_workers: int = 0, seed: int = 0) -> None:
+                 knn_batch_size: int = 64, batching: str = "group", num_workers: int = 0, seed: int = 0,
+                 layouts: list[LayoutSource | dict[str, Any]] | None = None, band_subset: int | None = None) -> None:
         super().__init__(None, None, None, batch_size=batch_size, knn_batch_size=knn_batch_size, batching=batching,
-                         num_workers=num_workers, seed=seed)
-        self.sources = [s if isinstance(s, RasterSource) else RasterSource(**s) for s in sources]
-        if not self.sources:
-            raise ValueError("give at least one raster source (data.init_args.sources)")
+                         num_workers=num_workers, seed=seed, band_subset=band_subset)
+        self.sources = [s if isinstance(s, RasterSource) else RasterSource(**s) for s in sources or []]
+        self.layouts = [s if isinstance(s, LayoutSource) else LayoutSource(**s) for s in layouts or []]
+        if not self.sources and not self.layouts:
+            raise ValueError("give at least one raster source (data.init_args.sources) or pre-training folder "
+                             "(data.init_args.layouts)")
         if chip_size < 8:
             raise ValueError(f"chip_size must be >= 8 pixels, got {chip_size}")
         self.chip_size, self.chips_per_epoch = chip_size, chips_per_epoch
@@ -393,8 +487,14 @@ class RasterSSLDataModule(SSLDataModule):
                                         res=s.res, filename_glob=s.filename_glob)
                 with rasterio.open(raster.index.filepath.iloc[0]) as first:
                     nodata = first.nodata
-                self.train_sets.append(RandomChips(raster, self.chip_size, s.chips_per_epoch or self.chips_per_epoch,
-                                                   seed=self.seed + 7919 * i, nodata=nodata))
+                chips = RandomChips(raster, self.chip_size, s.chips_per_epoch or self.chips_per_epoch,
+                                    seed=self.seed + 7919 * i, nodata=nodata)
+                self.train_sets.append(self._with_subset(chips, self._subset_of(s), i))
+            for j, layout in enumerate(self.layouts):
+                i = len(self.sources) + j
+                reader = layout.build(seed=self.seed + 7919 * i)
+                self.train_sets.append(self._with_subset(reader, self._subset_of(layout), i))
+            self._subsets_applied = True
         if stage in ("fit", "validate", None) and self.knn_sources and not self.knn_bank:
             from carl_geo.datamodules.chips import ChipFolderDataset, ChipSource
 
@@ -409,6 +509,9 @@ class RasterSSLDataModule(SSLDataModule):
             self.knn_query = [LabelledRasterChips(r, "query") for r in self.knn_rasters]
         super().setup(stage)
 
+    def _subset_of(self, source: RasterSource | LayoutSource) -> int | None:
+        return self.band_subset if source.band_subset is None else source.band_subset
 
-__all__ = ["EpochBatchSampler", "LabelRasterSource", "LabelledRasterChips", "RandomChips", "RasterSSLDataModule",
-           "RasterSource", "SSLDataModule"]
+
+__all__ = ["BalancedSourceBatchSampler", "EpochBatchSampler", "LabelRasterSource", "LabelledRasterChips", "RandomChips",
+           "RasterSSLDataModule", "RasterSource", "SSLDataModule"]

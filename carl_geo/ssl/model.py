@@ -30,11 +30,13 @@ class CARLSSLModel(CARL):
         image_size: side of the square training crops (pixels, a multiple of the patch size); sets
             the spatial predictor's position grid.
         spectral_predictor, spatial_predictor: predictor settings.
+        spatial_init, spectral_init: initial encoder weights (see :class:`~carl_geo.models.carl.CARL`).
     """
 
     def __init__(self, config: CARLConfig, image_size: int, spectral_predictor: PredictorConfig,
-                 spatial_predictor: PredictorConfig) -> None:
-        super().__init__(config)
+                 spatial_predictor: PredictorConfig, spatial_init: str | None = None,
+                 spectral_init: str | None = None) -> None:
+        super().__init__(config, spatial_init=spatial_init, spectral_init=spectral_init)
         if image_size % config.patch_size:
             raise ValueError(f"image_size {image_size} must be a multiple of the patch size {config.patch_size}")
         self.image_size = image_size

@@ -9,7 +9,8 @@
 * after every optimiser step: teacher <- m * teacher + (1 - m) * student, m rising linearly from
   ``ema[0]`` to ``ema[1]`` over the run's optimiser steps;
 * AdamW (upstream lr 1e-4, weight decay 1e-2) with linear warm-up then cosine decay to ``min_lr``,
-  per step (upstream: cosine per epoch, no warm-up);
+  per step (``lr_schedule="warmup_cosine"``), or upstream's cosine per epoch without warm-up
+  (``"epoch_cosine"``: ``CosineAnnealingLR(T_max=max_epochs, eta_min=min_lr)``);
 * validation = k-NN monitor (``val_knn_acc``) when the data module gives [bank, query] loaders.
 
 Mixed precision: run the trainer with ``precision: bf16-mixed`` on GPU (the loss is computed in
@@ -43,6 +44,8 @@ from carl_geo.ssl.masking import SpatialMasking, SpatialMasks, SpectralMasking, 
 from carl_geo.ssl.model import CARLSSLModel, student_forward, teacher_targets
 from carl_geo.ssl.predictors import PredictorConfig
 
+#: Learning-rate schedules: carl_geo's per-step warm-up + cosine, upstream's per-epoch cosine.
+LR_SCHEDULES = ("warmup_cosine", "epoch_cosine")
 #: Student sub-trees of the timm trunk that CARL's forward uses; the rest (timm's own patch
 #: embedding, final norms, head) stays in the state dict but is frozen (no DDP unused-parameter error).
 USED_TRUNK_PREFIXES = ("blocks.", "pos_embed", "cls_token", "reg_token")
@@ -89,8 +92,15 @@ class CARLPretrainTask(L.LightningModule):
             var_coeff, cov_coeff, var_param).
         ema: teacher momentum at the first and the last optimiser step.
         lr, weight_decay, min_lr: AdamW learning rate / weight decay, final cosine learning rate.
-        warmup_steps: optimiser steps of linear warm-up.
-        crop_scale, flip_p: augmentation (random resized crop area range, flip probability).
+        warmup_steps: optimiser steps of linear warm-up (``warmup_cosine`` only).
+        lr_schedule: ``"warmup_cosine"`` (per optimiser step) or ``"epoch_cosine"`` (upstream: cosine
+            over ``trainer.max_epochs``, stepped once per epoch, no warm-up).
+        crop_scale, flip_p: augmentation (random resized crop area range, flip probability;
+            ``crop_scale=(1, 1)`` is upstream's plain resize).
+        spatial_init, spectral_init: initial weights of a fresh run: ``None``/``"random"``,
+            ``"timm"`` (upstream: timm's EVA-02 trunk and DINOv2 spectral blocks, downloaded once)
+            or local timm weights files (see :mod:`carl_geo.models.timm_weights`); ``init_weights``
+            overrides them.
         init_weights: optional weights to start from (continued pre-training): a CARL-SSL
             checkpoint (student with predictors + teacher) or any backbone file
             :func:`carl_geo.load_carl` reads (then predictors start fresh).
@@ -107,7 +117,8 @@ class CARLPretrainTask(L.LightningModule):
                  lr: float = 1e-4, weight_decay: float = 1e-2, min_lr: float = 1e-6, warmup_steps: int = 0,
                  crop_scale: tuple[float, float] = (0.8, 1.0), flip_p: float = 0.5, init_weights: str | None = None,
                  init_which: str = "student", knn_k: int = 3, knn_temperature: float = 0.1,
-                 knn_backbone: str = "student", mask_seed: int = 0) -> None:
+                 knn_backbone: str = "student", mask_seed: int = 0, lr_schedule: str = "warmup_cosine",
+                 spatial_init: str | None = None, spectral_init: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         if len(ema) != 2 or not 0 <= ema[0] <= ema[1] <= 1:
@@ -116,10 +127,15 @@ class CARLPretrainTask(L.LightningModule):
             raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={lr}, min_lr={min_lr}")
         if knn_backbone not in ("student", "teacher"):
             raise ValueError("knn_backbone must be 'student' or 'teacher'")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        if lr_schedule == "epoch_cosine" and warmup_steps:
+            raise ValueError("lr_schedule 'epoch_cosine' (upstream's) has no warm-up: set warmup_steps to 0")
         self.config = resolve_backbone(backbone)
         self.image_size = image_size
         self.model = CARLSSLModel(self.config, image_size, _predictor_config(spectral_predictor),
-                                  _predictor_config(spatial_predictor))
+                                  _predictor_config(spatial_predictor), spatial_init=spatial_init,
+                                  spectral_init=spectral_init)
         for name, p in self.model.spatial_encoder.net.named_parameters():
             if not name.startswith(USED_TRUNK_PREFIXES):
                 p.requires_grad_(False)
@@ -204,6 +220,12 @@ class CARLPretrainTask(L.LightningModule):
         hp = self.hparams
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.get("lr_schedule", "warmup_cosine") == "epoch_cosine":
+            if self.trainer.max_epochs is None or self.trainer.max_epochs < 1:
+                raise ValueError("lr_schedule 'epoch_cosine' needs trainer.max_epochs (the cosine period)")
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(self.trainer.max_epochs),
+                                                                eta_min=hp.min_lr)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "epoch"}}
         total, warmup, ratio = self.total_steps(), int(hp.warmup_steps), hp.min_lr / hp.lr
 
         def factor(step: int) -> float:

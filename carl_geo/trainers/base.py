@@ -24,13 +24,28 @@ except ImportError:  # torchgeo 0.8
 MODES = ("linear", "finetune", "scratch")
 
 
-def build_backbone(config: str, weights: str | None, which: str = "student") -> CARL:
+def build_backbone(config: str, weights: str | None, which: str = "student", spatial_init: str | None = None,
+                   spectral_init: str | None = None) -> CARL:
     """A CARL backbone: from a weights file (any format :func:`load_carl` accepts; the config the
-    file stores wins, ``config`` names the architecture of files that store none) or randomly
-    initialised from the named config."""
+    file stores wins, ``config`` names the architecture of files that store none) or, without
+    one, built from the named config with ``spatial_init``/``spectral_init`` weights (``None`` =
+    random; ``"timm"`` = upstream's EVA-02 / DINOv2 initialisation; or timm weights files, see
+    :mod:`carl_geo.models.timm_weights`)."""
     if weights:
         return load_carl(weights, which=which, default_config=get_config(config))
-    return CARL(get_config(config))
+    return CARL(get_config(config), spatial_init=spatial_init, spectral_init=spectral_init)
+
+
+def encoder_modules(backbone: CARL, spectral: bool, spatial: bool) -> list[nn.Module]:
+    """The backbone parts that upstream's ``freeze_spec_encoder`` / ``freeze_spat_encoder`` freeze:
+    the spectral transformer (``spectral_tf``; the patch embedder and the linear connector stay
+    trainable, as upstream) and the timm spatial trunk (``spatial_encoder``)."""
+    parts: list[nn.Module] = []
+    if spectral:
+        parts.append(backbone.spectral_tf)
+    if spatial:
+        parts.append(backbone.spatial_encoder)
+    return parts
 
 
 class CARLTaskBase(BaseTask):
@@ -46,14 +61,23 @@ class CARLTaskBase(BaseTask):
         if mode == "linear":
             for p in self.model.backbone.parameters():
                 p.requires_grad_(False)
+        for part in self._frozen_encoders():
+            part.requires_grad_(False)
+
+    def _frozen_encoders(self) -> list[nn.Module]:
+        """Encoders frozen by ``freeze_spectral_encoder`` / ``freeze_spatial_encoder`` (hparams)."""
+        return encoder_modules(self.model.backbone, bool(self.hparams.get("freeze_spectral_encoder")),
+                               bool(self.hparams.get("freeze_spatial_encoder")))
 
     def on_train_epoch_start(self) -> None:
         if self.hparams["mode"] == "linear":
             self.model.backbone.eval()  # frozen: no dropout / batch-norm updates
+        for part in self._frozen_encoders():
+            part.eval()
 
     def configure_optimizers(self) -> Any:
         """AdamW; the backbone gets ``lr * backbone_lr_factor`` in ``finetune`` mode, nothing in
-        ``linear`` mode; ReduceLROnPlateau on ``val_loss``."""
+        ``linear`` mode (frozen encoders get nothing in any mode); ReduceLROnPlateau on ``val_loss``."""
         lr = self.hparams["lr"]
         backbone = [p for p in self.model.backbone.parameters() if p.requires_grad]
         backbone_ids = {id(p) for p in self.model.backbone.parameters()}

@@ -11,6 +11,7 @@ from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassF1Score,
     MultilabelAccuracy,
+    MultilabelAveragePrecision,
     MultilabelF1Score,
 )
 
@@ -20,8 +21,11 @@ from carl_geo.trainers.base import CARLTaskBase, build_backbone
 
 class CARLClassificationTask(CARLTaskBase):
     """Image-level classification: batches with ``image``, ``wavelengths``, optional ``band_mask`` and
-    ``label`` (B,) int64 (single-label) or (B, K) {0, 1} (``multilabel=True``, BCE loss as upstream
-    for m-bigearthnet).
+    ``label`` (B,) int64 (single-label) or (B, K) {0, 1} (``multilabel=True``: BCE loss, equal to
+    upstream's ``MultiLabelSoftMarginLoss`` for m-bigearthnet).
+
+    Logged: ``{train,val,test}_{loss,Accuracy,F1}``; multi-label also ``MicroAP`` (micro average
+    precision over all (sample, label) pairs, upstream's m-bigearthnet metric).
 
     Args: as :class:`~carl_geo.trainers.CARLSegmentationTask`, plus ``multilabel``.
     """
@@ -29,12 +33,16 @@ class CARLClassificationTask(CARLTaskBase):
     def __init__(self, num_classes: int, multilabel: bool = False, config: str = "tiny", weights: str | None = None,
                  mode: str = "finetune", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
                  weight_decay: float = 1e-2, patience: int = 10, class_names: list[str] | None = None,
-                 wavelengths: list[float] | None = None, sensor: str | None = None) -> None:
+                 wavelengths: list[float] | None = None, sensor: str | None = None, spatial_init: str | None = None,
+                 spectral_init: str | None = None, freeze_spectral_encoder: bool = False,
+                 freeze_spatial_encoder: bool = False) -> None:
         super().__init__()
 
     def configure_models(self) -> None:
         hp = self.hparams
-        self.model = CARLClassifier(build_backbone(hp["config"], hp["weights"]), hp["num_classes"])
+        backbone = build_backbone(hp["config"], hp["weights"], spatial_init=hp.get("spatial_init"),
+                                  spectral_init=hp.get("spectral_init"))
+        self.model = CARLClassifier(backbone, hp["num_classes"])
         self._setup_backbone_mode()
 
     def configure_losses(self) -> None:
@@ -44,7 +52,8 @@ class CARLClassificationTask(CARLTaskBase):
         k = self.hparams["num_classes"]
         if self.hparams["multilabel"]:
             metrics = MetricCollection({"F1": MultilabelF1Score(k, average="micro"),
-                                        "Accuracy": MultilabelAccuracy(k, average="micro")})
+                                        "Accuracy": MultilabelAccuracy(k, average="micro"),
+                                        "MicroAP": MultilabelAveragePrecision(k, average="micro")})
         else:
             metrics = MetricCollection({"Accuracy": MulticlassAccuracy(k, average="micro"),
                                         "F1": MulticlassF1Score(k, average="macro")})

@@ -28,8 +28,16 @@ class CARLSegmentationTask(CARLTaskBase):
         weights: backbone weights file (published CARL-SSL checkpoint, carl_geo file, safetensors).
         mode: ``"linear"`` (frozen backbone, upstream's linear probe), ``"finetune"`` (backbone at
             ``lr * backbone_lr_factor``) or ``"scratch"`` (everything at ``lr``).
-        head: ``"linear"`` (1x1 conv) or ``"progressive"`` (light upsampling decoder).
+        head: ``"linear"`` (1x1 conv), ``"progressive"`` (light upsampling decoder) or ``"upernet"``
+            (UperNet on a simple feature pyramid, :class:`~carl_geo.models.segmentation.UperNetHead`).
+        head_kwargs: extra head arguments, e.g. ``{"width": 64}`` (progressive, upernet).
         lr, backbone_lr_factor, weight_decay, patience: optimiser settings.
+        spatial_init, spectral_init: initial encoder weights when ``weights`` is not given:
+            ``None`` (random), ``"timm"`` (upstream's EVA-02 trunk / DINOv2 spectral blocks) or a
+            local timm weights file.
+        freeze_spectral_encoder, freeze_spatial_encoder: freeze the spectral transformer / the
+            spatial trunk in ``finetune`` and ``scratch`` mode (upstream ``freeze_spec_encoder`` /
+            ``freeze_spat_encoder``; ``linear`` mode freezes the whole backbone anyway).
         ignore_index: label value excluded from loss and metrics.
         class_names, colors, wavelengths, band_names, sensor: stored in checkpoints for the predictor.
     """
@@ -38,12 +46,17 @@ class CARLSegmentationTask(CARLTaskBase):
                  head: str = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1, weight_decay: float = 1e-2,
                  patience: int = 10, ignore_index: int | None = None, class_names: list[str] | None = None,
                  colors: list[list[int]] | None = None, wavelengths: list[float] | None = None,
-                 band_names: list[str] | None = None, sensor: str | None = None) -> None:
+                 band_names: list[str] | None = None, sensor: str | None = None,
+                 head_kwargs: dict[str, Any] | None = None, spatial_init: str | None = None,
+                 spectral_init: str | None = None, freeze_spectral_encoder: bool = False,
+                 freeze_spatial_encoder: bool = False) -> None:
         super().__init__()
 
     def configure_models(self) -> None:
         hp = self.hparams
-        self.model = CARLSegmenter(build_backbone(hp["config"], hp["weights"]), hp["num_classes"], hp["head"])
+        backbone = build_backbone(hp["config"], hp["weights"], spatial_init=hp.get("spatial_init"),
+                                  spectral_init=hp.get("spectral_init"))
+        self.model = CARLSegmenter(backbone, hp["num_classes"], hp["head"], hp.get("head_kwargs"))
         self._setup_backbone_mode()
 
     def configure_losses(self) -> None:

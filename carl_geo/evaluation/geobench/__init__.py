@@ -7,7 +7,7 @@
 * the protocol (upstream's linear probe; fine-tuning, training from scratch and k-NN as
   options): :class:`GeoBenchClassificationTask`, :class:`GeoBenchSegmentationTask`;
 * the runner: :class:`GeoBenchSettings` -> :func:`run_geobench` -> :class:`GeoBenchReport`
-  (resumable; CSV, JSON, markdown and PNG results beside the CARL paper's numbers
+  (resumable; CSV, JSON, markdown and PNG results beside the published CARL numbers
   :data:`PAPER_RESULTS`); command line ``carl-geo geobench`` (:mod:`.cli`);
 * :func:`write_synthetic_benchmark`: a tiny benchmark in the same format for smoke tests.
 """

@@ -2,10 +2,17 @@
 
 Examples::
 
-    # the CARL paper's protocol (linear probe, 3 seeds) on its four tasks
+    # upstream's protocol (linear probe, image size 128, per-image normalisation) on the five tasks
+    # with a published CARL number; upstream runs once unseeded, here 3 seeds give mean and std
     carl-geo geobench --root ~/geobench --checkpoint ssl_checkpoint_carl.ckpt --out results/carl
+    # upstream's "no SSL checkpoint" baseline: timm's EVA-02 trunk + DINOv2-initialised spectral blocks
+    carl-geo geobench --root ~/geobench --checkpoint random --out results/no_ssl
     # the random-init floor on m-eurosat with 10 % of the training data
-    carl-geo geobench --root ~/geobench --checkpoint random --tasks m-eurosat --partition 0.10x --out results/rand
+    carl-geo geobench --root ~/geobench --checkpoint random --spatial-init random --spectral-init random \\
+        --tasks m-eurosat --partition 0.10x --out results/rand
+    # a stronger segmentation decoder than the linear probe: UperNet (not upstream's ViT-Adapter)
+    carl-geo geobench --root ~/geobench --checkpoint ssl_checkpoint_carl.ckpt --tasks m-SA-crop-type \\
+        --head upernet --out results/upernet
     # smoke test on a synthetic benchmark (CPU, seconds)
     carl-geo geobench --synthetic --root /tmp/gb --tasks all --checkpoint random --config tiny \\
         --epochs 2 --seeds 1 --image-size 0 --out /tmp/gb-results
@@ -21,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from carl_geo.evaluation.geobench.dataset import BAND_ORDERS, NORMALIZATIONS
-from carl_geo.evaluation.geobench.runner import MODES
+from carl_geo.evaluation.geobench.runner import AUTO, MODES
 
 
 def _tasks(value: str) -> list[str]:
@@ -47,14 +54,23 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, type=Path,
                    help="GEO-Bench folder (containing classification_v1.0/, segmentation_v1.0/ or task folders)")
     p.add_argument("--checkpoint", required=True,
-                   help="backbone weights (CARL-SSL .ckpt, carl_geo .pt/.safetensors) or 'random' (random-init floor)")
+                   help="backbone weights (CARL-SSL .ckpt, carl_geo .pt/.safetensors) or 'random' (no SSL checkpoint: "
+                        "encoders from --spatial-init / --spectral-init)")
+    p.add_argument("--spatial-init", default=AUTO,
+                   help="with --checkpoint random: spatial trunk weights: 'timm' (EVA-02 MIM in22k, as upstream; "
+                        "downloaded once by timm), a local timm weights file, 'random', or 'auto' (timm for the "
+                        "published config, random for tiny)")
+    p.add_argument("--spectral-init", default=AUTO,
+                   help="with --checkpoint random: spectral encoder weights: 'timm' (first blocks of DINOv2, as "
+                        "upstream), a local timm DINOv2 weights file, 'random', or 'auto' (as --spatial-init)")
     p.add_argument("--out", required=True, type=Path, help="output folder (reuse it to resume)")
     p.add_argument("--tasks", type=_tasks, default=None,
-                   help="comma-separated task names, or 'all' (default: the CARL paper's m-bigearthnet, "
-                        "m-eurosat, m-cashew-plantation, m-SA-crop-type)")
+                   help="comma-separated task names, or 'all' (default: the tasks with a published CARL number: "
+                        "m-bigearthnet, m-eurosat, m-forestnet, m-SA-crop-type, m-cashew-plantation)")
     p.add_argument("--mode", default="linear", choices=MODES,
                    help="linear: frozen backbone + linear head (paper); finetune; scratch; knn (classification)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (mean and std are reported)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="number of seeds (mean and std are reported; upstream ran once, unseeded)")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--config", default="published", choices=("published", "tiny"),
                    help="backbone size; with a checkpoint the config stored in it is used unless 'tiny' is forced")
@@ -71,7 +87,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--band-order", default="stored", choices=BAND_ORDERS,
                    help="corrected: fix the wrong stored wavelengths of m-eurosat/m-brick-kiln (not comparable "
                         "to the paper)")
-    p.add_argument("--head", default="linear", choices=("linear", "progressive"), help="segmentation head")
+    p.add_argument("--head", default="linear", choices=("linear", "progressive", "upernet"),
+                   help="segmentation head: linear (1x1 conv, upstream's probe), progressive, or upernet (UperNet on "
+                        "a simple feature pyramid; not upstream's ViT-Adapter + UperNet)")
+    p.add_argument("--head-width", type=int, default=None,
+                   help="channels of the progressive / upernet head (default: 64 / 256)")
     p.add_argument("--val-every", type=int, default=5, help="validate (and select the model) every N epochs")
     p.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto, cpu, gpu)")
@@ -102,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds, first_seed=args.first_seed, config=args.config, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         backbone_lr_factor=args.backbone_lr_factor, image_size=args.image_size, normalization=args.normalization,
-        band_order=args.band_order, head=args.head, partition=args.partition, max_samples=args.max_samples,
+        band_order=args.band_order, head=args.head, head_width=args.head_width, spatial_init=args.spatial_init,
+        spectral_init=args.spectral_init, partition=args.partition, max_samples=args.max_samples,
         val_every=args.val_every, num_workers=args.num_workers, accelerator=args.accelerator, devices=args.devices,
         strategy=args.strategy, precision=args.precision, progress=not args.quiet,
     )

@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MultilabelAccuracy, MultilabelF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MultilabelAccuracy,
+    MultilabelAveragePrecision,
+    MultilabelF1Score,
+)
 
 from carl_geo.evaluation.geobench.augment import eval_transform
 from carl_geo.models.carl import CARL
@@ -59,7 +65,8 @@ def knn_scores(train_f: Tensor, train_y: Tensor, query_f: Tensor, k: int, num_cl
 def _metrics(scores: Tensor, y: Tensor, num_classes: int, multilabel: bool) -> dict[str, float]:
     if multilabel:
         return {"F1": float(MultilabelF1Score(num_classes, average="micro")(scores, y.long())),
-                "Accuracy": float(MultilabelAccuracy(num_classes, average="micro")(scores, y.long()))}
+                "Accuracy": float(MultilabelAccuracy(num_classes, average="micro")(scores, y.long())),
+                "MicroAP": float(MultilabelAveragePrecision(num_classes, average="micro")(scores, y.long()))}
     preds = scores.argmax(1)
     return {"Accuracy": float(MulticlassAccuracy(num_classes, average="micro")(preds, y.long())),
             "F1": float(MulticlassF1Score(num_classes, average="macro")(preds, y.long()))}
@@ -68,10 +75,11 @@ def _metrics(scores: Tensor, y: Tensor, num_classes: int, multilabel: bool) -> d
 def run_knn(backbone: CARL, loaders: dict[str, DataLoader], num_classes: int, multilabel: bool, image_size: int,
             device: torch.device, bf16: bool = False, ks: Sequence[int] = DEFAULT_KS) -> dict[str, Any]:
     """k-NN evaluation: returns ``{"k": chosen k, "val_<m>": ..., "test_<m>": ...}`` (metrics in [0, 1];
-    Accuracy/F1 as in :class:`~carl_geo.trainers.CARLClassificationTask`)."""
+    Accuracy/F1/MicroAP as in :class:`~carl_geo.trainers.CARLClassificationTask`; ``k`` is chosen
+    by validation accuracy, or micro AP for multi-label)."""
     feats = {s: extract_features(backbone, dl, image_size, device, bf16) for s, dl in loaders.items()}
     (tr_f, tr_y), (va_f, va_y), (te_f, te_y) = feats["train"], feats["valid"], feats["test"]
-    key = "F1" if multilabel else "Accuracy"
+    key = "MicroAP" if multilabel else "Accuracy"
     best: tuple[float, int, dict[str, float]] | None = None
     for k in ks:
         m = _metrics(knn_scores(tr_f, tr_y, va_f, k, num_classes, multilabel), va_y, num_classes, multilabel)

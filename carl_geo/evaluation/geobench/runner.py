@@ -32,9 +32,10 @@ from carl_geo.evaluation.geobench.reader import GeoBenchTask, find_tasks, load_t
 
 MODES = ("linear", "finetune", "scratch", "knn")
 RANDOM = "random"
+AUTO = "auto"
 #: Settings stored in ``OUT/settings.json``; a resumed evaluation must use the same values.
 SIGNATURE_FIELDS = ("checkpoint", "config", "epochs", "batch_size", "lr", "weight_decay", "backbone_lr_factor",
-                    "image_size", "normalization", "band_order", "head", "max_samples", "val_every")
+                    "image_size", "normalization", "band_order", "head", "head_width", "max_samples", "val_every")
 
 
 @dataclass
@@ -45,9 +46,10 @@ class GeoBenchSettings:
         root: GEO-Bench folder (``ROOT/classification_v1.0/m-eurosat/...``, a benchmark folder, or
             a folder of task folders).
         checkpoint: weights file (CARL-SSL ``.ckpt``, carl_geo ``.pt``/``.safetensors``, ...) or
-            ``"random"`` (randomly initialised backbone: the sanity floor).
+            ``"random"``: no SSL checkpoint, the backbone starts from ``spatial_init`` /
+            ``spectral_init`` (by default upstream's no-SSL baseline with the published config).
         out: output folder.
-        tasks: task names; ``None`` = the four tasks of the CARL paper; ``["all"]`` = every task found.
+        tasks: task names; ``None`` = the five tasks with a published CARL number; ``["all"]`` = every task found.
         mode: ``"linear"`` (frozen backbone + linear head), ``"finetune"`` (backbone at
             ``lr * backbone_lr_factor``), ``"scratch"`` (everything trained at ``lr``) or
             ``"knn"`` (weighted k-NN on frozen features; classification only, seed-independent).
@@ -59,7 +61,12 @@ class GeoBenchSettings:
         image_size: images are resized to this side (upstream 128; 0 = native size).
         normalization: ``"image"`` (upstream scalar mean/std) or ``"band"`` (GEO-Bench statistics).
         band_order: ``"stored"`` (upstream) or ``"corrected"`` (m-eurosat / m-brick-kiln fix).
-        head: segmentation head, ``"linear"`` (1x1 conv, upstream) or ``"progressive"``.
+        head: segmentation head, ``"linear"`` (1x1 conv, upstream), ``"progressive"`` or ``"upernet"``.
+        head_width: channels of the progressive / UperNet head (None: the head's default).
+        spatial_init, spectral_init: initial encoder weights with ``checkpoint="random"`` (ignored
+            otherwise): ``"random"``, ``"timm"`` (upstream: timm's EVA-02 trunk, DINOv2 blocks in the
+            spectral encoder), a local timm weights file, or ``"auto"``: ``"timm"`` for the published
+            config (upstream's "no SSL checkpoint" baseline), ``"random"`` for the tiny one.
         partition: ``"default"`` or a reduced-train partition (``"0.01x_train"``, ``"0.10x"``).
         max_samples: use only the first N samples of each split (smoke tests).
         val_every: validate every N epochs (upstream 5; capped at ``epochs``).
@@ -85,6 +92,9 @@ class GeoBenchSettings:
     normalization: str = "image"
     band_order: str = "stored"
     head: str = "linear"
+    head_width: int | None = None
+    spatial_init: str = AUTO
+    spectral_init: str = AUTO
     partition: str = "default"
     max_samples: int | None = None
     val_every: int = 5
@@ -109,8 +119,13 @@ class GeoBenchSettings:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
         if self.band_order not in BAND_ORDERS:
             raise ValueError(f"band order must be one of {BAND_ORDERS}, got {self.band_order!r}")
-        if self.head not in ("linear", "progressive"):
-            raise ValueError(f"head must be 'linear' or 'progressive', got {self.head!r}")
+        from carl_geo.models.segmentation import HEADS
+
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.head_width is not None and (self.head_width < 1 or self.head == "linear"):
+            raise ValueError(f"head_width must be >= 1 and needs a progressive or upernet head, got {self.head_width} "
+                             f"with head {self.head!r}")
         for name in ("seeds", "epochs", "batch_size", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -120,10 +135,29 @@ class GeoBenchSettings:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.checkpoint != RANDOM and not Path(self.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {self.checkpoint} (give a weights file or 'random')")
+        self.encoder_inits()  # encoder weight files exist
 
     @property
     def weights(self) -> str | None:
         return None if self.checkpoint == RANDOM else str(Path(self.checkpoint).resolve())
+
+    def encoder_inits(self) -> tuple[str | None, str | None]:
+        """(spatial, spectral) initial weights of a run without SSL checkpoint, resolved: ``None``
+        (random), ``"timm"`` or an absolute file path; (None, None) with a checkpoint.
+
+        Raises:
+            FileNotFoundError: a weights file that does not exist.
+        """
+        from carl_geo.models.timm_weights import normalize_source
+
+        if self.weights is not None:
+            return None, None
+        default = "timm" if self.config == "published" else RANDOM
+        return tuple(normalize_source(default if v == AUTO else v)  # type: ignore[return-value]
+                     for v in (self.spatial_init, self.spectral_init))
+
+    def head_kwargs(self) -> dict[str, Any] | None:
+        return None if self.head_width is None else {"width": int(self.head_width)}
 
     def seed_list(self) -> list[int]:
         """Seeds to run (k-NN has no randomness: one run)."""
@@ -133,6 +167,8 @@ class GeoBenchSettings:
     def signature(self) -> dict[str, Any]:
         """The settings that change the numbers (stored in ``OUT/settings.json``)."""
         sig = {k: getattr(self, k) for k in SIGNATURE_FIELDS}
+        spatial, spectral = self.encoder_inits()
+        sig["spatial_init"], sig["spectral_init"] = spatial, spectral
         if self.weights is not None:
             sig["checkpoint"] = self.weights
             sig["checkpoint_bytes"] = Path(self.weights).stat().st_size
@@ -164,7 +200,7 @@ def _is_rank_zero() -> bool:
 
 
 def select_tasks(root: Path, names: Sequence[str] | None) -> list[GeoBenchTask]:
-    """Load the requested tasks (``None``: the paper's four; ``["all"]``: every task found).
+    """Load the requested tasks (``None``: the five with a published number; ``["all"]``: every task found).
 
     Raises:
         ValueError: a requested task is not under ``root`` (the message lists those found).
@@ -265,10 +301,12 @@ def train_and_test(task: GeoBenchTask, settings: GeoBenchSettings, seed: int) ->
     seed_everything(seed, workers=True, verbose=False)
     dm = GeoBenchDataModule(task, settings.partition, settings.batch_size, settings.num_workers,
                             settings.normalization, settings.band_order, settings.max_samples)
+    spatial_init, spectral_init = settings.encoder_inits()
     module = build_task(task.kind, task.num_classes, config=settings.config, weights=settings.weights,
                         mode=settings.mode, lr=settings.lr, weight_decay=settings.weight_decay,
                         backbone_lr_factor=settings.backbone_lr_factor, class_names=task.class_names,
-                        image_size=settings.image_size, head=settings.head)
+                        image_size=settings.image_size, head=settings.head, head_kwargs=settings.head_kwargs(),
+                        spatial_init=spatial_init, spectral_init=spectral_init)
     keeper = KeepBestState(monitor_metric(task.kind))
     rdir = run_dir(settings, task, seed)
     n_batches = max(1, dm.sizes()["train"] // settings.batch_size)
@@ -311,7 +349,9 @@ def knn_run(task: GeoBenchTask, settings: GeoBenchSettings, seed: int) -> dict[s
     torch.manual_seed(seed)
     dm = GeoBenchDataModule(task, settings.partition, settings.batch_size, settings.num_workers,
                             settings.normalization, settings.band_order, settings.max_samples)
-    backbone = build_backbone(settings.config, settings.weights)
+    spatial_init, spectral_init = settings.encoder_inits()
+    backbone = build_backbone(settings.config, settings.weights, spatial_init=spatial_init,
+                              spectral_init=spectral_init)
     gpu = settings.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")
     t0 = time.perf_counter()
@@ -378,6 +418,12 @@ def run_geobench(settings: GeoBenchSettings, log: Callable[[str], None] = print)
         from carl_geo.models.config import get_config
 
         load_carl(settings.weights, None if settings.config == "published" else get_config(settings.config))
+    elif pending and any(settings.encoder_inits()):  # fetch / check the pretrained encoder weights up front
+        from carl_geo.models.carl import CARL
+        from carl_geo.models.config import get_config
+
+        spatial_init, spectral_init = settings.encoder_inits()
+        CARL(get_config(settings.config), spatial_init=spatial_init, spectral_init=spectral_init)
     ran = []
     bar = _progress(pending, settings.progress and _is_rank_zero())
     for task, seed in bar:
@@ -393,10 +439,20 @@ def run_geobench(settings: GeoBenchSettings, log: Callable[[str], None] = print)
     rows: list[dict[str, Any]] = []
     files: dict[str, Path] = {}
     if _is_rank_zero():
-        ckpt = "random init" if settings.weights is None else Path(settings.weights).name
+        ckpt = Path(settings.weights).name if settings.weights else no_checkpoint_label(*settings.encoder_inits())
         rows, files = write_tables(settings.out, records, f"GEO-Bench, {ckpt}")
     return GeoBenchReport(rows=rows, records=records, files=files, ran=ran, skipped=skipped,
                           wall_s=time.perf_counter() - t0)
+
+
+def no_checkpoint_label(spatial_init: str | None, spectral_init: str | None) -> str:
+    """Title of a run without SSL checkpoint, e.g. 'no SSL checkpoint (spatial: timm, spectral: random)'."""
+    def name(v: str | None) -> str:
+        return RANDOM if v is None else v if v == "timm" else Path(v).name
+
+    if spatial_init is None and spectral_init is None:
+        return "random init"
+    return f"no SSL checkpoint (spatial: {name(spatial_init)}, spectral: {name(spectral_init)})"
 
 
 def _progress(items: list, enabled: bool) -> Any:

@@ -51,20 +51,22 @@ class GeoBenchClassificationTask(_ProtocolMixin, CARLClassificationTask):
         image_size: side the images are resized to (upstream 128; 0 keeps the native size).
         augment: random flips during training.
 
-    Logged: ``{train,val,test}_{loss,Accuracy,F1}`` (micro F1 for multi-label, macro F1 otherwise).
+    Logged: ``{train,val,test}_{loss,Accuracy,F1}`` (micro F1 for multi-label, macro F1 otherwise)
+    and, multi-label, ``MicroAP`` (upstream's m-bigearthnet metric, used for model selection).
     """
 
     def __init__(self, num_classes: int, multilabel: bool = False, config: str = "published",
                  weights: str | None = None, mode: str = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
                  weight_decay: float = 0.0, class_names: list[str] | None = None, image_size: int = 128,
-                 augment: bool = True) -> None:
+                 augment: bool = True, spatial_init: str | None = None, spectral_init: str | None = None) -> None:
         super().__init__(num_classes=num_classes, multilabel=multilabel, config=config, weights=weights, mode=mode,
                          lr=lr, backbone_lr_factor=backbone_lr_factor, weight_decay=weight_decay,
-                         class_names=class_names)
+                         class_names=class_names, spatial_init=spatial_init, spectral_init=spectral_init)
 
 
 class GeoBenchSegmentationTask(_ProtocolMixin, CARLSegmentationTask):
-    """Semantic segmentation under the GEO-Bench protocol (1x1-conv linear head by default).
+    """Semantic segmentation under the GEO-Bench protocol (1x1-conv linear head by default; also
+    ``"progressive"`` and ``"upernet"`` with ``head_kwargs``).
 
     Args: as :class:`~carl_geo.trainers.CARLSegmentationTask`, plus ``image_size`` and ``augment``.
 
@@ -74,10 +76,12 @@ class GeoBenchSegmentationTask(_ProtocolMixin, CARLSegmentationTask):
     def __init__(self, num_classes: int, config: str = "published", weights: str | None = None,
                  mode: str = "linear", head: str = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
                  weight_decay: float = 0.0, ignore_index: int | None = None, class_names: list[str] | None = None,
-                 image_size: int = 128, augment: bool = True) -> None:
+                 image_size: int = 128, augment: bool = True, head_kwargs: dict[str, Any] | None = None,
+                 spatial_init: str | None = None, spectral_init: str | None = None) -> None:
         super().__init__(num_classes=num_classes, config=config, weights=weights, mode=mode, head=head, lr=lr,
                          backbone_lr_factor=backbone_lr_factor, weight_decay=weight_decay,
-                         ignore_index=ignore_index, class_names=class_names)
+                         ignore_index=ignore_index, class_names=class_names, head_kwargs=head_kwargs,
+                         spatial_init=spatial_init, spectral_init=spectral_init)
 
     def _logits(self, batch: dict[str, Any]) -> Tensor:
         """(B, K, h, w) logits at the label size: with the linear head and an image whose side is a
@@ -101,12 +105,12 @@ def build_task(kind: str, num_classes: int, **kwargs: Any) -> GeoBenchClassifica
     """The task for a GEO-Bench task kind (``"classification"``, ``"multilabel"``, ``"segmentation"``)."""
     if kind == "segmentation":
         return GeoBenchSegmentationTask(num_classes, **kwargs)
-    kwargs.pop("head", None)
-    kwargs.pop("ignore_index", None)
+    for key in ("head", "head_kwargs", "ignore_index"):
+        kwargs.pop(key, None)
     return GeoBenchClassificationTask(num_classes, multilabel=kind == "multilabel", **kwargs)
 
 
 def monitor_metric(kind: str) -> str:
     """The validation metric used for model selection (maximised), as upstream: accuracy,
-    F1 for multi-label (upstream: micro average precision), upstream mIoU for segmentation."""
-    return {"classification": "val_Accuracy", "multilabel": "val_F1", "segmentation": "val_mIoU"}[kind]
+    micro average precision for multi-label, upstream's mIoU for segmentation."""
+    return {"classification": "val_Accuracy", "multilabel": "val_MicroAP", "segmentation": "val_mIoU"}[kind]
