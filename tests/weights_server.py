@@ -137,5 +137,7 @@ def tiny_ssl_checkpoint(path: Path, seed: int = 0) -> tuple[Path, dict[str, Any]
     torch.manual_seed(seed + 1)
     teacher = carl_geo.CARL(carl_geo.tiny_config()).state_dict()
     state = {f"model.{k}": v for k, v in student.items()} | {f"teacher.{k}": v for k, v in teacher.items()}
-    torch.save({"epoch": 3, "global_step": 100, "pytorch-lightning_version": "2.6.6", "state_dict": state}, path)
+    # hyper_parameters as upstream stores them: loaders read the architecture from model_kwargs
+    torch.save({"epoch": 3, "global_step": 100, "pytorch-lightning_version": "2.6.6", "state_dict": state,
+                "hyper_parameters": {"model_kwargs": carl_geo.tiny_config().to_upstream()}}, path)
     return path, student
