@@ -219,7 +219,9 @@ class Installer:
         previous env stays active in both cases, the new env folder is deleted)."""
         t0 = time.time()
         plan = self.plan
-        stamp = time.strftime("%Y%m%dT%H%M%S")
+        import datetime
+
+        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S%f")[:-3]  # ms: unique, sorts by time
         (plan.base / "logs").mkdir(parents=True, exist_ok=True)
         self.log_path = plan.base / "logs" / f"install-{stamp}.log"
         self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")
@@ -245,7 +247,8 @@ class Installer:
             environment.write_current(plan.base, {"env": env.name, "python": versions.get("python"),
                                                   "torch": versions.get("torch"), "cuda": versions.get("cuda"),
                                                   "carl_geo": versions.get("carl_geo"), "torch_build": variant,
-                                                  "installed": stamp, "log": str(self.log_path)})
+                                                  "installed": datetime.datetime.now().isoformat(timespec="seconds"),
+                                                  "log": str(self.log_path)})
             environment.remove_unused_envs(plan.base)
             self._step(100, "done")
             seconds = time.time() - t0
