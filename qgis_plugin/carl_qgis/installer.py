@@ -164,7 +164,7 @@ def default_plan(wheelhouse: str | os.PathLike | None = None, torch_preference: 
         raise InstallFailed(Cause("no_wheel", "this copy of the plugin carries no carl_geo wheel (carl_qgis/wheels/): "
                                               "install the plugin from the ZIP made by qgis_plugin/build_zip.py"))
     base = base or environment.base_dir()
-    house = Path(wheelhouse) if wheelhouse else None
+    house = Path(wheelhouse).expanduser().resolve() if wheelhouse else None
     return InstallPlan(
         python=qgis_python(), base=base, requirements=(str(wheel), *EXTRA_REQUIREMENTS, *extra_requirements),
         reinstall=(str(wheel),),
@@ -375,7 +375,7 @@ class Installer:
         """Run ``cmd``, stream its output to the log, poll cancel; returns (exit code, output)."""
         if self.cancelled:
             raise InstallCancelled()
-        self._say("$ " + " ".join(_quote(c) for c in cmd))
+        self._say("$ " + " ".join("<script>" if "\n" in c else _quote(c) for c in cmd))
         kwargs: dict[str, Any] = {}
         if sys.platform.startswith("win"):
             kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
@@ -383,9 +383,10 @@ class Installer:
         else:
             kwargs["start_new_session"] = True  # its own process group: cancel stops pip's children too
         try:
+            # cwd: the private folder, so that no package in QGIS's working folder shadows the env's
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=self._subprocess_env(), text=True, encoding="utf-8", errors="replace",
-                                    **kwargs)
+                                    env=self._subprocess_env(), cwd=str(self.plan.base), text=True, encoding="utf-8",
+                                    errors="replace", **kwargs)
         except OSError as e:
             raise InstallFailed(Cause("python", f"cannot run {cmd[0]} ({e.strerror or e}): QGIS's Python was not "
                                                 "found")) from None

@@ -104,9 +104,9 @@ class InstallerDialog(QDialog):
         self.wheelhouse_edit = QLineEdit()
         self.wheelhouse_edit.setPlaceholderText("folder with torch-*.whl, carl_geo's dependencies, ...")
         row.addWidget(self.wheelhouse_edit, 1)
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        row.addWidget(browse)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.clicked.connect(self._browse)
+        row.addWidget(self.browse_button)
         layout.addLayout(row)
         self.wheelhouse_edit.textEdited.connect(lambda _t: self.offline.setChecked(True))
 
@@ -248,6 +248,7 @@ class InstallerDialog(QDialog):
         self.online.setEnabled(not running)
         self.offline.setEnabled(not running)
         self.wheelhouse_edit.setEnabled(not running)
+        self.browse_button.setEnabled(not running)
 
     def _set_status(self, text: str, error: bool = False) -> None:
         self.status.setText(text)
