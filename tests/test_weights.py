@@ -313,3 +313,21 @@ def _cli_output(argv: list[str]) -> str:
     with contextlib.redirect_stdout(buf):
         assert cli_main(argv) == 0
     return buf.getvalue()
+
+
+def test_a_second_download_of_the_same_file_is_refused(tiny_ckpt, home: Path) -> None:
+    import os
+
+    data, _, layout = tiny_ckpt
+    target = home / "ssl_checkpoint_carl.ckpt"
+    home.mkdir(parents=True)
+    lock = target.with_name(target.name + ".lock")
+    lock.write_text(f"{os.getpid()} {socket.gethostname()}\n")  # a live process holds it
+    served = ServedFile(data)
+    with serve(served) as url:
+        with pytest.raises(DownloadError, match="another download of ssl_checkpoint_carl.ckpt is running"):
+            download_weights(spec_for(url, layout))
+        assert served.requests == [] and lock.exists()
+        lock.write_text(f"{2**22 + 12345} {socket.gethostname()}\n")  # its process is gone: taken over
+        assert download_weights(spec_for(url, layout)).read_bytes() == data
+    assert not lock.exists()

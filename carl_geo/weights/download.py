@@ -22,7 +22,8 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ Progress = Callable[[int, int], "bool | None"]
 
 USER_AGENT = "carl_geo-weights/1"
 CHUNK_BYTES = 1 << 20
+#: A lock file not refreshed for this long belongs to a download that died.
+LOCK_STALE_S = 300.0
 
 
 class DownloadError(OSError):
@@ -73,6 +76,66 @@ def remove_partial(target: str | os.PathLike) -> None:
     """Delete ``<target>.partial`` and its resume record."""
     for path in (partial_path(target), _state_path(Path(target))):
         path.unlink(missing_ok=True)
+
+
+def _lock_path(target: Path) -> Path:
+    return target.with_name(target.name + ".lock")
+
+
+def _lock_is_stale(lock: Path) -> bool:
+    try:
+        pid, host = lock.read_text(encoding="utf-8").split()[:2]
+        age = time.time() - lock.stat().st_mtime
+    except (OSError, ValueError):
+        return True
+    if age > LOCK_STALE_S:
+        return True
+    if host == socket.gethostname() and os.name == "posix":
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return True
+        except (OSError, ValueError):
+            return False
+    return False
+
+
+@contextmanager
+def download_lock(target: str | os.PathLike) -> Iterator[Callable[[], None]]:
+    """``<target>.lock`` while this process downloads ``target``; a second download of the same file
+    (another QGIS window, a script) is refused instead of writing into the same partial file. A lock
+    left by a process that died is taken over. Yields ``touch()``, to call while the download runs."""
+    target = Path(target)
+    lock = _lock_path(target)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _lock_is_stale(lock):
+                lock.unlink(missing_ok=True)
+                continue
+            raise DownloadError(f"another download of {target.name} is running ({lock} exists); wait for it to "
+                                f"finish, or delete {lock} if none is running") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {socket.gethostname()}\n")
+        break
+    else:
+        raise DownloadError(f"cannot take the download lock {lock}")
+    last = [time.time()]
+
+    def touch() -> None:
+        if time.time() - last[0] > 10:
+            last[0] = time.time()
+            try:
+                os.utime(lock)
+            except OSError:
+                pass
+
+    try:
+        yield touch
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def describe_network_error(exc: BaseException, url: str) -> str:
@@ -160,9 +223,16 @@ def download_file(url: str, target: str | os.PathLike, *, progress: Progress | N
 
     Raises:
         DownloadCancelled: ``progress`` returned False (the partial file was deleted).
-        DownloadError: the transfer failed for good (the partial file is kept for a later resume).
+        DownloadError: the transfer failed for good (the partial file is kept for a later resume), or
+            another process is downloading the same file.
     """
-    target = Path(target)
+    with download_lock(target) as touch:
+        return _download(url, Path(target), progress, retries, timeout, backoff, chunk_bytes, opener, sleep, touch)
+
+
+def _download(url: str, target: Path, progress: Progress | None, retries: int, timeout: float, backoff: float,
+              chunk_bytes: int, opener: urllib.request.OpenerDirector | None, sleep: Callable[[float], None],
+              touch: Callable[[], None]) -> DownloadResult:
     part = partial_path(target)
     part.parent.mkdir(parents=True, exist_ok=True)
     opener = opener or urllib.request.build_opener()
@@ -212,6 +282,7 @@ def download_file(url: str, target: str | os.PathLike, *, progress: Progress | N
                         f.write(chunk)
                         offset += len(chunk)
                         failures = 0
+                        touch()
                         if progress is not None and progress(offset, total) is False:
                             f.close()
                             remove_partial(target)
