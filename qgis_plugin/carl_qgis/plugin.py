@@ -15,6 +15,8 @@ from carl_qgis.provider import CarlProvider
 
 LOG_TAG = "CARL"
 MENU = "&CARL"
+#: QgsSettings key: the installer dialog was opened once by itself (first run without dependencies).
+FIRST_RUN_KEY = "carl_qgis/installer_offered"
 ICON = Path(__file__).with_name("icon.svg")
 
 
@@ -57,6 +59,22 @@ class CarlPlugin:
             action.triggered.connect(slot)
             add(MENU, action)
             self.actions.append(action)
+        self.offer_installer_once()
+
+    def offer_installer_once(self) -> Any:
+        """First run without the dependencies: open the installer dialog by itself, once per profile
+        (afterwards the message bar button and the menu stay). Returns the dialog or None."""
+        from qgis.core import QgsSettings
+
+        settings = QgsSettings()
+        if deps.status().ok or str(settings.value(FIRST_RUN_KEY, False)).lower() in ("true", "1"):
+            return None
+        settings.setValue(FIRST_RUN_KEY, True)
+        try:
+            return self.show_installer()
+        except Exception as e:  # noqa: BLE001 - never break QGIS start-up
+            QgsMessageLog.logMessage(f"could not open the installer: {e}", LOG_TAG, MESSAGE_WARNING)
+            return None
 
     def unload(self) -> None:
         remove = getattr(self.iface, "removePluginMenu", None)

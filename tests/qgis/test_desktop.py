@@ -39,7 +39,7 @@ def test_desktop_qgis_without_carl_geo_shows_one_message(plugin_zip: Path, tmp_p
         import json, sys
         from qgis.core import QgsApplication
         from qgis.PyQt.QtCore import QTimer
-        from qgis.PyQt.QtWidgets import QPushButton
+        from qgis.PyQt.QtWidgets import QApplication, QPushButton
         from qgis.utils import active_plugins, iface
         provider = QgsApplication.processingRegistry().providerById("carl")
         bar = iface.messageBar()
@@ -50,6 +50,8 @@ def test_desktop_qgis_without_carl_geo_shows_one_message(plugin_zip: Path, tmp_p
                         "buttons": [b.text() for w in bar.items() for b in w.findChildren(QPushButton)],
                         "menu": [a.text() for a in iface.pluginMenu().actions() for a in
                                  ((a.menu().actions() if a.menu() else [a]))],
+                        "dialogs": [w.windowTitle() for w in QApplication.topLevelWidgets()
+                                    if w.isVisible() and w.windowTitle() == "Install CARL dependencies"],
                         "plugin_file": sys.modules["carl_qgis"].__file__}}, f)
         QTimer.singleShot(200, iface.actionExit().trigger)
     """))
@@ -71,4 +73,12 @@ def test_desktop_qgis_without_carl_geo_shows_one_message(plugin_zip: Path, tmp_p
     # the message carries a button that opens the installer; the Plugins menu has both actions
     assert "Install CARL dependencies…" in data["buttons"]
     assert {"Install CARL dependencies…", "Download CARL-SSL weights…"} <= set(data["menu"])
+    assert data["dialogs"] == ["Install CARL dependencies"]  # first run: the installer opens by itself, once
     assert "No module named 'torch'" in carl[0]
+    # the next start (same profile): the message again, but the installer does not open by itself
+    report.unlink()
+    proc = subprocess.run([XVFB_RUN, "-a", QGIS_DESKTOP, "--nologo", "--noversioncheck", "--code", str(script)],
+                          capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = json.loads(report.read_text())
+    assert again["dialogs"] == [] and len([t for t, _ in again["messages"] if t == "CARL"]) == 1
