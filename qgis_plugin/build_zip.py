@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -66,10 +67,9 @@ def build_wheel(out_dir: Path, repo_root: Path = REPO_ROOT) -> Path:
         built = Path(tmp) / "wheel"
         cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
                "-w", str(built), str(src)]
-        try:
-            import setuptools  # noqa: F401
+        if importlib.util.find_spec("setuptools") is not None:
             proc = subprocess.run([*cmd[:4], "--no-build-isolation", *cmd[4:]], capture_output=True, text=True)
-        except ImportError:
+        else:
             proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(built.glob("carl_geo-*.whl"))
         if proc.returncode != 0 or len(wheels) != 1:

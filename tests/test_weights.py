@@ -86,7 +86,8 @@ def test_published_layout_is_package_data_and_matches_the_published_model() -> N
 def test_layout_problems_name_each_kind() -> None:
     layout = CheckpointLayout.from_state_dict({"a": torch.zeros(2, 3), "b": torch.zeros(4), "c": torch.zeros(1)})
     problems = layout.problems({"a": torch.zeros(3, 2), "b": torch.zeros(4, dtype=torch.float16), "x": torch.zeros(1)})
-    assert problems == ["1 missing keys: c", "1 unexpected keys: x", "1 shape mismatches: a: file (3, 2) vs expected (2, 3)",
+    assert problems == ["1 missing keys: c", "1 unexpected keys: x",
+                        "1 shape mismatches: a: file (3, 2) vs expected (2, 3)",
                         "1 dtype mismatches: b: file float16 vs expected float32"]
 
 

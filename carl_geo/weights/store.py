@@ -219,7 +219,8 @@ def _offline_error(spec: WeightsFile, path: Path, why: str) -> OfflineError:
         f"with internet access ({spec.size_hint or 'large file'}) and put it at {path}, or unset CARL_GEO_OFFLINE.")
 
 
-def download_weights(spec: WeightsFile | str = "carl_ssl", *, path: str | os.PathLike | None = None, force: bool = False,
+def download_weights(spec: WeightsFile | str = "carl_ssl", *, path: str | os.PathLike | None = None,
+                     force: bool = False,
                      progress: Progress | None = None, log: Callable[[str], Any] | None = None,
                      **download_kwargs: Any) -> Path:
     """Make sure ``spec``'s file is present and verified, downloading it when needed.

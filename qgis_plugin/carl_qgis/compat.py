@@ -54,6 +54,7 @@ AREA_SQUARE_METERS = _pick(Qgis, "AreaUnit", "SquareMeters", QgsUnitTypes, "Area
 SOURCE_POLYGON = _pick(Qgis, "ProcessingSourceType", "VectorPolygon", QgsProcessing, "SourceType",
                        "TypeVectorPolygon")
 
-__all__ = ["AREA_SQUARE_METERS", "FILE_FOLDER", "FLAG_CAN_CANCEL", "FLAG_NO_THREADING", "MESSAGE_CRITICAL", "MESSAGE_INFO", "MESSAGE_SUCCESS",
+__all__ = ["AREA_SQUARE_METERS", "FILE_FOLDER", "FLAG_CAN_CANCEL", "FLAG_NO_THREADING", "MESSAGE_CRITICAL",
+           "MESSAGE_INFO", "MESSAGE_SUCCESS",
            "MESSAGE_WARNING", "NUMBER_DOUBLE", "NUMBER_INTEGER", "PARAM_ADVANCED", "QAction", "SOURCE_POLYGON",
            "WKB_MULTIPOLYGON"]

@@ -24,7 +24,8 @@ def qgis_proxy_url(settings: Any = None) -> str | None:
     password = str(settings.value("proxy/proxyPassword", "") or "")
     auth = ""
     if user:
-        auth = urllib.parse.quote(user, safe="") + (":" + urllib.parse.quote(password, safe="") if password else "") + "@"
+        secret = ":" + urllib.parse.quote(password, safe="") if password else ""
+        auth = urllib.parse.quote(user, safe="") + secret + "@"
     return f"http://{auth}{host}{':' + port if port else ''}"
 
 

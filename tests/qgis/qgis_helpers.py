@@ -138,7 +138,8 @@ def make_wheel(folder: Path, name: str = "carl_tinydep", version: str = "1.0", b
 
     dist = f"{name}-{version}"
     files = {f"{name}/__init__.py": body + f"__version__ = {version!r}\n",
-             f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n",
+             f"{dist}.dist-info/METADATA":
+                 f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n",
              f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: carl_geo-tests\nRoot-Is-Purelib: true\n"
                                        "Tag: py3-none-any\n"}
     record = []

@@ -108,7 +108,8 @@ def test_qgis_python_path_on_each_platform(installed_plugin: Any, tmp_path: Path
     (win / "python.exe").write_bytes(b"")
     py = deps.qgis_python(str(tmp_path / "QGIS 3.22" / "bin" / "qgis-bin.exe"), str(win), "win32")
     assert py == str(win / "python.exe")
-    assert deps.pip_command(py, requirement="carl-geo", managed=False) == f'"{win / "python.exe"}" -m pip install carl-geo'
+    assert deps.pip_command(py, requirement="carl-geo", managed=False) == \
+        f'"{win / "python.exe"}" -m pip install carl-geo'
     assert deps.pip_command(py, managed=False).endswith("wheels" + os.sep + "carl_geo-0.1.0-py3-none-any.whl")
     # macOS app bundle: sys.executable is the QGIS program
     mac = tmp_path / "QGIS.app" / "Contents" / "MacOS"

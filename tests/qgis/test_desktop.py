@@ -68,7 +68,8 @@ def test_desktop_qgis_without_carl_geo_shows_one_message(plugin_zip: Path, tmp_p
     python = carl[0].rsplit("\n", 1)[-1].split(" -m pip install ")[0]
     assert os.path.realpath(python) == os.path.realpath(SYSTEM_PYTHON)  # QGIS's own Python, not a PATH python3
     flags = "--user --break-system-packages " if system_python_managed() else ""
-    assert carl[0].endswith(f"{python} -m pip install {flags}{plugins}/carl_qgis/wheels/carl_geo-0.1.0-py3-none-any.whl")
+    wheel = plugins / "carl_qgis" / "wheels" / "carl_geo-0.1.0-py3-none-any.whl"
+    assert carl[0].endswith(f"{python} -m pip install {flags}{wheel}")
     assert "Plugins > CARL > Install CARL dependencies" in carl[0]
     # the message carries a button that opens the installer; the Plugins menu has both actions
     assert "Install CARL dependencies…" in data["buttons"]

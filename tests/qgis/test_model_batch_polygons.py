@@ -108,7 +108,8 @@ def test_batch_mode_runs_rows_like_the_batch_dialog(carl_provider: Any, scene_ti
     alg = QgsApplication.processingRegistry().createAlgorithmById("carl:segmentraster")
     feedback = QgsProcessingFeedback()
     rows = [{"INPUT": str(scene), "MODEL": str(seg_model_path), "SENSOR": RGBN, "TILE_SIZE": 64, "OVERLAP": 16,
-             "DEVICE": "cpu", "OUTPUT": str(tmp_path / f"batch_{i}.tif")} for i, scene in enumerate((scene_tif, second))]
+             "DEVICE": "cpu", "OUTPUT": str(tmp_path / f"batch_{i}.tif")}
+            for i, scene in enumerate((scene_tif, second))]
     multi = BatchFeedback(len(rows), feedback)
     for step, params in enumerate(rows):
         multi.setCurrentStep(step)

@@ -19,7 +19,12 @@ from carl_qgis.algorithms.base import (
     load_model_file,
     predict_to_file,
 )
-from carl_qgis.algorithms.class_polygons import OUTPUT_POLYGONS, polygons_parameter, wants_polygons, write_class_polygons
+from carl_qgis.algorithms.class_polygons import (
+    OUTPUT_POLYGONS,
+    polygons_parameter,
+    wants_polygons,
+    write_class_polygons,
+)
 from carl_qgis.styling import style_on_load, style_polygons_on_load
 
 OUTPUT_TYPES = ("classes", "probabilities")
