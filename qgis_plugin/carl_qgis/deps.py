@@ -138,6 +138,29 @@ def pip_requirement(folder: Path = WHEELS_DIR) -> str:
     return f'"{path}"' if " " in path else path
 
 
+def bundled_version(folder: Path = WHEELS_DIR) -> str | None:
+    """Version of the carl_geo wheel the plugin carries (from its file name), or None."""
+    wheels = sorted(folder.glob("carl_geo-*.whl")) if folder.is_dir() else []
+    return wheels[-1].name.split("-")[1] if wheels else None
+
+
+def update_message(bundled: str | None = None, installed: str | None = None) -> str:
+    """A note when the plugin carries another carl_geo version than the one QGIS's Python has (the
+    plugin was updated; the private environment was not). Empty when they agree or one is unknown."""
+    bundled = bundled if bundled is not None else bundled_version()
+    if installed is None:
+        try:
+            from importlib.metadata import PackageNotFoundError, version
+
+            installed = version("carl-geo")
+        except (ImportError, PackageNotFoundError):
+            installed = None
+    if not bundled or not installed or bundled == installed:
+        return ""
+    return (f"CARL plugin: it carries carl_geo {bundled} but QGIS's Python has carl_geo {installed}. Run Plugins > "
+            "CARL > Install CARL dependencies... to update it.")
+
+
 def pip_command(python: str | None = None, requirement: str | None = None,
                 managed: bool | None = None) -> str:
     """``"<qgis python>" -m pip install <requirement>`` (quoted when the path has spaces; default

@@ -130,6 +130,10 @@ class CarlPlugin:
         if clash and not CarlPlugin._proj_warning_shown:
             CarlPlugin._proj_warning_shown = True
             QgsMessageLog.logMessage(clash, LOG_TAG, MESSAGE_WARNING)
+        update = deps.update_message() if status.ok else ""
+        if update and not CarlPlugin._dependency_message_shown:
+            CarlPlugin._dependency_message_shown = True
+            QgsMessageLog.logMessage(update, LOG_TAG, MESSAGE_WARNING)
         if not status.ok and not CarlPlugin._dependency_message_shown:
             CarlPlugin._dependency_message_shown = True
             QgsMessageLog.logMessage(status.message, LOG_TAG, MESSAGE_CRITICAL)

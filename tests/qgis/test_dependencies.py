@@ -150,6 +150,14 @@ def test_dependency_status_collects_every_failure(installed_plugin: Any) -> None
     assert ok.ok and ok.message == ""
 
 
+def test_update_note_when_the_plugin_carries_another_carl_geo(installed_plugin: Any) -> None:
+    deps = sys.modules["carl_qgis.deps"]
+    assert deps.bundled_version() == "0.1.0"
+    assert deps.update_message() == ""  # the wheel in the ZIP and QGIS's carl_geo agree
+    note = deps.update_message(bundled="0.2.0", installed="0.1.0")
+    assert "carries carl_geo 0.2.0" in note and "has carl_geo 0.1.0" in note and "Install CARL dependencies" in note
+
+
 def test_proj_clash_warning_only_for_a_bundled_proj_on_linux(installed_plugin: Any) -> None:
     deps = sys.modules["carl_qgis.deps"]
     wheel = ["pyproj/__init__.py", "pyproj.libs/libproj-1eb8c554.so.25.9.5.1", "pyproj.libs/libsqlite3-341faa0b.so"]
