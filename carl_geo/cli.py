@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "carl_geo.inference.cli",
     "carl_geo.training.cli",
     "carl_geo.evaluation.geobench.cli",
+    "carl_geo.weights.cli",
 )
 
 

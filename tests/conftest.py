@@ -14,6 +14,8 @@ import torch
 import carl_geo
 
 ROOT = Path(__file__).resolve().parents[1]
+# No test may reach the internet: weights downloads are off unless a test turns them on (loopback server).
+os.environ.setdefault("CARL_GEO_OFFLINE", "1")
 
 #: a very small CARL (upstream ``model_kwargs`` layout) so that SSL runs take seconds on a CPU
 MICRO_BACKBONE = {"patch_size": 8,

@@ -38,11 +38,13 @@ def test_weights_enum_meta():
     assert get_model_weights(carl_geo.models.registry.carl) is enum
 
 
-def test_weights_load_from_local_file_only(tmp_path, monkeypatch):
+def test_weights_load_from_a_local_file(tmp_path, monkeypatch):
     weight = get_weight("CARL_Weights.CARL_SSL")
     monkeypatch.setenv("CARL_GEO_WEIGHTS", str(tmp_path / "absent.ckpt"))
-    with pytest.raises(FileNotFoundError, match="never downloads"):
+    monkeypatch.setenv("CARL_GEO_OFFLINE", "1")  # a missing file would be downloaded (tests/test_weights.py)
+    with pytest.raises(FileNotFoundError, match="downloads are turned off") as info:
         get_model("carl", weights=weight)
+    assert str(tmp_path / "absent.ckpt") in str(info.value) and weight.url in str(info.value)
     # a file in the published layout (random weights here) loads through the torchgeo API
     ref = carl_geo.CARL(carl_geo.published_config())
     ckpt = tmp_path / "ssl_checkpoint_carl.ckpt"

@@ -6,10 +6,10 @@ torchgeo (0.8 - 0.10) has no public hook for third-party models: ``get_model``,
 builders and weights enum to those dicts, here and nowhere else, and is a no-op when torchgeo is
 not installed (the model itself needs only torch and timm).
 
-Weights never download: the published CARL-SSL checkpoint is hosted on a research data
-repository that offline machines cannot reach. Put the file (``ssl_checkpoint_carl.ckpt``) at
-``$CARL_GEO_WEIGHTS`` or in ``$CARL_GEO_HOME`` (default ``~/.cache/carl_geo``), or pass a path
-with ``carl_geo.load_carl(path)``.
+Weights download on first use, as torchgeo's do: ``get_model("carl", weights=CARL_Weights.CARL_SSL)``
+fetches the published CARL-SSL checkpoint into ``$CARL_GEO_HOME`` (default ``~/.cache/carl_geo``;
+``$CARL_GEO_WEIGHTS`` names the file directly), verifies it and loads the backbone; see
+:mod:`carl_geo.weights`. ``CARL_GEO_OFFLINE=1`` turns the download off.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from torch import Tensor
 
 from carl_geo.models.carl import CARL
 from carl_geo.models.checkpoint import backbone_state_dict, load_backbone_weights, read_checkpoint
-from carl_geo.models.config import published_config, tiny_config
+from carl_geo.models.config import get_config, published_config, tiny_config
 from carl_geo.transforms import ImageStandardize
+from carl_geo.weights.store import CARL_SSL, ensure_weights, get_weights_file, weights_path
 
-PUBLISHED_URL = "https://zenodo.org/records/18671944/files/ssl_checkpoint_carl.ckpt"
-PUBLISHED_FILENAME = "ssl_checkpoint_carl.ckpt"
+PUBLISHED_URL = CARL_SSL.url
+PUBLISHED_FILENAME = CARL_SSL.filename
 
 
 CARL_META: dict[str, Any] = {
@@ -49,25 +50,32 @@ CARL_META: dict[str, Any] = {
 
 
 def local_weights_path(filename: str = PUBLISHED_FILENAME) -> Path:
-    """Where carl_geo looks for a weights file: ``$CARL_GEO_WEIGHTS`` if set, else
+    """Where carl_geo keeps a weights file: ``$CARL_GEO_WEIGHTS`` if set (CARL-SSL), else
     ``$CARL_GEO_HOME/<filename>`` (default home ``~/.cache/carl_geo``)."""
-    env = os.environ.get("CARL_GEO_WEIGHTS")
-    if env:
-        return Path(env).expanduser()
-    home = Path(os.environ.get("CARL_GEO_HOME", "~/.cache/carl_geo")).expanduser()
-    return home / filename
+    if filename == CARL_SSL.filename:
+        return weights_path(CARL_SSL)
+    return weights_path(CARL_SSL.with_(filename=filename, path_env=None))
 
 
-def _load_published(model: CARL, which: str = "student") -> CARL:
-    path = local_weights_path()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"CARL-SSL weights not found at {path}. carl_geo never downloads at run time: fetch "
-            f"{PUBLISHED_URL} on a machine with internet access and place it there "
-            "(or set CARL_GEO_WEIGHTS=/path/to/ssl_checkpoint_carl.ckpt)."
-        )
+def _load_published(which: str = "student", progress: bool = True) -> CARL:
+    """The CARL-SSL backbone (architecture of the weights file's ``config``), downloading the
+    checkpoint first if it is missing (``carl_geo.weights.ensure_weights``)."""
+    spec = get_weights_file(CARL_SSL.name)
+    bar = _terminal_progress() if progress else None
+    try:
+        path = ensure_weights(spec, progress=bar, log=bar.log if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    model = CARL(get_config(spec.config))
     load_backbone_weights(model, backbone_state_dict(read_checkpoint(path)["state_dict"], which))
     return model
+
+
+def _terminal_progress() -> Any:
+    from carl_geo.progress_bar import ProgressBar
+
+    return ProgressBar("CARL-SSL weights", "B", unit_scale=True, unit_divisor=1024)
 
 
 def carl(weights: Any = None, *args: Any, **kwargs: Any) -> CARL:
@@ -77,12 +85,11 @@ def carl(weights: Any = None, *args: Any, **kwargs: Any) -> CARL:
     If you use this model in your research, please cite https://arxiv.org/abs/2504.19223.
 
     Args:
-        weights: ``CARL_Weights.CARL_SSL`` (loaded from a local file, see module docs) or None.
+        weights: ``CARL_Weights.CARL_SSL`` (downloaded into the cache on first use, see module docs) or None.
     """
-    model = CARL(published_config())
     if weights is not None:
-        _load_published(model)
-    return model
+        return _load_published()
+    return CARL(published_config())
 
 
 def carl_tiny(weights: Any = None, *args: Any, **kwargs: Any) -> CARL:
@@ -109,9 +116,9 @@ def weights_enums() -> tuple[type, type]:
 
             CARL_SSL = Weights(url=PUBLISHED_URL, transforms=ImageStandardize(), meta=dict(CARL_META))
 
-            def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
-                """The backbone state dict from the local file (never downloads)."""
-                return _load_published(CARL(published_config())).state_dict()
+            def get_state_dict(self, progress: bool = True, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+                """The backbone state dict (the checkpoint is downloaded on first use)."""
+                return _load_published(progress=progress).state_dict()
 
         class CARLTiny_Weights(WeightsEnum):  # type: ignore[misc]
             """No published weights exist for the tiny CARL."""

@@ -1,9 +1,11 @@
 """Dependency check: are carl_geo and torch installed in QGIS's Python?
 
-QGIS ships its own Python without PyTorch. The plugin never installs anything itself: when
-``carl_geo`` or ``torch`` cannot be imported it shows one message with the exact ``pip``
-command for the Python that QGIS runs (on Windows and macOS ``sys.executable`` is the QGIS
-program, not Python, so the interpreter is derived from ``sys.exec_prefix``).
+QGIS ships its own Python without PyTorch. When ``carl_geo`` or ``torch`` cannot be imported the
+plugin shows one message that points to "Install CARL dependencies" (menu, message bar button,
+Processing algorithm: no terminal needed; see :mod:`carl_qgis.installer`) and, for people who
+prefer a terminal, the exact ``pip`` command for the Python that QGIS runs with the carl_geo
+wheel bundled in the plugin (on Windows and macOS ``sys.executable`` is the QGIS program, not
+Python, so the interpreter is derived from ``sys.exec_prefix``).
 
 This module imports nothing from QGIS or carl_geo at import time, so it is safe to import
 from ``classFactory`` whatever is installed.
@@ -22,8 +24,13 @@ from pathlib import Path
 
 #: Modules the algorithms import (in this order: a missing torch explains a failing carl_geo).
 REQUIRED_MODULES: tuple[str, ...] = ("numpy", "torch", "rasterio", "carl_geo")
-#: The pip requirement that brings all of them.
+#: The pip requirement that brings all of them when the plugin carries no wheel (a source checkout).
 PIP_REQUIREMENT = "carl-geo"
+#: Where the plugin ZIP carries the carl_geo wheel (qgis_plugin/build_zip.py).
+WHEELS_DIR = Path(__file__).with_name("wheels")
+#: How to install without a terminal.
+INSTALL_HINT = ("Install them from the QGIS menu Plugins > CARL > Install CARL dependencies... (or run the "
+                "Processing algorithm CARL > Install CARL dependencies); no terminal is needed.")
 #: Oldest Python carl-geo supports (pyproject's requires-python).
 MIN_PYTHON = (3, 11)
 
@@ -64,8 +71,8 @@ class DependencyStatus:
             )
         return (
             f"CARL plugin: the Python packages it needs are not installed in QGIS's Python ({names}; "
-            f"{first_reason}). Close QGIS, run this command in a terminal (on Windows: the OSGeo4W Shell), "
-            f"then restart QGIS:\n{self.pip_command}"
+            f"{first_reason}). {INSTALL_HINT} Or, in a terminal (on Windows: the OSGeo4W Shell), run this "
+            f"and restart QGIS:\n{self.pip_command}"
         )
 
 
@@ -121,11 +128,46 @@ def externally_managed() -> bool:
     return (Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED").is_file()
 
 
-def pip_command(python: str | None = None, requirement: str = PIP_REQUIREMENT,
+def pip_requirement(folder: Path = WHEELS_DIR) -> str:
+    """The carl_geo wheel bundled with the plugin (quoted when its path has spaces), else
+    :data:`PIP_REQUIREMENT`."""
+    wheels = sorted(folder.glob("carl_geo-*.whl")) if folder.is_dir() else []
+    if not wheels:
+        return PIP_REQUIREMENT
+    path = str(wheels[-1])
+    return f'"{path}"' if " " in path else path
+
+
+def bundled_version(folder: Path = WHEELS_DIR) -> str | None:
+    """Version of the carl_geo wheel the plugin carries (from its file name), or None."""
+    wheels = sorted(folder.glob("carl_geo-*.whl")) if folder.is_dir() else []
+    return wheels[-1].name.split("-")[1] if wheels else None
+
+
+def update_message(bundled: str | None = None, installed: str | None = None) -> str:
+    """A note when the plugin carries another carl_geo version than the one QGIS's Python has (the
+    plugin was updated; the private environment was not). Empty when they agree or one is unknown."""
+    bundled = bundled if bundled is not None else bundled_version()
+    if installed is None:
+        try:
+            from importlib.metadata import PackageNotFoundError, version
+
+            installed = version("carl-geo")
+        except (ImportError, PackageNotFoundError):
+            installed = None
+    if not bundled or not installed or bundled == installed:
+        return ""
+    return (f"CARL plugin: it carries carl_geo {bundled} but QGIS's Python has carl_geo {installed}. Run Plugins > "
+            "CARL > Install CARL dependencies... to update it.")
+
+
+def pip_command(python: str | None = None, requirement: str | None = None,
                 managed: bool | None = None) -> str:
-    """``"<qgis python>" -m pip install <requirement>`` (quoted when the path has spaces). For an
-    externally managed system Python (``managed``, default: :func:`externally_managed`) the
-    packages go to the user's site-packages: ``--user --break-system-packages``."""
+    """``"<qgis python>" -m pip install <requirement>`` (quoted when the path has spaces; default
+    requirement: :func:`pip_requirement`). For an externally managed system Python (``managed``,
+    default: :func:`externally_managed`) the packages go to the user's site-packages:
+    ``--user --break-system-packages``."""
+    requirement = requirement or pip_requirement()
     python = python or qgis_python()
     managed = externally_managed() if managed is None else managed
     quoted = f'"{python}"' if (" " in python or "\\" in python) else python

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsFillSymbol,
     QgsMapLayer,
     QgsPalettedRasterRenderer,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
     QgsRasterLayer,
+    QgsRendererCategory,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
 
@@ -69,4 +73,49 @@ def style_on_load(context: QgsProcessingContext, output_path: str, class_names: 
     details.setPostProcessor(ClassStylePostProcessor(class_names, colors, layer_name))
     if layer_name:
         details.name = layer_name
+    return True
+
+
+def categorized_renderer(class_names: Sequence[str], colors: Sequence[Sequence[int]],
+                         field: str = "class_id") -> QgsCategorizedSymbolRenderer:
+    """Renderer of the class polygons: category ``i`` of ``field`` filled with ``colors[i]``, legend
+    ``class_names[i]``."""
+    if len(class_names) != len(colors):
+        raise ValueError(f"{len(class_names)} class names but {len(colors)} colours")
+    categories = []
+    for i, (name, c) in enumerate(zip(class_names, colors)):
+        symbol = QgsFillSymbol.createSimple({"color": f"{int(c[0])},{int(c[1])},{int(c[2])},255",
+                                             "outline_color": "50,50,50,255", "outline_width": "0.1"})
+        categories.append(QgsRendererCategory(i, symbol, str(name)))
+    return QgsCategorizedSymbolRenderer(field, categories)
+
+
+class PolygonStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Gives the loaded class polygons the categorized renderer (kept alive like
+    :class:`ClassStylePostProcessor`)."""
+
+    _alive: list[PolygonStylePostProcessor] = []
+
+    def __init__(self, class_names: Sequence[str], colors: Sequence[Sequence[int]]) -> None:
+        super().__init__()
+        self.class_names = list(class_names)
+        self.colors = [tuple(int(v) for v in c) for c in colors]
+        PolygonStylePostProcessor._alive.append(self)
+
+    def postProcessLayer(self, layer: QgsMapLayer, context: QgsProcessingContext,  # noqa: N802 (Qt API)
+                         feedback: QgsProcessingFeedback) -> None:
+        if isinstance(layer, QgsVectorLayer) and layer.isValid():
+            layer.setRenderer(categorized_renderer(self.class_names, self.colors))
+            layer.triggerRepaint()
+        if self in PolygonStylePostProcessor._alive:
+            PolygonStylePostProcessor._alive.remove(self)
+
+
+def style_polygons_on_load(context: QgsProcessingContext, destination: str, class_names: Sequence[str],
+                           colors: Sequence[Sequence[int]]) -> bool:
+    """Attach a :class:`PolygonStylePostProcessor` to the class polygons if Processing will load them."""
+    if not colors or not context.willLoadLayerOnCompletion(destination):
+        return False
+    details = context.layerToLoadOnCompletionDetails(destination)
+    details.setPostProcessor(PolygonStylePostProcessor(class_names, colors))
     return True

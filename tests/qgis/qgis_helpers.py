@@ -128,3 +128,28 @@ class CancelAfterFirstStep:
                 self.cancel()
 
         return _Feedback()
+
+
+def make_wheel(folder: Path, name: str = "carl_tinydep", version: str = "1.0", body: str = "VALUE = 42\n") -> Path:
+    """A minimal valid pure-Python wheel ``<name>-<version>-py3-none-any.whl`` (one module) in ``folder``."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name}-{version}"
+    files = {f"{name}/__init__.py": body + f"__version__ = {version!r}\n",
+             f"{dist}.dist-info/METADATA":
+                 f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n",
+             f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: carl_geo-tests\nRoot-Is-Purelib: true\n"
+                                       "Tag: py3-none-any\n"}
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist}.dist-info/RECORD,,")
+    out = Path(folder) / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(out, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+        zf.writestr(f"{dist}.dist-info/RECORD", "\n".join(record) + "\n")
+    return out

@@ -3,6 +3,7 @@ no crash, no silent install, algorithms that refuse to run with the same message
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -81,15 +82,18 @@ def test_missing_carl_geo_gives_one_message_with_pip_command(missing_carl_geo: A
     assert len(iface.messages) == 1
     title, text, level = iface.messages[0]
     assert title == "CARL" and level == Qgis.Critical
-    expected_cmd = f"{sys.executable} -m pip install carl-geo"
+    wheel = Path(sys.modules["carl_qgis"].__file__).parent / "wheels" / "carl_geo-0.1.0-py3-none-any.whl"
+    assert wheel.is_file()  # the terminal fallback installs the wheel the plugin carries, not a PyPI name
+    expected_cmd = f"{sys.executable} -m pip install {wheel}"
     assert expected_cmd in text and "carl_geo" in text and "No module named 'carl_geo'" in text
+    assert "Plugins > CARL > Install CARL dependencies" in text and "no terminal is needed" in text
     assert [m for m, _, lvl in log if lvl == Qgis.Critical] == [text]
 
     # the registered algorithms refuse to run, with the same instructions
     alg = QgsApplication.processingRegistry().createAlgorithmById("carl:segmentraster")
     ok, message = alg.canExecute()
     assert not ok and expected_cmd in message
-    with pytest.raises(QgsProcessingException, match="pip install carl-geo"):
+    with pytest.raises(QgsProcessingException, match="Install CARL dependencies"):
         processing.run("carl:segmentraster", {"INPUT": str(scene_tif), "MODEL": str(seg_model_path),
                                               "OUTPUT": "TEMPORARY_OUTPUT"})
 
@@ -104,7 +108,9 @@ def test_qgis_python_path_on_each_platform(installed_plugin: Any, tmp_path: Path
     (win / "python.exe").write_bytes(b"")
     py = deps.qgis_python(str(tmp_path / "QGIS 3.22" / "bin" / "qgis-bin.exe"), str(win), "win32")
     assert py == str(win / "python.exe")
-    assert deps.pip_command(py, managed=False) == f'"{win / "python.exe"}" -m pip install carl-geo'
+    assert deps.pip_command(py, requirement="carl-geo", managed=False) == \
+        f'"{win / "python.exe"}" -m pip install carl-geo'
+    assert deps.pip_command(py, managed=False).endswith("wheels" + os.sep + "carl_geo-0.1.0-py3-none-any.whl")
     # macOS app bundle: sys.executable is the QGIS program
     mac = tmp_path / "QGIS.app" / "Contents" / "MacOS"
     (mac / "bin").mkdir(parents=True)
@@ -120,7 +126,7 @@ def test_qgis_python_path_on_each_platform(installed_plugin: Any, tmp_path: Path
     usr_python = str(usr / "bin" / f"python{major}.{minor}")
     assert deps.qgis_python("/root/.pyenv/shims/python3", str(usr), "linux") == usr_python
     # Debian's python3 is externally managed (PEP 668): install into the user's site-packages
-    assert deps.pip_command("/usr/bin/python3.11", managed=True) == \
+    assert deps.pip_command("/usr/bin/python3.11", requirement="carl-geo", managed=True) == \
         "/usr/bin/python3.11 -m pip install --user --break-system-packages carl-geo"
     # nothing found: a generic name, never the QGIS program itself
     assert deps.qgis_python("/opt/qgis/bin/qgis", str(tmp_path / "nowhere"), "linux") == "python3"
@@ -142,6 +148,14 @@ def test_dependency_status_collects_every_failure(installed_plugin: Any) -> None
     assert "torch, carl_geo" in status.message and "OSError: libtorch_cpu.so" in status.message
     ok = deps.check_dependencies()
     assert ok.ok and ok.message == ""
+
+
+def test_update_note_when_the_plugin_carries_another_carl_geo(installed_plugin: Any) -> None:
+    deps = sys.modules["carl_qgis.deps"]
+    assert deps.bundled_version() == "0.1.0"
+    assert deps.update_message() == ""  # the wheel in the ZIP and QGIS's carl_geo agree
+    note = deps.update_message(bundled="0.2.0", installed="0.1.0")
+    assert "carries carl_geo 0.2.0" in note and "has carl_geo 0.1.0" in note and "Install CARL dependencies" in note
 
 
 def test_proj_clash_warning_only_for_a_bundled_proj_on_linux(installed_plugin: Any) -> None:
@@ -203,12 +217,13 @@ def test_plugin_in_a_qgis_python_without_carl_geo(plugin_zip: Path, tmp_path: Pa
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
-    assert lines["ALGS"] == "['carl:extractfeatures', 'carl:segmentraster', 'carl:trainfrompolygons']"
+    assert lines["ALGS"] == ("['carl:downloadweights', 'carl:extractfeatures', 'carl:installdependencies', "
+                             "'carl:segmentraster', 'carl:trainfrompolygons']")
     assert lines["SENSOR_OPTIONS"] == "['auto']"
     assert lines["MESSAGES"] == "1"
     flags = "--user --break-system-packages " if system_python_managed() else ""
-    command = f"{SYSTEM_PYTHON} -m pip install {flags}carl-geo"
+    command = f"{SYSTEM_PYTHON} -m pip install {flags}{plugins}/carl_qgis/wheels/carl_geo-0.1.0-py3-none-any.whl"
     assert command in lines["MESSAGE"]
     assert "torch" in lines["MESSAGE"] and "carl_geo" in lines["MESSAGE"]
-    assert command in lines["RUN_ERROR"]
+    assert command in lines["RUN_ERROR"] and "Install CARL dependencies" in lines["RUN_ERROR"]
     assert lines["TORCH_LOADED"] == "False"

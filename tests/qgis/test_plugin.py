@@ -30,7 +30,8 @@ from qgis_helpers import (  # noqa: E402
 
 pytestmark = pytest.mark.qgis
 
-ALGORITHM_IDS = {"carl:segmentraster", "carl:extractfeatures", "carl:trainfrompolygons"}
+ALGORITHM_IDS = {"carl:segmentraster", "carl:extractfeatures", "carl:trainfrompolygons", "carl:installdependencies",
+                 "carl:downloadweights"}
 
 
 def run(alg_id: str, params: dict[str, Any], feedback: Any = None) -> dict[str, Any]:
@@ -63,7 +64,20 @@ def test_zip_layout(plugin_zip: Path) -> None:
     general = meta["general"]
     assert general["name"] == "CARL" and general["version"] == "0.1.0"
     assert general["qgisMinimumVersion"] == "3.22" and general["experimental"] == "True"
-    assert general["hasProcessingProvider"] == "yes"
+    assert general["hasProcessingProvider"] == "yes" and general["supportsQt6"] == "True"
+    # the plugin carries carl_geo itself (nothing depends on a PyPI name): a wheel built from this repository
+    wheels = [n for n in names if n.startswith("carl_qgis/wheels/")]
+    assert wheels == ["carl_qgis/wheels/carl_geo-0.1.0-py3-none-any.whl"]
+    import io
+
+    wheel = zipfile.ZipFile(io.BytesIO(zipfile.ZipFile(plugin_zip).read(wheels[0])))
+    inside = set(wheel.namelist())
+    for required in ("carl_geo/__init__.py", "carl_geo/weights/published_keys.json", "carl_geo/weights/store.py",
+                     "carl_geo/sample_data/nc_landsat7/landsat7_2000.tif", "carl_geo-0.1.0.dist-info/METADATA"):
+        assert required in inside
+    assert not [n for n in inside if "__pycache__" in n or n.startswith(("tests/", "qgis_plugin/"))]
+    metadata = wheel.read("carl_geo-0.1.0.dist-info/METADATA").decode()
+    assert "Requires-Dist: torch>=2.4" in metadata and "Requires-Python: >=3.11" in metadata
 
 
 def test_installed_plugin_registers_provider(installed_plugin: Any, qgis_profile: Path) -> None:
@@ -98,7 +112,7 @@ def test_sensor_parameter_lists_carl_geo_presets(carl_provider: Any) -> None:
     assert options[0] == "auto" and set(options[1:]) == set(carl_geo.SENSORS)
     from qgis.core import QgsProcessingParameterDefinition
 
-    assert alg.parameterDefinition("WAVELENGTHS").flags() & QgsProcessingParameterDefinition.FlagAdvanced
+    assert alg.parameterDefinition("WAVELENGTHS").flags() & QgsProcessingParameterDefinition.Flag.FlagAdvanced
     assert alg.parameterDefinition("DEVICE").options() == ["auto", "cpu", "cuda"]
     assert alg.parameterDefinition("OUTPUT_TYPE").options() == ["classes", "probabilities"]
 

@@ -32,6 +32,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 
 from carl_qgis import deps
+from carl_qgis.compat import FLAG_CAN_CANCEL, NUMBER_INTEGER, PARAM_ADVANCED
 
 AUTO = "auto"
 DEVICES = ("auto", "cpu", "cuda")
@@ -82,6 +83,12 @@ def _sensor_table() -> dict[str, Any]:
             return {}
 
 
+def reset_sensor_presets() -> None:
+    """Forget the cached preset names (after "Install CARL dependencies" made carl_geo available)."""
+    global _PRESETS
+    _PRESETS = None
+
+
 def import_carl(module: str) -> Any:
     """Import a carl_geo module; an ImportError (e.g. a dependency version that does not fit this
     Python) becomes a QgsProcessingException that names the problem and the pip command."""
@@ -90,8 +97,8 @@ def import_carl(module: str) -> Any:
     except ImportError as e:
         raise QgsProcessingException(
             f"carl_geo is installed but {module} cannot be imported in QGIS's Python "
-            f"({type(e).__name__}: {e}). A package it needs has a version that does not fit; update with:\n"
-            f"{deps.pip_command(requirement='--upgrade carl-geo')}") from e
+            f"({type(e).__name__}: {e}). A package it needs has a version that does not fit: run Plugins > CARL > "
+            "Install CARL dependencies... again (it builds a fresh private environment).") from e
 
 
 def parse_wavelengths(text: str) -> list[float] | None:
@@ -160,7 +167,7 @@ def check_band_count(layer: QgsRasterLayer, wavelengths: list[float] | None,
 
 def set_advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
     """``param`` with the Advanced flag set (shown under "Advanced Parameters"); returns it."""
-    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    param.setFlags(param.flags() | PARAM_ADVANCED)
     return param
 
 
@@ -213,8 +220,8 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
     def groupId(self) -> str:  # noqa: N802
         return ""
 
-    def flags(self) -> QgsProcessingAlgorithm.Flags:
-        return super().flags() | QgsProcessingAlgorithm.FlagCanCancel
+    def flags(self) -> Any:  # QgsProcessingAlgorithm.Flags (QGIS 3) / Qgis.ProcessingAlgorithmFlags (QGIS 4)
+        return super().flags() | FLAG_CAN_CANCEL
 
     def canExecute(self) -> tuple[bool, str]:  # noqa: N802
         status = deps.status()
@@ -245,13 +252,13 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
         """Tile size, overlap and batch size of the tiled prediction (``advanced``: under Advanced Parameters)."""
         params = [
             QgsProcessingParameterNumber(
-                self.TILE_SIZE, self.tr("Tile size (pixels)"), QgsProcessingParameterNumber.Integer, 256,
+                self.TILE_SIZE, self.tr("Tile size (pixels)"), NUMBER_INTEGER, 256,
                 minValue=16, maxValue=8192),
             QgsProcessingParameterNumber(
-                self.OVERLAP, self.tr("Tile overlap (pixels)"), QgsProcessingParameterNumber.Integer, 64,
+                self.OVERLAP, self.tr("Tile overlap (pixels)"), NUMBER_INTEGER, 64,
                 minValue=0, maxValue=4096),
             QgsProcessingParameterNumber(
-                self.BATCH_SIZE, self.tr("Batch size (tiles per forward pass)"), QgsProcessingParameterNumber.Integer,
+                self.BATCH_SIZE, self.tr("Batch size (tiles per forward pass)"), NUMBER_INTEGER,
                 batch_size, minValue=1, maxValue=1024),
         ]
         for param in params:

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterRasterDestination,
 )
 
@@ -19,6 +20,7 @@ from carl_qgis.algorithms.base import (
     load_model_file,
     predict_to_file,
 )
+from carl_qgis.algorithms.published_weights import PUBLISHED_CHOICE, published_weights_path
 
 DTYPES = ("float32", "float16")
 
@@ -27,6 +29,7 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
     """Input raster (C bands) + CARL weights -> embedding raster (D bands, input grid)."""
 
     DTYPE = "DTYPE"
+    PUBLISHED_BACKBONE = "PUBLISHED_BACKBONE"
 
     def name(self) -> str:
         return "extractfeatures"
@@ -38,11 +41,13 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
         return self.tr(
             "Computes CARL's camera-agnostic per-pixel features (an embedding raster with D bands, on the input "
             "grid) from any raster with band wavelengths. Use it with a backbone weights file or any CARL model "
-            "file; the features feed clustering, similarity search or your own classifiers.")
+            "file; the features feed clustering, similarity search or your own classifiers. Or tick 'Use the "
+            "published CARL-SSL backbone': the pretrained checkpoint is downloaded once (1.33 GB) and verified.")
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.add_input_raster()
-        self.add_model_file(self.tr("CARL model or backbone weights file"))
+        self.add_model_file(self.tr("CARL model or backbone weights file"), optional=True)
+        self.addParameter(QgsProcessingParameterBoolean(self.PUBLISHED_BACKBONE, self.tr(PUBLISHED_CHOICE), False))
         self.add_wavelength_parameters()
         self.add_tiling_parameters()
         self.add_device_parameter()
@@ -53,7 +58,14 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         self.require_dependencies()
         layer, src = self.input_raster(parameters, context)
-        model_path = self.model_path(parameters, context)
+        if self.parameterAsBool(parameters, self.PUBLISHED_BACKBONE, context):
+            if self.parameterAsFile(parameters, self.MODEL, context):
+                raise QgsProcessingException("Choose either a model file or the published CARL-SSL backbone, not both.")
+            model_path = published_weights_path(feedback)
+        elif not self.parameterAsFile(parameters, self.MODEL, context):
+            raise QgsProcessingException("Choose a CARL model file, or tick 'Use the published CARL-SSL backbone'.")
+        else:
+            model_path = self.model_path(parameters, context)
         wl_args = self.wavelength_args(parameters, context, layer)
         tiling = self.tiling_args(parameters, context)
         dtype = self.parameterAsEnumString(parameters, self.DTYPE, context) or "float32"

@@ -19,7 +19,13 @@ from carl_qgis.algorithms.base import (
     load_model_file,
     predict_to_file,
 )
-from carl_qgis.styling import style_on_load
+from carl_qgis.algorithms.class_polygons import (
+    OUTPUT_POLYGONS,
+    polygons_parameter,
+    wants_polygons,
+    write_class_polygons,
+)
+from carl_qgis.styling import style_on_load, style_polygons_on_load
 
 OUTPUT_TYPES = ("classes", "probabilities")
 
@@ -52,6 +58,7 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
         self.add_device_parameter()
         self.addParameter(choice_parameter(self.OUTPUT_TYPE, self.tr("Output"), OUTPUT_TYPES, "classes"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Segmentation")))
+        self.addParameter(polygons_parameter())
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -62,6 +69,8 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
         tiling = self.tiling_args(parameters, context)
         output = self.parameterAsEnumString(parameters, self.OUTPUT_TYPE, context) or "classes"
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if wants_polygons(parameters) and output != "classes":
+            raise QgsProcessingException("Class polygons need the output 'classes'; choose it, or skip the polygons.")
 
         bundle = load_model_file(model_path)
         if bundle.task != "segmentation":
@@ -74,6 +83,11 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
                                  cancelled="CARL segment raster was cancelled; no output was written.")
         feedback.pushInfo(f"Wrote {result.path}: {result.width} x {result.height} px, {result.count} band(s), "
                           f"{result.tiles} tiles in {result.seconds:.1f} s")
+        results = {self.OUTPUT: dst}
         if output == "classes":
             style_on_load(context, dst, bundle.class_names, bundle.colors)
-        return {self.OUTPUT: dst}
+            polygons = write_class_polygons(self, parameters, context, feedback, dst, bundle.class_names)
+            if polygons is not None:
+                style_polygons_on_load(context, polygons, bundle.class_names, bundle.colors)
+                results[OUTPUT_POLYGONS] = polygons
+        return results

@@ -14,11 +14,11 @@ from qgis.core import (
     QgsFeature,
     QgsFeatureSource,
     QgsFields,
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
@@ -38,6 +38,8 @@ from carl_qgis.algorithms.base import (
     set_advanced,
     user_error,
 )
+from carl_qgis.algorithms.published_weights import PUBLISHED_CHOICE, published_weights_path
+from carl_qgis.compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_POLYGON
 from carl_qgis.styling import style_on_load
 
 #: Share of the progress bar used by training; the rest is the prediction of the whole raster.
@@ -65,7 +67,7 @@ def export_labels(source: QgsFeatureSource, field: str, folder: str) -> Path:
     options.layerName = "labels"
     writer = QgsVectorFileWriter.create(str(path), fields, source.wkbType(), source.sourceCrs(),
                                         QgsCoordinateTransformContext(), options)
-    if writer.hasError() != QgsVectorFileWriter.NoError:
+    if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
         raise QgsProcessingException(f"Could not write the training polygons to {path}: {writer.errorMessage()}")
     n = 0
     for feature in source.getFeatures():
@@ -89,6 +91,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
     POLYGONS = "POLYGONS"
     FIELD = "FIELD"
     WEIGHTS = "WEIGHTS"
+    PUBLISHED_BACKBONE = "PUBLISHED_BACKBONE"
     CONFIG = "CONFIG"
     EPOCHS = "EPOCHS"
     CHIP_SIZE = "CHIP_SIZE"
@@ -109,31 +112,33 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         return self.tr(
             "Trains a CARL segmentation model from polygons you digitised over a raster (one class per polygon, "
             "read from a field), reports its accuracy on held-out polygons, saves the model file and classifies "
-            "the whole raster with it. Give pretrained backbone weights to train only the head (faster, needs "
-            "fewer polygons); without them the small 'tiny' network is trained end to end.")
+            "the whole raster with it. Give pretrained backbone weights, or tick 'Use the published CARL-SSL "
+            "backbone' (downloaded once, 1.33 GB), to train only the head (faster, needs fewer polygons); without "
+            "them the small 'tiny' network is trained end to end.")
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.add_input_raster()
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.POLYGONS, self.tr("Training polygons"), [QgsProcessing.TypeVectorPolygon]))
+            self.POLYGONS, self.tr("Training polygons"), [SOURCE_POLYGON]))
         self.addParameter(QgsProcessingParameterField(
             self.FIELD, self.tr("Class field"), parentLayerParameterName=self.POLYGONS))
         self.add_wavelength_parameters()
         self.add_model_file(self.tr("Pretrained backbone weights (optional)"), self.WEIGHTS, optional=True)
+        self.addParameter(QgsProcessingParameterBoolean(self.PUBLISHED_BACKBONE, self.tr(PUBLISHED_CHOICE), False))
         self.addParameter(QgsProcessingParameterNumber(
-            self.EPOCHS, self.tr("Epochs (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0,
+            self.EPOCHS, self.tr("Epochs (0 = automatic)"), NUMBER_INTEGER, 0,
             minValue=0, maxValue=10000))
         self.add_device_parameter()
         advanced = [
             choice_parameter(self.CONFIG, self.tr("Network size (without pretrained weights)"),
                              ["tiny", "published"], "tiny"),
             QgsProcessingParameterNumber(self.CHIP_SIZE, self.tr("Training chip size (pixels)"),
-                                         QgsProcessingParameterNumber.Integer, 64, minValue=16, maxValue=1024),
+                                         NUMBER_INTEGER, 64, minValue=16, maxValue=1024),
             QgsProcessingParameterNumber(self.TRAIN_BATCH_SIZE, self.tr("Training batch size"),
-                                         QgsProcessingParameterNumber.Integer, 8, minValue=1, maxValue=1024),
+                                         NUMBER_INTEGER, 8, minValue=1, maxValue=1024),
             QgsProcessingParameterNumber(self.VAL_FRACTION, self.tr("Share of polygons held out for validation"),
-                                         QgsProcessingParameterNumber.Double, 0.25, minValue=0.0, maxValue=0.9),
-            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer,
+                                         NUMBER_DOUBLE, 0.25, minValue=0.0, maxValue=0.9),
+            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), NUMBER_INTEGER,
                                          0, minValue=0),
         ]
         for param in advanced:
@@ -158,6 +163,11 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         weights = self.parameterAsFile(parameters, self.WEIGHTS, context) or None
         if weights and not Path(weights).is_file():
             raise QgsProcessingException(f"Pretrained weights file not found: {weights}")
+        if self.parameterAsBool(parameters, self.PUBLISHED_BACKBONE, context):
+            if weights:
+                raise QgsProcessingException("Choose either a pretrained weights file or the published CARL-SSL "
+                                             "backbone, not both.")
+            weights = published_weights_path(feedback)
         epochs = self.parameterAsInt(parameters, self.EPOCHS, context) or None
         model_out = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)

@@ -1,0 +1,42 @@
+"""Published CARL weights on demand, the torchgeo way.
+
+``torchgeo.models.get_model("carl", weights=CARL_Weights.CARL_SSL)`` (and :func:`ensure_weights`)
+download the published CARL-SSL checkpoint (Zenodo record 18671944, 1.33 GB) into the cache the
+first time it is needed:
+
+* cache: ``$CARL_GEO_HOME`` (default ``~/.cache/carl_geo``); ``$CARL_GEO_WEIGHTS`` overrides the
+  CARL-SSL file's path;
+* resumable (HTTP Range) after a dropped connection, with progress and cancel;
+* verified before use: size, SHA-256 recorded at download, ``torch.load(weights_only=True)`` and
+  every key, shape and dtype against the published layout (shipped as package data);
+* ``CARL_GEO_OFFLINE=1`` turns downloads off; the error then names the URL and the target path.
+
+Command line: ``carl-geo weights list | download | verify | path``.
+"""
+
+from carl_geo.weights.download import DownloadCancelled, DownloadError, DownloadResult, download_file
+from carl_geo.weights.layout import CheckpointLayout, TensorSpec, published_layout
+from carl_geo.weights.store import (
+    CARL_SSL,
+    PUBLISHED,
+    OfflineError,
+    Verification,
+    VerificationError,
+    WeightsFile,
+    cache_dir,
+    download_weights,
+    ensure_weights,
+    get_weights_file,
+    offline,
+    quick_check,
+    status,
+    verify_weights,
+    weights_path,
+)
+
+__all__ = [
+    "CARL_SSL", "PUBLISHED", "CheckpointLayout", "DownloadCancelled", "DownloadError", "DownloadResult",
+    "OfflineError", "TensorSpec", "Verification", "VerificationError", "WeightsFile", "cache_dir",
+    "download_file", "download_weights", "ensure_weights", "get_weights_file", "offline", "published_layout",
+    "quick_check", "status", "verify_weights", "weights_path",
+]

@@ -1,0 +1,1 @@
+"""The plugin's dialogs: "Install CARL dependencies" and "Download CARL-SSL weights"."""
