@@ -23,7 +23,7 @@ from carl_geo.training.metrics import confusion_matrix, mean_iou, overall_accura
 SCENE = nc_landsat7()
 #: 160 x 160 px: 5 classes, 9 polygons with >= 8 px, 4 classes with two polygons or more.
 CROP = {"row": 112, "col": 128, "height": 160}
-FAST = {"chip_size": 32, "batch_size": 8, "epochs": 12, "seed": 0, "device": "cpu"}
+FAST = {"chip_size": 32, "batch_size": 8, "max_steps": 96, "seed": 0, "device": "cpu"}
 #: Measured with FAST: held-out OA 0.815 for seeds 0, 1 and 2 (majority-class share 0.466);
 #: the floor leaves a 0.15 margin.
 MIN_HELDOUT_OA = 0.65
@@ -55,8 +55,11 @@ def test_training_learns_held_out_polygons(trained):
     assert rep["overall_accuracy"] >= MIN_HELDOUT_OA, rep
     assert rep["overall_accuracy"] > majority + 0.15, (rep["overall_accuracy"], majority)
     assert 0 < rep["mean_iou"] <= 1 and set(rep["per_class_iou"]) == set(rep["class_names"])
-    assert steps[-1] == (steps[-1][1], steps[-1][1]) and len(steps) == steps[-1][1]
-    assert any("epoch 12/12" in s for s in lines)
+    assert steps[-1] == (96, 96) and [d for d, _ in steps[:-1]] == list(range(1, len(steps)))
+    assert rep["steps"] <= 96 and 1 <= rep["best_step"] <= rep["steps"]
+    assert any(s.startswith("stopped after") for s in lines) and any("validation mIoU" in s for s in lines)
+    recipe = result.bundle.meta["training"]["recipe"]
+    assert recipe["chip_size"] == 32 and recipe["batch_size"] == 8 and recipe["band_subset"] == [3, 6]
     assert result.confusion_png.is_file() and result.confusion_png.name == "landcover_confusion.png"
 
 
@@ -89,7 +92,7 @@ def test_bundle_round_trip_through_the_predictor(trained, crop, tmp_path):
 def test_cli_train_prints_the_report(crop, tmp_path, capsys):
     out = tmp_path / "cli.pt"
     rc = cli_main(["train", "--raster", str(crop.image), "--labels", str(crop.polygons), "--label-field", "label",
-                   "--epochs", "1", "--chip-size", "32", "--device", "cpu", "--out", str(out)])
+                   "--max-steps", "4", "--chip-size", "32", "--device", "cpu", "--out", str(out)])
     text = capsys.readouterr().out
     assert rc == 0 and out.is_file() and (tmp_path / "cli_confusion.png").is_file()
     assert "validation report" in text and "overall accuracy" in text and "shrubland" in text
@@ -100,7 +103,7 @@ def test_cli_train_prints_the_report(crop, tmp_path, capsys):
 def _expect_error(tmp_path, match, raster, labels, field="label", exc=ValueError, **kw):
     out = tmp_path / "m.pt"
     with pytest.raises(exc, match=match):
-        train_from_polygons(raster, labels, field, out, **{**FAST, "epochs": 1, **kw})
+        train_from_polygons(raster, labels, field, out, **{**FAST, "max_steps": 2, **kw})
     assert list(tmp_path.iterdir()) == [p for p in tmp_path.iterdir() if p.suffix != ".pt" and "confusion" not in p.name]
     assert not out.exists() and not (tmp_path / "m_confusion.png").exists()
 
@@ -153,7 +156,7 @@ def test_cancel_writes_nothing(crop, tmp_path):
     out = tmp_path / "m.pt"
     with pytest.raises(TrainingCancelled, match="cancelled after 2"):
         train_from_polygons(crop.image, crop.polygons, "label", out, progress=lambda d, t: d < 2,
-                            **{**FAST, "epochs": 2})
+                            **{**FAST, "max_steps": 16})
     assert list(tmp_path.iterdir()) == []
 
 

@@ -10,7 +10,7 @@ On disk a bundle is a ``torch.save`` dict of plain types and tensors only, so it
 ``torch.load(weights_only=True)``::
 
     {"format": "carl_geo", "version": 1, "kind": "segmentation",
-     "config": CARLConfig.to_dict(), "head": {"type", "num_classes", "kwargs"},
+     "config": CARLConfig.to_dict(), "head": {"type", "num_classes", "kwargs", "band_group_size"},
      "state_dict": CARLSegmenter.state_dict(), "classes": [...], "colors": [[r, g, b], ...],
      "wavelengths": [...], "band_names": [...], "sensor": str | None,
      "normalization": {"mode": "scene"} | {"mode": "fixed", "mean": float, "std": float},
@@ -161,7 +161,8 @@ def load_bundle(path: str | os.PathLike, config: CARLConfig | None = None, which
     try:
         if kind == "segmentation":
             head = ckpt["head"]
-            model: nn.Module = CARLSegmenter(CARL(cfg), int(head["num_classes"]), head["type"], head.get("kwargs"))
+            model: nn.Module = CARLSegmenter(CARL(cfg), int(head["num_classes"]), head["type"], head.get("kwargs"),
+                                             band_group_size=head.get("band_group_size"))
             load_backbone_weights(model, ckpt["state_dict"])
             task = "segmentation"
         else:

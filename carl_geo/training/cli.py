@@ -3,7 +3,7 @@
 Example::
 
     carl-geo train --raster scene.tif --labels polygons.gpkg --label-field class \\
-        --sensor landsat7_etm --epochs 30 --out landcover.pt
+        --sensor landsat7_etm --max-steps 600 --out landcover.pt
 
 Prints a progress bar, the validation report (held-out polygons) and writes
 ``landcover.pt`` plus ``landcover_confusion.png`` beside it.
@@ -26,12 +26,43 @@ def _floats(value: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"wavelengths must be numbers in µm separated by commas, got {value!r}") from None
 
 
+def _band_subset(value: str) -> tuple[int, int] | None:
+    v = value.strip().lower()
+    if v in ("none", "off", "all"):
+        return None
+    try:
+        parts = [int(x) for x in v.replace("-", ",").split(",") if x.strip()]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not 1 <= parts[0] <= parts[1]:
+        raise argparse.ArgumentTypeError(f"--band-subset takes MIN,MAX band counts (e.g. 3,24) or 'none', got {value!r}")
+    return parts[0], parts[1]
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``train`` sub-command."""
+    from carl_geo.models.config import CONFIGS
+    from carl_geo.models.segmentation import HEADS
+    from carl_geo.training.recipe import NORMALIZATIONS
+
     p = subparsers.add_parser(
         "train", help="train a land-cover classifier from polygons on a raster",
         description="Train a CARL segmentation model from labelled polygons (any OGR vector file, any CRS) "
-                    "on one raster; writes a model file for `carl-geo predict` and a validation report.",
+                    "on one raster; writes a model file for `carl-geo predict` and a validation report. "
+                    "Chip, batch and patch size, band subsets and the step budget adapt to the scene "
+                    "unless given.",
     )
     p.add_argument("--raster", required=True, help="input raster (any band count, with a CRS)")
     p.add_argument("--labels", required=True, help="vector file with the training polygons (GeoPackage, Shapefile, ...)")
@@ -42,33 +73,51 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--sensor", help="sensor preset giving the band wavelengths (e.g. sentinel2_l2a, landsat7_etm)")
     g.add_argument("--wavelengths", type=_floats, help="band centre wavelengths in µm, comma separated")
     p.add_argument("--bands", type=_band, nargs="+", help="bands to use: 1-based indexes or names (default all)")
-    p.add_argument("--epochs", type=int, help="epochs of 64 chips (default: 15 end to end, 10 with --weights)")
-    p.add_argument("--config", default="tiny", choices=("tiny", "published"), help="CARL size (default tiny)")
-    p.add_argument("--head", default="progressive", choices=("progressive", "linear"))
-    p.add_argument("--chip-size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-steps", type=_positive_int, help="optimiser steps at most (default 400; training stops "
+                   "earlier when the held-out polygons stop improving)")
+    p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop")
+    p.add_argument("--band-subset", type=_band_subset, default="auto", metavar="MIN,MAX",
+                   help="random subsets of MIN..MAX bands per training chip, or 'none' (default: 3,24 when the "
+                        "raster has more than 3 bands; makes the model work with fewer bands and bounds the cost)")
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default="scene",
+                   help="scalar mean/std of the whole scene (default, stored in the model) or of each chip/tile")
+    p.add_argument("--config", default="tiny", choices=sorted(CONFIGS), help="CARL size (default tiny)")
+    p.add_argument("--head", default="progressive", choices=sorted(HEADS))
+    p.add_argument("--patch-size", type=_positive_int, help="backbone patch size in pixels (default: 2 or 4 from "
+                   "the polygon sizes)")
+    p.add_argument("--chip-size", type=_positive_int, help="training chip side in pixels (default: 16 patches)")
+    p.add_argument("--batch-size", type=_positive_int, help="chips per step (default: from the band count and chip size)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--val-fraction", type=float, default=0.25, help="share of each class held out (whole polygons)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--epochs", type=_positive_int, help=argparse.SUPPRESS)  # deprecated: use --max-steps
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from carl_geo.progress_bar import ProgressBar
     from carl_geo.training.metrics import format_report
-    from carl_geo.training.polygons import train_from_polygons
+    from carl_geo.training.polygons import LEGACY_CHIPS_PER_EPOCH, train_from_polygons
 
+    settings = dict(band_subset=args.band_subset, normalization=args.normalization, config=args.config,
+                    head=args.head, patch_size=args.patch_size, chip_size=args.chip_size,
+                    batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, seed=args.seed,
+                    max_steps=args.max_steps, max_minutes=args.max_minutes)
+    if args.epochs is not None and args.max_steps is None:
+        settings["max_steps"] = max(1, round(args.epochs * LEGACY_CHIPS_PER_EPOCH / (args.batch_size or 8)))
+        print(f"carl-geo train: --epochs is deprecated, use --max-steps (now {settings['max_steps']})", file=sys.stderr)
     with ProgressBar("training", "step") as bar:
         result = train_from_polygons(
             args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths, sensor=args.sensor,
-            bands=args.bands, weights=args.weights, config=args.config, head=args.head, epochs=args.epochs,
-            chip_size=args.chip_size, batch_size=args.batch_size, val_fraction=args.val_fraction, seed=args.seed,
-            device=args.device, progress=bar, log=bar.log,
+            bands=args.bands, weights=args.weights, device=args.device, progress=bar, log=bar.log, **settings,
         )
     rep = result.report
     print(f"{rep['evaluated_on']} report ({rep['n_val_pixels']} held-out pixels, "
-          f"{rep['n_train_pixels']} training pixels, {rep['seconds']:.0f} s):")
+          f"{rep['n_train_pixels']} training pixels, {rep['steps']} steps, {rep['seconds']:.0f} s):")
     print(format_report({**rep, "n_pixels": rep["n_val_pixels"] or rep["n_train_pixels"]}))
     print(f"model: {result.model_path}")
     if result.confusion_png:

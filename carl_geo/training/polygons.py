@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,36 +35,22 @@ from carl_geo.datasets.vector_labels import (
 )
 from carl_geo.io.band_metadata import resolve_wavelengths
 from carl_geo.models import CARL, CARLSegmenter, ModelBundle, get_config, load_bundle, make_bundle, save_bundle
+from carl_geo.models.config import CONFIGS
 from carl_geo.models.segmentation import HEADS
 from carl_geo.training.chips import ChipSampler, augment, holdout_split, labels_window, tiles
-from carl_geo.training.metrics import confusion_matrix, segmentation_report
+from carl_geo.training.metrics import confusion_matrix, mean_iou, segmentation_report
+from carl_geo.training.recipe import SceneFacts, TrainingRecipe, plan_recipe
 from carl_geo.training.report import confusion_png
 
-#: Chips drawn per epoch (an epoch is a fixed number of chips, not a pass over all pixels).
-CHIPS_PER_EPOCH = 64
-#: Default epochs when ``epochs=None``: end-to-end training of a tiny model needs more steps
-#: than a head on a frozen backbone.
-DEFAULT_EPOCHS = {"end_to_end": 15, "frozen": 10}
 #: Head settings per backbone config (a narrow decoder keeps the tiny model fast on a CPU).
-HEAD_KWARGS = {"tiny": {"progressive": {"width": 32}}, "published": {}}
+HEAD_KWARGS = {"tiny": {"progressive": {"width": 32}, "upernet": {"width": 32}}, "published": {}}
 #: Spatial-encoder settings of a backbone trained from scratch here (stored in the bundle's config).
 #: The EVA02 trunk's absolute position embedding and its RoPE are both rescaled to the token grid of
 #: each input, so a model trained on small chips would see different positional codes on the
 #: predictor's larger tiles; without them the prediction does not depend on the tile size.
 SCRATCH_SPATIAL_KWARGS: dict[str, Any] = {"use_abs_pos_emb": False, "use_rot_pos_emb": False}
-#: Patch size of a backbone trained from scratch, per config (None: the config's own). Patch 4
-#: instead of 8 halves the size of the smallest mapped unit; on the NC Landsat scene (28.5 m)
-#: it raised OA against the reference map from ~0.48 to ~0.62 at about 3x the training cost.
-SCRATCH_PATCH_SIZE: dict[str, int | None] = {"tiny": 4, "published": None}
-#: Weight the cross-entropy by inverse square-root class frequency on top of the class-balanced
-#: chips. Off: with both, rare classes (a few tiny polygons) were over-predicted.
-CLASS_WEIGHTS = False
-#: Brightness/contrast jitter of the normalised chips (see :func:`~carl_geo.training.chips.augment`).
-INTENSITY_JITTER = 0.0
-#: Fraction of the final steps whose weights are averaged (stochastic weight averaging; 0: off).
-WEIGHT_AVERAGING = 0.0
-#: Chip sides are drawn from ``chip_size * s`` for s in CHIP_SCALES (multi-scale training).
-CHIP_SCALES: tuple[float, ...] = (1.0,)
+#: Old ``epochs`` argument: an epoch was 64 chips.
+LEGACY_CHIPS_PER_EPOCH = 64
 
 
 class TrainingCancelled(RuntimeError):
@@ -101,24 +88,27 @@ def _pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _check_args(raster: Path, out: Path, config: str, head: str, epochs: int | None, chip_size: int,
-                batch_size: int, val_fraction: float, weights: Path | None) -> None:
+def _check_args(raster: Path, out: Path, weights: Path | None, recipe: TrainingRecipe) -> None:
     if not raster.exists():
         raise FileNotFoundError(f"raster not found: {raster}")
     if weights is not None and not weights.exists():
         raise FileNotFoundError(f"weights file not found: {weights}")
-    if config not in ("tiny", "published"):
-        raise ValueError(f"config must be 'tiny' or 'published', got {config!r}")
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
-    if epochs is not None and (int(epochs) != epochs or epochs < 1):
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if chip_size < 16 or chip_size % 8:
-        raise ValueError(f"chip_size must be a multiple of 8 and at least 16 pixels, got {chip_size}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if recipe.config not in CONFIGS:
+        raise ValueError(f"config must be one of {sorted(CONFIGS)}, got {recipe.config!r}")
+    if recipe.head not in HEADS:
+        raise ValueError(f"head must be one of {sorted(HEADS)}, got {recipe.head!r}")
+    for name in ("max_steps", "batch_size", "patch_size", "val_every"):
+        v = getattr(recipe, name)
+        if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if recipe.chip_size is not None and (recipe.chip_size < 16 or recipe.chip_size % 8):
+        raise ValueError(f"chip_size must be a multiple of 8 and at least 16 pixels, got {recipe.chip_size}")
+    if recipe.max_minutes is not None and not recipe.max_minutes > 0:
+        raise ValueError(f"max_minutes must be > 0, got {recipe.max_minutes}")
+    if not 0 <= recipe.val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {recipe.val_fraction}")
+    if not recipe.lr > 0:
+        raise ValueError(f"lr must be > 0, got {recipe.lr}")
     if out.exists() and out.is_dir():
         raise ValueError(f"out must be a file path, {out} is a folder")
 
@@ -202,22 +192,64 @@ def _class_weights(train: np.ndarray, k: int) -> torch.Tensor:
     return torch.tensor(w / w[counts > 0].mean(), dtype=torch.float32)
 
 
-def _build_model(k: int, config: str, head: str, weights: Path | None) -> tuple[CARLSegmenter, bool]:
+def _build_model(k: int, recipe: TrainingRecipe, weights: Path | None) -> tuple[CARLSegmenter, bool]:
     """A fresh segmenter, or a frozen pretrained backbone + new head; returns (model, frozen)."""
-    head_kwargs = dict(HEAD_KWARGS.get(config, {}).get(head, {}))
+    head = recipe.head
+    head_kwargs = dict(HEAD_KWARGS.get(recipe.config, {}).get(head, {}))
+    group = recipe.band_group_size if isinstance(recipe.band_group_size, int) else None
     if weights is None:
-        cfg = get_config(config)
+        cfg = get_config(recipe.config)
         cfg.spatial.model_kwargs.update(SCRATCH_SPATIAL_KWARGS)
-        patch = SCRATCH_PATCH_SIZE.get(config)
-        if patch:
-            cfg.patch_size = patch
-            if head == "progressive":
-                head_kwargs.setdefault("n_up", max(0, round(math.log2(patch))))
-        return CARLSegmenter(CARL(cfg), k, head, head_kwargs), False
+        patch = int(recipe.patch_size or cfg.patch_size)
+        cfg.patch_size = patch
+        if head == "progressive":
+            head_kwargs.setdefault("n_up", max(0, round(math.log2(patch))))
+        return CARLSegmenter(CARL(cfg), k, head, head_kwargs, band_group_size=group), False
     backbone = load_bundle(weights).backbone
     for p in backbone.parameters():
         p.requires_grad_(False)
-    return CARLSegmenter(backbone, k, head, head_kwargs), True
+    if head == "progressive":
+        head_kwargs.setdefault("n_up", max(0, round(math.log2(backbone.patch_size))))
+    return CARLSegmenter(backbone, k, head, head_kwargs, band_group_size=group), True
+
+
+def _backbone_patch(weights: Path | None) -> int | None:
+    """Patch size of a pretrained backbone file (None: training from scratch)."""
+    if weights is None:
+        return None
+    return int(load_bundle(weights).backbone.patch_size)
+
+
+def _polygon_widths(geoms: Any, transform: Any) -> tuple[float, ...]:
+    """Square root of each polygon's area in raster pixels (its typical width, px)."""
+    pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
+    areas = np.asarray(geoms.area, dtype=np.float64) / max(pixel_area, 1e-12)
+    return tuple(float(v) for v in np.sqrt(np.maximum(areas, 0)))
+
+
+def _normalise_chips(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Chip normalisation (upstream's scope): each chip (B, C, h, w) by the scalar mean/std of its
+    valid pixels (``valid`` (B, h, w) bool); invalid pixels become 0."""
+    v = valid[:, None].expand_as(x).to(x.dtype)
+    n = v.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1)
+    mean = (x * v).sum(dim=(1, 2, 3), keepdim=True) / n
+    var = (((x - mean) * v) ** 2).sum(dim=(1, 2, 3), keepdim=True) / n
+    return (x - mean) / (var.sqrt() + 1e-6) * v
+
+
+class _ValidationSet:
+    """A fixed set of validation chips (class balanced, drawn once) scored during training, so a
+    validation costs a few forward passes however large the scene is."""
+
+    def __init__(self, val_mask: np.ndarray, chip: int, n_chips: int, seed: int) -> None:
+        self.corners: list[tuple[int, int]] = []
+        if (val_mask != IGNORE_INDEX).any():
+            sampler = ChipSampler(val_mask, chip, seed=seed + 1)
+            self.corners = sorted(set(sampler.sample(n_chips, chip)))
+        self.chip = min(chip, *val_mask.shape)
+
+    def __bool__(self) -> bool:
+        return bool(self.corners)
 
 
 def train_from_polygons(
@@ -230,19 +262,21 @@ def train_from_polygons(
     sensor: str | None = None,
     bands: Sequence[int | str] | None = None,
     weights: str | os.PathLike | None = None,
-    config: str = "tiny",
-    head: str = "progressive",
-    epochs: int | None = None,
-    chip_size: int = 64,
-    batch_size: int = 8,
-    val_fraction: float = 0.25,
-    seed: int = 0,
+    recipe: TrainingRecipe | None = None,
     device: str = "auto",
     progress: Callable[[int, int], bool | None] | None = None,
     log: Callable[[str], None] | None = None,
-    lr: float = 1e-3,
+    epochs: int | None = None,
+    **overrides: Any,
 ) -> TrainingResult:
     """Train a land-cover segmenter from polygons drawn on a raster.
+
+    The settings come from ``recipe`` (default :class:`~carl_geo.training.recipe.TrainingRecipe`),
+    with keyword ``overrides`` of any of its fields (``max_steps=300``, ``chip_size=32``,
+    ``band_subset=(3, 16)``, ``seed=1``, ...); every field left at None / "auto" is derived from
+    the scene by :func:`~carl_geo.training.recipe.plan_recipe` (notices about adapted settings go to
+    ``log``). The run validates on held-out polygons every ``val_every`` steps, keeps the best
+    checkpoint and stops early when validation stops improving.
 
     Args:
         raster: any raster rasterio opens, any band count; must have a CRS.
@@ -253,21 +287,14 @@ def train_from_polygons(
         wavelengths / sensor / bands: band selection and wavelengths (µm), resolved exactly like
             :func:`carl_geo.inference.predict_raster` does.
         weights: backbone weights file: the backbone is frozen and only the head is trained;
-            None trains the ``config`` model end to end from scratch.
-        config: ``"tiny"`` (fast on a CPU) or ``"published"`` architecture.
-        head: ``"progressive"`` (sharper boundaries) or ``"linear"``.
-        epochs: number of epochs of :data:`CHIPS_PER_EPOCH` chips (default
-            :data:`DEFAULT_EPOCHS`).
-        chip_size: chip side in pixels (multiple of 8).
-        batch_size: chips per optimisation step.
-        val_fraction: share of each class's labelled pixels held out as whole polygons (or
-            spatial blocks of a class with a single polygon) for the validation report.
-        seed: seeds the split, the chip sampler and the model initialisation.
+            None trains the ``recipe.config`` model end to end from scratch.
+        recipe: the settings (see :class:`~carl_geo.training.recipe.TrainingRecipe`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
         progress: ``progress(done_steps, total_steps)``; returning False cancels
             (:class:`TrainingCancelled`, nothing written).
         log: receives human-readable progress lines.
-        lr: peak learning rate of AdamW (one-cycle schedule).
+        epochs: deprecated; ``max_steps = epochs * 64 / batch_size`` (an old epoch was 64 chips).
+        **overrides: fields of :class:`~carl_geo.training.recipe.TrainingRecipe`.
 
     Returns:
         :class:`TrainingResult`.
@@ -282,7 +309,20 @@ def train_from_polygons(
     say = log or (lambda _msg: None)
     raster, labels, out = Path(raster), Path(labels), Path(out)
     weights = Path(weights) if weights is not None else None
-    _check_args(raster, out, config, head, epochs, chip_size, batch_size, val_fraction, weights)
+    recipe = recipe or TrainingRecipe()
+    unknown = sorted(set(overrides) - set(TrainingRecipe.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"train_from_polygons() got unknown setting(s) {unknown}; "
+                        f"settings are the fields of TrainingRecipe: {sorted(TrainingRecipe.__dataclass_fields__)}")
+    if overrides:
+        recipe = recipe.replace(**overrides)
+    if epochs is not None:
+        if int(epochs) != epochs or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        warnings.warn("train_from_polygons(epochs=...) is deprecated: use max_steps", DeprecationWarning,
+                      stacklevel=2)
+        recipe = recipe.replace(max_steps=max(1, round(epochs * LEGACY_CHIPS_PER_EPOCH / (recipe.batch_size or 8))))
+    _check_args(raster, out, weights, recipe)
 
     # ---- everything a user can get wrong is checked here, before any training -------------
     gdf = read_label_vector(labels, label_field)
@@ -293,7 +333,8 @@ def train_from_polygons(
         indexes, wls, band_names, sensor_name = resolve_raster_bands(src, wavelengths=wavelengths, sensor=sensor,
                                                                      bands=bands)
         geoms, inside = polygons_on_grid(gdf, src.crs, tuple(src.bounds))
-        window = labels_window(tuple(geoms[inside].total_bounds), src.transform, (src.height, src.width), chip_size)
+        margin = int(recipe.chip_size or 64)
+        window = labels_window(tuple(geoms[inside].total_bounds), src.transform, (src.height, src.width), margin)
         win_transform = src.window_transform(window)
         lab: LabelRaster = rasterize_labels(gdf, label_field, shape=(int(window.height), int(window.width)),
                                             transform=win_transform, crs=src.crs)
@@ -301,11 +342,23 @@ def train_from_polygons(
         check_label_pixels(lab, valid)
         mean, std = scene_statistics(src, indexes)
         raster_crs = src.crs.to_string()
+        scene_shape = (src.height, src.width)
+        widths = _polygon_widths(geoms[inside], src.transform)
 
     k = len(lab.class_names)
     mask = np.where(valid, lab.mask, IGNORE_INDEX)
-    split = holdout_split(mask, lab.polygon_ids, lab.class_names, val_fraction=val_fraction,
-                          block=max(8, chip_size // 4), seed=seed)
+    dev = _pick_device(device)
+    facts = SceneFacts(n_bands=len(indexes), window=mask.shape, scene=scene_shape,
+                       class_pixels=tuple(int((mask == i).sum()) for i in range(k)), polygon_widths=widths,
+                       device=dev.type)
+    plan = plan_recipe(facts, recipe, frozen=weights is not None, backbone_patch=_backbone_patch(weights))
+    r = plan.recipe
+    for notice in plan.notices:
+        say(f"note: {notice}")
+    chip, batch, total = int(r.chip_size), int(r.batch_size), int(r.max_steps)
+
+    split = holdout_split(mask, lab.polygon_ids, lab.class_names, val_fraction=r.val_fraction,
+                          block=max(8, chip // 4), seed=r.seed)
     n_train, n_val = int((split.train != IGNORE_INDEX).sum()), int((split.val != IGNORE_INDEX).sum())
     say(f"{k} classes {lab.class_names}; {n_train} training / {n_val} validation pixels "
         f"(hold-out: {', '.join(f'{n}: {h}' for n, h in split.how.items())})")
@@ -313,91 +366,119 @@ def train_from_polygons(
         say(f"{lab.n_polygons_outside} polygon(s) lie outside the raster and were ignored")
 
     # ---- model and data ---------------------------------------------------------------------
-    dev = _pick_device(device)
-    torch.manual_seed(seed)
-    model, frozen = _build_model(k, config, head, weights)
+    torch.manual_seed(r.seed)
+    model, frozen = _build_model(k, r, weights)
     model.to(dev)
-    n_epochs = int(epochs or DEFAULT_EPOCHS["frozen" if frozen else "end_to_end"])
-    steps_per_epoch = max(1, math.ceil(CHIPS_PER_EPOCH / batch_size))
-    total = n_epochs * steps_per_epoch
 
-    norm = (img_np - mean) / (std + 1e-6)
-    norm[:, ~valid] = 0.0
-    sizes = sorted({max(16, round(chip_size * s / 8) * 8) for s in CHIP_SCALES})
-    img_t = torch.from_numpy(_pad_to(norm.astype(np.float32), max(sizes), 0.0))
-    train_t = torch.from_numpy(_pad_to(split.train, max(sizes), IGNORE_INDEX))
-    wl_t = torch.tensor(wls, dtype=torch.float32, device=dev)
-    sampler = ChipSampler(train_t.numpy(), chip_size, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
+    if r.normalization == "scene":
+        img_np = (img_np - mean) / (std + 1e-6)
+        img_np[:, ~valid] = 0.0
+    img_t = torch.from_numpy(_pad_to(img_np.astype(np.float32, copy=False), chip, 0.0))
+    valid_t = torch.from_numpy(_pad_to(valid, chip, False))
+    train_t = torch.from_numpy(_pad_to(split.train, chip, IGNORE_INDEX))
+    val_t = torch.from_numpy(_pad_to(split.val, chip, IGNORE_INDEX))
+    wl_t = torch.tensor(wls, dtype=torch.float32)
+    sampler = ChipSampler(train_t.numpy(), chip, seed=r.seed)
+    gen = torch.Generator().manual_seed(r.seed)
+    band_rng = np.random.default_rng(r.seed + 7)
+    val_set = _ValidationSet(val_t.numpy(), chip, n_chips=VAL_CHIPS, seed=r.seed)
+
+    def chips(corners: Sequence[tuple[int, int]], size: int, target: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack([img_t[:, a:a + size, b:b + size] for a, b in corners])
+        y = torch.stack([target[a:a + size, b:b + size] for a, b in corners])
+        if r.normalization == "chip":
+            v = torch.stack([valid_t[a:a + size, b:b + size] for a, b in corners])
+            x = _normalise_chips(x, v)
+        return x, y
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.1)
-    cw = _class_weights(split.train, k).to(dev) if CLASS_WEIGHTS else None
-    say(f"training {'head on a frozen backbone' if frozen else f'{config} CARL end to end'} "
-        f"({sum(p.numel() for p in params) / 1e6:.2f} M trainable parameters) on {dev}: "
-        f"{n_epochs} epochs x {steps_per_epoch} steps of {batch_size} chips of {chip_size} px")
+    opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=r.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, r.warmup))
+    cw = _class_weights(split.train, k).to(dev) if r.class_weights else None
+    subset_txt = f", random subsets of {r.band_subset[0]}-{r.band_subset[1]} bands" if r.band_subset else ""
+    say(f"training {'head on a frozen backbone' if frozen else f'{r.config} CARL end to end'} "
+        f"({sum(p.numel() for p in params) / 1e6:.2f} M trainable parameters, patch {model.backbone.patch_size}) "
+        f"on {dev}: up to {total} steps of {batch} chips of {chip} px{subset_txt}; "
+        f"validation every {r.val_every} steps" if val_set else "")
 
     # ---- training loop ----------------------------------------------------------------------
-    step = 0
-    avg_from = total - round(WEIGHT_AVERAGING * total) if WEIGHT_AVERAGING > 0 else None
-    avg_state: dict[str, torch.Tensor] = {}
-    n_avg = 0
-    for epoch in range(n_epochs):
+    deadline = t0 + 60 * r.max_minutes if r.max_minutes else None
+    best: tuple[float, float] | None = None  # (mIoU, -loss) of the best validation
+    best_state: dict[str, torch.Tensor] | None = None
+    best_step, stale, step, losses = 0, 0, 0, []
+    stop_reason = "step budget"
+    while step < total:
         model.train()
         if frozen:
             model.backbone.eval()
-        losses = []
-        for _ in range(steps_per_epoch):
-            size = sizes[step % len(sizes)]
-            corners = sampler.sample(batch_size, size)
-            x = torch.stack([img_t[:, r:r + size, c:c + size] for r, c in corners])
-            y = torch.stack([train_t[r:r + size, c:c + size] for r, c in corners])
-            x, y = augment(x, y, gen, INTENSITY_JITTER)
-            logits = model(x.to(dev), wl_t)
-            loss = F.cross_entropy(logits, y.to(dev), weight=cw, ignore_index=IGNORE_INDEX)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            step += 1
-            if avg_from is not None and step > avg_from:
-                n_avg += 1
-                for name, v in model.state_dict().items():
-                    if v.is_floating_point():
-                        v = v.detach()
-                        avg_state[name] = v.clone() if n_avg == 1 else avg_state[name].lerp_(v, 1.0 / n_avg)
-            if progress is not None and progress(step, total) is False:
-                raise TrainingCancelled(f"training cancelled after {step} of {total} steps; nothing was written")
-        say(f"epoch {epoch + 1}/{n_epochs}  loss {np.mean(losses):.4f}")
-
-    if avg_state:
-        model.load_state_dict(avg_state, strict=False)
-        say(f"averaged the weights of the last {n_avg} steps")
+        x, y = chips(sampler.sample(batch, chip), chip, train_t)
+        wl_b: torch.Tensor = wl_t
+        if r.band_subset:
+            idx = draw_band_subsets(band_rng, batch, x.shape[1], *r.band_subset)
+            x = torch.gather(x, 1, idx[:, :, None, None].expand(-1, -1, chip, chip))
+            wl_b = wl_t[idx]
+        x, y = augment(x, y, gen, r.intensity_jitter)
+        logits = model(x.to(dev), wl_b.to(dev))
+        loss = F.cross_entropy(logits, y.to(dev), weight=cw, ignore_index=IGNORE_INDEX)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        if progress is not None and progress(step, total) is False:
+            raise TrainingCancelled(f"training cancelled after {step} of {total} steps; nothing was written")
+        last = step == total or (deadline is not None and time.perf_counter() > deadline)
+        if val_set and (step % r.val_every == 0 or last):
+            score = _validate(model, val_set, chips, val_t, wl_t, k, dev)
+            train_loss = float(np.mean(losses[-r.val_every:]))
+            if best is None or score > best[0] + 1e-4:
+                best, best_step, stale = (score, -train_loss), step, 0
+                best_state = {n: v.detach().clone() for n, v in model.state_dict().items()}
+            else:
+                stale += 1
+            say(f"step {step}/{total}  loss {train_loss:.4f}  validation mIoU {score:.3f}"
+                + ("  (best)" if best_step == step else ""))
+            if stale >= r.patience:
+                stop_reason = f"early stop: no better validation for {stale} checks"
+                break
+        elif step % max(1, r.val_every) == 0:
+            say(f"step {step}/{total}  loss {float(np.mean(losses[-r.val_every:])):.4f}")
+        if deadline is not None and time.perf_counter() > deadline:
+            stop_reason = f"time budget of {r.max_minutes:g} min"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    say(f"stopped after {step} steps ({stop_reason}); kept the model of step {best_step or step}")
+    if progress is not None and step < total:
+        progress(total, total)
 
     # ---- validation report --------------------------------------------------------------------
     model.eval()
     evaluated_on = "validation" if n_val else "training"
     ref = split.val if n_val else split.train
-    pred = predict_array(model, torch.from_numpy(norm.astype(np.float32)), wl_t, tile=max(256, chip_size),
-                         overlap=32, needed=ref != IGNORE_INDEX)
+    full = img_np if r.normalization == "scene" else _normalise_chips(
+        torch.from_numpy(img_np)[None], torch.from_numpy(valid)[None])[0].numpy()
+    pred = predict_array(model, torch.from_numpy(np.ascontiguousarray(full, dtype=np.float32)), wl_t.to(dev),
+                         tile=max(256, chip), overlap=32, needed=ref != IGNORE_INDEX)
     cm = confusion_matrix(ref, pred, k)
     report = segmentation_report(cm, lab.class_names)
     report.pop("n_pixels")
-    report.update(n_train_pixels=n_train, n_val_pixels=n_val, evaluated_on=evaluated_on,
+    report.update(n_train_pixels=n_train, n_val_pixels=n_val, evaluated_on=evaluated_on, steps=step,
+                  best_step=best_step or step, stop_reason=stop_reason, notices=plan.notices,
                   seconds=round(time.perf_counter() - t0, 2))
 
     # ---- write ------------------------------------------------------------------------------
     model.cpu().eval()
+    normalization = {"mode": "fixed", "mean": mean, "std": std} if r.normalization == "scene" else {"mode": "chip"}
     bundle = make_bundle(
         model, class_names=lab.class_names, wavelengths=wls, band_names=band_names, sensor=sensor_name,
-        normalization={"mode": "fixed", "mean": mean, "std": std},
+        normalization=normalization,
         meta={"training": {"raster": str(raster), "labels": str(labels), "label_field": label_field,
-                           "raster_crs": raster_crs, "band_indexes": indexes, "config": config, "head": head,
-                           "weights": str(weights) if weights else None, "epochs": n_epochs,
-                           "chip_size": chip_size, "batch_size": batch_size, "val_fraction": val_fraction,
-                           "seed": seed, "holdout": split.how},
+                           "raster_crs": raster_crs, "band_indexes": indexes, "recipe": r.to_dict(),
+                           "weights": str(weights) if weights else None, "holdout": split.how,
+                           "scene_statistics": {"mean": mean, "std": std}},
               "report": report},
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -407,3 +488,44 @@ def train_from_polygons(
                               f"mIoU {report['mean_iou']:.2f})")
     report["seconds"] = round(time.perf_counter() - t0, 2)
     return TrainingResult(model_path=out, bundle=bundle, report=report, confusion_png=png)
+
+
+#: Validation chips scored at every validation step.
+VAL_CHIPS = 24
+
+
+@torch.no_grad()
+def _validate(model: CARLSegmenter, val_set: _ValidationSet, chips: Callable, val_t: torch.Tensor,
+              wl_t: torch.Tensor, k: int, dev: torch.device, batch: int = 8) -> float:
+    """Mean IoU of the model on the validation chips (all bands; band groups as at prediction)."""
+    model.eval()
+    cm = np.zeros((k, k), dtype=np.int64)
+    size = val_set.chip
+    for i in range(0, len(val_set.corners), batch):
+        x, y = chips(val_set.corners[i:i + batch], size, val_t)
+        pred = model(x.to(dev), wl_t.to(dev)).argmax(1).cpu().numpy()
+        cm += confusion_matrix(y.numpy(), pred, k)
+    model.train()
+    return float(np.nan_to_num(mean_iou(cm)))
+
+
+def warmup_cosine(total: int, warmup: float, floor: float = 0.01) -> Callable[[int], float]:
+    """LR factor per step: linear warm-up over ``warmup * total`` steps (at least one), then a cosine
+    decay to ``floor`` at ``total`` (works for any ``total`` >= 1)."""
+    w = max(1, round(warmup * total))
+
+    def factor(step: int) -> float:
+        if step < w:
+            return (step + 1) / w
+        t = min(1.0, (step - w) / max(1, total - w))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
+def draw_band_subsets(rng: np.random.Generator, batch: int, n_bands: int, lo: int, hi: int) -> torch.Tensor:
+    """(batch, n) int64 band indexes: one random subset per sample, sorted (wavelength order kept);
+    n is drawn once per batch, uniformly in [lo, min(hi, n_bands)], so a batch stays a tensor."""
+    n = int(rng.integers(min(lo, n_bands), min(hi, n_bands) + 1))
+    rows = [np.sort(rng.choice(n_bands, size=n, replace=False)) for _ in range(batch)]
+    return torch.from_numpy(np.stack(rows).astype(np.int64))

@@ -1,0 +1,283 @@
+"""Polygon training on real and generated scenes: CARL defaults vs a per-pixel random forest.
+
+Scenes (all reachable offline):
+
+* ``nc``: GRASS GIS North Carolina Landsat 7 ETM+ (6 bands, 387 x 358 px, 28.5 m); training polygons
+  ``landsat96_polygons``; scored against the dense reference ``strata.tif`` outside the polygons.
+* ``s2``: Sentinel-2A L1C Havelland (13 bands at 10/20/60 m through a VRT, 1536 x 768 px at 10 m);
+  OSM land-use training polygons; scored on the spatially separate test polygons. Cross-sensor rows:
+  the SAME CARL model predicts the scene from 4 bands (B02 B03 B04 B08) and from 6 Landsat-like bands
+  (B02 B03 B04 B8A B11 B12); the forest is retrained on each subset (it cannot reuse its model).
+* ``hsi``: a generated 200-band, 145 x 145 px scene with 16 crop classes
+  (:func:`carl_geo.sample_data.synthetic.hyperspectral_fields`), training polygons and test pixels in
+  disjoint blocks.
+
+Each (scene, method, seed) runs in its own process, so peak RSS is that run's own. Times are wall
+seconds and CPU seconds of that process (the CPU figure is steadier on a shared machine).
+
+    python benchmarks/bench_polygons.py                       # all scenes, CARL + forest, seed 0
+    python benchmarks/bench_polygons.py --scenes hsi --methods carl --set max_steps=200 --tag try1
+
+Writes ``bench_polygons.json``, ``bench_polygons.md`` and ``bench_polygons.png`` under ``--out``
+(``--tag`` adds a suffix and skips the PNG's default name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+S2_SUBSETS = {"4 bands (B02 B03 B04 B08)": ["B02", "B03", "B04", "B08"],
+              "6 bands (B02 B03 B04 B8A B11 B12)": ["B02", "B03", "B04", "B8A", "B11", "B12"]}
+RF_TREES = 200
+
+
+# ---- scenes: image, training polygons, reference ---------------------------------------------
+
+def scene_spec(name: str, work: Path) -> dict[str, Any]:
+    """image, polygons, label_field, ref (H, W) int64 (-1 = not scored), ref_names, band_names."""
+    import rasterio
+
+    from carl_geo.datasets.vector_labels import IGNORE_INDEX, rasterize_labels, read_label_vector
+
+    if name == "nc":
+        from carl_geo.demo import _read_scene
+        from carl_geo.sample_data import nc_landsat7
+
+        sc = nc_landsat7()
+        ref = _read_scene(sc)["reference"]  # strata outside the training polygons, -1 elsewhere
+        return {"image": sc.image, "polygons": sc.polygons, "label_field": sc.label_field, "ref": ref,
+                "ref_names": list(sc.class_names), "band_names": list(sc.band_names)}
+    if name == "s2":
+        from carl_geo.sample_data import sentinel2_havelland
+
+        sc = sentinel2_havelland()
+        with rasterio.open(sc.image) as src:
+            shape, transform, crs = src.shape, src.transform, src.crs
+        lab = rasterize_labels(read_label_vector(sc.test_polygons, sc.label_field), sc.label_field, shape=shape,
+                               transform=transform, crs=crs, class_names=list(sc.class_names))
+        return {"image": sc.image, "polygons": sc.polygons, "label_field": sc.label_field,
+                "ref": np.where(lab.mask == IGNORE_INDEX, -1, lab.mask), "ref_names": list(sc.class_names),
+                "band_names": list(sc.band_names)}
+    if name == "hsi":
+        from carl_geo.sample_data.synthetic import hyperspectral_fields
+
+        sc = hyperspectral_fields(work / "hsi", seed=0)
+        with rasterio.open(sc.test_reference) as src:
+            ref = src.read(1).astype(np.int64) - 1
+        return {"image": sc.image, "polygons": sc.polygons, "label_field": sc.label_field, "ref": ref,
+                "ref_names": list(sc.class_names), "band_names": None}
+    raise SystemExit(f"unknown scene {name!r}")
+
+
+def score(pred: np.ndarray, pred_names: list[str], ref: np.ndarray, ref_names: list[str],
+          trained: list[str]) -> dict[str, Any]:
+    """OA over scored pixels and mIoU over the reference classes that have training polygons."""
+    from carl_geo.training.metrics import confusion_matrix, overall_accuracy, per_class_iou
+
+    to_ref = np.array([ref_names.index(n) if n in ref_names else -1 for n in pred_names] + [-1])
+    p = to_ref[np.where(pred >= 0, pred, len(pred_names))]
+    ok = ref >= 0
+    k = len(ref_names)
+    cm = confusion_matrix(ref[ok], p[ok], k)
+    iou = per_class_iou(cm)
+    idx = [ref_names.index(n) for n in trained if n in ref_names]
+    return {"oa": round(overall_accuracy(cm), 4), "miou": round(float(np.nanmean(iou[idx])), 4),
+            "per_class_iou": {ref_names[i]: (None if np.isnan(iou[i]) else round(float(iou[i]), 4)) for i in idx},
+            "n_scored": int(ok.sum())}
+
+
+# ---- one run (in a child process) ---------------------------------------------------------------
+
+def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: Path) -> dict[str, Any]:
+    import rasterio
+    import torch
+
+    spec = scene_spec(scene, work)
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    rows: list[dict[str, Any]] = []
+    if method == "carl":
+        from carl_geo.inference import predict_raster
+        from carl_geo.training import train_from_polygons
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        settings = dict(settings)
+        tiling = {}
+        if "predict_tile" in settings:
+            tile = int(settings.pop("predict_tile"))
+            tiling = {"tile_size": tile, "overlap": tile // 4}
+        log: list[str] = []
+        res = train_from_polygons(spec["image"], spec["polygons"], spec["label_field"], work / "model.pt",
+                                  device="cpu", seed=seed, log=log.append, **settings)
+        train_wall, train_cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
+        names = list(res.bundle.class_names)
+        variants = [("all bands", None)]
+        if scene == "s2":
+            variants += list(S2_SUBSETS.items())
+        for label, bands in variants:
+            t = time.perf_counter()
+            predict_raster(res.bundle, spec["image"], work / "map.tif", device="cpu", bands=bands, **tiling)
+            with rasterio.open(work / "map.tif") as src:
+                m = src.read(1, masked=True)
+            pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
+            rows.append({"bands": label, **score(pred, names, spec["ref"], spec["ref_names"], names),
+                         "predict_s": round(time.perf_counter() - t, 1)})
+        extra = {"steps": res.report.get("steps"), "best_step": res.report.get("best_step"),
+                 "stop_reason": res.report.get("stop_reason"), "recipe": res.bundle.meta["training"]["recipe"],
+                 "val_miou": round(res.report["mean_iou"], 4), "notices": res.report.get("notices"),
+                 "log_tail": log[-3:]}
+    elif method == "rf":
+        from sklearn.ensemble import RandomForestClassifier
+
+        from carl_geo.datasets.vector_labels import rasterize_labels, read_label_vector
+
+        with rasterio.open(spec["image"]) as src:
+            data = src.read(masked=True)
+            shape, transform, crs = src.shape, src.transform, src.crs
+        img = np.asarray(data.filled(0), dtype=np.float32)
+        valid = ~np.ma.getmaskarray(data).any(0)
+        lab = rasterize_labels(read_label_vector(spec["polygons"], spec["label_field"]), spec["label_field"],
+                               shape=shape, transform=transform, crs=crs)
+        names = list(lab.class_names)
+        train = valid & (lab.mask >= 0)
+        variants = [("all bands", None)]
+        if scene == "s2":
+            variants += list(S2_SUBSETS.items())
+        train_wall = train_cpu = 0.0
+        for label, bands in variants:
+            sel = list(range(img.shape[0])) if bands is None else [spec["band_names"].index(b) for b in bands]
+            t, c = time.perf_counter(), time.process_time()
+            rf = RandomForestClassifier(RF_TREES, n_jobs=os.cpu_count() or 1, random_state=seed)
+            rf.fit(img[sel][:, train].T, lab.mask[train])
+            pred = np.full(shape, -1, dtype=np.int64)
+            pred[valid] = rf.predict(img[sel][:, valid].T)
+            if bands is None:
+                train_wall, train_cpu = time.perf_counter() - t, time.process_time() - c
+            rows.append({"bands": label, **score(pred, names, spec["ref"], spec["ref_names"], names)})
+        extra = {}
+    else:
+        raise SystemExit(f"unknown method {method!r}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"scene": scene, "method": method, "seed": seed, "settings": settings, "rows": rows,
+            "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1),
+            "peak_rss_mib": round(rss), **extra}
+
+
+# ---- report --------------------------------------------------------------------------------------
+
+def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [f"# Polygon training benchmark ({meta['date']}, {meta['machine']})", "",
+             f"Load average at start / end: {meta['load_start']} / {meta['load_end']}. "
+             "CARL: `train_from_polygons` defaults (tiny config, from scratch)"
+             + (f" with {meta['settings']}" if meta["settings"] else "") + f"; forest: {RF_TREES} trees per pixel.", "",
+             "| scene | method | bands at prediction | OA | mIoU | training wall s | training CPU s | peak RSS MiB | steps |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for row in r["rows"]:
+            lines.append(f"| {r['scene']} | {'CARL' if r['method'] == 'carl' else 'random forest'} (seed {r['seed']}) "
+                         f"| {row['bands']} | {row['oa']:.3f} | {row['miou']:.3f} | {r['train_wall_s']:.0f} | "
+                         f"{r['train_cpu_s']:.0f} | {r['peak_rss_mib']} | "
+                         f"{r.get('steps', '') if row['bands'] == 'all bands' else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, dict[str, float]] = {}
+    for r in results:
+        for row in r["rows"]:
+            key = f"{r['scene']}\n{row['bands'].split(' (')[0]}"
+            groups.setdefault(key, {})[r["method"]] = row["miou"]
+    keys = list(groups)
+    x = np.arange(len(keys))
+    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 3.6))
+    for j, (m, label, color) in enumerate((("carl", "CARL (defaults)", "#2b6cb0"), ("rf", "random forest", "#b7791f"))):
+        vals = [groups[k].get(m, np.nan) for k in keys]
+        ax.bar(x + (j - 0.5) * 0.38, vals, 0.38, label=label, color=color)
+        for xi, v in zip(x, vals):
+            if np.isfinite(v):
+                ax.text(xi + (j - 0.5) * 0.38, v + 0.01, f"{v:.2f}", ha="center", fontsize=7)
+    ax.set_xticks(x, keys, fontsize=8)
+    ax.set_ylabel("mean IoU (held-out)")
+    ax.set_title("Polygon training: CARL vs per-pixel random forest", fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _parse_setting(text: str) -> tuple[str, Any]:
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scenes", default="nc,s2,hsi")
+    p.add_argument("--methods", default="carl,rf")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="TrainingRecipe override for CARL, e.g. --set max_steps=200 --set 'band_subset=[3,16]'")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--tag", default="", help="suffix of the output files")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    settings = dict(_parse_setting(s) for s in args.set)
+    if args.one:  # child process
+        job = json.loads(args.one)
+        with tempfile.TemporaryDirectory() as tmp:
+            res = run_one(job["scene"], job["method"], job["seed"], job["settings"], Path(tmp))
+        print("RESULT " + json.dumps(res))
+        return
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores", "load_start": round(os.getloadavg()[0], 1), "settings": settings}
+    results = []
+    for scene in args.scenes.split(","):
+        for method in args.methods.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                job = {"scene": scene, "method": method, "seed": seed, "settings": settings if method == "carl" else {}}
+                t = time.perf_counter()
+                proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)], capture_output=True,
+                                      text=True)
+                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+                if proc.returncode or not line:
+                    print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+                    raise SystemExit(f"{scene}/{method}/{seed} failed")
+                res = json.loads(line[0][7:])
+                results.append(res)
+                print(f"{scene:4s} {method:4s} seed {seed}: " + "; ".join(
+                    f"{r['bands']}: OA {r['oa']:.3f} mIoU {r['miou']:.3f}" for r in res["rows"])
+                    + f"  (train {res['train_wall_s']:.0f} s wall / {res['train_cpu_s']:.0f} s CPU, "
+                      f"RSS {res['peak_rss_mib']} MiB, steps {res.get('steps')}, {time.perf_counter() - t:.0f} s)",
+                    flush=True)
+    meta["load_end"] = round(os.getloadavg()[0], 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "bench_polygons" + (f"_{args.tag}" if args.tag else "")
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    (out / f"{stem}.md").write_text(markdown(results, meta))
+    figure(results, out / f"{stem}.png")
+    print(f"wrote {out / stem}.{{json,md,png}}")
+
+
+if __name__ == "__main__":
+    main()

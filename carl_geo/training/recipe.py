@@ -1,0 +1,245 @@
+"""The polygon-training recipe: every setting of a run, and how the defaults follow from the scene.
+
+:class:`TrainingRecipe` holds the settings. Fields left at ``None`` (or ``"auto"``) are filled by
+:func:`plan_recipe` from :class:`SceneFacts` (band count, size of the labelled window, polygon sizes,
+pixels per class), so that one call works on a 6-band Landsat scene, a 13-band Sentinel-2 scene and a
+200-band airborne hyperspectral cube alike. :func:`plan_recipe` also returns one-line notices for every
+setting it had to adapt (a scene smaller than a chip, a class with a single tiny polygon, very many
+bands, sparse labels).
+
+How each default was chosen (measured with ``benchmarks/bench_polygons.py`` on the NC Landsat 7,
+the Sentinel-2 Havelland and the generated 200-band scene; see the README table):
+
+* **budget**: a number of optimiser steps with validation on held-out polygons every
+  ``val_every`` steps; the best validation checkpoint is kept and training stops early after
+  ``patience`` validations without improvement (or when ``max_minutes`` is spent);
+* **patch size**: 4 px when the median training polygon is at least 8 px across, else 2 px (a patch
+  must fit inside the typical polygon so that pure patches exist);
+* **chip size**: about 16 patches across, never more than the labelled window;
+* **band subsets**: each training sample sees a random subset of its bands (sorted by wavelength),
+  between ``min`` and ``max`` bands. This is the augmentation that makes the model camera agnostic
+  (a 13-band model then also maps 4 bands) and, with many bands, it bounds the cost of a step;
+* **prediction with many bands**: a model trained on subsets of at most ``n`` bands predicts a raster
+  with more bands as the mean of interleaved groups of at most ``n`` bands (every band used once),
+  so it sees at prediction what it saw in training and the cost stays linear in the band count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+#: Normalisation scopes: one scalar mean/std of the whole scene (stored in the model), or of each chip/tile.
+NORMALIZATIONS = ("scene", "chip")
+
+
+@dataclass(frozen=True)
+class SceneFacts:
+    """What :func:`plan_recipe` needs to know about a training scene.
+
+    Attributes:
+        n_bands: bands of the raster that are used.
+        window: (H, W) pixels of the labelled window read from the raster.
+        scene: (H, W) pixels of the whole raster.
+        class_pixels: labelled valid pixels per class (training + validation), class order.
+        polygon_widths: square root of each polygon's area in pixels (its typical width, px).
+        device: ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    """
+
+    n_bands: int
+    window: tuple[int, int]
+    scene: tuple[int, int]
+    class_pixels: tuple[int, ...]
+    polygon_widths: tuple[float, ...]
+    device: str = "cpu"
+
+    @property
+    def labelled_share(self) -> float:
+        """Labelled pixels / pixels of the whole scene."""
+        return sum(self.class_pixels) / max(1, self.scene[0] * self.scene[1])
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """Settings of one polygon-training run. ``None`` means "derive from the scene" (:func:`plan_recipe`).
+
+    Attributes:
+        config: backbone size (:data:`carl_geo.models.CONFIGS`), ``"tiny"`` for CPUs.
+        head: segmentation head (:data:`carl_geo.models.segmentation.HEADS`).
+        patch_size: backbone patch side (px) when training from scratch.
+        chip_size: training chip side (px, multiple of the patch size).
+        batch_size: chips per optimiser step.
+        max_steps: optimiser steps at most.
+        max_minutes: wall-time budget of the training loop (None: steps only).
+        lr: peak learning rate (AdamW, linear warm-up then cosine decay).
+        weight_decay: AdamW weight decay.
+        warmup: share of ``max_steps`` spent warming up.
+        band_subset: ``(min, max)`` bands per training sample, ``None`` = all bands always.
+        band_group_size: at prediction, rasters with more bands than this are predicted as the mean
+            over interleaved band groups of at most this many bands (None: all bands at once).
+        normalization: ``"scene"`` (one scalar mean/std of the scene, stored in the model and used
+            for every tile) or ``"chip"`` (each chip / tile by its own scalar mean/std, as upstream).
+        class_weights: weight the loss by inverse square-root class frequency (on top of the
+            class-balanced chip sampling).
+        intensity_jitter: brightness/contrast augmentation of normalised chips (0: off).
+        val_fraction: share of each class's labelled pixels held out (whole polygons) for validation,
+            early stopping and the report.
+        val_every: steps between validations.
+        patience: validations without improvement before stopping early.
+        seed: seeds the split, the chips, the band subsets and the model initialisation.
+    """
+
+    config: str = "tiny"
+    head: str = "progressive"
+    patch_size: int | None = None
+    chip_size: int | None = None
+    batch_size: int | None = None
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.1
+    band_subset: tuple[int, int] | None | Literal["auto"] = "auto"
+    band_group_size: int | None | Literal["auto"] = "auto"
+    normalization: str = "scene"
+    class_weights: bool = False
+    intensity_jitter: float = 0.0
+    val_fraction: float = 0.25
+    val_every: int | None = None
+    patience: int = 4
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if isinstance(d["band_subset"], tuple):
+            d["band_subset"] = list(d["band_subset"])
+        return d
+
+    def replace(self, **changes: Any) -> "TrainingRecipe":
+        return replace(self, **changes)
+
+
+@dataclass
+class Plan:
+    """A recipe with every field resolved, and the notices about what was adapted."""
+
+    recipe: TrainingRecipe
+    notices: list[str] = field(default_factory=list)
+
+
+#: Training band subsets: at most this many bands per sample (bounds the cost of a step).
+MAX_TRAIN_BANDS = 24
+#: ... and at least this many (a 3-band camera is the smallest one CARL should serve).
+MIN_TRAIN_BANDS = 3
+#: A class with fewer labelled pixels than this gets a notice (few chips can be centred on it).
+FEW_PIXELS = 50
+#: Steps per run by default, and the floor when labels are scarce.
+DEFAULT_STEPS = 400
+#: Cost of a step ~ batch x tokens per chip x (bands + TOKEN_OVERHEAD): the spectral encoder grows with the
+#: bands, the spatial encoder and the head do not. Budget per step on a CPU (8 chips of 16 x 16 tokens
+#: with 24 bands), and on a GPU; the batch is clamped to 4..32 (CPU) or 4..64 (GPU).
+TOKEN_OVERHEAD = 8
+CPU_STEP_BUDGET = 8 * 16 * 16 * (24 + TOKEN_OVERHEAD)
+GPU_STEP_BUDGET = 16 * CPU_STEP_BUDGET
+
+
+def _pow2_at_most(x: float) -> int:
+    return 1 << max(0, int(math.floor(math.log2(max(1.0, x)))))
+
+
+def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, frozen: bool = False,
+                backbone_patch: int | None = None) -> Plan:
+    """Resolve every ``None`` / ``"auto"`` field of ``recipe`` for the scene ``facts``.
+
+    Args:
+        facts: the scene.
+        recipe: user settings (defaults: :class:`TrainingRecipe()`); set fields are kept.
+        frozen: a pretrained backbone is frozen (only the head trains).
+        backbone_patch: the patch size of a given pretrained backbone (fixes ``patch_size``).
+
+    Returns:
+        :class:`Plan` with the resolved recipe and one-line notices.
+
+    Raises:
+        ValueError: settings that cannot work (explains what to change).
+    """
+    r = recipe or TrainingRecipe()
+    notices: list[str] = []
+    if r.normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {r.normalization!r}")
+    h, w = facts.window
+    short = min(h, w)
+    c = facts.n_bands
+
+    # patch size: pure patches must fit inside the typical polygon
+    if backbone_patch is not None:
+        patch = backbone_patch
+    elif r.patch_size is not None:
+        patch = int(r.patch_size)
+    else:
+        widths = sorted(facts.polygon_widths) or [8.0]
+        median = widths[len(widths) // 2]
+        patch = 4 if median >= 8 else 2
+
+    # band subsets during training (random subsets of min..max bands per sample)
+    subset = r.band_subset
+    if subset == "auto":
+        subset = (min(MIN_TRAIN_BANDS, c), min(c, MAX_TRAIN_BANDS)) if c > MIN_TRAIN_BANDS else None
+    if subset is not None:
+        lo, hi = int(subset[0]), int(subset[1])
+        if not 1 <= lo <= hi:
+            raise ValueError(f"band_subset must be (min, max) with 1 <= min <= max, got {subset!r}")
+        subset = (min(lo, c), min(hi, c))
+        if subset == (c, c):
+            subset = None
+    if c > MAX_TRAIN_BANDS and (subset is None or subset[1] >= c):
+        notices.append(f"{c} bands and no band subsets: every step processes all bands, expect slow steps "
+                       f"(band_subset=(3, {MAX_TRAIN_BANDS}) bounds the cost)")
+    group = r.band_group_size
+    if group == "auto":
+        group = subset[1] if subset is not None and subset[1] < c else None
+    if c > 100:
+        notices.append(f"{c} bands: training on random subsets of {subset[0]}-{subset[1]} bands per chip, "
+                       f"predicting with {math.ceil(c / group)} interleaved groups of <= {group} bands"
+                       if subset and group else f"{c} bands")
+
+    # chip size: ~16 patches across, within the labelled window (and a multiple of the patch size)
+    chip = int(r.chip_size) if r.chip_size is not None else 16 * patch
+    chip = max(patch * 4, chip)
+    if chip > short:
+        fit = max(patch * 4, (short // patch) * patch)
+        if fit < chip:
+            notices.append(f"the labelled window ({h} x {w} px) is smaller than a {chip} px chip: "
+                           f"training on {fit} px chips")
+            chip = fit
+    chip -= chip % patch
+    if short < 8:
+        raise ValueError(f"the labelled area is only {h} x {w} px; a training chip needs at least 8 x 8 px: "
+                         "draw polygons over a larger part of the raster or use a larger raster")
+
+    # batch: a constant budget of band-tokens per step
+    bands_per_sample = subset[1] if subset else c
+    gpu = facts.device in ("cuda", "mps")
+    budget = GPU_STEP_BUDGET if gpu else CPU_STEP_BUDGET
+    batch = r.batch_size
+    if batch is None:
+        tokens = (chip // patch) ** 2
+        batch = budget // max(1, tokens * (bands_per_sample + TOKEN_OVERHEAD))
+        batch = int(min(64 if gpu else 32, max(4, batch)))
+
+    steps = int(r.max_steps) if r.max_steps is not None else DEFAULT_STEPS
+    val_every = int(r.val_every) if r.val_every is not None else max(10, steps // 10)
+
+    # labels
+    small = [i for i, n in enumerate(facts.class_pixels) if 0 < n < FEW_PIXELS]
+    if small:
+        notices.append(f"{len(small)} class(es) have fewer than {FEW_PIXELS} labelled pixels: they are sampled as "
+                       "often as the others, but expect them to be the least accurate")
+    if facts.labelled_share < 0.001:
+        notices.append(f"labels cover {100 * facts.labelled_share:.3f} % of the scene: the map will be uncertain "
+                       "away from the polygons; draw polygons over more of the scene if you can")
+
+    resolved = r.replace(patch_size=patch, chip_size=chip, batch_size=batch, max_steps=steps, band_subset=subset,
+                         band_group_size=group, val_every=val_every)
+    return Plan(resolved, notices)

@@ -1,0 +1,97 @@
+"""The scene-adaptive polygon-training recipe, band subsets and band-group prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import carl_geo
+from carl_geo.models import CARL, CARLSegmenter, tiny_config
+from carl_geo.training.polygons import draw_band_subsets
+from carl_geo.training.recipe import MAX_TRAIN_BANDS, SceneFacts, TrainingRecipe, plan_recipe
+
+
+def facts(**kw) -> SceneFacts:
+    base = dict(n_bands=6, window=(300, 300), scene=(400, 400), class_pixels=(500, 800, 300),
+                polygon_widths=(10.0, 12.0, 20.0), device="cpu")
+    return SceneFacts(**{**base, **kw})
+
+
+def test_patch_chip_and_batch_follow_the_scene():
+    big = plan_recipe(facts()).recipe
+    assert big.patch_size == 4 and big.chip_size == 64 and big.band_subset == (3, 6) and big.band_group_size is None
+    small_polys = plan_recipe(facts(polygon_widths=(4.0, 5.0, 7.0))).recipe
+    assert small_polys.patch_size == 2 and small_polys.chip_size == 32
+    # cost per step bounded: a 200-band raster trains on <= 24-band subsets and predicts in groups of 24
+    hsi = plan_recipe(facts(n_bands=200)).recipe
+    assert hsi.band_subset == (3, MAX_TRAIN_BANDS) and hsi.band_group_size == MAX_TRAIN_BANDS
+    assert hsi.batch_size * (hsi.chip_size // hsi.patch_size) ** 2 * (hsi.band_subset[1] + 8) <= 8 * 16 * 16 * 32
+    gpu = plan_recipe(facts(device="cuda")).recipe
+    assert gpu.batch_size > big.batch_size
+    # user settings win over the derived ones
+    mine = plan_recipe(facts(), TrainingRecipe(patch_size=8, chip_size=128, batch_size=3, band_subset=None)).recipe
+    assert (mine.patch_size, mine.chip_size, mine.batch_size, mine.band_subset) == (8, 128, 3, None)
+
+
+def test_small_scene_adapts_with_a_notice_and_a_tiny_one_fails():
+    plan = plan_recipe(facts(window=(40, 50)))
+    assert plan.recipe.chip_size == 40 and any("smaller than a 64 px chip" in n for n in plan.notices)
+    with pytest.raises(ValueError, match="only 6 x 7 px"):
+        plan_recipe(facts(window=(6, 7), polygon_widths=(2.0,)))
+
+
+def test_notices_for_many_bands_rare_classes_and_sparse_labels():
+    plan = plan_recipe(facts(n_bands=320, class_pixels=(20, 5000), scene=(10000, 10000)))
+    text = " | ".join(plan.notices)
+    assert "320 bands" in text and "14 interleaved groups" in text
+    assert "fewer than 50 labelled pixels" in text and "labels cover 0.005 %" in text
+    no_subset = plan_recipe(facts(n_bands=320), TrainingRecipe(band_subset=None))
+    assert any("expect slow steps" in n for n in no_subset.notices) and no_subset.recipe.band_group_size is None
+
+
+def test_bad_recipe_values_are_refused():
+    with pytest.raises(ValueError, match="normalization"):
+        plan_recipe(facts(), TrainingRecipe(normalization="band"))
+    with pytest.raises(ValueError, match="band_subset"):
+        plan_recipe(facts(), TrainingRecipe(band_subset=(5, 2)))
+
+
+def test_band_subsets_are_sorted_distinct_and_in_range():
+    rng = np.random.default_rng(0)
+    sizes = set()
+    for _ in range(50):
+        idx = draw_band_subsets(rng, 4, 13, 3, 8).numpy()
+        n = idx.shape[1]
+        sizes.add(n)
+        assert idx.shape == (4, n) and 3 <= n <= 8
+        for row in idx:
+            assert (np.diff(row) > 0).all() and row.min() >= 0 and row.max() < 13
+    assert len(sizes) >= 4  # the subset size varies between batches
+    assert draw_band_subsets(rng, 2, 2, 3, 8).shape == (2, 2)  # fewer bands than the minimum: all of them
+
+
+def test_band_groups_average_interleaved_groups():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    cfg.spatial.model_kwargs.update(use_abs_pos_emb=False, use_rot_pos_emb=False)
+    seg = CARLSegmenter(CARL(cfg), 3, "linear", band_group_size=4).eval()
+    x = torch.randn(2, 10, 16, 16)
+    wl = torch.linspace(0.45, 2.2, 10)
+    with torch.no_grad():
+        got = seg(x, wl)
+        groups = [seg._logits(x[:, j::3], wl[j::3], None) for j in range(3)]  # ceil(10 / 4) = 3 groups
+        assert torch.allclose(got, sum(groups) / 3, atol=1e-6)
+        few = seg(x[:, :4], wl[:4])  # <= 4 bands: one pass
+        assert torch.allclose(few, seg._logits(x[:, :4], wl[:4], None), atol=1e-6)
+    seg.train()
+    assert seg(x, wl).shape == (2, 3, 16, 16)  # training: all bands at once (subsets are drawn outside)
+
+
+def test_band_group_size_survives_the_bundle(tmp_path):
+    cfg = tiny_config()
+    seg = CARLSegmenter(CARL(cfg), 2, "linear", band_group_size=24)
+    path = carl_geo.save_bundle(carl_geo.make_bundle(seg, class_names=["a", "b"]), tmp_path / "m.pt")
+    assert carl_geo.load_bundle(path).model.band_group_size == 24
+    with pytest.raises(ValueError, match="band_group_size"):
+        CARLSegmenter(CARL(cfg), 2, "linear", band_group_size=0)
