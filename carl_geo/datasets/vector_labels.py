@@ -25,6 +25,8 @@ from rasterio.crs import CRS
 from rasterio.features import rasterize
 from shapely.geometry import box
 
+from carl_geo.errors import CarlGeoError
+
 #: Mask value of unlabelled pixels (and of pixels claimed by polygons of different classes).
 IGNORE_INDEX = -1
 #: A class column with more distinct values than this is not taken to be categorical.
@@ -75,16 +77,16 @@ def read_label_vector(path: str | os.PathLike, label_field: str) -> gpd.GeoDataF
     try:
         gdf = gpd.read_file(path)
     except (RuntimeError, OSError, ValueError) as e:  # pyogrio's errors are RuntimeErrors
-        raise ValueError(f"cannot read {path} as a vector file: {e}") from None
+        raise CarlGeoError(f"cannot read {path} as a vector file: {e}") from None
     if label_field not in gdf.columns or label_field == gdf.geometry.name:
         fields = [c for c in gdf.columns if c != gdf.geometry.name]
-        raise ValueError(f"{path.name} has no field {label_field!r}; its fields are: {', '.join(fields) or 'none'}")
+        raise CarlGeoError(f"{path.name} has no field {label_field!r}; its fields are: {', '.join(fields) or 'none'}")
     if gdf.crs is None:
-        raise ValueError(f"{path.name} has no coordinate reference system; set one (e.g. with QGIS or ogr2ogr -a_srs)")
+        raise CarlGeoError(f"{path.name} has no coordinate reference system; set one (e.g. with QGIS or ogr2ogr -a_srs)")
     gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
     gdf = gdf[gdf[label_field].notna()].reset_index(drop=True)
     if gdf.empty:
-        raise ValueError(f"{path.name} has no feature with a geometry and a value in field {label_field!r}")
+        raise CarlGeoError(f"{path.name} has no feature with a geometry and a value in field {label_field!r}")
     check_categorical(gdf[label_field], label_field)
     return gdf
 
@@ -96,13 +98,13 @@ def check_categorical(values: pd.Series, label_field: str) -> None:
     if pd.api.types.is_float_dtype(values):
         v = values.to_numpy(dtype=float)
         if not np.all(np.isfinite(v)) or not np.array_equal(v, np.round(v)):
-            raise ValueError(
+            raise CarlGeoError(
                 f"field {label_field!r} holds non-integer numbers (e.g. {v[v != np.round(v)][:3].tolist()}); "
                 "it looks like a measurement, not a class: choose a text or integer class column"
             )
     n = values.nunique()
     if n > MAX_CLASSES:
-        raise ValueError(
+        raise CarlGeoError(
             f"field {label_field!r} has {n} distinct values; a class column may have at most {MAX_CLASSES}: "
             "choose the column that holds the class of each polygon"
         )
@@ -139,7 +141,7 @@ def rasterize_labels(gdf: gpd.GeoDataFrame, label_field: str, *, shape: tuple[in
         ValueError: raster without CRS, or no polygon overlaps the grid.
     """
     if crs is None:
-        raise ValueError("the raster has no coordinate reference system; assign one (e.g. gdal_edit.py -a_srs EPSG:xxxx)")
+        raise CarlGeoError("the raster has no coordinate reference system; assign one (e.g. gdal_edit.py -a_srs EPSG:xxxx)")
     crs = CRS.from_user_input(crs)
     height, width = int(shape[0]), int(shape[1])
     labels = [_label_str(v) if not isinstance(v, str) else v for v in gdf[label_field]]
@@ -147,7 +149,7 @@ def rasterize_labels(gdf: gpd.GeoDataFrame, label_field: str, *, shape: tuple[in
     lookup = {n: i for i, n in enumerate(names)}
     unknown = sorted(set(labels) - set(lookup))
     if unknown:
-        raise ValueError(f"labels {unknown} of field {label_field!r} are not among the classes {names}")
+        raise CarlGeoError(f"labels {unknown} of field {label_field!r} are not among the classes {names}")
 
     left, top = transform.c, transform.f
     right, bottom = transform @ (width, height)
@@ -186,7 +188,7 @@ def polygons_on_grid(gdf: gpd.GeoDataFrame, crs: CRS | str,
         gb = np.round(geoms.total_bounds, 1).tolist()
         where = (f"after reprojection from {CRS.from_user_input(gdf.crs).to_string()} to {crs.to_string()}"
                  if reprojected else f"in {crs.to_string()}")
-        raise ValueError(
+        raise CarlGeoError(
             f"no polygon overlaps the raster {where}: the polygons span {gb}, the raster "
             f"{np.round(grid.bounds, 1).tolist()}; check that the label file belongs to this raster "
             "(and that its CRS is declared correctly)"
@@ -207,14 +209,14 @@ def check_label_pixels(labels: LabelRaster, valid: np.ndarray | None = None, *,
     present = [n for n, c in counts.items() if c > 0]
     if len(labels.class_names) < 2 or len(present) < 2:
         only = present[0] if present else (labels.class_names[0] if labels.class_names else "none")
-        raise ValueError(
+        raise CarlGeoError(
             f"the polygons hold only one class ({only!r}) on valid raster pixels; "
             "a classifier needs at least two classes: digitise polygons of the other classes too"
         )
     small = {n: c for n, c in counts.items() if c < min_pixels}
     if small:
         desc = ", ".join(f"{n!r} ({c} px)" for n, c in small.items())
-        raise ValueError(
+        raise CarlGeoError(
             f"class(es) {desc} cover fewer than {min_pixels} valid raster pixels: their polygons are "
             "smaller than a pixel, outside the raster or on nodata; draw larger polygons for them "
             "or remove them from the label file"

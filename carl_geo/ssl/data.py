@@ -27,6 +27,7 @@ import lightning as L
 import torch
 from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler, Sampler
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.datasets.collate import pad_bands_collate, same_sensor_collate
 from carl_geo.samplers import SensorGroupBatchSampler
 from carl_geo.ssl.masking import MIN_SSL_BANDS
@@ -73,7 +74,7 @@ class RandomChips(Dataset):
 
     def __init__(self, dataset: Any, chip_size: int, length: int, seed: int = 0, nodata: float | None = None) -> None:
         if length < 1:
-            raise ValueError("chips_per_epoch must be >= 1")
+            raise CarlGeoError("chips_per_epoch must be >= 1")
         self.dataset, self.chip_size, self.length, self.seed = dataset, chip_size, length, seed
         self.nodata = nodata
         self.wavelengths = torch.as_tensor(dataset.wavelengths, dtype=torch.float32)
@@ -89,7 +90,7 @@ class RandomChips(Dataset):
             sampler = RandomGeoSampler(self.dataset, size=self.chip_size, length=self.length,
                                        generator=torch.Generator().manual_seed(seed))
             if not sampler.bounds:
-                raise ValueError(f"no raster of this source is at least {self.chip_size}x{self.chip_size} pixels; "
+                raise CarlGeoError(f"no raster of this source is at least {self.chip_size}x{self.chip_size} pixels; "
                                  "lower chip_size")
             with torch.random.fork_rng(devices=[]):  # the sampler picks tiles with the global RNG
                 torch.manual_seed(seed)
@@ -190,7 +191,7 @@ class LabelledRasterChips(Dataset):
         from carl_geo.io.band_metadata import resolve_wavelengths
 
         if split not in ("bank", "query"):
-            raise ValueError("split must be 'bank' or 'query'")
+            raise CarlGeoError("split must be 'bank' or 'query'")
         s = source.chip_size
         with rasterio.open(source.image) as src:
             sel = resolve_wavelengths(src, wavelengths=source.wavelengths, sensor=source.sensor, bands=source.bands)
@@ -198,7 +199,7 @@ class LabelledRasterChips(Dataset):
         with rasterio.open(source.labels) as lab:
             labels = lab.read(1)
         if labels.shape != data.shape[1:]:
-            raise ValueError(f"{source.labels} is {labels.shape[1]}x{labels.shape[0]} px but {source.image} is "
+            raise CarlGeoError(f"{source.labels} is {labels.shape[1]}x{labels.shape[0]} px but {source.image} is "
                              f"{data.shape[2]}x{data.shape[1]}; the label raster must share the image grid")
         self.wavelengths = torch.tensor(sel.wavelengths, dtype=torch.float32)
         chips = []
@@ -222,7 +223,7 @@ class LabelledRasterChips(Dataset):
                 image = standardize_image(torch.from_numpy(np.ma.filled(block, fill)))
                 self.items.append((image, c))
         if not self.items:
-            raise ValueError(f"no {split} chips of {s} px with a majority class >= {source.min_purity} in "
+            raise CarlGeoError(f"no {split} chips of {s} px with a majority class >= {source.min_purity} in "
                              f"{source.labels}; lower chip_size or min_purity")
 
     def __len__(self) -> int:
@@ -261,11 +262,11 @@ class SSLDataModule(L.LightningDataModule):
                  knn_batch_size: int = 64, batching: str = "group", num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
         if batching not in BATCHINGS:
-            raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+            raise CarlGeoError(f"batching must be one of {BATCHINGS}, got {batching!r}")
         if batch_size < 2:
-            raise ValueError("batch_size must be >= 2 (the loss's variance terms are taken over the batch)")
+            raise CarlGeoError("batch_size must be >= 2 (the loss's variance terms are taken over the batch)")
         if (knn_bank is None) != (knn_query is None):
-            raise ValueError("give both knn_bank and knn_query, or neither")
+            raise CarlGeoError("give both knn_bank and knn_query, or neither")
         self.train_sets = list(train) if train is not None else []
         self.knn_bank, self.knn_query = self._as_list(knn_bank), self._as_list(knn_query)
         self.batch_size, self.knn_batch_size = batch_size, knn_batch_size
@@ -280,11 +281,11 @@ class SSLDataModule(L.LightningDataModule):
     def check_train_sets(self) -> None:
         """Raise ValueError for missing data, too few bands, or too few samples for one batch."""
         if not self.train_sets:
-            raise ValueError("no training data: give at least one dataset / raster source")
+            raise CarlGeoError("no training data: give at least one dataset / raster source")
         for i, d in enumerate(self.train_sets):
             c = _band_count(d)
             if c < MIN_SSL_BANDS:
-                raise ValueError(f"training source {i} has {c} bands; CARL-SSL masks band blocks and needs at least "
+                raise CarlGeoError(f"training source {i} has {c} bands; CARL-SSL masks band blocks and needs at least "
                                  f"{MIN_SSL_BANDS}")
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batching == "group":
@@ -292,7 +293,7 @@ class SSLDataModule(L.LightningDataModule):
         else:
             n_batches = sum(len(d) for d in self.train_sets) // self.batch_size
         if n_batches < world:
-            raise ValueError(f"the training data make {n_batches} full batch(es) of {self.batch_size} for "
+            raise CarlGeoError(f"the training data make {n_batches} full batch(es) of {self.batch_size} for "
                              f"{world} process(es); add chips (chips_per_epoch) or lower batch_size")
 
     def sensor_summary(self) -> list[dict[str, Any]]:
@@ -311,7 +312,7 @@ class SSLDataModule(L.LightningDataModule):
             trainer = self.trainer
             distributed = trainer is not None and trainer.world_size > 1
             if distributed and trainer._accelerator_connector.use_distributed_sampler:
-                raise ValueError("CARL-SSL shards its sensor-grouped batches itself: set "
+                raise CarlGeoError("CARL-SSL shards its sensor-grouped batches itself: set "
                                  "trainer.use_distributed_sampler: false")
 
     def _rank(self) -> tuple[int, int]:
@@ -372,15 +373,15 @@ class RasterSSLDataModule(SSLDataModule):
                          num_workers=num_workers, seed=seed)
         self.sources = [s if isinstance(s, RasterSource) else RasterSource(**s) for s in sources]
         if not self.sources:
-            raise ValueError("give at least one raster source (data.init_args.sources)")
+            raise CarlGeoError("give at least one raster source (data.init_args.sources)")
         if chip_size < 8:
-            raise ValueError(f"chip_size must be >= 8 pixels, got {chip_size}")
+            raise CarlGeoError(f"chip_size must be >= 8 pixels, got {chip_size}")
         self.chip_size, self.chips_per_epoch = chip_size, chips_per_epoch
         self.knn_sources = list(knn_sources or [])
         self.knn_rasters = [r if isinstance(r, LabelRasterSource) else LabelRasterSource(**r)
                             for r in knn_rasters or []]
         if self.knn_sources and self.knn_rasters:
-            raise ValueError("give knn_sources (chip folders) or knn_rasters (labelled scenes), not both")
+            raise CarlGeoError("give knn_sources (chip folders) or knn_rasters (labelled scenes), not both")
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and not self.train_sets:

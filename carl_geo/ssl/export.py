@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.checkpoint import (
     CheckpointError,
     backbone_state_dict,
@@ -35,7 +36,7 @@ def export_backbone(checkpoint: str | os.PathLike, out: str | os.PathLike, which
     from carl_geo.models.carl import CARL
 
     if which not in WHICH:
-        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+        raise CarlGeoError(f"which must be one of {WHICH}, got {which!r}")
     out = Path(out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {out.parent}")

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from rasterio.windows import Window
 
+from carl_geo.errors import Cancelled
 from carl_geo.datasets.vector_labels import (
     IGNORE_INDEX,
     LabelRaster,
@@ -66,8 +67,8 @@ WEIGHT_AVERAGING = 0.0
 CHIP_SCALES: tuple[float, ...] = (1.0,)
 
 
-class TrainingCancelled(RuntimeError):
-    """``progress`` returned False; no file was written."""
+#: ``progress`` returned False; no file was written (carl_geo's one :class:`~carl_geo.errors.Cancelled`).
+TrainingCancelled = Cancelled
 
 
 @dataclass

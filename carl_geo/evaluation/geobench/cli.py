@@ -20,8 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from carl_geo.evaluation.geobench.dataset import BAND_ORDERS, NORMALIZATIONS
-from carl_geo.evaluation.geobench.runner import MODES
+from carl_geo.evaluation.geobench.options import BAND_ORDERS, MODES, NORMALIZATIONS
 
 
 def _tasks(value: str) -> list[str]:
