@@ -117,7 +117,10 @@ def error_line(exc: BaseException, gdal_messages: list[str] | None = None) -> tu
     if isinstance(exc, CarlGeoError):
         return _one_line(str(exc)), EXIT_USAGE
     if _lightning_config_error(exc):
-        return _one_line(str(exc)), EXIT_USAGE
+        text = _one_line(str(exc))
+        if "gpu" in text.lower() or "cuda" in text.lower():
+            text += " (the configuration asks for a GPU; without one add --trainer.accelerator=cpu)"
+        return text, EXIT_USAGE
     if isinstance(exc, OSError) or "rasterio" in type(exc).__module__:
         from carl_geo.io.failures import io_cause, is_io_error
 

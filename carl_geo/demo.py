@@ -25,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from carl_geo.errors import CarlGeoError
+
 DEFAULT_OUT = "carl_demo_output"
+#: Files the demo writes into its output folder.
+DEMO_OUTPUTS = ("carl_landcover.pt", "carl_landcover_confusion.png", "carl_landcover.tif",
+                "random_forest_landcover.tif", "carl_demo.png", "scores.json")
 #: Demo defaults (tuned on the NC scene to fit the 5-minute budget on 2 CPU cores).
 DEMO_EPOCHS = 15
 QUICK_EPOCHS = 2
@@ -163,10 +168,20 @@ def _codes(pred: np.ndarray, names: list[str], ref_names: tuple[str, ...]) -> np
     return to_code[np.where(pred >= 0, pred, len(names))]
 
 
+def check_demo_outputs(out: Path, scene: Any, *, overwrite: bool) -> None:
+    """Refuse a demo output that is one of the scene's files, or (``overwrite=False``) that exists."""
+    from carl_geo.io.output_paths import check_outputs, reads_of
+
+    if out.is_dir():
+        check_outputs([("demo output", out / name) for name in DEMO_OUTPUTS],
+                      reads_of([("sample scene", scene.image), ("reference map", scene.strata)],
+                               [("sample polygons", scene.polygons)]), overwrite=overwrite)
+
+
 def run_demo(out_dir: str | os.PathLike = DEFAULT_OUT, *, epochs: int | None = None, quick: bool = False,
              seed: int = 0, device: str = "cpu", rf_trees: int | None = None,
              log: Callable[[str], None] | None = None,
-             progress: Callable[[int, int], bool | None] | None = None) -> dict[str, Any]:
+             progress: Callable[[int, int], bool | None] | None = None, overwrite: bool = True) -> dict[str, Any]:
     """Run the demo and return its results.
 
     Args:
@@ -177,6 +192,8 @@ def run_demo(out_dir: str | os.PathLike = DEFAULT_OUT, *, epochs: int | None = N
         device: where CARL trains and predicts (the demo is meant for ``"cpu"``).
         log: receives progress lines (default: silent).
         progress: passed to the CARL training (``progress(done, total)``).
+        overwrite: replace the files of an earlier run in ``out_dir`` (:data:`DEMO_OUTPUTS`); never
+            the shipped scene's files.
 
     Returns:
         dict with ``carl`` and ``baseline`` scores (overall_accuracy, mean_iou over the trained
@@ -193,8 +210,9 @@ def run_demo(out_dir: str | os.PathLike = DEFAULT_OUT, *, epochs: int | None = N
     t_start = time.perf_counter()
     say = log or (lambda _m: None)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     scene = nc_landsat7()
+    check_demo_outputs(out, scene, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     n_epochs = int(epochs or (QUICK_EPOCHS if quick else DEMO_EPOCHS))
     seconds: dict[str, float] = {}
 
@@ -302,6 +320,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help=f"CARL training epochs (default {DEMO_EPOCHS})")
     p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_EPOCHS} epochs, smaller forest")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.set_defaults(func=_run)
     return p
 
@@ -310,8 +329,9 @@ def _run(args: argparse.Namespace) -> int:
     from carl_geo.progress_bar import ProgressBar
 
     if args.epochs is not None and args.epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+        raise CarlGeoError(f"--epochs must be >= 1, got {args.epochs}")
     with ProgressBar("training CARL", "step") as bar:
-        res = run_demo(args.out, epochs=args.epochs, quick=args.quick, seed=args.seed, log=bar.log, progress=bar)
+        res = run_demo(args.out, epochs=args.epochs, quick=args.quick, seed=args.seed, log=bar.log, progress=bar,
+                       overwrite=args.overwrite)
     print(format_summary(res))
     return 0

@@ -63,7 +63,9 @@ class ChipFolderDataset(Dataset):
     def __init__(self, source: ChipSource, split: str, classes: Sequence[str] | None = None) -> None:
         folder = Path(source.root) / split
         if not folder.is_dir():
-            raise FileNotFoundError(f"no '{split}' folder in {source.root} (expected {source.root}/{split}/<class>/*.tif)")
+            raise FileNotFoundError(
+                f"no '{split}' folder in {source.root}: chip sources must be laid out as "
+                f"{source.root}/{{train,val,test}}/<class>/*.tif (set data.init_args.sources[].root)")
         self.classes = list(classes) if classes else sorted(p.name for p in folder.iterdir() if p.is_dir())
         if not self.classes:
             raise CarlGeoError(f"{folder} has no class sub-folders")

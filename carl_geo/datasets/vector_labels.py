@@ -6,13 +6,16 @@ class indices (``rasterio.features.rasterize``), with :data:`IGNORE_INDEX` where
 or where polygons of different classes overlap. :func:`check_label_pixels` applies the rules a
 training run needs (two classes at least, enough valid pixels per class).
 
-Errors a user can cause raise :class:`ValueError` (or :class:`FileNotFoundError`) with a message
-that says what to fix.
+Errors a user can cause raise a :class:`~carl_geo.errors.CarlGeoError` (a ValueError) or
+:class:`FileNotFoundError` with a message that says what to fix. Nothing is dropped silently:
+features without a class value, and line or point features among polygons, are left out with
+one :class:`~carl_geo.errors.CarlGeoWarning` each; a file of only lines or only points is refused.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,7 @@ from rasterio.crs import CRS
 from rasterio.features import rasterize
 from shapely.geometry import box
 
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import CarlGeoError, CarlGeoWarning, InputError
 
 #: Mask value of unlabelled pixels (and of pixels claimed by polygons of different classes).
 IGNORE_INDEX = -1
@@ -83,12 +86,52 @@ def read_label_vector(path: str | os.PathLike, label_field: str) -> gpd.GeoDataF
         raise CarlGeoError(f"{path.name} has no field {label_field!r}; its fields are: {', '.join(fields) or 'none'}")
     if gdf.crs is None:
         raise CarlGeoError(f"{path.name} has no coordinate reference system; set one (e.g. with QGIS or ogr2ogr -a_srs)")
-    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-    gdf = gdf[gdf[label_field].notna()].reset_index(drop=True)
+    gdf = _polygons_only(gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty], path.name)
+    missing = gdf[label_field].isna()
+    if missing.any() and not missing.all():
+        warnings.warn(f"{int(missing.sum())} of the {len(gdf)} polygons in {path.name} have no value in field "
+                      f"{label_field!r} and were left out", CarlGeoWarning, stacklevel=2)
+    gdf = gdf[~missing].reset_index(drop=True)
     if gdf.empty:
         raise CarlGeoError(f"{path.name} has no feature with a geometry and a value in field {label_field!r}")
     check_categorical(gdf[label_field], label_field)
     return gdf
+
+
+#: Geometry types that cover an area (a class can be burnt into the pixels they cover).
+AREA_TYPES = ("Polygon", "MultiPolygon")
+_KIND = {"LineString": "line", "MultiLineString": "line", "LinearRing": "line", "Point": "point",
+         "MultiPoint": "point"}
+
+
+def _polygons_only(gdf: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
+    """The polygon features; lines / points among them are left out with a warning, a file with none
+    raises a :class:`CarlGeoError` that says how to turn them into polygons."""
+    types = gdf.geometry.geom_type
+    areas = types.isin(AREA_TYPES)
+    if areas.all():
+        return gdf
+    others = types[~areas].map(lambda t: _KIND.get(t, t)).value_counts()
+    found = " and ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in others.items())
+    if not areas.any():
+        raise InputError(
+            f"{name} holds {found}, no polygons: training labels must be polygons (areas of one class each); "
+            "turn lines or points into polygons first (e.g. QGIS Vector > Geoprocessing > Buffer, a distance of "
+            "about one pixel) or digitise polygons")
+    warnings.warn(f"{found} in {name} were left out: training uses polygons only", CarlGeoWarning, stacklevel=3)
+    return gdf[areas]
+
+
+def class_codes(class_names: Sequence[str]) -> list[int] | None:
+    """The classes' own numeric codes when every class name is a whole number in 0..65534 (labels
+    such as 1, 3, 4 keep their values in predicted rasters); None for text labels (0..K-1)."""
+    codes = []
+    for n in class_names:
+        text = str(n).strip()
+        if not text.isdigit() or str(int(text)) != text or int(text) > 65534:
+            return None
+        codes.append(int(text))
+    return codes if len(set(codes)) == len(codes) else None
 
 
 def check_categorical(values: pd.Series, label_field: str) -> None:

@@ -174,7 +174,7 @@ def predict_dataarray(
         out = np.empty((count, h, w), dtype=dtype)
 
         def emit(row0: int, blended: Any, ok: np.ndarray) -> None:
-            out[:, row0:row0 + blended.shape[1]] = _encode(output, dtype, blended, ok, out_nodata)
+            out[:, row0:row0 + blended.shape[1]] = _encode(output, dtype, blended, ok, out_nodata, layout["codes"])
 
         runner = ModelRunner(module.to(dev).eval(), wl, output=output, device=dev, precision=precision)
 

@@ -76,6 +76,7 @@ def check_outputs(outputs: Labelled, reads: Labelled, *, overwrite: bool = True)
 
     Raises:
         OutputPathError: naming the output and the file it would replace, or what to do.
+        FileNotFoundError: the folder of an output does not exist.
     """
     read_map: dict[Path, str] = {}
     linked: set[Path] = set()  # real paths reached through a symlink or ".."
@@ -108,7 +109,7 @@ def check_outputs(outputs: Labelled, reads: Labelled, *, overwrite: bool = True)
             raise OutputPathError(f"the {what} {path} is a folder; give a file name inside it, "
                                   f"e.g. {path / ('result' + (path.suffix or '.tif'))}")
         if not real.parent.is_dir():
-            raise OutputPathError(f"the folder of the {what} ({path.parent}) does not exist; create it first")
+            raise FileNotFoundError(f"the output folder of the {what} ({path.parent}) does not exist; create it first")
         if not overwrite and (path.exists() or path.is_symlink()):
             raise OutputPathError(f"the {what} {path} exists; pass {option('overwrite', python='True')} "
                                   "to replace it, or choose another file name")

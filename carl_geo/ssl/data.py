@@ -18,6 +18,7 @@ batches), so the trainer must run with ``use_distributed_sampler=False`` (the pr
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -390,6 +391,13 @@ class RasterSSLDataModule(SSLDataModule):
             import rasterio
 
             for i, s in enumerate(self.sources):
+                missing = [p for p in ([s.paths] if isinstance(s.paths, (str, os.PathLike)) else s.paths)
+                           if not os.path.exists(p)]
+                if missing:
+                    raise FileNotFoundError(
+                        f"raster source {i + 1} ({s.sensor or 'no sensor'}): {missing[0]} does not exist; "
+                        "data.init_args.sources[].paths must name GeoTIFF files, or folders holding them "
+                        f"({s.filename_glob or '*.tif'}), of one sensor per source")
                 raster = SpectralRaster(s.paths, wavelengths=s.wavelengths, sensor=s.sensor, bands=s.bands,
                                         res=s.res, filename_glob=s.filename_glob)
                 with rasterio.open(raster.index.filepath.iloc[0]) as first:

@@ -50,27 +50,45 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.25, help="share of each class held out (whole polygons)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing model file and confusion PNG (never the raster, labels or weights)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from carl_geo.errors import CarlGeoError
+    from carl_geo.training.outputs import check_training_paths
+
+    check_training_paths(args.raster, args.labels, args.out, args.weights, overwrite=args.overwrite)
+
     from carl_geo.progress_bar import ProgressBar
     from carl_geo.training.metrics import format_report
     from carl_geo.training.polygons import train_from_polygons
 
     with ProgressBar("training", "step") as bar:
-        result = train_from_polygons(
-            args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths, sensor=args.sensor,
-            bands=args.bands, weights=args.weights, config=args.config, head=args.head, epochs=args.epochs,
-            chip_size=args.chip_size, batch_size=args.batch_size, val_fraction=args.val_fraction, seed=args.seed,
-            device=args.device, progress=bar, log=bar.log,
-        )
+        try:
+            result = train_from_polygons(
+                args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths,
+                sensor=args.sensor, bands=args.bands, weights=args.weights, config=args.config, head=args.head,
+                epochs=args.epochs, chip_size=args.chip_size, batch_size=args.batch_size,
+                val_fraction=args.val_fraction, seed=args.seed, device=args.device, progress=bar, log=bar.log,
+            )
+        except CarlGeoError:
+            raise
+        except ValueError as e:  # train_from_polygons documents ValueError as "bad input or settings"
+            raise CarlGeoError(str(e)) from e
     rep = result.report
     print(f"{rep['evaluated_on']} report ({rep['n_val_pixels']} held-out pixels, "
           f"{rep['n_train_pixels']} training pixels, {rep['seconds']:.0f} s):")
     print(format_report({**rep, "n_pixels": rep["n_val_pixels"] or rep["n_train_pixels"]}))
     print(f"model: {result.model_path}")
+    bundle = result.bundle
+    if bundle.class_values is not None:
+        print("classes keep their codes in predicted rasters: " + ", ".join(str(v) for v in bundle.class_values))
+    else:
+        print("class values in predicted rasters: "
+              + ", ".join(f"{i} = {n}" for i, n in enumerate(bundle.class_names)))
     if result.confusion_png:
         print(f"confusion matrix: {result.confusion_png}")
     return 0

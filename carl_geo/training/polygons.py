@@ -24,20 +24,22 @@ import torch
 import torch.nn.functional as F
 from rasterio.windows import Window
 
-from carl_geo.errors import Cancelled
 from carl_geo.datasets.vector_labels import (
     IGNORE_INDEX,
     LabelRaster,
     check_label_pixels,
+    class_codes,
     polygons_on_grid,
     rasterize_labels,
     read_label_vector,
 )
-from carl_geo.io.band_metadata import resolve_wavelengths
+from carl_geo.errors import Cancelled
+from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.models import CARL, CARLSegmenter, ModelBundle, get_config, load_bundle, make_bundle, save_bundle
 from carl_geo.models.segmentation import HEADS
 from carl_geo.training.chips import ChipSampler, augment, holdout_split, labels_window, tiles
 from carl_geo.training.metrics import confusion_matrix, segmentation_report
+from carl_geo.training.outputs import check_training_paths, confusion_png_path
 from carl_geo.training.report import confusion_png
 
 #: Chips drawn per epoch (an epoch is a fixed number of chips, not a pass over all pixels).
@@ -284,10 +286,11 @@ def train_from_polygons(
     raster, labels, out = Path(raster), Path(labels), Path(out)
     weights = Path(weights) if weights is not None else None
     _check_args(raster, out, config, head, epochs, chip_size, batch_size, val_fraction, weights)
+    check_training_paths(raster, labels, out, weights)  # never write over the raster, labels or weights
 
     # ---- everything a user can get wrong is checked here, before any training -------------
     gdf = read_label_vector(labels, label_field)
-    with rasterio.open(raster) as src:
+    with open_raster(raster) as src:
         if src.crs is None:
             raise ValueError(f"{raster.name} has no coordinate reference system; assign one "
                              "(e.g. gdal_edit.py -a_srs EPSG:xxxx) so the polygons can be placed on it")
@@ -392,7 +395,8 @@ def train_from_polygons(
     # ---- write ------------------------------------------------------------------------------
     model.cpu().eval()
     bundle = make_bundle(
-        model, class_names=lab.class_names, wavelengths=wls, band_names=band_names, sensor=sensor_name,
+        model, class_names=lab.class_names, class_values=class_codes(lab.class_names), wavelengths=wls,
+        band_names=band_names, sensor=sensor_name,
         normalization={"mode": "fixed", "mean": mean, "std": std},
         meta={"training": {"raster": str(raster), "labels": str(labels), "label_field": label_field,
                            "raster_crs": raster_crs, "band_indexes": indexes, "config": config, "head": head,
@@ -403,7 +407,7 @@ def train_from_polygons(
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     save_bundle(bundle, out)
-    png = confusion_png(cm, lab.class_names, out.with_name(out.stem + "_confusion.png"),
+    png = confusion_png(cm, lab.class_names, confusion_png_path(out),
                         title=f"{evaluated_on} confusion matrix (OA {report['overall_accuracy']:.2f}, "
                               f"mIoU {report['mean_iou']:.2f})")
     report["seconds"] = round(time.perf_counter() - t0, 2)

@@ -31,6 +31,7 @@ from carl_geo.evaluation.geobench.datamodule import GeoBenchDataModule
 from carl_geo.evaluation.geobench.dataset import GeoBenchDataset
 from carl_geo.evaluation.geobench.options import BAND_ORDERS, MODES, NORMALIZATIONS, RANDOM
 from carl_geo.evaluation.geobench.reader import GeoBenchTask, find_tasks, load_task
+from carl_geo.io.output_paths import atomic_path
 
 #: Settings stored in ``OUT/settings.json``; a resumed evaluation must use the same values.
 SIGNATURE_FIELDS = ("checkpoint", "config", "epochs", "batch_size", "lr", "weight_decay", "backbone_lr_factor",
@@ -228,9 +229,8 @@ def check_settings_file(settings: GeoBenchSettings) -> None:
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2))
 
 
 def _device_name(accelerator: str) -> str:

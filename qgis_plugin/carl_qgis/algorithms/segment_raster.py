@@ -75,5 +75,5 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
         feedback.pushInfo(f"Wrote {result.path}: {result.width} x {result.height} px, {result.count} band(s), "
                           f"{result.tiles} tiles in {result.seconds:.1f} s")
         if output == "classes":
-            style_on_load(context, dst, bundle.class_names, bundle.colors)
+            style_on_load(context, dst, bundle.class_names, bundle.colors, values=bundle.class_values)
         return {self.OUTPUT: dst}
