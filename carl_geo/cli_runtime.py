@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from carl_geo.errors import CarlGeoError, CarlGeoWarning
+from carl_geo.errors import CarlGeoError, CarlGeoWarning, RasterIOError
 
 #: Exit status of a run stopped by Ctrl-C / SIGTERM (128 + signal number, as shells report it).
 EXIT_INTERRUPTED = 130
@@ -114,6 +114,8 @@ def _lightning_config_error(exc: BaseException) -> bool:
 
 def error_line(exc: BaseException, gdal_messages: list[str] | None = None) -> tuple[str, int] | None:
     """``(one line, exit status)`` for an error the user can act on, or None for a bug."""
+    if isinstance(exc, RasterIOError):
+        return _one_line(str(exc)), EXIT_IO
     if isinstance(exc, CarlGeoError):
         return _one_line(str(exc)), EXIT_USAGE
     if _lightning_config_error(exc):
