@@ -34,7 +34,8 @@ class Sensor:
 
     def __post_init__(self) -> None:
         if len(self.band_names) != len(self.wavelengths):
-            raise CarlGeoError(f"{self.name}: {len(self.band_names)} band names but {len(self.wavelengths)} wavelengths")
+            raise CarlGeoError(f"{self.name}: {len(self.band_names)} band names but "
+                               f"{len(self.wavelengths)} wavelengths")
 
     @property
     def num_bands(self) -> int:
@@ -59,7 +60,8 @@ class Sensor:
             lo, hi = wavelength_range
             idx = [i for i in idx if lo <= self.wavelengths[i] <= hi]
         if not idx:
-            raise CarlGeoError(f"no {self.description} band left after selecting bands={bands}, range={wavelength_range}")
+            raise CarlGeoError(f"no {self.description} band left after selecting bands={bands}, "
+                               f"range={wavelength_range}")
         return Sensor(self.name, self.description, tuple(self.band_names[i] for i in idx),
                       tuple(self.wavelengths[i] for i in idx))
 

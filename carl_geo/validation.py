@@ -37,7 +37,8 @@ def check_wavelength_list(values: Any) -> list[float]:
             that looks like nanometres, or the same wavelength twice.
     """
     if values is None:
-        raise WavelengthError(f"no wavelengths were given: give one centre wavelength (µm) per band, e.g. {_example()}")
+        raise WavelengthError("no wavelengths were given: give one centre wavelength (µm) per band, "
+                              f"e.g. {_example()}")
     if isinstance(values, (str, bytes)):
         raise WavelengthError(f"wavelengths must be a list of numbers (µm), not the text {values!r}; "
                               f"e.g. {_example()}")

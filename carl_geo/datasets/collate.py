@@ -67,7 +67,7 @@ def same_sensor_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     counts = {int(s["image"].shape[0]) for s in samples}
     if len(counts) > 1:
         raise CarlGeoError(f"band counts differ within the batch ({sorted(counts)}): use pad_bands_collate "
-                         "or SensorGroupBatchSampler")
+                           "or SensorGroupBatchSampler")
     batch = pad_bands_collate(samples)
     del batch["band_mask"]
     return batch

@@ -85,7 +85,8 @@ def read_label_vector(path: str | os.PathLike, label_field: str) -> gpd.GeoDataF
         fields = [c for c in gdf.columns if c != gdf.geometry.name]
         raise CarlGeoError(f"{path.name} has no field {label_field!r}; its fields are: {', '.join(fields) or 'none'}")
     if gdf.crs is None:
-        raise CarlGeoError(f"{path.name} has no coordinate reference system; set one (e.g. with QGIS or ogr2ogr -a_srs)")
+        raise CarlGeoError(f"{path.name} has no coordinate reference system; "
+                           "set one (e.g. with QGIS or ogr2ogr -a_srs)")
     gdf = _polygons_only(gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty], path.name)
     missing = gdf[label_field].isna()
     if missing.any() and not missing.all():
@@ -184,7 +185,8 @@ def rasterize_labels(gdf: gpd.GeoDataFrame, label_field: str, *, shape: tuple[in
         ValueError: raster without CRS, or no polygon overlaps the grid.
     """
     if crs is None:
-        raise CarlGeoError("the raster has no coordinate reference system; assign one (e.g. gdal_edit.py -a_srs EPSG:xxxx)")
+        raise CarlGeoError("the raster has no coordinate reference system; "
+                           "assign one (e.g. gdal_edit.py -a_srs EPSG:xxxx)")
     crs = CRS.from_user_input(crs)
     height, width = int(shape[0]), int(shape[1])
     labels = [_label_str(v) if not isinstance(v, str) else v for v in gdf[label_field]]

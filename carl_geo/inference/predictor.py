@@ -37,7 +37,7 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import CarlGeoError, InputError, option
 from carl_geo.inference.engine import (
     BackgroundWriter,
     BufferPool,
@@ -46,7 +46,6 @@ from carl_geo.inference.engine import (
     iter_batches,
     run_tiled,
 )
-from carl_geo.errors import InputError, option
 from carl_geo.inference.normalization import (
     resolve_normalization,
     sample_windows,
@@ -383,7 +382,7 @@ def predict_raster(
     check_tiling(tile_size, overlap)
     if batch_size != "auto" and (isinstance(batch_size, (str, bool)) or int(batch_size) != batch_size
                                  or batch_size < 1):
-        raise CarlGeoError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
+        raise CarlGeoError(f"{option('batch_size')} must be a positive integer or 'auto', got {batch_size!r}")
     if output not in OUTPUTS:
         raise CarlGeoError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if probability_dtype not in ("float32", "uint8"):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import CarlGeoError, option
 from carl_geo.models.bundle import ModelBundle, default_colors
 from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
 
@@ -39,9 +39,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     except RuntimeError:
         raise CarlGeoError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CarlGeoError("device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu' or 'auto'")
+        raise CarlGeoError("device 'cuda' was asked for but torch sees no CUDA GPU; "
+                           f"use {option('device', 'cpu', repr('cpu'))} or auto")
     if dev.type == "mps" and not mps_ok:
-        raise CarlGeoError("device 'mps' was asked for but it is not available; use device='cpu' or 'auto'")
+        raise CarlGeoError("device 'mps' was asked for but it is not available; "
+                           f"use {option('device', 'cpu', repr('cpu'))} or auto")
     if dev.type not in ("cpu", "cuda", "mps"):
         raise CarlGeoError(f"unsupported device {device!r}; use auto, cpu, cuda or mps")
     return dev
@@ -98,7 +100,7 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
         return ModelSpec(module, k, [], [], bundle)
     if bundle is not None and bundle.task != "segmentation":
         raise CarlGeoError(f"this model is a feature extractor (no classes) and cannot produce {output!r}; "
-                         "use output='embeddings' or a segmentation model file")
+                           "use output='embeddings' or a segmentation model file")
     if isinstance(module, CARLSegmenter):
         k = module.num_classes
     names = list(class_names) if class_names else list(bundle.class_names if bundle else [])
@@ -238,7 +240,7 @@ class ModelRunner:
                 or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise CarlGeoError(f"the model must return (B, K, H, W) = ({x.shape[0]}, K, {x.shape[2]}, {x.shape[3]}) "
-                             f"for an input of shape {tuple(x.shape)}, got {got}")
+                               f"for an input of shape {tuple(x.shape)}, got {got}")
         out = out[:n].float()
         if self.output != "embeddings":
             out = torch.softmax(out, dim=1)

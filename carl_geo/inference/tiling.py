@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import CarlGeoError, option
 
 #: Smallest weight of the blending window (at a tile's outermost pixel), so every pixel has weight > 0.
 MIN_WEIGHT = 1e-3
@@ -125,10 +125,10 @@ class TileGrid:
 def check_tiling(tile_size: int, overlap: int) -> None:
     """Raise ValueError unless ``16 <= tile_size`` and ``0 <= overlap < tile_size / 2``."""
     if int(tile_size) != tile_size or tile_size < 16:
-        raise CarlGeoError(f"tile_size must be an integer >= 16 pixels, got {tile_size!r}")
+        raise CarlGeoError(f"{option('tile_size')} must be an integer >= 16 pixels, got {tile_size!r}")
     if int(overlap) != overlap or overlap < 0 or 2 * overlap >= tile_size:
-        raise CarlGeoError(f"overlap must be an integer >= 0 and less than half the tile size ({tile_size} px), "
-                         f"got {overlap!r}; lower the overlap or raise the tile size")
+        raise CarlGeoError(f"{option('overlap')} must be an integer >= 0 and less than half the tile size "
+                           f"({tile_size} px), got {overlap!r}; lower the overlap or raise the tile size")
 
 
 def reflect_index(coords: np.ndarray, n: int) -> np.ndarray:

@@ -55,7 +55,7 @@ def _band_wavelengths(da: Any, band_dim: str, wavelengths: Sequence[float] | Non
                 pass
         if preset.num_bands != n:
             raise CarlGeoError(f"the array has {n} bands but sensor preset {preset.name!r} has {preset.num_bands}; "
-                             "select the bands first or give wavelengths=[...]")
+                               "select the bands first or give wavelengths=[...]")
         return list(preset.wavelengths)
     for source in (da.coords.get("wavelength"), da.attrs.get("wavelength"), da.attrs.get("wavelengths")):
         if source is not None:
@@ -65,8 +65,9 @@ def _band_wavelengths(da: Any, band_dim: str, wavelengths: Sequence[float] | Non
     fb = getattr(bundle, "wavelengths", None)
     if fb is not None and len(fb) == n:
         return check_wavelengths(fb)
-    raise CarlGeoError(f"no wavelengths for the {n} bands of the array: give wavelengths=[...] (µm) or sensor=<preset>, "
-                     "or add a 'wavelength' coordinate on the band dimension")
+    raise CarlGeoError(f"no wavelengths for the {n} bands of the array: give wavelengths=[...] (µm) or "
+                       "sensor=<preset>, "
+                       "or add a 'wavelength' coordinate on the band dimension")
 
 
 def _chunks(length: int, size: int) -> tuple[int, ...]:

@@ -118,7 +118,8 @@ def check_wavelengths(wavelengths: Sequence[float]) -> list[float]:
 
 def open_raster(src: str | os.PathLike) -> Any:
     """``rasterio.open(src)`` with clear errors: FileNotFoundError for a missing local file,
-    :class:`~carl_geo.errors.RasterIOError` (a ValueError) for a file GDAL cannot read. GDAL URIs (``netcdf:f.nc:var``, ``/vsi...``) pass through."""
+    :class:`~carl_geo.errors.RasterIOError` (a ValueError) for a file GDAL cannot read. GDAL URIs
+    (``netcdf:f.nc:var``, ``/vsi...``) pass through."""
     text = os.fspath(src)
     is_uri = "://" in text or text.startswith("/vsi") or bool(re.match(r"^[A-Za-z0-9_]{2,}:", text))
     if not is_uri and not os.path.exists(text):
@@ -128,8 +129,8 @@ def open_raster(src: str | os.PathLike) -> Any:
     try:
         return rasterio.open(text)
     except rasterio.errors.RasterioIOError as e:
-        raise RasterIOError(f"cannot read raster {text}: {str(e).splitlines()[0] if str(e) else 'GDAL cannot open it'}") \
-            from None
+        cause = str(e).splitlines()[0] if str(e) else "GDAL cannot open it"
+        raise RasterIOError(f"cannot read raster {text}: {cause}") from None
 
 
 @contextmanager
@@ -266,7 +267,7 @@ def _select_bands(ds: Any, bands: Sequence[int | str], sensor: Sensor | None) ->
         else:
             named = ", ".join(d for d in descr if d) or "none"
             raise CarlGeoError(f"no band named {b!r} in {ds.name} (band descriptions: {named}); "
-                             "give 1-based band numbers instead")
+                               "give 1-based band numbers instead")
     if not out:
         raise CarlGeoError(f"the band list is empty; give at least one band ({option('bands', '1,2,3', '[1, 2, 3]')})")
     if len(set(out)) != len(out):
@@ -362,7 +363,8 @@ def resolve_wavelengths(src: Any, *, wavelengths: Sequence[float] | None = None,
             hint = f"; the model was trained with {len(fb_wl)} bands, so its wavelengths do not apply"
         raise WavelengthError(
             f"{what} and no wavelengths for them: give {option('wavelengths', 'UM,UM,...', '[...]')} (µm, one per "
-            f"band) or a sensor preset ({option('sensor', 'NAME', repr('NAME'))}; known: {', '.join(sorted(SENSORS))}), "
+            f"band) or a sensor preset ({option('sensor', 'NAME', repr('NAME'))}; "
+            f"known: {', '.join(sorted(SENSORS))}), "
             f"or write CENTRAL_WAVELENGTH_UM band metadata (GDAL IMAGERY domain) into the file{hint}")
 
 

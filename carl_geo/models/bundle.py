@@ -140,7 +140,8 @@ def check_class_values(values: Sequence[int] | None, k: int) -> list[int] | None
         raise ModelFileError(f"class values must be integers, got {list(values)!r}") from None
     if any(o != v for o, v in zip(out, values)) or len(out) != k or len(set(out)) != k \
             or not all(0 <= v <= MAX_CLASS_VALUE for v in out):
-        raise ModelFileError(f"class values must be {k} distinct integers in 0..{MAX_CLASS_VALUE}, got {list(values)!r}")
+        raise ModelFileError(f"class values must be {k} distinct integers in 0..{MAX_CLASS_VALUE}, "
+                             f"got {list(values)!r}")
     return out
 
 

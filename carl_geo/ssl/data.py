@@ -92,7 +92,7 @@ class RandomChips(Dataset):
                                        generator=torch.Generator().manual_seed(seed))
             if not sampler.bounds:
                 raise CarlGeoError(f"no raster of this source is at least {self.chip_size}x{self.chip_size} pixels; "
-                                 "lower chip_size")
+                                   "lower chip_size")
             with torch.random.fork_rng(devices=[]):  # the sampler picks tiles with the global RNG
                 torch.manual_seed(seed)
                 self.slices = list(sampler)
@@ -201,7 +201,7 @@ class LabelledRasterChips(Dataset):
             labels = lab.read(1)
         if labels.shape != data.shape[1:]:
             raise CarlGeoError(f"{source.labels} is {labels.shape[1]}x{labels.shape[0]} px but {source.image} is "
-                             f"{data.shape[2]}x{data.shape[1]}; the label raster must share the image grid")
+                               f"{data.shape[2]}x{data.shape[1]}; the label raster must share the image grid")
         self.wavelengths = torch.tensor(sel.wavelengths, dtype=torch.float32)
         chips = []
         for i in range(labels.shape[0] // s):
@@ -225,7 +225,7 @@ class LabelledRasterChips(Dataset):
                 self.items.append((image, c))
         if not self.items:
             raise CarlGeoError(f"no {split} chips of {s} px with a majority class >= {source.min_purity} in "
-                             f"{source.labels}; lower chip_size or min_purity")
+                               f"{source.labels}; lower chip_size or min_purity")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -287,7 +287,7 @@ class SSLDataModule(L.LightningDataModule):
             c = _band_count(d)
             if c < MIN_SSL_BANDS:
                 raise CarlGeoError(f"training source {i} has {c} bands; CARL-SSL masks band blocks and needs at least "
-                                 f"{MIN_SSL_BANDS}")
+                                   f"{MIN_SSL_BANDS}")
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batching == "group":
             n_batches = sum(len(d) // self.batch_size for d in self.train_sets)
@@ -295,7 +295,7 @@ class SSLDataModule(L.LightningDataModule):
             n_batches = sum(len(d) for d in self.train_sets) // self.batch_size
         if n_batches < world:
             raise CarlGeoError(f"the training data make {n_batches} full batch(es) of {self.batch_size} for "
-                             f"{world} process(es); add chips (chips_per_epoch) or lower batch_size")
+                               f"{world} process(es); add chips (chips_per_epoch) or lower batch_size")
 
     def sensor_summary(self) -> list[dict[str, Any]]:
         """Band facts of the training sources (stored in checkpoints and exported files)."""
@@ -314,7 +314,7 @@ class SSLDataModule(L.LightningDataModule):
             distributed = trainer is not None and trainer.world_size > 1
             if distributed and trainer._accelerator_connector.use_distributed_sampler:
                 raise CarlGeoError("CARL-SSL shards its sensor-grouped batches itself: set "
-                                 "trainer.use_distributed_sampler: false")
+                                   "trainer.use_distributed_sampler: false")
 
     def _rank(self) -> tuple[int, int]:
         if self.trainer is None:

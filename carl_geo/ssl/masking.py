@@ -220,7 +220,7 @@ class SpectralMasking:
         """(block length, number of blocks) for ``n_bands`` bands."""
         if n_bands < MIN_SSL_BANDS:
             raise CarlGeoError(f"CARL-SSL spectral masking needs at least {MIN_SSL_BANDS} bands per image, got "
-                             f"{n_bands}; leave such sensors out of pre-training")
+                               f"{n_bands}; leave such sensors out of pre-training")
         r = torch.rand(1, generator=generator).item()
         if n_bands < 20:  # multispectral: mask little (upstream)
             length, npred = int(r * 2 + 2), 1

@@ -61,7 +61,7 @@ def resolve_backbone(backbone: str | dict[str, Any] | CARLConfig) -> CARLConfig:
         if "spectral" in backbone and "spatial" in backbone:
             return CARLConfig.from_dict(backbone)
     raise CarlGeoError("backbone must be 'tiny', 'published', an upstream model_kwargs dict (spec_encoder_kwargs, "
-                     f"spat_encoder_kwargs, patch_size) or a carl_geo config dict; got {backbone!r}")
+                       f"spat_encoder_kwargs, patch_size) or a carl_geo config dict; got {backbone!r}")
 
 
 def _predictor_config(d: dict[str, Any] | None) -> PredictorConfig:
@@ -69,7 +69,7 @@ def _predictor_config(d: dict[str, Any] | None) -> PredictorConfig:
     unknown = set(d) - {f.name for f in fields(PredictorConfig)}
     if unknown:
         raise CarlGeoError(f"unknown predictor setting(s) {sorted(unknown)}; known: "
-                         f"{[f.name for f in fields(PredictorConfig)]}")
+                           f"{[f.name for f in fields(PredictorConfig)]}")
     return PredictorConfig(**d)
 
 
@@ -197,7 +197,7 @@ class CARLPretrainTask(L.LightningModule):
             total = self.trainer.estimated_stepping_batches
             if total is None or total == float("inf"):
                 raise CarlGeoError("set trainer.max_steps or trainer.max_epochs: the EMA and learning-rate schedules "
-                                 "need the run length")
+                                   "need the run length")
             self._total_steps = int(total)
         return self._total_steps
 

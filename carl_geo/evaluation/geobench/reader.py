@@ -119,7 +119,8 @@ class GeoBenchTask:
         for c in candidates:
             if c in self.partitions:
                 return c
-        raise CarlGeoError(f"task {self.name} has no partition {name!r}; available: {', '.join(sorted(self.partitions))}")
+        raise CarlGeoError(f"task {self.name} has no partition {name!r}; "
+                           f"available: {', '.join(sorted(self.partitions))}")
 
     def partition(self, name: str = "default") -> dict[str, list[str]]:
         """``{"train": [...], "valid": [...], "test": [...]}`` sample names of a partition."""
@@ -227,7 +228,7 @@ def find_tasks(root: str | Path) -> dict[str, Path]:
         if (d / "task_specs.pkl").is_file():
             if d.name in found:
                 raise CarlGeoError(f"task {d.name} exists in {found[d.name].parent} and {d.parent}; "
-                                 "point --root at one benchmark folder")
+                                   "point --root at one benchmark folder")
             found[d.name] = d
         elif depth < 2:  # do not list the (many) sample files of a task folder
             for child in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):

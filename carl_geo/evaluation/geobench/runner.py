@@ -181,7 +181,7 @@ def select_tasks(root: Path, names: Sequence[str] | None) -> list[GeoBenchTask]:
     if missing:
         hint = "" if names else " (default: the CARL paper's tasks; pass --tasks, or --tasks all)"
         raise CarlGeoError(f"task(s) {', '.join(missing)} not found under {root}{hint}; "
-                         f"found: {', '.join(sorted(found))}")
+                           f"found: {', '.join(sorted(found))}")
     return [load_task(found[n]) for n in dict.fromkeys(wanted)]
 
 
@@ -221,7 +221,7 @@ def check_settings_file(settings: GeoBenchSettings) -> None:
                 if old.get(k) != sig.get(k)]
         if diff:
             raise CarlGeoError(f"{settings.out} holds results made with other settings ({'; '.join(diff)}); "
-                             "use another --out, or delete that folder to start over")
+                               "use another --out, or delete that folder to start over")
     elif _is_rank_zero():
         settings.out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(sig, indent=2))

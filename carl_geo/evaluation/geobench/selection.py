@@ -51,7 +51,7 @@ class KeepBestState(Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             raise CarlGeoError(f"model selection: metric {self.monitor!r} was not logged "
-                             f"(logged: {', '.join(sorted(trainer.callback_metrics))})")
+                               f"(logged: {', '.join(sorted(trainer.callback_metrics))})")
         score = float(value)
         if math.isnan(score):
             return
