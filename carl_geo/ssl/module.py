@@ -226,7 +226,6 @@ class CARLPretrainTask(L.LightningModule):
     def _unpack(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor | None]:
         img = batch["image"].float()
         band_mask = batch.get("band_mask")
-        wl = check_inputs(img, batch["wavelengths"], band_mask).float()
         if band_mask is not None:
             band_mask = band_mask.bool()
             if bool(band_mask.all()):
@@ -235,6 +234,7 @@ class CARLPretrainTask(L.LightningModule):
                 counts = band_mask.sum(1)
                 if not torch.equal(band_mask, torch.arange(img.shape[1], device=img.device) < counts[:, None]):
                     raise CarlGeoError("padded batches must hold the real bands first (pad_bands_collate layout)")
+        wl = check_inputs(img, batch["wavelengths"], band_mask).float()
         return img, wl, band_mask
 
     def masks(self, batch_size: int, band_counts: int | Tensor, batch_idx: int = 0
