@@ -354,19 +354,22 @@ def predict_to_file(bundle: Any, src: str, dst: str, feedback: QgsProcessingFeed
 @contextmanager
 def warnings_to_feedback(feedback: QgsProcessingFeedback) -> Iterator[None]:
     """carl_geo's warnings (CarlGeoWarning: input on another scale than the model, labels left out,
-    ...) raised in the block are shown in the algorithm's log."""
+    ...) raised in the block are shown in the algorithm's log; other warnings go where they went."""
     category = import_carl("carl_geo.errors").CarlGeoWarning
-    with warnings.catch_warnings(record=True) as caught:
+    push = getattr(feedback, "pushWarning", None) or (lambda message: feedback.reportError(message, False))
+
+    def show(message: Any, cat: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if issubclass(cat, category):
+            push(f"Warning: {message}")
+        else:
+            original(message, cat, filename, lineno, file, line)
+
+    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
+        original = warnings.showwarning
         warnings.simplefilter("always", category)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, category):
-                    push = getattr(feedback, "pushWarning", None)
-                    (push or (lambda m: feedback.reportError(m, False)))(f"Warning: {w.message}")
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        warnings.showwarning = show
+        yield
 
 
 def check_output_files(outputs: Sequence[tuple[str, str | None]], reads: Sequence[tuple[str, str | None]],
