@@ -47,7 +47,12 @@ class _Finder(importlib.abc.MetaPathFinder):
         if fullname != TARGET:
             return None
         remove()
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        spec = None
+        for finder in sys.meta_path:  # the finder that would have found it (site-packages, editable, ...)
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                break
         if spec is None or spec.loader is None:
             return spec
         spec.loader = _RegisteringLoader(spec.loader)
