@@ -5,40 +5,29 @@ Public API (stable):
 * models: :class:`CARL`, :class:`CARLConfig`, :func:`tiny_config`, :func:`published_config`,
   :class:`CARLSegmenter`, :class:`CARLEmbedder`, :func:`load_carl`, :func:`save_carl`,
   :class:`ModelBundle`, :func:`load_bundle`, :func:`save_bundle`, :class:`CheckpointError`;
-* sensors: :func:`get_sensor`, :data:`SENSORS` (band wavelengths in µm).
+* sensors: :func:`get_sensor`, :data:`SENSORS` (band wavelengths in µm);
+* errors: :mod:`carl_geo.errors` (:class:`~carl_geo.errors.CarlGeoError` and its family).
 
-Importing carl_geo registers CARL with torchgeo's model API (``torchgeo.models.get_model``)
-when torchgeo is installed; the model code itself needs only torch and timm.
+Names load on first use, so ``import carl_geo`` (and the ``carl-geo`` command line) does not
+import torch until a model is needed. CARL is registered with torchgeo's model API
+(``torchgeo.models.get_model("carl")``) as soon as both carl_geo and ``torchgeo.models`` are
+imported, in either order (:mod:`carl_geo._torchgeo_hook`); the model code itself needs only torch
+and timm.
 """
 
-from carl_geo.models import (
-    CARL,
-    CARLConfig,
-    CARLEmbedder,
-    CARLOutput,
-    CARLSegmenter,
-    CheckpointError,
-    ModelBundle,
-    get_config,
-    load_bundle,
-    load_carl,
-    make_bundle,
-    published_config,
-    read_checkpoint,
-    save_bundle,
-    save_carl,
-    tiny_config,
-)
-from carl_geo.sensors import SENSORS, Sensor, get_sensor
+from carl_geo._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CARL", "CARLConfig", "CARLEmbedder", "CARLOutput", "CARLSegmenter", "CheckpointError", "ModelBundle",
-    "SENSORS", "Sensor", "get_config", "get_sensor", "load_bundle", "load_carl", "make_bundle",
-    "published_config", "read_checkpoint", "save_bundle", "save_carl", "tiny_config",
-]
+_MODELS = ("CARL", "CARLConfig", "CARLEmbedder", "CARLOutput", "CARLSegmenter", "CheckpointError", "ModelBundle",
+           "get_config", "load_bundle", "load_carl", "make_bundle", "published_config", "read_checkpoint",
+           "save_bundle", "save_carl", "tiny_config")
+_EXPORTS = {**{n: "carl_geo.models" for n in _MODELS}, **{n: "carl_geo.sensors" for n in ("SENSORS", "Sensor",
+                                                                                          "get_sensor")}}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
-from carl_geo.models.registry import register_with_torchgeo as _register  # noqa: E402
+__all__ = sorted(_EXPORTS)
 
-_register()
+from carl_geo._torchgeo_hook import install as _install_torchgeo_hook  # noqa: E402
+
+_install_torchgeo_hook()

@@ -35,9 +35,14 @@ from typing import Any
 
 import numpy as np
 
+from carl_geo.errors import CarlGeoError
+
 DEFAULT_OUT = "carl_demo_output"
 #: Training steps of ``--quick`` (a smoke run).
 QUICK_STEPS = 30
+#: Files the demo writes into its output folder.
+DEMO_OUTPUTS = ("carl_landcover.pt", "carl_landcover_confusion.png", "carl_landcover.tif", "carl_landcover_4_bands.tif",
+                "random_forest_landcover.tif", "carl_demo.png", "scores.json")
 RF_TREES = 200
 #: None (unweighted) scored higher than "balanced" on the NC scene (OA 0.54 vs 0.52), so the
 #: baseline uses it: the comparison is against the stronger forest.
@@ -216,11 +221,23 @@ def _read_classes(path: Path) -> np.ndarray:
     return np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
 
 
+def check_demo_outputs(out: Path, scene: Any, *, overwrite: bool) -> None:
+    """Refuse a demo output that is one of the scene's files, or (``overwrite=False``) that exists."""
+    from carl_geo.io.output_paths import check_outputs, reads_of
+
+    if out.is_dir():
+        rasters = [("sample scene", scene.image)] + ([("reference map", scene.strata)] if hasattr(scene, "strata") else [])
+        vectors = [("sample polygons", scene.polygons)] + (
+            [("test polygons", scene.test_polygons)] if hasattr(scene, "test_polygons") else [])
+        check_outputs([("demo output", out / name) for name in DEMO_OUTPUTS], reads_of(rasters, vectors),
+                      overwrite=overwrite)
+
+
 def run_demo(out_dir: str | os.PathLike = DEFAULT_OUT, *, scene: str = "nc", max_steps: int | None = None,
              quick: bool = False, seed: int = 0, device: str = "cpu", rf_trees: int | None = None,
              log: Callable[[str], None] | None = None,
              progress: Callable[[int, int], bool | None] | None = None,
-             epochs: int | None = None) -> dict[str, Any]:
+             epochs: int | None = None, overwrite: bool = True) -> dict[str, Any]:
     """Run the demo and return its results.
 
     Args:
@@ -234,6 +251,8 @@ def run_demo(out_dir: str | os.PathLike = DEFAULT_OUT, *, scene: str = "nc", max
         log: receives progress lines (default: silent).
         progress: passed to the CARL training (``progress(done, total)``).
         epochs: deprecated, use ``max_steps``.
+        overwrite: replace the files of an earlier run in ``out_dir`` (:data:`DEMO_OUTPUTS`); never
+            the shipped scene's files.
 
     Returns:
         dict with ``carl`` and ``baseline`` scores (overall_accuracy, mean_iou over the trained
@@ -251,6 +270,7 @@ def run_demo(out_dir: str | os.PathLike = DEFAULT_OUT, *, scene: str = "nc", max
     say = log or (lambda _m: None)
     sc, show = _load_scene(scene)
     out = Path(out_dir)
+    check_demo_outputs(out, sc, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     if epochs is not None and max_steps is None:
         from carl_geo.training.polygons import LEGACY_CHIPS_PER_EPOCH
@@ -387,6 +407,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_STEPS} steps, smaller forest")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # deprecated: --max-steps
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     p.set_defaults(func=_run)
     return p
 
@@ -397,9 +418,9 @@ def _run(args: argparse.Namespace) -> int:
     for flag in ("max_steps", "epochs"):
         v = getattr(args, flag)
         if v is not None and v < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {v}")
+            raise CarlGeoError(f"--{flag.replace('_', '-')} must be >= 1, got {v}")
     with ProgressBar("training CARL", "step") as bar:
         res = run_demo(args.out, scene=args.scene, max_steps=args.max_steps, epochs=args.epochs, quick=args.quick,
-                       seed=args.seed, log=bar.log, progress=bar)
+                       seed=args.seed, log=bar.log, progress=bar, overwrite=args.overwrite)
     print(format_summary(res))
     return 0

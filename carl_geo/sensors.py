@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from carl_geo.errors import CarlGeoError
+
 
 @dataclass(frozen=True)
 class Sensor:
@@ -32,7 +34,8 @@ class Sensor:
 
     def __post_init__(self) -> None:
         if len(self.band_names) != len(self.wavelengths):
-            raise ValueError(f"{self.name}: {len(self.band_names)} band names but {len(self.wavelengths)} wavelengths")
+            raise CarlGeoError(f"{self.name}: {len(self.band_names)} band names but "
+                               f"{len(self.wavelengths)} wavelengths")
 
     @property
     def num_bands(self) -> int:
@@ -44,7 +47,7 @@ class Sensor:
         for i, b in enumerate(self.band_names):
             if _norm_band(b) == key:
                 return i
-        raise ValueError(f"{self.description} has no band {name!r}; bands are {', '.join(self.band_names)}")
+        raise CarlGeoError(f"{self.description} has no band {name!r}; bands are {', '.join(self.band_names)}")
 
     def select(self, bands: Sequence[str | int] | None = None,
                wavelength_range: tuple[float, float] | None = None) -> "Sensor":
@@ -57,7 +60,8 @@ class Sensor:
             lo, hi = wavelength_range
             idx = [i for i in idx if lo <= self.wavelengths[i] <= hi]
         if not idx:
-            raise ValueError(f"no {self.description} band left after selecting bands={bands}, range={wavelength_range}")
+            raise CarlGeoError(f"no {self.description} band left after selecting bands={bands}, "
+                               f"range={wavelength_range}")
         return Sensor(self.name, self.description, tuple(self.band_names[i] for i in idx),
                       tuple(self.wavelengths[i] for i in idx))
 
@@ -139,4 +143,4 @@ def get_sensor(name: str) -> Sensor:
     try:
         return SENSORS[key]
     except KeyError:
-        raise ValueError(f"unknown sensor preset {name!r}; known presets: {', '.join(sorted(SENSORS))}") from None
+        raise CarlGeoError(f"unknown sensor preset {name!r}; known presets: {', '.join(sorted(SENSORS))}") from None

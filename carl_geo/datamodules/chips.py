@@ -18,6 +18,7 @@ import rasterio
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.datasets.collate import pad_bands_collate, same_sensor_collate
 from carl_geo.samplers import SensorGroupBatchSampler
 from carl_geo.transforms import standardize_image
@@ -62,14 +63,16 @@ class ChipFolderDataset(Dataset):
     def __init__(self, source: ChipSource, split: str, classes: Sequence[str] | None = None) -> None:
         folder = Path(source.root) / split
         if not folder.is_dir():
-            raise FileNotFoundError(f"no '{split}' folder in {source.root} (expected {source.root}/{split}/<class>/*.tif)")
+            raise FileNotFoundError(
+                f"no '{split}' folder in {source.root}: chip sources must be laid out as "
+                f"{source.root}/{{train,val,test}}/<class>/*.tif (set data.init_args.sources[].root)")
         self.classes = list(classes) if classes else sorted(p.name for p in folder.iterdir() if p.is_dir())
         if not self.classes:
-            raise ValueError(f"{folder} has no class sub-folders")
+            raise CarlGeoError(f"{folder} has no class sub-folders")
         self.items = [(p, i) for i, c in enumerate(self.classes) for p in sorted((folder / c).glob("*"))
                       if p.suffix.lower() in CHIP_SUFFIXES]
         if not self.items:
-            raise ValueError(f"no chips (*.tif) under {folder}/<class>/")
+            raise CarlGeoError(f"no chips (*.tif) under {folder}/<class>/")
         self.wavelengths = torch.tensor(chip_wavelengths(self.items[0][0], source), dtype=torch.float32)
 
     def __len__(self) -> int:
@@ -80,7 +83,7 @@ class ChipFolderDataset(Dataset):
         with rasterio.open(path) as src:
             data = src.read(masked=True).astype(np.float32)
         if data.shape[0] != len(self.wavelengths):
-            raise ValueError(f"{path} has {data.shape[0]} bands, other chips of its source {len(self.wavelengths)}")
+            raise CarlGeoError(f"{path} has {data.shape[0]} bands, other chips of its source {len(self.wavelengths)}")
         fill = float(data.mean()) if data.count() else 0.0
         image = torch.from_numpy(np.ma.filled(data, fill))
         return {"image": standardize_image(image), "wavelengths": self.wavelengths, "label": torch.tensor(label)}
@@ -102,10 +105,10 @@ class ChipFolderDataModule(L.LightningDataModule):
                  num_workers: int = 0, classes: list[str] | None = None) -> None:
         super().__init__()
         if batching not in ("group", "pad"):
-            raise ValueError("batching must be 'group' or 'pad'")
+            raise CarlGeoError("batching must be 'group' or 'pad'")
         self.sources = [s if isinstance(s, ChipSource) else ChipSource(**s) for s in sources]
         if not self.sources:
-            raise ValueError("at least one chip source is needed")
+            raise CarlGeoError("at least one chip source is needed")
         self.batch_size = batch_size
         self.batching = batching
         self.num_workers = num_workers

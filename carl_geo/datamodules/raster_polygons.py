@@ -16,6 +16,7 @@ from shapely.geometry import box
 from torch.utils.data import DataLoader
 from torchgeo.datasets import stack_samples
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.datasets import SpectralRaster
 from carl_geo.datasets.polygon_labels import PolygonLabels
 from carl_geo.transforms import standardize_image
@@ -60,7 +61,7 @@ class RasterPolygonDataModule(L.LightningDataModule):
             raster, labels = raster or str(scene.image), labels or str(scene.polygons)
             sensor = sensor or (None if wavelengths else scene.sensor)
         if not 0 < val_fraction < 1:
-            raise ValueError("val_fraction must be in (0, 1)")
+            raise CarlGeoError("val_fraction must be in (0, 1)")
         self.raster, self.labels, self.label_field = raster, labels, label_field
         self.sensor, self.wavelengths, self.bands = sensor, wavelengths, bands
         self.chip_size, self.batch_size = chip_size, batch_size

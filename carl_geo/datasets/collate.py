@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.carl import PAD_WAVELENGTH_UM
 
 _STACKED_KEYS = ("mask", "label")
@@ -28,10 +29,10 @@ def pad_bands_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         Other keys are returned as lists.
     """
     if not samples:
-        raise ValueError("cannot collate an empty batch")
+        raise CarlGeoError("cannot collate an empty batch")
     sizes = {tuple(s["image"].shape[-2:]) for s in samples}
     if len(sizes) > 1:
-        raise ValueError(f"all images of a batch must share H, W; got {sorted(sizes)}")
+        raise CarlGeoError(f"all images of a batch must share H, W; got {sorted(sizes)}")
     c_max = max(int(s["image"].shape[0]) for s in samples)
     h, w = sizes.pop()
     b = len(samples)
@@ -42,7 +43,7 @@ def pad_bands_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         c = int(s["image"].shape[0])
         wl = torch.as_tensor(s["wavelengths"], dtype=torch.float32)
         if wl.shape != (c,):
-            raise ValueError(f"sample {i}: image has {c} bands but wavelengths has shape {tuple(wl.shape)}")
+            raise CarlGeoError(f"sample {i}: image has {c} bands but wavelengths has shape {tuple(wl.shape)}")
         image[i, :c] = torch.as_tensor(s["image"], dtype=torch.float32)
         wavelengths[i, :c] = wl
         band_mask[i, :c] = True
@@ -65,8 +66,8 @@ def same_sensor_collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     counts = {int(s["image"].shape[0]) for s in samples}
     if len(counts) > 1:
-        raise ValueError(f"band counts differ within the batch ({sorted(counts)}): use pad_bands_collate "
-                         "or SensorGroupBatchSampler")
+        raise CarlGeoError(f"band counts differ within the batch ({sorted(counts)}): use pad_bands_collate "
+                           "or SensorGroupBatchSampler")
     batch = pad_bands_collate(samples)
     del batch["band_mask"]
     return batch

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torchgeo.datasets import VectorDataset
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.datasets.vector_labels import IGNORE_INDEX, class_names_from_values, read_label_vector
 
 
@@ -40,7 +41,7 @@ class PolygonLabels(VectorDataset):
         self._index_of = {name: i for i, name in enumerate(self.class_names)}
         unknown = set(class_names_from_values(gdf[label_field])) - set(self._index_of)
         if unknown:
-            raise ValueError(f"labels {sorted(unknown)} of field {label_field!r} are not among class_names")
+            raise CarlGeoError(f"labels {sorted(unknown)} of field {label_field!r} are not among class_names")
         super().__init__(paths=[str(path)], crs=crs, res=res, label_name=label_field,
                          transforms=self._to_class_index)
 

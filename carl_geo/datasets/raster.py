@@ -30,6 +30,7 @@ except ImportError:  # torchgeo 0.8 (Python 3.11, e.g. the QGIS venv): names for
     GeoSlice = Any  # type: ignore[misc,assignment]
     Sample = dict  # type: ignore[misc,assignment]
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.io.band_metadata import resolve_wavelengths
 
 
@@ -79,15 +80,15 @@ class SpectralRaster(RasterDataset):
         for path in files[1:]:
             with rasterio.open(path) as other:
                 if other.count != count:
-                    raise ValueError(f"{path} has {other.count} bands but {files[0]} has {count}; "
-                                     "a SpectralRaster needs files of the same band layout")
+                    raise CarlGeoError(f"{path} has {other.count} bands but {files[0]} has {count}; "
+                                       "a SpectralRaster needs files of the same band layout")
         keep = list(range(len(sel.band_indexes)))
         if wavelength_range is not None:
             lo, hi = (float(v) for v in wavelength_range)
             keep = [i for i in keep if lo <= sel.wavelengths[i] <= hi]
             if not keep:
-                raise ValueError(f"no band of {files[0]} lies in {lo}-{hi} µm (band wavelengths: "
-                                 f"{', '.join(f'{w:g}' for w in sel.wavelengths)} µm)")
+                raise CarlGeoError(f"no band of {files[0]} lies in {lo}-{hi} µm (band wavelengths: "
+                                   f"{', '.join(f'{w:g}' for w in sel.wavelengths)} µm)")
         self.band_indexes = [sel.band_indexes[i] for i in keep]
         self.wavelengths = torch.tensor([sel.wavelengths[i] for i in keep], dtype=torch.float32)
         self.band_names = [sel.band_names[i] for i in keep] if sel.band_names else None

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from carl_geo.errors import CarlGeoError
+
 
 def torchgeo_wavelengths(dataset: Any) -> list[float]:
     """Wavelengths (µm) of the bands a torchgeo dataset returns, in order.
@@ -24,12 +26,12 @@ def torchgeo_wavelengths(dataset: Any) -> list[float]:
     if isinstance(table, Mapping) and bands:
         missing = [b for b in bands if b not in table]
         if missing:
-            raise ValueError(f"{type(dataset).__name__} has no wavelength for bands {missing}")
+            raise CarlGeoError(f"{type(dataset).__name__} has no wavelength for bands {missing}")
         return [float(table[b]) for b in bands]
     own = getattr(dataset, "wavelengths", None)
     if own is not None and not isinstance(own, Mapping) and len(own) > 0:
         return [float(w) for w in torch.as_tensor(own).flatten().tolist()]
-    raise ValueError(
+    raise CarlGeoError(
         f"{type(dataset).__name__} publishes no per-band wavelengths; pass them explicitly "
         "(AddWavelengths([...])) or use a carl_geo.sensors preset"
     )
@@ -45,7 +47,7 @@ class AddWavelengths:
     def __init__(self, wavelengths: Sequence[float] | Tensor) -> None:
         self.wavelengths = torch.as_tensor(wavelengths, dtype=torch.float32).flatten()
         if (self.wavelengths > 100).any():
-            raise ValueError("wavelengths must be in micrometres (values > 100 look like nanometres)")
+            raise CarlGeoError("wavelengths must be in micrometres (values > 100 look like nanometres)")
 
     @classmethod
     def for_dataset(cls, dataset: Any) -> "AddWavelengths":
@@ -56,7 +58,7 @@ class AddWavelengths:
         image = sample["image"]
         c = image.shape[-3]
         if c != len(self.wavelengths):
-            raise ValueError(f"sample has {c} bands but {len(self.wavelengths)} wavelengths are known")
+            raise CarlGeoError(f"sample has {c} bands but {len(self.wavelengths)} wavelengths are known")
         sample["wavelengths"] = self.wavelengths.clone()
         return sample
 

@@ -6,13 +6,16 @@ class indices (``rasterio.features.rasterize``), with :data:`IGNORE_INDEX` where
 or where polygons of different classes overlap. :func:`check_label_pixels` applies the rules a
 training run needs (two classes at least, enough valid pixels per class).
 
-Errors a user can cause raise :class:`ValueError` (or :class:`FileNotFoundError`) with a message
-that says what to fix.
+Errors a user can cause raise a :class:`~carl_geo.errors.CarlGeoError` (a ValueError) or
+:class:`FileNotFoundError` with a message that says what to fix. Nothing is dropped silently:
+features without a class value, and line or point features among polygons, are left out with
+one :class:`~carl_geo.errors.CarlGeoWarning` each; a file of only lines or only points is refused.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.features import rasterize
 from shapely.geometry import box
+
+from carl_geo.errors import CarlGeoError, CarlGeoWarning, InputError
 
 #: Mask value of unlabelled pixels (and of pixels claimed by polygons of different classes).
 IGNORE_INDEX = -1
@@ -75,18 +80,59 @@ def read_label_vector(path: str | os.PathLike, label_field: str) -> gpd.GeoDataF
     try:
         gdf = gpd.read_file(path)
     except (RuntimeError, OSError, ValueError) as e:  # pyogrio's errors are RuntimeErrors
-        raise ValueError(f"cannot read {path} as a vector file: {e}") from None
+        raise CarlGeoError(f"cannot read {path} as a vector file: {e}") from None
     if label_field not in gdf.columns or label_field == gdf.geometry.name:
         fields = [c for c in gdf.columns if c != gdf.geometry.name]
-        raise ValueError(f"{path.name} has no field {label_field!r}; its fields are: {', '.join(fields) or 'none'}")
+        raise CarlGeoError(f"{path.name} has no field {label_field!r}; its fields are: {', '.join(fields) or 'none'}")
     if gdf.crs is None:
-        raise ValueError(f"{path.name} has no coordinate reference system; set one (e.g. with QGIS or ogr2ogr -a_srs)")
-    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-    gdf = gdf[gdf[label_field].notna()].reset_index(drop=True)
+        raise CarlGeoError(f"{path.name} has no coordinate reference system; "
+                           "set one (e.g. with QGIS or ogr2ogr -a_srs)")
+    gdf = _polygons_only(gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty], path.name)
+    missing = gdf[label_field].isna()
+    if missing.any() and not missing.all():
+        warnings.warn(f"{int(missing.sum())} of the {len(gdf)} polygons in {path.name} have no value in field "
+                      f"{label_field!r} and were left out", CarlGeoWarning, stacklevel=2)
+    gdf = gdf[~missing].reset_index(drop=True)
     if gdf.empty:
-        raise ValueError(f"{path.name} has no feature with a geometry and a value in field {label_field!r}")
+        raise CarlGeoError(f"{path.name} has no feature with a geometry and a value in field {label_field!r}")
     check_categorical(gdf[label_field], label_field)
     return gdf
+
+
+#: Geometry types that cover an area (a class can be burnt into the pixels they cover).
+AREA_TYPES = ("Polygon", "MultiPolygon")
+_KIND = {"LineString": "line", "MultiLineString": "line", "LinearRing": "line", "Point": "point",
+         "MultiPoint": "point"}
+
+
+def _polygons_only(gdf: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
+    """The polygon features; lines / points among them are left out with a warning, a file with none
+    raises a :class:`CarlGeoError` that says how to turn them into polygons."""
+    types = gdf.geometry.geom_type
+    areas = types.isin(AREA_TYPES)
+    if areas.all():
+        return gdf
+    others = types[~areas].map(lambda t: _KIND.get(t, t)).value_counts()
+    found = " and ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in others.items())
+    if not areas.any():
+        raise InputError(
+            f"{name} holds {found}, no polygons: training labels must be polygons (areas of one class each); "
+            "turn lines or points into polygons first (e.g. QGIS Vector > Geoprocessing > Buffer, a distance of "
+            "about one pixel) or digitise polygons")
+    warnings.warn(f"{found} in {name} were left out: training uses polygons only", CarlGeoWarning, stacklevel=3)
+    return gdf[areas]
+
+
+def class_codes(class_names: Sequence[str]) -> list[int] | None:
+    """The classes' own numeric codes when every class name is a whole number in 0..65534 (labels
+    such as 1, 3, 4 keep their values in predicted rasters); None for text labels (0..K-1)."""
+    codes = []
+    for n in class_names:
+        text = str(n).strip()
+        if not text.isdigit() or str(int(text)) != text or int(text) > 65534:
+            return None
+        codes.append(int(text))
+    return codes if len(set(codes)) == len(codes) else None
 
 
 def check_categorical(values: pd.Series, label_field: str) -> None:
@@ -96,13 +142,13 @@ def check_categorical(values: pd.Series, label_field: str) -> None:
     if pd.api.types.is_float_dtype(values):
         v = values.to_numpy(dtype=float)
         if not np.all(np.isfinite(v)) or not np.array_equal(v, np.round(v)):
-            raise ValueError(
+            raise CarlGeoError(
                 f"field {label_field!r} holds non-integer numbers (e.g. {v[v != np.round(v)][:3].tolist()}); "
                 "it looks like a measurement, not a class: choose a text or integer class column"
             )
     n = values.nunique()
     if n > MAX_CLASSES:
-        raise ValueError(
+        raise CarlGeoError(
             f"field {label_field!r} has {n} distinct values; a class column may have at most {MAX_CLASSES}: "
             "choose the column that holds the class of each polygon"
         )
@@ -139,7 +185,8 @@ def rasterize_labels(gdf: gpd.GeoDataFrame, label_field: str, *, shape: tuple[in
         ValueError: raster without CRS, or no polygon overlaps the grid.
     """
     if crs is None:
-        raise ValueError("the raster has no coordinate reference system; assign one (e.g. gdal_edit.py -a_srs EPSG:xxxx)")
+        raise CarlGeoError("the raster has no coordinate reference system; "
+                           "assign one (e.g. gdal_edit.py -a_srs EPSG:xxxx)")
     crs = CRS.from_user_input(crs)
     height, width = int(shape[0]), int(shape[1])
     labels = [_label_str(v) if not isinstance(v, str) else v for v in gdf[label_field]]
@@ -147,7 +194,7 @@ def rasterize_labels(gdf: gpd.GeoDataFrame, label_field: str, *, shape: tuple[in
     lookup = {n: i for i, n in enumerate(names)}
     unknown = sorted(set(labels) - set(lookup))
     if unknown:
-        raise ValueError(f"labels {unknown} of field {label_field!r} are not among the classes {names}")
+        raise CarlGeoError(f"labels {unknown} of field {label_field!r} are not among the classes {names}")
 
     left, top = transform.c, transform.f
     right, bottom = transform @ (width, height)
@@ -186,7 +233,7 @@ def polygons_on_grid(gdf: gpd.GeoDataFrame, crs: CRS | str,
         gb = np.round(geoms.total_bounds, 1).tolist()
         where = (f"after reprojection from {CRS.from_user_input(gdf.crs).to_string()} to {crs.to_string()}"
                  if reprojected else f"in {crs.to_string()}")
-        raise ValueError(
+        raise CarlGeoError(
             f"no polygon overlaps the raster {where}: the polygons span {gb}, the raster "
             f"{np.round(grid.bounds, 1).tolist()}; check that the label file belongs to this raster "
             "(and that its CRS is declared correctly)"
@@ -207,14 +254,14 @@ def check_label_pixels(labels: LabelRaster, valid: np.ndarray | None = None, *,
     present = [n for n, c in counts.items() if c > 0]
     if len(labels.class_names) < 2 or len(present) < 2:
         only = present[0] if present else (labels.class_names[0] if labels.class_names else "none")
-        raise ValueError(
+        raise CarlGeoError(
             f"the polygons hold only one class ({only!r}) on valid raster pixels; "
             "a classifier needs at least two classes: digitise polygons of the other classes too"
         )
     small = {n: c for n, c in counts.items() if c < min_pixels}
     if small:
         desc = ", ".join(f"{n!r} ({c} px)" for n, c in small.items())
-        raise ValueError(
+        raise CarlGeoError(
             f"class(es) {desc} cover fewer than {min_pixels} valid raster pixels: their polygons are "
             "smaller than a pixel, outside the raster or on nodata; draw larger polygons for them "
             "or remove them from the label file"

@@ -6,26 +6,22 @@
   mosaics on a cluster;
 * :func:`resolve_wavelengths`: which bands to read and their wavelengths (µm);
 * :func:`write_quicklook`: a PNG of the input beside the predicted map.
+
+Names load on first use (the command line imports this package without torch).
 """
 
-from carl_geo.inference.engine import PredictionCancelled
-from carl_geo.inference.predictor import PredictionResult, predict_raster
-from carl_geo.io.band_metadata import BandSelection, resolve_band_selection, resolve_wavelengths
+from carl_geo._lazy import lazy_exports
 
+_EXPORTS = {
+    "PredictionCancelled": "carl_geo.inference.engine",
+    "PredictionResult": "carl_geo.inference.predictor",
+    "predict_raster": "carl_geo.inference.predictor",
+    "predict_dataarray": "carl_geo.inference.xarray_predict",
+    "write_quicklook": "carl_geo.inference.quicklook",
+    "BandSelection": "carl_geo.io.band_metadata",
+    "resolve_band_selection": "carl_geo.io.band_metadata",
+    "resolve_wavelengths": "carl_geo.io.band_metadata",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
-def __getattr__(name: str):  # heavy optional parts load on first use
-    if name == "predict_dataarray":
-        from carl_geo.inference.xarray_predict import predict_dataarray
-
-        return predict_dataarray
-    if name == "write_quicklook":
-        from carl_geo.inference.quicklook import write_quicklook
-
-        return write_quicklook
-    raise AttributeError(f"module 'carl_geo.inference' has no attribute {name!r}")
-
-
-__all__ = [
-    "BandSelection", "PredictionCancelled", "PredictionResult", "predict_dataarray", "predict_raster",
-    "resolve_band_selection", "resolve_wavelengths", "write_quicklook",
-]
+__all__ = sorted(_EXPORTS)

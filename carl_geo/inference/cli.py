@@ -82,6 +82,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     o.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF (with overviews)")
     o.add_argument("--overviews", action="store_true", help="add internal overviews")
     o.add_argument("--quicklook", metavar="PNG", help="also write a PNG: input in false colour | map with legend")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (never a file the run reads: input, its VRT sources, model)")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -100,15 +102,20 @@ def _batch_size(text: str) -> int | str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from carl_geo.inference.predictor import predict_raster
     from carl_geo.inference.tiling import check_tiling
-    from carl_geo.models.bundle import load_bundle
-    from carl_geo.progress_bar import ProgressBar
+    from carl_geo.io.output_paths import check_outputs, reads_of
 
     check_tiling(args.tile_size, args.overlap)  # cheap checks before the model loads
     model_path = Path(args.model)
     if not model_path.is_file():
         raise FileNotFoundError(f"model file not found: {model_path}")
+    check_outputs([("output", args.dst), ("quick look PNG", args.quicklook)],
+                  reads_of([("input raster", args.src)], [("model file", model_path)]), overwrite=args.overwrite)
+
+    from carl_geo.inference.predictor import predict_raster
+    from carl_geo.models.bundle import load_bundle
+    from carl_geo.progress_bar import ProgressBar
+
     bundle = load_bundle(model_path)
     output = args.output or ("classes" if bundle.task == "segmentation" else "embeddings")
 
@@ -118,15 +125,19 @@ def run(args: argparse.Namespace) -> int:
             bands=args.bands, tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
             normalization=args.normalization, device=args.device, precision=args.precision, compile=args.compile,
             probability_dtype=args.probability_dtype, embedding_dtype=args.embedding_dtype, nodata=args.nodata,
-            cog=args.cog, overviews=args.overviews, progress=None if args.quiet else bar)
+            cog=args.cog, overviews=args.overviews, progress=None if args.quiet else bar, overwrite=args.overwrite)
     print(f"wrote {result.path}: {output}, {result.count} band(s), {result.width} x {result.height} px, "
           f"{result.crs or 'no CRS'}; {result.tiles} tiles in {result.seconds:.1f} s on {result.device}")
+    if output == "classes":
+        values = bundle.class_values if bundle.class_values is not None else range(len(bundle.class_names))
+        print("class values: " + ", ".join(f"{v} = {n}" for v, n in zip(values, bundle.class_names)))
     if args.quicklook:
         from carl_geo.inference.quicklook import write_quicklook
 
         names = bundle.class_names if output != "embeddings" else None
         png = write_quicklook(args.src, result.path, args.quicklook, names, bundle.colors if names else None,
-                              wavelengths=None if args.bands else _all_band_wavelengths(args, result))
+                              wavelengths=None if args.bands else _all_band_wavelengths(args, result),
+                              class_values=bundle.class_values if output == "classes" else None)
         print(f"wrote {png}")
     return 0
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from carl_geo.errors import Cancelled
 from carl_geo.inference.normalization import normalize_
 from carl_geo.inference.tiling import TileGrid, reflect_fill
 
@@ -49,8 +50,9 @@ Progress = Callable[[int, int], Any]
 EMIT_ROWS = 64
 
 
-class PredictionCancelled(RuntimeError):
-    """The progress callback returned False; no output file was left behind."""
+#: The progress callback returned False; no output file was left behind (carl_geo's one
+#: :class:`~carl_geo.errors.Cancelled`).
+PredictionCancelled = Cancelled
 
 
 class BufferPool:

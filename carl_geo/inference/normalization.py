@@ -8,11 +8,14 @@ raster (:func:`sample_windows`), never from the whole raster in memory.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from rasterio.windows import Window
+
+from carl_geo.errors import CarlGeoError, CarlGeoWarning, InputError, option
 
 EPS = 1e-6
 
@@ -50,10 +53,48 @@ def scene_statistics(reader: WindowReader, windows: Sequence[Window]) -> tuple[f
         s += float(vals.sum())
         ss += float(np.square(vals).sum())
     if n == 0:
-        raise ValueError("no valid pixel found in the sampled windows (all nodata?); check the nodata value "
-                         "or pass normalization=(mean, std)")
+        raise InputError("no valid pixel found in the sampled windows (all nodata?); check the nodata value "
+                         f"({option('nodata', 'VALUE')}) or give the statistics "
+                         f"({option('normalization', 'MEAN,STD', '(mean, std)')})")
     mean = s / n
     return mean, math.sqrt(max(ss / n - mean * mean, 0.0))
+
+
+#: The input's sampled mean may lie this many of the model's stds from the model's mean, and its std
+#: may differ from the model's by this factor, before :func:`scale_mismatch` reports a mismatch.
+#: (Scenes of the same sensor and product level differ far less; another scale, e.g. reflectance
+#: 0-1 against digital numbers 0-10000, differs by orders of magnitude.)
+FAR_MEAN_STDS = 5.0
+FAR_STD_FACTOR = 5.0
+
+
+def scale_mismatch(scene: tuple[float, float], model: tuple[float, float]) -> str | None:
+    """A one-line warning when the input's statistics ``scene`` (mean, std) are far from the model's
+    stored normalisation ``model`` (mean, std), else None."""
+    (ms, ss), (mm, sm) = scene, model
+    ref = max(sm, EPS)
+    ratio = max(ss, EPS) / ref
+    if abs(ms - mm) <= FAR_MEAN_STDS * ref and 1 / FAR_STD_FACTOR <= ratio <= FAR_STD_FACTOR:
+        return None
+    return (f"the input's values (sampled mean {ms:.4g}, std {ss:.4g}) are far from the statistics the model "
+            f"was trained with (mean {mm:.4g}, std {sm:.4g}): the input is probably on another scale (e.g. "
+            "reflectance 0-1 vs. 0-10000, or another data type) and the map may come out as one class; "
+            f"rescale the input like the training data, or normalise with the input's own statistics: "
+            f"{option('normalization', 'scene', repr('scene'))}")
+
+
+def warn_scale_mismatch(reader: WindowReader, windows: Sequence[Window], model: tuple[float, float]) -> bool:
+    """Sample the input (:func:`scene_statistics`) and warn (:class:`~carl_geo.errors.CarlGeoWarning`)
+    when :func:`scale_mismatch` finds it far from the model's ``(mean, std)``; returns whether it warned.
+    An input without valid pixels in the sample is not judged."""
+    try:
+        scene = scene_statistics(reader, windows)
+    except InputError:
+        return False
+    message = scale_mismatch(scene, model)
+    if message:
+        warnings.warn(message, CarlGeoWarning, stacklevel=3)
+    return message is not None
 
 
 def resolve_normalization(normalization: Any, bundle_normalization: Mapping[str, Any] | None
@@ -69,23 +110,23 @@ def resolve_normalization(normalization: Any, bundle_normalization: Mapping[str,
         ValueError: anything else, or a non-positive / non-finite std.
     """
     value = bundle_normalization if normalization is None else normalization
-    if value is None or value == "scene":
+    if value is None or (isinstance(value, str) and value == "scene"):
         return None
     if isinstance(value, Mapping):
         mode = value.get("mode")
         if mode == "scene":
             return None
         if mode != "fixed":
-            raise ValueError(f"normalization mode must be 'scene' or 'fixed', got {mode!r}")
+            raise CarlGeoError(f"normalization mode must be 'scene' or 'fixed', got {mode!r}")
         value = (value.get("mean"), value.get("std"))
     if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ValueError(f"normalization must be None, 'scene' or a (mean, std) pair, got {value!r}")
+        raise CarlGeoError(f"normalization must be None, 'scene' or a (mean, std) pair, got {value!r}")
     try:
         mean, std = float(value[0]), float(value[1])
     except (TypeError, ValueError):
-        raise ValueError(f"normalization (mean, std) must be numbers, got {value!r}") from None
+        raise CarlGeoError(f"normalization (mean, std) must be numbers, got {value!r}") from None
     if not (math.isfinite(mean) and math.isfinite(std) and std >= 0):
-        raise ValueError(f"normalization needs a finite mean and a std >= 0, got {value!r}")
+        raise CarlGeoError(f"normalization needs a finite mean and a std >= 0, got {value!r}")
     return mean, std
 
 

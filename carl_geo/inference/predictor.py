@@ -37,6 +37,7 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
+from carl_geo.errors import CarlGeoError, InputError, option
 from carl_geo.inference.engine import (
     BackgroundWriter,
     BufferPool,
@@ -45,7 +46,12 @@ from carl_geo.inference.engine import (
     iter_batches,
     run_tiled,
 )
-from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
+from carl_geo.inference.normalization import (
+    resolve_normalization,
+    sample_windows,
+    scene_statistics,
+    warn_scale_mismatch,
+)
 from carl_geo.inference.runner import (
     OUTPUTS,
     ModelRunner,
@@ -60,8 +66,10 @@ from carl_geo.inference.runner import (
 from carl_geo.inference.tiling import TileGrid, check_tiling
 from carl_geo.inference.writer import GeoTiffWriter, class_tags
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
+from carl_geo.io.failures import raster_io
+from carl_geo.io.output_paths import check_outputs, reads_of
 
-__all__ = ["PredictionCancelled", "PredictionResult", "predict_raster", "read_window"]
+__all__ = ["PredictionCancelled", "PredictionResult", "predict_raster", "protect_inputs", "read_window"]
 
 CLASS_NODATA = {"uint8": 255, "uint16": 65535}
 #: uint8 probabilities: ``value = round(p * PROB_SCALE)``, 255 = nodata.
@@ -176,45 +184,50 @@ def auto_cache_bytes(ds: Any, indexes: Sequence[int], out_count: int, out_dtype:
     return max(64 << 20, inp + out)
 
 
-def _check_paths(src: Any, dst: str | os.PathLike) -> Path:
-    dst = Path(dst)
-    if not dst.parent.is_dir():
-        raise FileNotFoundError(f"output folder {dst.parent} does not exist; create it first")
-    if dst.is_dir():
-        raise ValueError(f"output path {dst} is a folder; give a file name such as {dst / 'prediction.tif'}")
-    if isinstance(src, (str, os.PathLike)) and os.path.exists(src) and os.path.abspath(src) == os.path.abspath(dst):
-        raise ValueError(f"output path {dst} is the input raster; choose another file name")
-    return dst
+def protect_inputs(src: Any, dst: str | os.PathLike, model: Any, *, overwrite: bool = True) -> Path:
+    """Refuse an output ``dst`` that is a file the run reads: the input raster (also through a
+    symlink), a file a VRT input reads, or the model file; with ``overwrite=False`` also an existing
+    file. Returns ``dst`` as a Path."""
+    model_file = getattr(model, "path", None)
+    reads = reads_of([("input raster", src)] if isinstance(src, (str, os.PathLike)) else [],
+                     [("model file", model_file)])
+    return check_outputs([("output", dst)], reads, overwrite=overwrite)[0]
 
 
 def _output_layout(output: str, spec: ModelSpec, probability_dtype: str, embedding_dtype: str) -> dict[str, Any]:
     """dtype, nodata, band descriptions, tags, colour map, scale and overview resampling of the output."""
     k = int(spec.num_outputs or 0)
+    values = spec.bundle.class_values if spec.bundle is not None and spec.bundle.task == "segmentation" else None
     if output == "classes":
         names, colors = class_defaults(spec)
-        dtype = "uint8" if k <= 254 else "uint16"
+        codes = list(values) if values is not None else list(range(k))
+        dtype = "uint8" if max(codes, default=0) <= 254 else "uint16"
         nodata = CLASS_NODATA[dtype]
-        cmap = {i: (*c, 255) for i, c in enumerate(colors)}
+        cmap = {v: (*c, 255) for v, c in zip(codes, colors)}
         cmap[nodata] = (0, 0, 0, 0)
         return dict(count=1, dtype=dtype, nodata=nodata, descriptions=["class"], colormap=cmap,
-                    tags={**class_tags(names), "CLASS_COLORS": json.dumps([list(c) for c in colors])},
-                    scale=None, resampling=Resampling.nearest)
+                    tags={**class_tags(names, codes), "CLASS_COLORS": json.dumps([list(c) for c in colors])},
+                    scale=None, resampling=Resampling.nearest, codes=values)
     if output == "probabilities":
         names, _ = class_defaults(spec)
         u8 = probability_dtype == "uint8"
         return dict(count=k, dtype="uint8" if u8 else "float32", nodata=255 if u8 else float("nan"),
-                    descriptions=names, colormap=None, tags=class_tags(names),
-                    scale=1.0 / PROB_SCALE if u8 else None, resampling=Resampling.average)
+                    descriptions=names, colormap=None, tags=class_tags(names, values),
+                    scale=1.0 / PROB_SCALE if u8 else None, resampling=Resampling.average, codes=None)
     return dict(count=k, dtype=embedding_dtype, nodata=float("nan"),
                 descriptions=[f"embedding_{i:03d}" for i in range(k)], colormap=None, tags={},
-                scale=None, resampling=Resampling.average)
+                scale=None, resampling=Resampling.average, codes=None)
 
 
-def encode_rows(output: str, dtype: str, blended: torch.Tensor) -> torch.Tensor:
+def encode_rows(output: str, dtype: str, blended: torch.Tensor, codes: Sequence[int] | None = None) -> torch.Tensor:
     """Blended (K, h, W) float32 -> output bands (count, h, W) on the same device, before nodata:
-    class index (uint8 / int32 for uint16 files), uint8 probabilities ``round(p * 254)``, or floats."""
+    class value (the class index, or ``codes[index]`` when the model keeps its labels' own codes;
+    uint8 / int32 for uint16 files), uint8 probabilities ``round(p * 254)``, or floats."""
     if output == "classes":
-        return blended.argmax(dim=0, keepdim=True).to(torch.uint8 if dtype == "uint8" else torch.int32)
+        index = blended.argmax(dim=0, keepdim=True)
+        if codes is not None:
+            index = torch.as_tensor(codes, dtype=torch.int64, device=index.device)[index]
+        return index.to(torch.uint8 if dtype == "uint8" else torch.int32)
     if dtype == "uint8":
         return torch.round(blended.clamp(0.0, 1.0) * PROB_SCALE).to(torch.uint8)
     return blended.to(getattr(torch, dtype))
@@ -227,10 +240,11 @@ def finish_rows(encoded: np.ndarray, valid: np.ndarray, dtype: str, nodata: Any)
     return out
 
 
-def _encode(output: str, dtype: str, blended: np.ndarray | torch.Tensor, valid: np.ndarray, nodata: Any) -> np.ndarray:
+def _encode(output: str, dtype: str, blended: np.ndarray | torch.Tensor, valid: np.ndarray, nodata: Any,
+            codes: Sequence[int] | None = None) -> np.ndarray:
     """Blended (K, h, W) float32 -> output bands (count, h, W) in ``dtype`` with nodata applied."""
     t = torch.as_tensor(blended)
-    return finish_rows(encode_rows(output, dtype, t).cpu().numpy(), valid, dtype, nodata)
+    return finish_rows(encode_rows(output, dtype, t, codes).cpu().numpy(), valid, dtype, nodata)
 
 
 def _strip_batches(src: Any, indexes: list[int], nodata: float | None, mean: float, std: float,
@@ -240,7 +254,8 @@ def _strip_batches(src: Any, indexes: list[int], nodata: float | None, mean: flo
     keeps up with a GPU."""
     with rasterio.Env(GDAL_NUM_THREADS=os.environ.get("GDAL_NUM_THREADS", "ALL_CPUS")), open_raster(src) as ds:
         def read_rows(r0: int, r1: int, out: np.ndarray) -> np.ndarray:
-            return read_window(ds, indexes, Window(0, r0, grid.width, r1 - r0), nodata, out=out)[1]
+            with raster_io(src, "read"):
+                return read_window(ds, indexes, Window(0, r0, grid.width, r1 - r0), nodata, out=out)[1]
 
         yield from iter_batches(grid, read_rows, pool.shape[0], bands=len(indexes), dtype=strip_dtype(ds, indexes),
                                 mean=mean, std=std, pool=pool)
@@ -254,18 +269,21 @@ def _stream(grid: TileGrid, make_batches: Callable[[], Iterator[Any]], runner: M
     layout = dict(layout)
     resampling = layout.pop("resampling")
     layout_tags = layout.pop("tags")
+    codes = layout.pop("codes", None)
     dtype, nodata = layout["dtype"], layout["nodata"]
     cuda = runner.device.type == "cuda"
+    valid_pixels = [0]
     with GeoTiffWriter(dst, **georef, tags={**layout_tags, **tags}, cog=cog, overviews=overviews,
                        resampling=resampling, **layout) as writer:
         def write(row0: int, encoded: torch.Tensor, valid: np.ndarray, event: Any) -> None:
             if event is not None:
                 event.synchronize()  # the device-to-host copy has landed
+            valid_pixels[0] += int(np.count_nonzero(valid))
             writer.write_rows(row0, finish_rows(encoded.numpy(), valid, dtype, nodata))
 
         with BackgroundWriter(write) as rows, Prefetcher(make_batches, depth=2) as batches:
             def emit(row0: int, blended: torch.Tensor, valid: np.ndarray) -> None:
-                encoded = encode_rows(output, dtype, blended)
+                encoded = encode_rows(output, dtype, blended, codes)
                 event = None
                 if cuda:  # asynchronous copy into pinned memory; the writer thread waits for it
                     encoded = encoded.to("cpu", non_blocking=True)
@@ -277,6 +295,10 @@ def _stream(grid: TileGrid, make_batches: Callable[[], Iterator[Any]], runner: M
 
             tiles = run_tiled(grid, batches, runner.predict, emit, progress)
             batches.close()
+        if valid_pixels[0] == 0:
+            raise InputError(f"every pixel of the input is nodata or NaN in the bands read, so the map would be "
+                             f"empty; nothing was written to {dst}. Check the nodata value "
+                             f"({option('nodata', 'VALUE')}) and the bands ({option('bands', 'B,B,...', '[...]')})")
         return writer.commit(), tiles
 
 
@@ -305,6 +327,7 @@ def predict_raster(
     overviews: bool = False,
     progress: Callable[[int, int], Any] | None = None,
     gdal_cache_mb: float | None = None,
+    overwrite: bool = True,
 ) -> PredictionResult:
     """Predict a whole raster tile by tile and write a GeoTIFF on the input's grid.
 
@@ -312,7 +335,10 @@ def predict_raster(
         model: a :class:`~carl_geo.models.ModelBundle`, or an ``nn.Module`` called as
             ``model(img (B, C, H, W), wavelengths (C,) µm) -> (B, K, H, W)``.
         src: anything rasterio opens (GeoTIFF, VRT, ENVI, ``netcdf:file.nc:var``).
-        dst: output GeoTIFF path (written atomically: nothing appears there unless the run succeeds).
+        dst: output GeoTIFF path (written atomically: nothing appears there unless the run succeeds;
+            stale ``.ovr`` / ``.aux.xml`` sidecars of a replaced file are removed). It may not be a
+            file the run reads: the input (compared as real paths, so also through a symlink), a
+            file a VRT input reads, or the bundle's model file.
         output: ``"classes"``, ``"probabilities"`` or ``"embeddings"`` (see the module docstring).
         wavelengths: µm per selected band (beats ``sensor``, file metadata and the model's list).
         sensor: a :mod:`carl_geo.sensors` preset name.
@@ -322,7 +348,9 @@ def predict_raster(
             the raster is reflect-padded by overlap // 2 so border pixels get the same context).
         batch_size: tiles per model call, or ``"auto"`` (sized to the GPU's free memory; 4 on CPU).
         normalization: None (the bundle's; ``"scene"`` for a bare module), ``"scene"`` (scalar mean/std
-            sampled from up to 16 windows), or a ``(mean, std)`` pair.
+            sampled from up to 16 windows), or a ``(mean, std)`` pair. With the bundle's stored
+            statistics, the input is sampled too and a :class:`~carl_geo.errors.CarlGeoWarning` says
+            when it looks like another scale (e.g. reflectance 0-1 for a model trained on 0-10000).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 needs a GPU).
         compile: ``torch.compile`` the model for the run (pays off on GPUs for large rasters; the
@@ -337,30 +365,33 @@ def predict_raster(
         gdal_cache_mb: cap of GDAL's process-wide block cache during the run (restored afterwards;
             never raised). None: two block rows of input and output, at least 64 MiB, so memory
             stays flat however large the raster; 0: leave GDAL's cache alone.
+        overwrite: replace an existing ``dst`` (default True; the command line's ``--overwrite``).
 
     Returns:
         :class:`PredictionResult`.
 
     Raises:
-        ValueError: bad arguments, or wavelengths missing / not matching the bands (raised before
-            any pixel is read).
-        FileNotFoundError: missing input or output folder.
+        CarlGeoError (a ValueError): bad arguments, wavelengths missing / not matching the bands, an
+            output that would replace a file the run reads (raised before any pixel is read); an
+            input whose pixels are all nodata (nothing is written).
+        RasterIOError: the input cannot be read or the output written (names the file and cause).
+        FileNotFoundError: missing input.
         PredictionCancelled: ``progress`` returned False (no output file remains).
     """
     t0 = time.perf_counter()
     check_tiling(tile_size, overlap)
     if batch_size != "auto" and (isinstance(batch_size, (str, bool)) or int(batch_size) != batch_size
                                  or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
+        raise CarlGeoError(f"{option('batch_size')} must be a positive integer or 'auto', got {batch_size!r}")
     if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        raise CarlGeoError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if probability_dtype not in ("float32", "uint8"):
-        raise ValueError(f"probability_dtype must be 'float32' or 'uint8', got {probability_dtype!r}")
+        raise CarlGeoError(f"probability_dtype must be 'float32' or 'uint8', got {probability_dtype!r}")
     if embedding_dtype not in ("float32", "float16"):
-        raise ValueError(f"embedding_dtype must be 'float32' or 'float16', got {embedding_dtype!r}")
+        raise CarlGeoError(f"embedding_dtype must be 'float32' or 'float16', got {embedding_dtype!r}")
     dev = resolve_device(device)
     check_precision(precision, dev)
-    dst = _check_paths(src, dst)
+    dst = protect_inputs(src, dst, model, overwrite=overwrite)
     spec = model_spec(model, output, class_names, colors)
     fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
 
@@ -380,8 +411,16 @@ def predict_raster(
             cache = auto_cache_bytes(ds, indexes, layout["count"], layout["dtype"]) if gdal_cache_mb is None \
                 else int(gdal_cache_mb * 2**20)
             with bounded_gdal_cache(cache):
-                mean, std = fixed or scene_statistics(lambda w: read_window(ds, indexes, w, nodata),
-                                                      sample_windows(height, width))
+                def sample(w: Window) -> tuple[np.ndarray, np.ndarray]:
+                    with raster_io(src, "read"):
+                        return read_window(ds, indexes, w, nodata)
+
+                if fixed is None:
+                    mean, std = scene_statistics(sample, sample_windows(height, width))
+                else:
+                    mean, std = fixed
+                    if normalization is None:  # the model's stored statistics: is the input on its scale?
+                        warn_scale_mismatch(sample, sample_windows(height, width), fixed)
                 tags = {"CARL_OUTPUT": output, "CARL_WAVELENGTHS_UM": json.dumps(sel.wavelengths),
                         "CARL_INPUT_BANDS": json.dumps(indexes),
                         "CARL_NORMALIZATION": json.dumps({"mean": mean, "std": std}),

@@ -11,7 +11,9 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.io.band_metadata import file_band_wavelengths, open_raster
+from carl_geo.io.output_paths import atomic_path
 
 #: Preferred display wavelengths (µm): NIR/red/green false colour, else red/green/blue.
 FALSE_COLOUR_UM = (0.84, 0.66, 0.56)
@@ -49,7 +51,8 @@ def _stretch(data: np.ma.MaskedArray) -> np.ndarray:
 def write_quicklook(src: str | os.PathLike, prediction_tif: str | os.PathLike, png_path: str | os.PathLike,
                     class_names: Sequence[str] | None, colors: Sequence[Sequence[int]] | None,
                     rgb_bands: Sequence[int] | None = None, *, wavelengths: Sequence[float] | None = None,
-                    max_side: int = 1024, title: str | None = None) -> Path:
+                    max_side: int = 1024, title: str | None = None,
+                    class_values: Sequence[int] | None = None) -> Path:
     """Write a two-panel PNG: the input (false colour) | the prediction (classes with a legend).
 
     Args:
@@ -57,8 +60,10 @@ def write_quicklook(src: str | os.PathLike, prediction_tif: str | os.PathLike, p
         prediction_tif: the predictor's output. With ``class_names``, band 1 is drawn as classes
             (a multi-band probability file is reduced by argmax); otherwise its first three bands
             are drawn stretched (embeddings).
-        png_path: output PNG.
+        png_path: output PNG (written atomically). The caller checks that it is not a file the run
+            reads (:func:`carl_geo.io.output_paths.check_outputs`).
         class_names, colors: class names and RGB 0-255 colours (None for embeddings).
+        class_values: the pixel value of each class in ``prediction_tif`` (default 0..K-1).
         rgb_bands: 1-based input bands for R, G, B (default :func:`default_rgb_bands`).
         wavelengths: µm of every input band, to choose the default RGB bands.
         max_side: longest side (px) of the panels; the rasters are read decimated.
@@ -75,7 +80,7 @@ def write_quicklook(src: str | os.PathLike, prediction_tif: str | os.PathLike, p
     with open_raster(src) as ds:
         bands = list(rgb_bands) if rgb_bands else default_rgb_bands(ds, wavelengths)
         if len(bands) != 3 or not all(1 <= b <= ds.count for b in bands):
-            raise ValueError(f"rgb_bands must be three 1-based bands of {ds.name} (1..{ds.count}), got {bands}")
+            raise CarlGeoError(f"rgb_bands must be three 1-based bands of {ds.name} (1..{ds.count}), got {bands}")
         rgb = _stretch(ds.read(bands, out_shape=(3, *_shape(ds, max_side)), masked=True,
                                resampling=Resampling.nearest))
     with rasterio.open(prediction_tif) as ps:
@@ -93,6 +98,13 @@ def write_quicklook(src: str | os.PathLike, prediction_tif: str | os.PathLike, p
             pred = np.ma.masked_array(np.ma.getdata(pred).argmax(0), mask)
         else:
             pred = pred[0]
+            if class_values is not None:  # pixel values are the classes' own codes
+                lut = np.full(max(class_values) + 2, -1, dtype=np.int64)
+                lut[list(class_values)] = np.arange(k)
+                raw = np.ma.getdata(pred).astype(np.int64)
+                index = lut[np.clip(raw, 0, len(lut) - 1)]
+                index[(raw < 0) | (raw >= len(lut) - 1)] = -1
+                pred = np.ma.masked_array(index, np.ma.getmaskarray(pred) | (index < 0))
         cols = [tuple(v / 255 for v in c) for c in (colors or [])] or None
         cmap = ListedColormap(cols if cols else [f"C{i % 10}" for i in range(k)]).with_extremes(bad=(0, 0, 0, 0))
         ax_out.imshow(np.ma.masked_where(np.ma.getmaskarray(pred) | (pred >= k), pred), cmap=cmap,
@@ -109,5 +121,6 @@ def write_quicklook(src: str | os.PathLike, prediction_tif: str | os.PathLike, p
         ax.set_yticks([])
     if title:
         fig.suptitle(title)
-    fig.savefig(png_path)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format=png_path.suffix.lstrip(".").lower() or "png")
     return png_path

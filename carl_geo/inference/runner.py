@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from carl_geo.errors import CarlGeoError, option
 from carl_geo.models.bundle import ModelBundle, default_colors
 from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
 
@@ -36,22 +37,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise CarlGeoError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use device='cpu' or 'auto'")
+        raise CarlGeoError("device 'cuda' was asked for but torch sees no CUDA GPU; "
+                           f"use {option('device', 'cpu', repr('cpu'))} or auto")
     if dev.type == "mps" and not mps_ok:
-        raise ValueError("device 'mps' was asked for but it is not available; use device='cpu' or 'auto'")
+        raise CarlGeoError("device 'mps' was asked for but it is not available; "
+                           f"use {option('device', 'cpu', repr('cpu'))} or auto")
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}; use auto, cpu, cuda or mps")
+        raise CarlGeoError(f"unsupported device {device!r}; use auto, cpu, cuda or mps")
     return dev
 
 
 def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for ``"fp32"`` (None), ``"bf16"``, ``"fp16"`` (GPU only)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise CarlGeoError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device.type == "cpu":
-        raise ValueError("precision 'fp16' needs a GPU; on CPU use 'bf16' or 'fp32'")
+        raise CarlGeoError("precision 'fp16' needs a GPU; on CPU use 'bf16' or 'fp32'")
     return PRECISIONS[precision]
 
 
@@ -83,11 +86,11 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
         ValueError: a feature model asked for classes, or wrong class name / colour counts.
     """
     if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        raise CarlGeoError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     bundle = model if isinstance(model, ModelBundle) else None
     module = bundle.model if bundle is not None else model
     if not isinstance(module, nn.Module):
-        raise ValueError(f"model must be a ModelBundle or a torch nn.Module, got {type(model).__name__}")
+        raise CarlGeoError(f"model must be a ModelBundle or a torch nn.Module, got {type(model).__name__}")
     k: int | None = None
     if output == "embeddings":
         if isinstance(module, CARLSegmenter):
@@ -96,8 +99,8 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
             k = module.out_channels
         return ModelSpec(module, k, [], [], bundle)
     if bundle is not None and bundle.task != "segmentation":
-        raise ValueError(f"this model is a feature extractor (no classes) and cannot produce {output!r}; "
-                         "use output='embeddings' or a segmentation model file")
+        raise CarlGeoError(f"this model is a feature extractor (no classes) and cannot produce {output!r}; "
+                           "use output='embeddings' or a segmentation model file")
     if isinstance(module, CARLSegmenter):
         k = module.num_classes
     names = list(class_names) if class_names else list(bundle.class_names if bundle else [])
@@ -113,9 +116,9 @@ def finish_spec(spec: ModelSpec, k: int) -> None:
     """Set K (known after the model ran once) and default/check class names and colours."""
     spec.num_outputs = k
     if spec.class_names and len(spec.class_names) != k:
-        raise ValueError(f"{len(spec.class_names)} class names were given for a model with {k} outputs")
+        raise CarlGeoError(f"{len(spec.class_names)} class names were given for a model with {k} outputs")
     if spec.colors and len(spec.colors) != k:
-        raise ValueError(f"{len(spec.colors)} colours were given for a model with {k} outputs")
+        raise CarlGeoError(f"{len(spec.colors)} colours were given for a model with {k} outputs")
 
 
 def class_defaults(spec: ModelSpec) -> tuple[list[str], list[tuple[int, int, int]]]:
@@ -236,8 +239,8 @@ class ModelRunner:
         if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != x.shape[0] \
                 or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"the model must return (B, K, H, W) = ({x.shape[0]}, K, {x.shape[2]}, {x.shape[3]}) "
-                             f"for an input of shape {tuple(x.shape)}, got {got}")
+            raise CarlGeoError(f"the model must return (B, K, H, W) = ({x.shape[0]}, K, {x.shape[2]}, {x.shape[3]}) "
+                               f"for an input of shape {tuple(x.shape)}, got {got}")
         out = out[:n].float()
         if self.output != "embeddings":
             out = torch.softmax(out, dim=1)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from carl_geo.errors import CarlGeoError, option
+
 #: Smallest weight of the blending window (at a tile's outermost pixel), so every pixel has weight > 0.
 MIN_WEIGHT = 1e-3
 
@@ -95,7 +97,7 @@ class TileGrid:
         """The grid for a ``height`` x ``width`` raster (see the module docstring)."""
         check_tiling(tile_size, overlap)
         if height < 1 or width < 1:
-            raise ValueError(f"raster is empty ({width} x {height} pixels)")
+            raise CarlGeoError(f"raster is empty ({width} x {height} pixels)")
         pad = overlap // 2
         th, rows = axis_starts(height, tile_size, overlap, pad)
         tw, cols = axis_starts(width, tile_size, overlap, pad)
@@ -123,10 +125,10 @@ class TileGrid:
 def check_tiling(tile_size: int, overlap: int) -> None:
     """Raise ValueError unless ``16 <= tile_size`` and ``0 <= overlap < tile_size / 2``."""
     if int(tile_size) != tile_size or tile_size < 16:
-        raise ValueError(f"tile_size must be an integer >= 16 pixels, got {tile_size!r}")
+        raise CarlGeoError(f"{option('tile_size')} must be an integer >= 16 pixels, got {tile_size!r}")
     if int(overlap) != overlap or overlap < 0 or 2 * overlap >= tile_size:
-        raise ValueError(f"overlap must be an integer >= 0 and less than half the tile size ({tile_size} px), "
-                         f"got {overlap!r}; lower the overlap or raise the tile size")
+        raise CarlGeoError(f"{option('overlap')} must be an integer >= 0 and less than half the tile size "
+                           f"({tile_size} px), got {overlap!r}; lower the overlap or raise the tile size")
 
 
 def reflect_index(coords: np.ndarray, n: int) -> np.ndarray:

@@ -3,15 +3,16 @@
 :class:`GeoTiffWriter` writes a tiled, deflate-compressed GeoTIFF to a temporary file next to the
 target and renames it into place only in :meth:`~GeoTiffWriter.commit`; :meth:`~GeoTiffWriter.abort`
 (or an exception inside ``with``) removes the temporary file(s), so a failed or cancelled run
-leaves nothing behind. Rows arrive in order in any number; they are buffered to whole block rows
-(``BLOCK`` px high) so every compressed block is written exactly once.
+leaves nothing behind. A replaced output loses its stale ``.ovr`` / ``.aux.xml`` / ``.msk`` sidecars.
+A failed write raises one :class:`~carl_geo.errors.RasterIOError` naming the output and the cause
+(e.g. "No space left on device"). Rows arrive in order in any number; they are buffered to whole
+block rows (``BLOCK`` px high) so every compressed block is written exactly once.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,20 @@ import rasterio.shutil
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from carl_geo.errors import RasterIOError
+from carl_geo.io.failures import io_cause, is_io_error, raster_io
+from carl_geo.io.output_paths import partial_path, replace_sidecars, sidecars
+
 BLOCK = 256
 
 
-def class_tags(class_names: Sequence[str]) -> dict[str, str]:
-    """Dataset tags naming the classes: ``CLASS_NAMES`` (JSON list) and ``CLASS_<value>`` per value."""
-    tags = {"CLASS_NAMES": json.dumps(list(class_names))}
-    tags.update({f"CLASS_{i}": str(n) for i, n in enumerate(class_names)})
+def class_tags(class_names: Sequence[str], class_values: Sequence[int] | None = None) -> dict[str, str]:
+    """Dataset tags naming the classes: ``CLASS_NAMES`` (JSON list, class order), ``CLASS_VALUES``
+    (JSON list: the pixel value of each class, 0..K-1 unless the model keeps the labels' own codes)
+    and ``CLASS_<value>`` = name per value."""
+    values = list(range(len(class_names))) if class_values is None else [int(v) for v in class_values]
+    tags = {"CLASS_NAMES": json.dumps(list(class_names)), "CLASS_VALUES": json.dumps(values)}
+    tags.update({f"CLASS_{v}": str(n) for v, n in zip(values, class_names)})
     return tags
 
 
@@ -41,8 +49,8 @@ def overview_factors(height: int, width: int, min_size: int = BLOCK) -> list[int
     return out
 
 
-def _sidecars(path: Path) -> list[Path]:
-    return [path, path.with_name(path.name + ".aux.xml"), path.with_name(path.name + ".ovr")]
+def _with_sidecars(path: Path) -> list[Path]:
+    return [path, *sidecars(path)]
 
 
 class GeoTiffWriter:
@@ -71,9 +79,8 @@ class GeoTiffWriter:
         self.path = Path(path)
         self.cog, self.overviews, self.resampling = cog, overviews, resampling
         self.width, self.height, self.count, self.dtype = width, height, count, np.dtype(dtype)
-        token = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        self.tmp = self.path.with_name(f".{self.path.name}.{token}.partial.tif")
-        self.tmp_cog = self.path.with_name(f".{self.path.name}.{token}.partial.cog.tif")
+        self.tmp = partial_path(self.path, ".tif")
+        self.tmp_cog = self.tmp.with_name(self.tmp.name[:-len(".tif")] + ".cog.tif")
         floating = self.dtype.kind == "f"
         profile = dict(
             driver="GTiff", width=width, height=height, count=count, dtype=self.dtype.name, crs=crs,
@@ -81,7 +88,8 @@ class GeoTiffWriter:
             compress="deflate", predictor=3 if floating and self.dtype.itemsize == 4 else 2 if not floating else 1,
             interleave="band" if count > 1 else "pixel", bigtiff="if_safer", sparse_ok=False,
         )
-        self._ds = rasterio.open(self.tmp, "w", **profile)
+        with raster_io(self.path, "write"):
+            self._ds = rasterio.open(self.tmp, "w", **profile)
         try:
             if descriptions:
                 for b, d in enumerate(descriptions, start=1):
@@ -92,8 +100,10 @@ class GeoTiffWriter:
                 self._ds.write_colormap(1, dict(colormap))
             if scale is not None:
                 self._ds.scales = (float(scale),) * count
-        except Exception:
+        except Exception as e:
             self.abort()
+            if is_io_error(e):
+                raise RasterIOError(f"cannot write {self.path}: {io_cause(e, self.path, writing=True)}") from e
             raise
         self._buf = np.zeros((count, min(BLOCK, height), width), dtype=self.dtype)
         self._buf_top = 0  # first row held in the buffer
@@ -117,37 +127,43 @@ class GeoTiffWriter:
     def _flush(self) -> None:
         n = self._next - self._buf_top
         if n > 0:
-            self._ds.write(self._buf[:, :n], window=Window(0, self._buf_top, self.width, n))
+            with raster_io(self.path, "write"):
+                self._ds.write(self._buf[:, :n], window=Window(0, self._buf_top, self.width, n))
         self._buf_top = self._next
 
     def commit(self) -> Path:
-        """Finish the file (overviews / COG) and move it to :attr:`path`."""
+        """Finish the file (overviews / COG) and move it to :attr:`path`; the sidecars of a file it
+        replaces are removed (or replaced by the new file's own)."""
         try:
-            if self._next != self.height:
-                raise RuntimeError(f"only {self._next} of {self.height} rows were written")
-            self._flush()
-            if self.overviews and not self.cog:
-                factors = overview_factors(self.height, self.width)
-                if factors:
-                    self._ds.build_overviews(factors, self.resampling)
-                    self._ds.update_tags(ns="rio_overview", resampling=self.resampling.name)
-            self._ds.close()
-            final = self.tmp
-            if self.cog:
-                rasterio.shutil.copy(
-                    self.tmp, self.tmp_cog, driver="COG", compress="DEFLATE", blocksize=BLOCK, bigtiff="IF_SAFER",
-                    overviews="AUTO", overview_resampling=self.resampling.name.upper(),
-                    predictor="YES" if self.dtype.kind != "f" or self.dtype.itemsize == 4 else "NO")
-                final = self.tmp_cog
+            with raster_io(self.path, "write"):
+                final = self._finish()
             os.replace(final, self.path)
-            aux = final.with_name(final.name + ".aux.xml")
-            if aux.exists():
-                os.replace(aux, self.path.with_name(self.path.name + ".aux.xml"))
+            replace_sidecars(self.path, final)
         except BaseException:
             self.abort()
             raise
         self._remove_temps()
         return self.path
+
+    def _finish(self) -> Path:
+        """Write the last rows, overviews and the COG copy; returns the finished temporary file."""
+        if self._next != self.height:
+            raise RuntimeError(f"only {self._next} of {self.height} rows were written")
+        self._flush()
+        if self.overviews and not self.cog:
+            factors = overview_factors(self.height, self.width)
+            if factors:
+                self._ds.build_overviews(factors, self.resampling)
+                self._ds.update_tags(ns="rio_overview", resampling=self.resampling.name)
+        self._ds.close()
+        final = self.tmp
+        if self.cog:
+            rasterio.shutil.copy(
+                self.tmp, self.tmp_cog, driver="COG", compress="DEFLATE", blocksize=BLOCK, bigtiff="IF_SAFER",
+                overviews="AUTO", overview_resampling=self.resampling.name.upper(),
+                predictor="YES" if self.dtype.kind != "f" or self.dtype.itemsize == 4 else "NO")
+            final = self.tmp_cog
+        return final
 
     def abort(self) -> None:
         """Close and delete the temporary file(s); the target path is not touched."""
@@ -159,7 +175,7 @@ class GeoTiffWriter:
         self._remove_temps()
 
     def _remove_temps(self) -> None:
-        for p in _sidecars(self.tmp) + _sidecars(self.tmp_cog):
+        for p in _with_sidecars(self.tmp) + _with_sidecars(self.tmp_cog):
             try:
                 p.unlink()
             except FileNotFoundError:

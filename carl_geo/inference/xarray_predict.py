@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.inference.engine import iter_batches, run_tiled
 from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
 from carl_geo.inference.predictor import _encode, _output_layout
@@ -42,7 +43,7 @@ def _band_wavelengths(da: Any, band_dim: str, wavelengths: Sequence[float] | Non
     if wavelengths is not None:
         wl = check_wavelengths(wavelengths)
         if len(wl) != n:
-            raise ValueError(f"the array has {n} bands but {len(wl)} wavelengths were given")
+            raise CarlGeoError(f"the array has {n} bands but {len(wl)} wavelengths were given")
         return wl
     if sensor:
         preset = get_sensor(sensor)
@@ -53,8 +54,8 @@ def _band_wavelengths(da: Any, band_dim: str, wavelengths: Sequence[float] | Non
             except ValueError:
                 pass
         if preset.num_bands != n:
-            raise ValueError(f"the array has {n} bands but sensor preset {preset.name!r} has {preset.num_bands}; "
-                             "select the bands first or give wavelengths=[...]")
+            raise CarlGeoError(f"the array has {n} bands but sensor preset {preset.name!r} has {preset.num_bands}; "
+                               "select the bands first or give wavelengths=[...]")
         return list(preset.wavelengths)
     for source in (da.coords.get("wavelength"), da.attrs.get("wavelength"), da.attrs.get("wavelengths")):
         if source is not None:
@@ -64,8 +65,9 @@ def _band_wavelengths(da: Any, band_dim: str, wavelengths: Sequence[float] | Non
     fb = getattr(bundle, "wavelengths", None)
     if fb is not None and len(fb) == n:
         return check_wavelengths(fb)
-    raise ValueError(f"no wavelengths for the {n} bands of the array: give wavelengths=[...] (µm) or sensor=<preset>, "
-                     "or add a 'wavelength' coordinate on the band dimension")
+    raise CarlGeoError(f"no wavelengths for the {n} bands of the array: give wavelengths=[...] (µm) or "
+                       "sensor=<preset>, "
+                       "or add a 'wavelength' coordinate on the band dimension")
 
 
 def _chunks(length: int, size: int) -> tuple[int, ...]:
@@ -125,13 +127,13 @@ def predict_dataarray(
 
     check_tiling(tile_size, overlap)
     if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+        raise CarlGeoError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if batch_size < 1 or chunk_size < tile_size:
-        raise ValueError(f"batch_size must be >= 1 and chunk_size >= tile_size, got {batch_size}, {chunk_size}")
+        raise CarlGeoError(f"batch_size must be >= 1 and chunk_size >= tile_size, got {batch_size}, {chunk_size}")
     if client == "local" and not compute:
-        raise ValueError("client='local' closes its cluster when the call returns; use compute=True")
+        raise CarlGeoError("client='local' closes its cluster when the call returns; use compute=True")
     if da.ndim != 3:
-        raise ValueError(f"da must be a (band, y, x) DataArray, got dims {da.dims}")
+        raise CarlGeoError(f"da must be a (band, y, x) DataArray, got dims {da.dims}")
     y_dim, x_dim = da.rio.y_dim, da.rio.x_dim
     band_dim = next(d for d in da.dims if d not in (y_dim, x_dim))
     da = da.transpose(band_dim, y_dim, x_dim)
@@ -173,7 +175,7 @@ def predict_dataarray(
         out = np.empty((count, h, w), dtype=dtype)
 
         def emit(row0: int, blended: Any, ok: np.ndarray) -> None:
-            out[:, row0:row0 + blended.shape[1]] = _encode(output, dtype, blended, ok, out_nodata)
+            out[:, row0:row0 + blended.shape[1]] = _encode(output, dtype, blended, ok, out_nodata, layout["codes"])
 
         runner = ModelRunner(module.to(dev).eval(), wl, output=output, device=dev, precision=precision)
 
@@ -216,7 +218,7 @@ def _compute(result: Any, client: Any) -> np.ndarray:
         return result.compute()
     if isinstance(client, str):
         if client != "local":
-            raise ValueError(f"client must be None, 'local' or a distributed.Client, got {client!r}")
+            raise CarlGeoError(f"client must be None, 'local' or a distributed.Client, got {client!r}")
         from distributed import Client, LocalCluster
 
         with LocalCluster(processes=False, dashboard_address=None) as cluster, \
@@ -224,5 +226,5 @@ def _compute(result: Any, client: Any) -> np.ndarray:
             return local.compute(result, sync=True)
     compute = getattr(client, "compute", None)
     if compute is None:
-        raise ValueError(f"client must be None, 'local' or a distributed.Client, got {type(client).__name__}")
+        raise CarlGeoError(f"client must be None, 'local' or a distributed.Client, got {type(client).__name__}")
     return compute(result, sync=True)

@@ -1,14 +1,16 @@
-"""Raster I/O helpers shared by the predictor, the datasets and the training code."""
+"""Raster I/O helpers shared by the predictor, the datasets and the training code.
 
-from carl_geo.io.band_metadata import (
-    BandSelection,
-    file_band_wavelengths,
-    parse_wavelength_list,
-    resolve_band_selection,
-    resolve_wavelengths,
-)
+* :mod:`carl_geo.io.band_metadata`: which bands to read and their wavelengths (µm);
+* :mod:`carl_geo.io.output_paths`: outputs never replace a file the run reads; atomic writes;
+* :mod:`carl_geo.io.failures`: one-line causes of failed raster reads and writes.
 
-__all__ = [
-    "BandSelection", "file_band_wavelengths", "parse_wavelength_list", "resolve_band_selection",
-    "resolve_wavelengths",
-]
+Names load on first use (this package imports neither rasterio nor torch by itself).
+"""
+
+from carl_geo._lazy import lazy_exports
+
+_EXPORTS = {n: "carl_geo.io.band_metadata" for n in (
+    "BandSelection", "file_band_wavelengths", "parse_wavelength_list", "resolve_band_selection", "resolve_wavelengths")}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+__all__ = sorted(_EXPORTS)

@@ -39,8 +39,9 @@ from typing import Any
 import rasterio
 import rasterio.errors
 
-from carl_geo.models.carl import MAX_WAVELENGTH_UM
+from carl_geo.errors import CarlGeoError, InputError, RasterIOError, WavelengthError, option
 from carl_geo.sensors import SENSORS, Sensor, _norm_band, get_sensor
+from carl_geo.validation import MAX_WAVELENGTH_UM, check_wavelength_list
 
 #: Dataset tag naming the carl_geo sensor preset of a file (written by carl_geo tools).
 SENSOR_TAG = "CARL_SENSOR_PRESET"
@@ -95,7 +96,7 @@ def parse_wavelength_list(text: str | Sequence[float | str], units: str | None =
     try:
         values = [float(p) for p in parts]
     except (TypeError, ValueError):
-        raise ValueError(f"wavelengths must be numbers, got {text!r}") from None
+        raise CarlGeoError(f"wavelengths must be numbers, got {text!r}") from None
     key = (units or "").strip().lower()
     if key in _WAVENUMBER_UNITS:
         return [1e4 / v if v else math.nan for v in values]
@@ -106,36 +107,30 @@ def parse_wavelength_list(text: str | Sequence[float | str], units: str | None =
 
 
 def check_wavelengths(wavelengths: Sequence[float]) -> list[float]:
-    """Wavelengths as floats, checked to be finite, positive µm values.
+    """Wavelengths as floats, checked to be finite, positive, distinct µm values
+    (:func:`carl_geo.validation.check_wavelength_list`).
 
     Raises:
-        ValueError: with a message saying what to fix.
+        WavelengthError: with a message saying what to fix.
     """
-    try:
-        wl = [float(w) for w in wavelengths]
-    except (TypeError, ValueError):
-        raise ValueError(f"wavelengths must be numbers (µm), got {list(wavelengths)!r}") from None
-    if not wl:
-        raise ValueError("the wavelength list is empty; give one wavelength (µm) per band")
-    if not all(math.isfinite(w) and w > 0 for w in wl):
-        raise ValueError(f"wavelengths must be positive finite numbers (µm), got {wl}")
-    if max(wl) > MAX_WAVELENGTH_UM:
-        raise ValueError(f"wavelengths must be in micrometres, got values up to {max(wl):g}; "
-                         "these look like nanometres: divide by 1000")
-    return wl
+    return check_wavelength_list(wavelengths)
 
 
 def open_raster(src: str | os.PathLike) -> Any:
     """``rasterio.open(src)`` with clear errors: FileNotFoundError for a missing local file,
-    ValueError for a file GDAL cannot read. GDAL URIs (``netcdf:f.nc:var``, ``/vsi...``) pass through."""
+    :class:`~carl_geo.errors.RasterIOError` (a ValueError) for a file GDAL cannot read. GDAL URIs
+    (``netcdf:f.nc:var``, ``/vsi...``) pass through."""
     text = os.fspath(src)
     is_uri = "://" in text or text.startswith("/vsi") or bool(re.match(r"^[A-Za-z0-9_]{2,}:", text))
     if not is_uri and not os.path.exists(text):
         raise FileNotFoundError(f"raster not found: {text}")
+    if not is_uri and os.path.isdir(text):
+        raise InputError(f"{text} is a folder; give a raster file (GeoTIFF, VRT, ...)")
     try:
         return rasterio.open(text)
     except rasterio.errors.RasterioIOError as e:
-        raise ValueError(f"cannot read raster {text}: {e}") from None
+        cause = str(e).splitlines()[0] if str(e) else "GDAL cannot open it"
+        raise RasterIOError(f"cannot read raster {text}: {cause}") from None
 
 
 @contextmanager
@@ -260,7 +255,7 @@ def _select_bands(ds: Any, bands: Sequence[int | str], sensor: Sensor | None) ->
             b = int(b)
         if isinstance(b, int) and not isinstance(b, bool):
             if not 1 <= b <= ds.count:
-                raise ValueError(f"band {b} does not exist: {ds.name} has bands 1..{ds.count} (1-based)")
+                raise CarlGeoError(f"band {b} does not exist: {ds.name} has bands 1..{ds.count} (1-based)")
             out.append(b)
             continue
         key = _norm_band(str(b))
@@ -271,12 +266,12 @@ def _select_bands(ds: Any, bands: Sequence[int | str], sensor: Sensor | None) ->
             out.append(sensor.band_index(str(b)) + 1)
         else:
             named = ", ".join(d for d in descr if d) or "none"
-            raise ValueError(f"no band named {b!r} in {ds.name} (band descriptions: {named}); "
-                             "give 1-based band numbers instead")
+            raise CarlGeoError(f"no band named {b!r} in {ds.name} (band descriptions: {named}); "
+                               "give 1-based band numbers instead")
     if not out:
-        raise ValueError("bands is empty; give at least one band")
+        raise CarlGeoError(f"the band list is empty; give at least one band ({option('bands', '1,2,3', '[1, 2, 3]')})")
     if len(set(out)) != len(out):
-        raise ValueError(f"bands lists a band twice: {list(bands)}")
+        raise CarlGeoError(f"bands lists a band twice: {list(bands)}")
     return out
 
 
@@ -334,8 +329,8 @@ def resolve_wavelengths(src: Any, *, wavelengths: Sequence[float] | None = None,
         if wavelengths is not None:
             wl = check_wavelengths(wavelengths)
             if len(wl) != len(indexes):
-                raise ValueError(f"{what} but {len(wl)} wavelengths were given; "
-                                 "give one wavelength (µm) per band")
+                raise WavelengthError(f"{what} but {len(wl)} wavelengths were given; "
+                                      "give one wavelength (µm) per band")
             return BandSelection(indexes, wl, file_names, None, "explicit")
 
         if preset is not None:
@@ -345,10 +340,11 @@ def resolve_wavelengths(src: Any, *, wavelengths: Sequence[float] | None = None,
             if ds.count == preset.num_bands:
                 return BandSelection(indexes, [preset.wavelengths[i - 1] for i in indexes],
                                      [preset.band_names[i - 1] for i in indexes], preset.name, "sensor")
-            raise ValueError(
+            raise CarlGeoError(
                 f"{what} but sensor preset {preset.name!r} has {preset.num_bands} bands "
                 f"({', '.join(preset.band_names[:20])}{', ...' if preset.num_bands > 20 else ''}) and the band "
-                "descriptions do not name them; pick the bands with bands=[...] or give wavelengths=[...]")
+                f"descriptions do not name them; pick the bands with {option('bands', 'B,B,...', '[...]')} "
+                f"or give {option('wavelengths', 'UM,UM,...', '[...]')}")
 
         meta = file_band_wavelengths(ds, fb_sensor)
         picked = [meta[i - 1] for i in indexes]
@@ -365,10 +361,11 @@ def resolve_wavelengths(src: Any, *, wavelengths: Sequence[float] | None = None,
         hint = ""
         if fb_wl is not None:
             hint = f"; the model was trained with {len(fb_wl)} bands, so its wavelengths do not apply"
-        raise ValueError(
-            f"{what} and no wavelengths for them: give wavelengths=[...] (µm, one per band, CLI --wavelengths) "
-            f"or a sensor preset (CLI --sensor; known: {', '.join(sorted(SENSORS))}), or write "
-            f"CENTRAL_WAVELENGTH_UM band metadata (GDAL IMAGERY domain) into the file{hint}")
+        raise WavelengthError(
+            f"{what} and no wavelengths for them: give {option('wavelengths', 'UM,UM,...', '[...]')} (µm, one per "
+            f"band) or a sensor preset ({option('sensor', 'NAME', repr('NAME'))}; "
+            f"known: {', '.join(sorted(SENSORS))}), "
+            f"or write CENTRAL_WAVELENGTH_UM band metadata (GDAL IMAGERY domain) into the file{hint}")
 
 
 def resolve_band_selection(src: Any, *, wavelengths: Sequence[float] | None = None, sensor: str | None = None,

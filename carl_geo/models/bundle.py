@@ -12,6 +12,7 @@ On disk a bundle is a ``torch.save`` dict of plain types and tensors only, so it
     {"format": "carl_geo", "version": 1, "kind": "segmentation",
      "config": CARLConfig.to_dict(), "head": {"type", "num_classes", "kwargs", "band_group_size"},
      "state_dict": CARLSegmenter.state_dict(), "classes": [...], "colors": [[r, g, b], ...],
+     "class_values": [int, ...] | None,
      "wavelengths": [...], "band_names": [...], "sensor": str | None,
      "normalization": {"mode": "scene"} | {"mode": "fixed", "mean": float, "std": float},
      "meta": {...}}
@@ -28,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from carl_geo.errors import CarlGeoError, ModelFileError
+from carl_geo.io.output_paths import atomic_path
 from carl_geo.models.carl import CARL
 from carl_geo.models.checkpoint import (
     FORMAT,
@@ -62,12 +65,16 @@ class ModelBundle:
         task: ``"segmentation"`` or ``"features"``.
         class_names: names of the K classes (segmentation only).
         colors: RGB 0-255 colour of each class.
+        class_values: the pixel value of each class in predicted class rasters: the user's own
+            numeric codes when the training labels were numbers (e.g. ``[1, 3, 4]``), else None
+            (values 0..K-1, as in files written before class values were stored).
         wavelengths: band centres (µm) the model was trained with, or None (any bands).
         band_names: band names matching ``wavelengths``, or None.
         sensor: sensor preset name, or None.
         normalization: ``{"mode": "scene"}`` (one scalar mean/std from the scene, as upstream)
             or ``{"mode": "fixed", "mean": m, "std": s}`` (values stored at training time).
         meta: free-form JSON-like facts (training report, source files, ...).
+        path: the file the bundle was loaded from (not saved; outputs may never replace it).
     """
 
     model: nn.Module
@@ -79,28 +86,31 @@ class ModelBundle:
     sensor: str | None = None
     normalization: dict[str, Any] = field(default_factory=lambda: dict(SCENE_NORMALIZATION))
     meta: dict[str, Any] = field(default_factory=dict)
+    class_values: list[int] | None = None
+    path: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.task not in ("segmentation", "features"):
-            raise ValueError(f"task must be 'segmentation' or 'features', got {self.task!r}")
+            raise CarlGeoError(f"task must be 'segmentation' or 'features', got {self.task!r}")
         if self.task == "segmentation":
             k = self.model.num_classes
             if not self.class_names:
                 self.class_names = [f"class {i}" for i in range(k)]
             if len(self.class_names) != k:
-                raise ValueError(f"{len(self.class_names)} class names for a {k}-class model")
+                raise CarlGeoError(f"{len(self.class_names)} class names for a {k}-class model")
             if not self.colors:
                 self.colors = default_colors(k)
             self.colors = [tuple(int(v) for v in c) for c in self.colors]
             if len(self.colors) != k:
-                raise ValueError(f"{len(self.colors)} colours for a {k}-class model")
+                raise CarlGeoError(f"{len(self.colors)} colours for a {k}-class model")
+            self.class_values = check_class_values(self.class_values, k)
         if self.wavelengths is not None:
             self.wavelengths = [float(w) for w in self.wavelengths]
             if self.band_names is not None and len(self.band_names) != len(self.wavelengths):
-                raise ValueError("band_names and wavelengths differ in length")
+                raise CarlGeoError("band_names and wavelengths differ in length")
         mode = self.normalization.get("mode")
         if mode not in ("scene", "fixed"):
-            raise ValueError(f"normalization mode must be 'scene' or 'fixed', got {mode!r}")
+            raise CarlGeoError(f"normalization mode must be 'scene' or 'fixed', got {mode!r}")
 
     @property
     def backbone(self) -> CARL:
@@ -112,8 +122,32 @@ class ModelBundle:
         return self.model.num_classes if self.task == "segmentation" else self.model.out_channels
 
 
+#: Largest class value a class raster can hold (uint16 with 65535 as nodata).
+MAX_CLASS_VALUE = 65534
+
+
+def check_class_values(values: Sequence[int] | None, k: int) -> list[int] | None:
+    """``values`` as K distinct ints in 0..:data:`MAX_CLASS_VALUE` (None stays None: 0..K-1).
+
+    Raises:
+        ModelFileError: wrong count, non-integers, duplicates or values out of range.
+    """
+    if values is None:
+        return None
+    try:
+        out = [int(v) for v in values]
+    except (TypeError, ValueError):
+        raise ModelFileError(f"class values must be integers, got {list(values)!r}") from None
+    if any(o != v for o, v in zip(out, values)) or len(out) != k or len(set(out)) != k \
+            or not all(0 <= v <= MAX_CLASS_VALUE for v in out):
+        raise ModelFileError(f"class values must be {k} distinct integers in 0..{MAX_CLASS_VALUE}, "
+                             f"got {list(values)!r}")
+    return out
+
+
 def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> Path:
-    """Write a bundle (temporary file + rename, so a failed save leaves no file)."""
+    """Write a bundle (temporary file + rename, so a failed or interrupted save leaves no file and
+    keeps an older file at ``path``)."""
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
     obj: dict[str, Any] = {
@@ -124,6 +158,7 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> Path:
         "state_dict": state,
         "classes": list(bundle.class_names),
         "colors": [list(c) for c in bundle.colors],
+        "class_values": list(bundle.class_values) if bundle.class_values is not None else None,
         "wavelengths": bundle.wavelengths,
         "band_names": bundle.band_names,
         "sensor": bundle.sensor,
@@ -134,12 +169,8 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> Path:
         obj["head"] = bundle.model.head_config()
     else:
         obj["which"] = bundle.model.which
-    tmp = path.with_name(path.name + ".partial")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -184,6 +215,8 @@ def load_bundle(path: str | os.PathLike, config: CARLConfig | None = None, which
             sensor=ckpt.get("sensor"),
             normalization=dict(ckpt.get("normalization") or SCENE_NORMALIZATION),
             meta=dict(ckpt.get("meta") or {}),
+            class_values=ckpt.get("class_values") if task == "segmentation" else None,
+            path=Path(path),
         )
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
@@ -209,13 +242,15 @@ def _from_lightning(ckpt: dict[str, Any]) -> dict[str, Any]:
 def make_bundle(model: nn.Module, *, class_names: Sequence[str] = (), colors: Sequence[Sequence[int]] = (),
                 wavelengths: Sequence[float] | None = None, band_names: Sequence[str] | None = None,
                 sensor: str | None = None, normalization: Mapping[str, Any] | None = None,
-                meta: Mapping[str, Any] | None = None) -> ModelBundle:
+                meta: Mapping[str, Any] | None = None, class_values: Sequence[int] | None = None) -> ModelBundle:
     """Convenience constructor: a :class:`CARLSegmenter` becomes a segmentation bundle, a
-    :class:`CARL` or :class:`CARLEmbedder` a features bundle."""
+    :class:`CARL` or :class:`CARLEmbedder` a features bundle. ``class_values``: the pixel value of
+    each class in predicted rasters (the training labels' own numeric codes), or None for 0..K-1."""
     if isinstance(model, CARL):
         model = CARLEmbedder(model)
     task = "segmentation" if isinstance(model, CARLSegmenter) else "features"
     return ModelBundle(model=model, task=task, class_names=list(class_names),
                        colors=[tuple(c) for c in colors], wavelengths=list(wavelengths) if wavelengths else None,
                        band_names=list(band_names) if band_names else None, sensor=sensor,
-                       normalization=dict(normalization or SCENE_NORMALIZATION), meta=dict(meta or {}))
+                       normalization=dict(normalization or SCENE_NORMALIZATION), meta=dict(meta or {}),
+                       class_values=list(class_values) if class_values is not None else None)

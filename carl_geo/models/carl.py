@@ -22,12 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from carl_geo.errors import InputError, WavelengthError
 from carl_geo.models.config import CARLConfig
 from carl_geo.models.spatial_encoder import SpatialEncoder
 from carl_geo.models.spectral_encoder import SpectralEncoder
+from carl_geo.validation import (  # noqa: F401 (MAX_WAVELENGTH_UM: public name kept here)
+    MAX_WAVELENGTH_UM,
+    as_wavelength_tensor,
+    check_image,
+    check_wavelength_tensor,
+)
 
-#: Wavelengths above this value (µm) are taken to be nanometres by mistake.
-MAX_WAVELENGTH_UM = 100.0
 #: Wavelength (µm) written into padded band slots; any finite value works since those bands are masked.
 PAD_WAVELENGTH_UM = 1.0
 
@@ -44,38 +49,35 @@ class CARLOutput(NamedTuple):
     spectral: Tensor
 
 
-def check_inputs(img: Tensor, wavelengths: Tensor) -> Tensor:
-    """Validate ``img`` (B, C, H, W) and ``wavelengths`` (C,) or (B, C) in µm.
+def check_inputs(img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None,
+                 weight_dtype: torch.dtype | None = None) -> Tensor:
+    """Validate ``img`` (B, C, H, W) and ``wavelengths`` (C,) or (B, C) in µm
+    (:mod:`carl_geo.validation`, the checks every entry point shares).
 
     Returns:
         wavelengths as a (B, C) tensor on ``img``'s device and dtype.
 
     Raises:
-        ValueError: wrong ranks, band/wavelength count mismatch, non-finite wavelengths, or
-            values that look like nanometres (> 100).
+        InputError: ``img`` not a (B, C, H, W) float tensor with every axis >= 1, or not in
+            ``weight_dtype`` outside autocast.
+        WavelengthError: None / text / non-finite / non-positive / duplicated wavelengths, values
+            that look like nanometres (> 100), wrong shape or count.
     """
-    if img.ndim != 4:
-        raise ValueError(f"img must be (B, C, H, W), got shape {tuple(img.shape)}")
+    check_image(img, weight_dtype)
     b, c = img.shape[:2]
-    if c < 1:
-        raise ValueError("img has no bands (C = 0)")
-    wl = torch.as_tensor(wavelengths, device=img.device)
+    wl = as_wavelength_tensor(wavelengths, img.device)
     if wl.ndim == 1:
         wl = wl.unsqueeze(0).expand(b, -1)
     if wl.ndim != 2 or wl.shape[0] != b:
-        raise ValueError(f"wavelengths must be (C,) or (B, C) with B={b}, got shape {tuple(wl.shape)}")
+        raise WavelengthError(f"wavelengths must be (C,) or (B, C) with B={b}, got shape {tuple(wl.shape)}")
     if wl.shape[1] != c:
-        raise ValueError(
+        raise WavelengthError(
             f"image has {c} bands but {wl.shape[1]} wavelengths were given; pass one wavelength (µm) per band"
         )
+    if band_mask is not None and tuple(band_mask.shape) != (b, c):
+        raise InputError(f"band_mask must be (B, C) = ({b}, {c}), got {tuple(band_mask.shape)}")
     if not torch.compiler.is_compiling():
-        if not torch.isfinite(wl).all():
-            raise ValueError("wavelengths contain NaN or inf")
-        if (wl > MAX_WAVELENGTH_UM).any():
-            raise ValueError(
-                f"wavelengths must be in micrometres, got values up to {wl.max().item():g}; "
-                "these look like nanometres: divide by 1000"
-            )
+        check_wavelength_tensor(wl, band_mask)
     return wl.to(img.dtype if img.is_floating_point() else torch.float32)
 
 
@@ -170,7 +172,7 @@ class CARL(nn.Module):
         Returns:
             :class:`CARLOutput` with ``spatial`` and ``spectral`` of shape (B, D_spat, h, w).
         """
-        wl = check_inputs(img, wavelengths)
+        wl = check_inputs(img, wavelengths, band_mask, self.embedder.weight.dtype)
         if self.band_bucket > 0:
             img, wl, band_mask = pad_bands(img, wl, band_mask, self.band_bucket)
             if band_mask is None:  # same graph inputs whether or not this C needed padding

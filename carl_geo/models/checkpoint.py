@@ -10,7 +10,9 @@ Accepted files:
 * a plain backbone state dict.
 
 Pickled files are always read with ``torch.load(..., weights_only=True)``: a file that needs
-arbitrary code to unpickle is refused with :class:`CheckpointError`, never executed.
+arbitrary code to unpickle is refused with :class:`CheckpointError`, never executed. A file that
+is not a torch file at all (empty, a GeoTIFF, an HTML error page, random bytes) is named for what
+it is, before torch looks at it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from carl_geo.errors import CarlGeoError, ModelFileError
+from carl_geo.io.output_paths import atomic_path
 from carl_geo.models.config import CARLConfig
 
 FORMAT = "carl_geo"
@@ -34,8 +39,53 @@ FORMAT_VERSION = 1
 BACKBONE_PREFIXES = ("embedder.", "spectral_tf.", "linear_connector.", "spatial_encoder.")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelFileError):
     """A weights file that cannot be used: unreadable, unsafe, or of the wrong layout."""
+
+
+#: File signatures of formats that people pick as a model file by mistake.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"II*\x00", "a TIFF / GeoTIFF image"), (b"MM\x00*", "a TIFF / GeoTIFF image"),
+    (b"II+\x00", "a BigTIFF image"), (b"MM\x00+", "a BigTIFF image"), (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"), (b"\x89HDF", "an HDF5 file (e.g. Keras or netCDF-4)"),
+    (b"CDF\x01", "a netCDF file"), (b"CDF\x02", "a netCDF file"), (b"\x1f\x8b", "a gzip archive"),
+    (b"%PDF", "a PDF document"), (b"SQLite format 3", "an SQLite / GeoPackage file"), (b"GGUF", "a GGUF file"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"), (b"Rar!", "a RAR archive"), (b"BZh", "a bzip2 archive"),
+)
+#: How a torch file starts: a zip archive (torch.save since 1.6) or a pickle (protocol 2-5).
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _what_file_is(path: Path) -> str | None:
+    """None when ``path`` starts like a torch file; else what it is instead (for the error)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "an empty file (0 bytes; an interrupted download or copy?)"
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(_TORCH_MAGIC):
+        return None
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            return kind
+    text = head.lstrip()
+    if text[:1] == b"<":
+        return "a text / HTML / XML file (an error page saved instead of the download?)"
+    if text[:1] in (b"{", b"["):
+        return "a JSON / text file"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "a text file"
+    return (f"not a PyTorch checkpoint: neither a zip archive (torch.save) nor a pickle "
+            f"(it starts with bytes {head[:8].hex(' ')}, {size} bytes in all)")
+
+
+def _is_safetensors(path: Path) -> bool:
+    """safetensors layout: an 8-byte little-endian header length, then a JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -50,19 +100,28 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
+        raise CheckpointError(f"weights file not found: {path}" if not path.is_dir() else
+                              f"{path} is a folder; give the model file inside it (.pt, .ckpt or .safetensors)")
+    if path.suffix == ".safetensors" or _is_safetensors(path):
         return _read_safetensors(path)
+    kind = _what_file_is(path)
+    if kind is not None:
+        raise CheckpointError(f"{path} is not a model file: it is {kind}. Give a CARL model file "
+                              "(.pt from carl-geo train, .safetensors from carl-geo export, or a CARL .ckpt)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        needs = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f"the Python class {needs.group(1)}" if needs else "Python objects beyond tensors and plain data"
         raise CheckpointError(
-            f"refusing to load {path}: it contains Python objects that only an unsafe unpickler "
-            f"can restore (torch.load weights_only=True rejected it: {str(e).splitlines()[0]}). "
-            "Re-save the weights as a plain state dict or safetensors."
+            f"refusing to load {path}: it needs {what}, and carl_geo never runs code from a model file. "
+            "Re-save the weights as a state dict (torch.save(model.state_dict(), path)) or as safetensors"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read {path}: not a valid torch checkpoint ({e})") from None
+        detail = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in detail:
+            detail = type(e).__name__
+        raise CheckpointError(f"cannot read {path}: a damaged or truncated torch file ({detail})") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
@@ -102,7 +161,7 @@ def backbone_state_dict(state_dict: Mapping[str, Tensor], which: str = "student"
         CheckpointError: ``which="teacher"`` on a checkpoint without a teacher, or no backbone.
     """
     if which not in ("student", "teacher"):
-        raise ValueError(f"which must be 'student' or 'teacher', got {which!r}")
+        raise CarlGeoError(f"which must be 'student' or 'teacher', got {which!r}")
     candidates = ("teacher.",) if which == "teacher" else ("model.", "backbone.", "model.backbone.", "")
     for prefix in sorted(candidates, key=len, reverse=True):
         sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
@@ -193,8 +252,7 @@ def save_carl(model: nn.Module, path: str | os.PathLike, meta: Mapping[str, Any]
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = model.config.to_dict()
     meta = dict(meta or {})
-    tmp = path.with_name(path.name + ".partial")
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
@@ -203,7 +261,4 @@ def save_carl(model: nn.Module, path: str | os.PathLike, meta: Mapping[str, Any]
         else:
             torch.save({"format": FORMAT, "version": FORMAT_VERSION, "kind": "backbone",
                         "config": config, "meta": meta, "state_dict": state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.carl import CARL
 
 
@@ -16,7 +17,7 @@ class CARLClassifier(nn.Module):
     def __init__(self, backbone: CARL, num_classes: int) -> None:
         super().__init__()
         if num_classes < 1:
-            raise ValueError("num_classes must be >= 1")
+            raise CarlGeoError("num_classes must be >= 1")
         self.backbone = backbone
         self.num_classes = num_classes
         self.head = nn.Linear(backbone.embed_dim, num_classes)

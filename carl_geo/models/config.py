@@ -13,6 +13,8 @@ import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from carl_geo.errors import CarlGeoError
+
 
 @dataclass
 class SpectralEncoderConfig:
@@ -81,7 +83,7 @@ class CARLConfig:
         known_spec = set(SpectralEncoderConfig.__dataclass_fields__)
         unknown = set(spec) - known_spec
         if unknown:
-            raise ValueError(f"unsupported spec_encoder_kwargs: {sorted(unknown)}")
+            raise CarlGeoError(f"unsupported spec_encoder_kwargs: {sorted(unknown)}")
         return cls(
             patch_size=int(model_kwargs.get("patch_size", 8)),
             spectral=SpectralEncoderConfig(**spec),
@@ -151,4 +153,4 @@ def get_config(name: str) -> CARLConfig:
     try:
         return CONFIGS[name]()
     except KeyError:
-        raise ValueError(f"unknown CARL config {name!r}; choose one of {sorted(CONFIGS)}") from None
+        raise CarlGeoError(f"unknown CARL config {name!r}; choose one of {sorted(CONFIGS)}") from None

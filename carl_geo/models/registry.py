@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import Tensor
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.carl import CARL
 from carl_geo.models.checkpoint import backbone_state_dict, load_backbone_weights, read_checkpoint
 from carl_geo.models.config import get_config, published_config, tiny_config
@@ -96,7 +97,7 @@ def carl_tiny(weights: Any = None, *args: Any, **kwargs: Any) -> CARL:
     """A tiny CARL (spectral 64 wide, EVA02 narrowed to 128 wide, 2 blocks) for tests and CPU demos.
     No published weights exist for it."""
     if weights is not None:
-        raise ValueError("carl_tiny has no published weights; use weights=None")
+        raise CarlGeoError("carl_tiny has no published weights; use weights=None")
     return CARL(tiny_config())
 
 

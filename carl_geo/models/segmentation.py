@@ -12,6 +12,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.carl import CARL
 
 
@@ -123,9 +124,9 @@ class CARLSegmenter(nn.Module):
                  head_kwargs: dict[str, Any] | None = None, band_group_size: int | None = None) -> None:
         super().__init__()
         if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
+            raise CarlGeoError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
         if num_classes < 1:
-            raise ValueError("num_classes must be >= 1")
+            raise CarlGeoError("num_classes must be >= 1")
         self.backbone = backbone
         self.num_classes = num_classes
         self.head_name = head
@@ -162,7 +163,7 @@ class CARLEmbedder(nn.Module):
     def __init__(self, backbone: CARL, which: str = "spatial") -> None:
         super().__init__()
         if which not in ("spatial", "spectral"):
-            raise ValueError("which must be 'spatial' or 'spectral'")
+            raise CarlGeoError("which must be 'spatial' or 'spectral'")
         self.backbone = backbone
         self.which = which
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.config import SpectralEncoderConfig
 from carl_geo.models.timm_weights import TIMM, create_pretrained, normalize_source
 
@@ -74,7 +75,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+            raise CarlGeoError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
@@ -199,7 +200,7 @@ class SpectralEncoder(nn.Module):
         n = tokens.shape[0]
         b = wavelengths.shape[0]
         if n % b:
-            raise ValueError(f"{n} token columns are not a multiple of the batch size {b}")
+            raise CarlGeoError(f"{n} token columns are not a multiple of the batch size {b}")
         repeats = n // b
         pos = self.positional_embedding(wavelengths)  # (B, C, D), broadcast over each sample's h*w columns
         x = (tokens.view(b, repeats, *tokens.shape[1:]) + pos.unsqueeze(1)).view(tokens.shape)

@@ -8,6 +8,8 @@ import torch
 from torch.utils.data import BatchSampler, ConcatDataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
+from carl_geo.errors import CarlGeoError
+
 
 class _EpochCounter:
     """Stands in for ``batch_sampler.sampler``: Lightning calls ``set_epoch`` there (not on the
@@ -51,9 +53,9 @@ class SensorGroupBatchSampler(BatchSampler):
                 "build the DataLoader in your datamodule's *_dataloader() method, or pass "
                 "Trainer(use_distributed_sampler=False)")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+            raise CarlGeoError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if not group_sizes or any(int(n) < 0 for n in group_sizes):
-            raise ValueError("group_sizes must be a non-empty list of non-negative sizes")
+            raise CarlGeoError("group_sizes must be a non-empty list of non-negative sizes")
         super().__init__(sampler if sampler is not None else _EpochCounter(), batch_size, bool(drop_last))
         self.group_sizes = [int(n) for n in group_sizes]
         self.shuffle = shuffle

@@ -10,15 +10,22 @@
 * command line: :func:`carl_geo.ssl.cli.run_pretrain` (``carl-geo pretrain``) and
   :func:`carl_geo.ssl.cli.register_export` (``carl-geo export``).
 
-Lightning is imported lazily by the sub-modules that need it; importing this package imports them.
+Names load on first use (the command line imports this package without torch or Lightning).
 """
 
-from carl_geo.ssl.band_subset import RandomBandSubset
-from carl_geo.ssl.data import RandomChips, RasterSource, RasterSSLDataModule, SSLDataModule
-from carl_geo.ssl.export import export_backbone
-from carl_geo.ssl.layouts import LayoutSource
-from carl_geo.ssl.model import CARLSSLModel
-from carl_geo.ssl.module import CARLPretrainTask
+from carl_geo._lazy import lazy_exports
 
-__all__ = ["CARLPretrainTask", "CARLSSLModel", "LayoutSource", "RandomBandSubset", "RandomChips", "RasterSSLDataModule",
-           "RasterSource", "SSLDataModule", "export_backbone"]
+_EXPORTS = {
+    "RandomBandSubset": "carl_geo.ssl.band_subset",
+    "LayoutSource": "carl_geo.ssl.layouts",
+    "RandomChips": "carl_geo.ssl.data",
+    "RasterSource": "carl_geo.ssl.data",
+    "RasterSSLDataModule": "carl_geo.ssl.data",
+    "SSLDataModule": "carl_geo.ssl.data",
+    "export_backbone": "carl_geo.ssl.export",
+    "CARLSSLModel": "carl_geo.ssl.model",
+    "CARLPretrainTask": "carl_geo.ssl.module",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+__all__ = sorted(_EXPORTS)

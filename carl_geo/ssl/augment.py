@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import kornia.augmentation as K
 from torch import Tensor, nn
 
+from carl_geo.errors import CarlGeoError
+
 
 class SSLAugment(nn.Module):
     """(B, C, H, W) -> (B, C, size, size): random resized crop (or, with ``crop_scale=(1, 1)``,
@@ -29,9 +31,9 @@ class SSLAugment(nn.Module):
                  crop_ratio: Sequence[float] = (3 / 4, 4 / 3), flip_p: float = 0.5) -> None:
         super().__init__()
         if len(crop_scale) != 2 or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
-            raise ValueError(f"crop_scale must be [min, max] with 0 < min <= max <= 1, got {list(crop_scale)}")
+            raise CarlGeoError(f"crop_scale must be [min, max] with 0 < min <= max <= 1, got {list(crop_scale)}")
         if not 0 <= flip_p <= 1:
-            raise ValueError(f"flip_p must be in [0, 1], got {flip_p}")
+            raise CarlGeoError(f"flip_p must be in [0, 1], got {flip_p}")
         #: True when the pipeline is upstream's (resize instead of a random crop)
         self.upstream = tuple(float(v) for v in crop_scale) == (1.0, 1.0)
         first = (K.Resize((size, size), p=1.0) if self.upstream else

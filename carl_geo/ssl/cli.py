@@ -36,6 +36,7 @@ def run_pretrain(args: Sequence[str]) -> int:
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
+    from carl_geo.lightning_outputs import files_read, safe_save_config_callback
     from carl_geo.ssl.module import CARLPretrainTask
 
     args = list(args)
@@ -50,6 +51,7 @@ def run_pretrain(args: Sequence[str]) -> int:
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=args,
+        save_config_callback=safe_save_config_callback(files_read(args)),
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"use_distributed_sampler": False},
         auto_configure_optimizers=False,
@@ -60,7 +62,7 @@ def run_pretrain(args: Sequence[str]) -> int:
 def _export(args: argparse.Namespace) -> int:
     from carl_geo.ssl.export import export_backbone
 
-    path = export_backbone(args.checkpoint, args.output, which=args.which)
+    path = export_backbone(args.checkpoint, args.output, which=args.which, overwrite=args.overwrite)
     print(f"wrote {args.which} backbone to {path}")
     return 0
 
@@ -76,5 +78,6 @@ def register_export(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("output", help="output file (.safetensors, or .pt)")
     p.add_argument("--which", choices=("student", "teacher"), default="student",
                    help="backbone to export (default: student)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the checkpoint)")
     p.set_defaults(func=_export)
     return p

@@ -22,6 +22,7 @@ batches), so the trainer must run with ``use_distributed_sampler=False`` (the pr
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import lightning as L
 import torch
 from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler, Sampler
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.datasets.collate import pad_bands_collate, same_sensor_collate
 from carl_geo.samplers import SensorGroupBatchSampler
 from carl_geo.ssl.band_subset import RandomBandSubset
@@ -82,7 +84,7 @@ class RandomChips(Dataset):
 
     def __init__(self, dataset: Any, chip_size: int, length: int, seed: int = 0, nodata: float | None = None) -> None:
         if length < 1:
-            raise ValueError("chips_per_epoch must be >= 1")
+            raise CarlGeoError("chips_per_epoch must be >= 1")
         self.dataset, self.chip_size, self.length, self.seed = dataset, chip_size, length, seed
         self.nodata = nodata
         self.wavelengths = torch.as_tensor(dataset.wavelengths, dtype=torch.float32)
@@ -98,8 +100,8 @@ class RandomChips(Dataset):
             sampler = RandomGeoSampler(self.dataset, size=self.chip_size, length=self.length,
                                        generator=torch.Generator().manual_seed(seed))
             if not sampler.bounds:
-                raise ValueError(f"no raster of this source is at least {self.chip_size}x{self.chip_size} pixels; "
-                                 "lower chip_size")
+                raise CarlGeoError(f"no raster of this source is at least {self.chip_size}x{self.chip_size} pixels; "
+                                   "lower chip_size")
             with torch.random.fork_rng(devices=[]):  # the sampler picks tiles with the global RNG
                 torch.manual_seed(seed)
                 self.slices = list(sampler)
@@ -199,7 +201,7 @@ class LabelledRasterChips(Dataset):
         from carl_geo.io.band_metadata import resolve_wavelengths
 
         if split not in ("bank", "query"):
-            raise ValueError("split must be 'bank' or 'query'")
+            raise CarlGeoError("split must be 'bank' or 'query'")
         s = source.chip_size
         with rasterio.open(source.image) as src:
             sel = resolve_wavelengths(src, wavelengths=source.wavelengths, sensor=source.sensor, bands=source.bands)
@@ -207,8 +209,8 @@ class LabelledRasterChips(Dataset):
         with rasterio.open(source.labels) as lab:
             labels = lab.read(1)
         if labels.shape != data.shape[1:]:
-            raise ValueError(f"{source.labels} is {labels.shape[1]}x{labels.shape[0]} px but {source.image} is "
-                             f"{data.shape[2]}x{data.shape[1]}; the label raster must share the image grid")
+            raise CarlGeoError(f"{source.labels} is {labels.shape[1]}x{labels.shape[0]} px but {source.image} is "
+                               f"{data.shape[2]}x{data.shape[1]}; the label raster must share the image grid")
         self.wavelengths = torch.tensor(sel.wavelengths, dtype=torch.float32)
         chips = []
         for i in range(labels.shape[0] // s):
@@ -231,8 +233,8 @@ class LabelledRasterChips(Dataset):
                 image = standardize_image(torch.from_numpy(np.ma.filled(block, fill)))
                 self.items.append((image, c))
         if not self.items:
-            raise ValueError(f"no {split} chips of {s} px with a majority class >= {source.min_purity} in "
-                             f"{source.labels}; lower chip_size or min_purity")
+            raise CarlGeoError(f"no {split} chips of {s} px with a majority class >= {source.min_purity} in "
+                               f"{source.labels}; lower chip_size or min_purity")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -327,13 +329,13 @@ class SSLDataModule(L.LightningDataModule):
                  band_subset: int | None = None) -> None:
         super().__init__()
         if batching not in BATCHINGS:
-            raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+            raise CarlGeoError(f"batching must be one of {BATCHINGS}, got {batching!r}")
         if band_subset is not None and band_subset < MIN_SSL_BANDS:
-            raise ValueError(f"band_subset must be >= {MIN_SSL_BANDS} (CARL-SSL masks band blocks), got {band_subset}")
+            raise CarlGeoError(f"band_subset must be >= {MIN_SSL_BANDS} (CARL-SSL masks band blocks), got {band_subset}")
         if batch_size < 2:
-            raise ValueError("batch_size must be >= 2 (the loss's variance terms are taken over the batch)")
+            raise CarlGeoError("batch_size must be >= 2 (the loss's variance terms are taken over the batch)")
         if (knn_bank is None) != (knn_query is None):
-            raise ValueError("give both knn_bank and knn_query, or neither")
+            raise CarlGeoError("give both knn_bank and knn_query, or neither")
         self.train_sets = list(train) if train is not None else []
         self.knn_bank, self.knn_query = self._as_list(knn_bank), self._as_list(knn_query)
         self.batch_size, self.knn_batch_size = batch_size, knn_batch_size
@@ -358,12 +360,12 @@ class SSLDataModule(L.LightningDataModule):
     def check_train_sets(self) -> None:
         """Raise ValueError for missing data, too few bands, or too few samples for one batch."""
         if not self.train_sets:
-            raise ValueError("no training data: give at least one dataset / raster source")
+            raise CarlGeoError("no training data: give at least one dataset / raster source")
         for i, d in enumerate(self.train_sets):
             c = _band_count(d)
             if c < MIN_SSL_BANDS:
-                raise ValueError(f"training source {i} has {c} bands; CARL-SSL masks band blocks and needs at least "
-                                 f"{MIN_SSL_BANDS}")
+                raise CarlGeoError(f"training source {i} has {c} bands; CARL-SSL masks band blocks and needs at least "
+                                   f"{MIN_SSL_BANDS}")
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batching == "group":
             n_batches = sum(len(d) // self.batch_size for d in self.train_sets)
@@ -372,8 +374,8 @@ class SSLDataModule(L.LightningDataModule):
         else:
             n_batches = sum(len(d) for d in self.train_sets) // self.batch_size
         if n_batches < world:
-            raise ValueError(f"the training data make {n_batches} full batch(es) of {self.batch_size} for "
-                             f"{world} process(es); add chips (chips_per_epoch) or lower batch_size")
+            raise CarlGeoError(f"the training data make {n_batches} full batch(es) of {self.batch_size} for "
+                               f"{world} process(es); add chips (chips_per_epoch) or lower batch_size")
 
     def sensor_summary(self) -> list[dict[str, Any]]:
         """Band facts of the training sources (stored in checkpoints and exported files)."""
@@ -396,8 +398,8 @@ class SSLDataModule(L.LightningDataModule):
             trainer = self.trainer
             distributed = trainer is not None and trainer.world_size > 1
             if distributed and trainer._accelerator_connector.use_distributed_sampler:
-                raise ValueError("CARL-SSL shards its sensor-grouped batches itself: set "
-                                 "trainer.use_distributed_sampler: false")
+                raise CarlGeoError("CARL-SSL shards its sensor-grouped batches itself: set "
+                                   "trainer.use_distributed_sampler: false")
 
     def _rank(self) -> tuple[int, int]:
         if self.trainer is None:
@@ -465,16 +467,16 @@ class RasterSSLDataModule(SSLDataModule):
         self.sources = [s if isinstance(s, RasterSource) else RasterSource(**s) for s in sources or []]
         self.layouts = [s if isinstance(s, LayoutSource) else LayoutSource(**s) for s in layouts or []]
         if not self.sources and not self.layouts:
-            raise ValueError("give at least one raster source (data.init_args.sources) or pre-training folder "
+            raise CarlGeoError("give at least one raster source (data.init_args.sources) or pre-training folder "
                              "(data.init_args.layouts)")
         if chip_size < 8:
-            raise ValueError(f"chip_size must be >= 8 pixels, got {chip_size}")
+            raise CarlGeoError(f"chip_size must be >= 8 pixels, got {chip_size}")
         self.chip_size, self.chips_per_epoch = chip_size, chips_per_epoch
         self.knn_sources = list(knn_sources or [])
         self.knn_rasters = [r if isinstance(r, LabelRasterSource) else LabelRasterSource(**r)
                             for r in knn_rasters or []]
         if self.knn_sources and self.knn_rasters:
-            raise ValueError("give knn_sources (chip folders) or knn_rasters (labelled scenes), not both")
+            raise CarlGeoError("give knn_sources (chip folders) or knn_rasters (labelled scenes), not both")
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and not self.train_sets:
@@ -483,6 +485,13 @@ class RasterSSLDataModule(SSLDataModule):
             import rasterio
 
             for i, s in enumerate(self.sources):
+                missing = [p for p in ([s.paths] if isinstance(s.paths, (str, os.PathLike)) else s.paths)
+                           if not os.path.exists(p)]
+                if missing:
+                    raise FileNotFoundError(
+                        f"raster source {i + 1} ({s.sensor or 'no sensor'}): {missing[0]} does not exist; "
+                        "data.init_args.sources[].paths must name GeoTIFF files, or folders holding them "
+                        f"({s.filename_glob or '*.tif'}), of one sensor per source")
                 raster = SpectralRaster(s.paths, wavelengths=s.wavelengths, sensor=s.sensor, bands=s.bands,
                                         res=s.res, filename_glob=s.filename_glob)
                 with rasterio.open(raster.index.filepath.iloc[0]) as first:

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from carl_geo.errors import CarlGeoError
+from carl_geo.io.output_paths import check_outputs, reads_of
 from carl_geo.models.checkpoint import (
     CheckpointError,
     backbone_state_dict,
@@ -25,20 +27,22 @@ from carl_geo.models.config import CARLConfig
 WHICH = ("student", "teacher")
 
 
-def export_backbone(checkpoint: str | os.PathLike, out: str | os.PathLike, which: str = "student") -> Path:
-    """Write the ``which`` backbone of ``checkpoint`` to ``out`` (``.safetensors`` recommended).
+def export_backbone(checkpoint: str | os.PathLike, out: str | os.PathLike, which: str = "student", *,
+                    overwrite: bool = True) -> Path:
+    """Write the ``which`` backbone of ``checkpoint`` to ``out`` (``.safetensors`` recommended; written
+    atomically). ``out`` may never be ``checkpoint`` (also through a symlink); with
+    ``overwrite=False`` it may not exist either.
 
     Raises:
+        OutputPathError: ``out`` is the checkpoint, exists (``overwrite=False``) or has no folder.
         ValueError: bad ``which``; CheckpointError: unreadable checkpoint, no such sub-tree, or
         weights that do not fit the stored architecture.
     """
     from carl_geo.models.carl import CARL
 
     if which not in WHICH:
-        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+        raise CarlGeoError(f"which must be one of {WHICH}, got {which!r}")
+    out = check_outputs([("output", out)], reads_of(files=[("checkpoint", checkpoint)]), overwrite=overwrite)[0]
     ckpt = read_checkpoint(checkpoint)
     ssl_meta: dict[str, Any] = dict(ckpt.get("carl_ssl") or {})
     config = CARLConfig.from_dict(ssl_meta["config"]) if "config" in ssl_meta else config_from_checkpoint(ckpt)

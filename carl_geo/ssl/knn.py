@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.carl import CARL
 
 
@@ -31,7 +32,7 @@ class KNNMonitor:
 
     def __init__(self, k: int = 3, temperature: float = 0.1) -> None:
         if k < 1 or temperature <= 0:
-            raise ValueError("k must be >= 1 and temperature > 0")
+            raise CarlGeoError("k must be >= 1 and temperature > 0")
         self.k, self.temperature = k, temperature
         self.clear()
 

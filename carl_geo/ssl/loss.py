@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from carl_geo.errors import CarlGeoError
+
 EPS = 1e-5
 
 
@@ -38,10 +40,10 @@ class BranchCoeffs:
         d = dict(d or {})
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown loss coefficient(s) {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
+            raise CarlGeoError(f"unknown loss coefficient(s) {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
         out = cls(**{k: float(v) for k, v in d.items()})
         if out.inv_coeff + out.var_coeff + out.cov_coeff <= 0:
-            raise ValueError("inv_coeff + var_coeff + cov_coeff must be > 0")
+            raise CarlGeoError("inv_coeff + var_coeff + cov_coeff must be > 0")
         return out
 
 
@@ -60,7 +62,7 @@ def branch_loss(pred: Tensor, target: Tensor, coeffs: BranchCoeffs, eps: float =
     if pred.shape != target.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     if pred.shape[0] < 2:
-        raise ValueError("the variance/covariance terms need at least 2 predictions along dim 0 (batch size >= 2)")
+        raise CarlGeoError("the variance/covariance terms need at least 2 predictions along dim 0 (batch size >= 2)")
     inv = F.mse_loss(pred, target)
     std = torch.sqrt(pred.var(dim=0) + eps)
     var = F.relu(coeffs.var_param - std).mean()
@@ -83,7 +85,7 @@ class SSLLoss:
         d = dict(loss_coeff or {})
         unknown = set(d) - {"spatial_coeff", "spectral_coeff"}
         if unknown:
-            raise ValueError(f"loss_coeff has unknown key(s) {sorted(unknown)}; use spatial_coeff / spectral_coeff")
+            raise CarlGeoError(f"loss_coeff has unknown key(s) {sorted(unknown)}; use spatial_coeff / spectral_coeff")
         return cls(BranchCoeffs.from_dict(d.get("spatial_coeff")), BranchCoeffs.from_dict(d.get("spectral_coeff")))
 
     def to_upstream(self) -> dict[str, Any]:

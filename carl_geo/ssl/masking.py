@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from carl_geo.errors import CarlGeoError
+
 #: Upstream retries a block placement this many times before relaxing a constraint.
 PLACEMENT_TRIES = 20
 #: Fewest bands for which a spectral mask exists (one masked band, more than 3 kept).
@@ -82,7 +84,7 @@ class SpectralMasks:
 
 def _check_range(name: str, pair: Sequence[float], low: float, high: float) -> tuple[float, float]:
     if len(pair) != 2 or not (low <= pair[0] <= pair[1] <= high):
-        raise ValueError(f"{name} must be [min, max] with {low} <= min <= max <= {high}, got {list(pair)}")
+        raise CarlGeoError(f"{name} must be [min, max] with {low} <= min <= max <= {high}, got {list(pair)}")
     return float(pair[0]), float(pair[1])
 
 
@@ -106,13 +108,13 @@ class SpatialMasking:
                  nenc: int = 1, npred: int = 2, min_keep: int = 4, allow_overlap: bool = False) -> None:
         gh, gw = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
         if gh < 2 or gw < 2:
-            raise ValueError(f"spatial masking needs a token grid of at least 2x2, got {gh}x{gw}")
+            raise CarlGeoError(f"spatial masking needs a token grid of at least 2x2, got {gh}x{gw}")
         if nenc != 1:
-            raise ValueError("spatial masking supports nenc=1 (one context block), as upstream's model")
+            raise CarlGeoError("spatial masking supports nenc=1 (one context block), as upstream's model")
         if npred < 1:
-            raise ValueError("npred must be >= 1")
+            raise CarlGeoError("npred must be >= 1")
         if not 0 <= min_keep < gh * gw:
-            raise ValueError(f"min_keep must be in [0, {gh * gw}), got {min_keep}")
+            raise CarlGeoError(f"min_keep must be in [0, {gh * gw}), got {min_keep}")
         self.height, self.width = gh, gw
         self.enc_mask_scale = _check_range("enc_mask_scale", enc_mask_scale, 0.0, 1.0)
         self.pred_mask_scale = _check_range("pred_mask_scale", pred_mask_scale, 0.0, 1.0)
@@ -157,7 +159,7 @@ class SpatialMasking:
             if timeout == PLACEMENT_TRIES:
                 tries, timeout = tries + 1, 0
                 if tries == 15:
-                    raise ValueError(
+                    raise CarlGeoError(
                         f"spatial masking found no valid block: grid {self.height}x{self.width}, block {h}x{w}, "
                         f"min_keep {self.min_keep}; lower min_keep or the mask scales")
 
@@ -205,9 +207,9 @@ class SpectralMasking:
     def __init__(self, pred_mask_scale: Sequence[float] = (0.15, 0.3), npred: int = 2, min_keep: float = 0.2) -> None:
         self.pred_mask_scale = _check_range("pred_mask_scale", pred_mask_scale, 0.0, 1.0)
         if npred < 1:
-            raise ValueError("npred must be >= 1")
+            raise CarlGeoError("npred must be >= 1")
         if not 0 <= min_keep < 1:
-            raise ValueError(f"min_keep is a fraction of the bands in [0, 1), got {min_keep}")
+            raise CarlGeoError(f"min_keep is a fraction of the bands in [0, 1), got {min_keep}")
         self.npred, self.min_keep = npred, float(min_keep)
 
     def min_kept(self, n_bands: int) -> int:
@@ -217,8 +219,8 @@ class SpectralMasking:
     def block(self, n_bands: int, generator: torch.Generator) -> tuple[int, int]:
         """(block length, number of blocks) for ``n_bands`` bands."""
         if n_bands < MIN_SSL_BANDS:
-            raise ValueError(f"CARL-SSL spectral masking needs at least {MIN_SSL_BANDS} bands per image, got "
-                             f"{n_bands}; leave such sensors out of pre-training")
+            raise CarlGeoError(f"CARL-SSL spectral masking needs at least {MIN_SSL_BANDS} bands per image, got "
+                               f"{n_bands}; leave such sensors out of pre-training")
         r = torch.rand(1, generator=generator).item()
         if n_bands < 20:  # multispectral: mask little (upstream)
             length, npred = int(r * 2 + 2), 1

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.carl import CARL
 from carl_geo.models.config import CARLConfig
 from carl_geo.ssl.masking import SpatialMasks, SpectralMasks, apply_masks
@@ -38,7 +39,7 @@ class CARLSSLModel(CARL):
                  spectral_init: str | None = None) -> None:
         super().__init__(config, spatial_init=spatial_init, spectral_init=spectral_init)
         if image_size % config.patch_size:
-            raise ValueError(f"image_size {image_size} must be a multiple of the patch size {config.patch_size}")
+            raise CarlGeoError(f"image_size {image_size} must be a multiple of the patch size {config.patch_size}")
         self.image_size = image_size
         self.grid_size = image_size // config.patch_size
         self.spectral_predictor = SpectralPredictor(config.spectral.embed_dim, config.spectral.n_queries,

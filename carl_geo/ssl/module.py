@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.carl import CARL, check_inputs
 from carl_geo.models.checkpoint import (
     FORMAT,
@@ -62,16 +63,16 @@ def resolve_backbone(backbone: str | dict[str, Any] | CARLConfig) -> CARLConfig:
             return CARLConfig.from_upstream(backbone)
         if "spectral" in backbone and "spatial" in backbone:
             return CARLConfig.from_dict(backbone)
-    raise ValueError("backbone must be 'tiny', 'published', an upstream model_kwargs dict (spec_encoder_kwargs, "
-                     f"spat_encoder_kwargs, patch_size) or a carl_geo config dict; got {backbone!r}")
+    raise CarlGeoError("backbone must be 'tiny', 'published', an upstream model_kwargs dict (spec_encoder_kwargs, "
+                       f"spat_encoder_kwargs, patch_size) or a carl_geo config dict; got {backbone!r}")
 
 
 def _predictor_config(d: dict[str, Any] | None) -> PredictorConfig:
     d = dict(d or {})
     unknown = set(d) - {f.name for f in fields(PredictorConfig)}
     if unknown:
-        raise ValueError(f"unknown predictor setting(s) {sorted(unknown)}; known: "
-                         f"{[f.name for f in fields(PredictorConfig)]}")
+        raise CarlGeoError(f"unknown predictor setting(s) {sorted(unknown)}; known: "
+                           f"{[f.name for f in fields(PredictorConfig)]}")
     return PredictorConfig(**d)
 
 
@@ -122,15 +123,15 @@ class CARLPretrainTask(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         if len(ema) != 2 or not 0 <= ema[0] <= ema[1] <= 1:
-            raise ValueError(f"ema must be [start, end] momenta with 0 <= start <= end <= 1, got {list(ema)}")
+            raise CarlGeoError(f"ema must be [start, end] momenta with 0 <= start <= end <= 1, got {list(ema)}")
         if lr <= 0 or min_lr < 0 or min_lr > lr:
-            raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={lr}, min_lr={min_lr}")
+            raise CarlGeoError(f"need 0 <= min_lr <= lr and lr > 0, got lr={lr}, min_lr={min_lr}")
         if knn_backbone not in ("student", "teacher"):
-            raise ValueError("knn_backbone must be 'student' or 'teacher'")
+            raise CarlGeoError("knn_backbone must be 'student' or 'teacher'")
         if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+            raise CarlGeoError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
         if lr_schedule == "epoch_cosine" and warmup_steps:
-            raise ValueError("lr_schedule 'epoch_cosine' (upstream's) has no warm-up: set warmup_steps to 0")
+            raise CarlGeoError("lr_schedule 'epoch_cosine' (upstream's) has no warm-up: set warmup_steps to 0")
         self.config = resolve_backbone(backbone)
         self.image_size = image_size
         self.model = CARLSSLModel(self.config, image_size, _predictor_config(spectral_predictor),
@@ -211,8 +212,8 @@ class CARLPretrainTask(L.LightningModule):
         if self._total_steps is None:
             total = self.trainer.estimated_stepping_batches
             if total is None or total == float("inf"):
-                raise ValueError("set trainer.max_steps or trainer.max_epochs: the EMA and learning-rate schedules "
-                                 "need the run length")
+                raise CarlGeoError("set trainer.max_steps or trainer.max_epochs: the EMA and learning-rate schedules "
+                                   "need the run length")
             self._total_steps = int(total)
         return self._total_steps
 
@@ -246,7 +247,6 @@ class CARLPretrainTask(L.LightningModule):
 
     def _unpack(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor | None]:
         img = batch["image"].float()
-        wl = check_inputs(img, batch["wavelengths"]).float()
         band_mask = batch.get("band_mask")
         if band_mask is not None:
             band_mask = band_mask.bool()
@@ -255,7 +255,8 @@ class CARLPretrainTask(L.LightningModule):
             else:
                 counts = band_mask.sum(1)
                 if not torch.equal(band_mask, torch.arange(img.shape[1], device=img.device) < counts[:, None]):
-                    raise ValueError("padded batches must hold the real bands first (pad_bands_collate layout)")
+                    raise CarlGeoError("padded batches must hold the real bands first (pad_bands_collate layout)")
+        wl = check_inputs(img, batch["wavelengths"], band_mask).float()
         return img, wl, band_mask
 
     def masks(self, batch_size: int, band_counts: int | Tensor, batch_idx: int = 0

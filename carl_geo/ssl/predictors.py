@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.spectral_encoder import Attention, Mlp, WavelengthEncoding
 from carl_geo.ssl.masking import apply_masks
 
@@ -108,7 +109,7 @@ def sincos_2d(embed_dim: int, grid_size: int) -> Tensor:
     """Upstream's fixed 2-D sin-cos embedding (grid_size**2, D), rows in (row, col) order: the
     first D/2 channels encode the column, the last D/2 the row (MAE's ``get_2d_sincos_pos_embed``)."""
     if embed_dim % 4:
-        raise ValueError(f"predictor_embed_dim must be a multiple of 4, got {embed_dim}")
+        raise CarlGeoError(f"predictor_embed_dim must be a multiple of 4, got {embed_dim}")
     quarter = embed_dim // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
     rows, cols = torch.meshgrid(torch.arange(grid_size, dtype=torch.float64),

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.models.carl import CARL
 from carl_geo.models.checkpoint import load_carl
 from carl_geo.models.config import get_config
@@ -57,7 +58,7 @@ class CARLTaskBase(BaseTask):
     def _setup_backbone_mode(self) -> None:
         mode = self.hparams["mode"]
         if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise CarlGeoError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "linear":
             for p in self.model.backbone.parameters():
                 p.requires_grad_(False)

@@ -4,12 +4,17 @@
   on one raster -> a segmentation model bundle plus a validation report on held-out polygons.
 * :mod:`carl_geo.training.metrics`: confusion matrix, overall accuracy, per-class IoU, mIoU.
 * ``carl-geo train`` (:mod:`carl_geo.training.cli`).
+
+Names load on first use (the command line imports this package without torch).
 """
 
-from carl_geo.training.metrics import confusion_matrix, mean_iou, overall_accuracy, per_class_iou, segmentation_report
-from carl_geo.training.polygons import TrainingCancelled, TrainingResult, train_from_polygons
+from carl_geo._lazy import lazy_exports
 
-__all__ = [
-    "TrainingCancelled", "TrainingResult", "confusion_matrix", "mean_iou", "overall_accuracy", "per_class_iou",
-    "segmentation_report", "train_from_polygons",
-]
+_EXPORTS = {
+    **{n: "carl_geo.training.metrics" for n in ("confusion_matrix", "mean_iou", "overall_accuracy", "per_class_iou",
+                                                 "segmentation_report")},
+    **{n: "carl_geo.training.polygons" for n in ("TrainingCancelled", "TrainingResult", "train_from_polygons")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+__all__ = sorted(_EXPORTS)

@@ -15,6 +15,7 @@ import torch
 from rasterio.windows import Window
 from torch import Tensor
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.datasets.vector_labels import IGNORE_INDEX
 
 
@@ -114,7 +115,7 @@ class ChipSampler:
         flat = train_mask.ravel()
         self.pixels = [np.flatnonzero(flat == k) for k in np.unique(flat[flat != IGNORE_INDEX])]
         if not self.pixels:
-            raise ValueError("no training pixel to sample chips from")
+            raise CarlGeoError("no training pixel to sample chips from")
 
     def sample(self, n: int, chip: int | None = None) -> list[tuple[int, int]]:
         """``n`` top-left corners (row, col) of chips of side ``chip`` (default: the sampler's;

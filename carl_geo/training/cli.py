@@ -26,8 +26,10 @@ def _floats(value: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"wavelengths must be numbers in µm separated by commas, got {value!r}") from None
 
 
-def _band_subset(value: str) -> tuple[int, int] | None:
+def _band_subset(value: str) -> tuple[int, int] | None | str:
     v = value.strip().lower()
+    if v == "auto":
+        return "auto"
     if v in ("none", "off", "all"):
         return None
     try:
@@ -37,7 +39,7 @@ def _band_subset(value: str) -> tuple[int, int] | None:
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or not 1 <= parts[0] <= parts[1]:
-        raise argparse.ArgumentTypeError(f"--band-subset takes MIN,MAX band counts (e.g. 3,24) or 'none', got {value!r}")
+        raise argparse.ArgumentTypeError(f"--band-subset takes MIN,MAX band counts (e.g. 3,24), 'auto' or 'none', got {value!r}")
     return parts[0], parts[1]
 
 
@@ -92,12 +94,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--epochs", type=_positive_int, help=argparse.SUPPRESS)  # deprecated: use --max-steps
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing model file and confusion PNG (never the raster, labels or weights)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
+
+    from carl_geo.errors import CarlGeoError
+    from carl_geo.training.outputs import check_training_paths
+
+    check_training_paths(args.raster, args.labels, args.out, args.weights, overwrite=args.overwrite)
 
     from carl_geo.progress_bar import ProgressBar
     from carl_geo.training.metrics import format_report
@@ -111,15 +120,27 @@ def run(args: argparse.Namespace) -> int:
         settings["max_steps"] = max(1, round(args.epochs * LEGACY_CHIPS_PER_EPOCH / (args.batch_size or 8)))
         print(f"carl-geo train: --epochs is deprecated, use --max-steps (now {settings['max_steps']})", file=sys.stderr)
     with ProgressBar("training", "step") as bar:
-        result = train_from_polygons(
-            args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths, sensor=args.sensor,
-            bands=args.bands, weights=args.weights, device=args.device, progress=bar, log=bar.log, **settings,
-        )
+        try:
+            result = train_from_polygons(
+                args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths,
+                sensor=args.sensor, bands=args.bands, weights=args.weights, device=args.device, progress=bar,
+                log=bar.log, **settings,
+            )
+        except CarlGeoError:
+            raise
+        except ValueError as e:  # train_from_polygons documents ValueError as "bad input or settings"
+            raise CarlGeoError(str(e)) from e
     rep = result.report
     print(f"{rep['evaluated_on']} report ({rep['n_val_pixels']} held-out pixels, "
           f"{rep['n_train_pixels']} training pixels, {rep['steps']} steps, {rep['seconds']:.0f} s):")
     print(format_report({**rep, "n_pixels": rep["n_val_pixels"] or rep["n_train_pixels"]}))
     print(f"model: {result.model_path}")
+    bundle = result.bundle
+    if bundle.class_values is not None:
+        print("classes keep their codes in predicted rasters: " + ", ".join(str(v) for v in bundle.class_values))
+    else:
+        print("class values in predicted rasters: "
+              + ", ".join(f"{i} = {n}" for i, n in enumerate(bundle.class_names)))
     if result.confusion_png:
         print(f"confusion matrix: {result.confusion_png}")
     return 0

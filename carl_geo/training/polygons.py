@@ -29,17 +29,20 @@ from carl_geo.datasets.vector_labels import (
     IGNORE_INDEX,
     LabelRaster,
     check_label_pixels,
+    class_codes,
     polygons_on_grid,
     rasterize_labels,
     read_label_vector,
 )
-from carl_geo.io.band_metadata import resolve_wavelengths
+from carl_geo.errors import Cancelled
+from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.models import CARL, CARLSegmenter, ModelBundle, get_config, load_bundle, make_bundle, save_bundle
 from carl_geo.models.config import CONFIGS
 from carl_geo.models.segmentation import HEADS
 from carl_geo.training.chips import ChipSampler, augment, holdout_split, labels_window, tiles
 from carl_geo.training.metrics import confusion_matrix, mean_iou, segmentation_report
 from carl_geo.training.recipe import SceneFacts, TrainingRecipe, plan_recipe
+from carl_geo.training.outputs import check_training_paths, confusion_png_path
 from carl_geo.training.report import confusion_png
 
 #: Head settings per backbone config (a narrow decoder keeps the tiny model fast on a CPU).
@@ -53,8 +56,8 @@ SCRATCH_SPATIAL_KWARGS: dict[str, Any] = {"use_abs_pos_emb": False, "use_rot_pos
 LEGACY_CHIPS_PER_EPOCH = 64
 
 
-class TrainingCancelled(RuntimeError):
-    """``progress`` returned False; no file was written."""
+#: ``progress`` returned False; no file was written (carl_geo's one :class:`~carl_geo.errors.Cancelled`).
+TrainingCancelled = Cancelled
 
 
 @dataclass
@@ -323,10 +326,11 @@ def train_from_polygons(
                       stacklevel=2)
         recipe = recipe.replace(max_steps=max(1, round(epochs * LEGACY_CHIPS_PER_EPOCH / (recipe.batch_size or 8))))
     _check_args(raster, out, weights, recipe)
+    check_training_paths(raster, labels, out, weights)  # never write over the raster, labels or weights
 
     # ---- everything a user can get wrong is checked here, before any training -------------
     gdf = read_label_vector(labels, label_field)
-    with rasterio.open(raster) as src:
+    with open_raster(raster) as src:
         if src.crs is None:
             raise ValueError(f"{raster.name} has no coordinate reference system; assign one "
                              "(e.g. gdal_edit.py -a_srs EPSG:xxxx) so the polygons can be placed on it")
@@ -473,8 +477,8 @@ def train_from_polygons(
     model.cpu().eval()
     normalization = {"mode": "fixed", "mean": mean, "std": std} if r.normalization == "scene" else {"mode": "chip"}
     bundle = make_bundle(
-        model, class_names=lab.class_names, wavelengths=wls, band_names=band_names, sensor=sensor_name,
-        normalization=normalization,
+        model, class_names=lab.class_names, class_values=class_codes(lab.class_names), wavelengths=wls,
+        band_names=band_names, sensor=sensor_name, normalization=normalization,
         meta={"training": {"raster": str(raster), "labels": str(labels), "label_field": label_field,
                            "raster_crs": raster_crs, "band_indexes": indexes, "recipe": r.to_dict(),
                            "weights": str(weights) if weights else None, "holdout": split.how,
@@ -483,7 +487,7 @@ def train_from_polygons(
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     save_bundle(bundle, out)
-    png = confusion_png(cm, lab.class_names, out.with_name(out.stem + "_confusion.png"),
+    png = confusion_png(cm, lab.class_names, confusion_png_path(out),
                         title=f"{evaluated_on} confusion matrix (OA {report['overall_accuracy']:.2f}, "
                               f"mIoU {report['mean_iou']:.2f})")
     report["seconds"] = round(time.perf_counter() - t0, 2)

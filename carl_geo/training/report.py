@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from carl_geo.io.output_paths import atomic_path
+
 
 def confusion_png(cm: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str], path: str | os.PathLike,
                   title: str = "validation confusion matrix") -> Path:
@@ -39,6 +41,9 @@ def confusion_png(cm: np.ndarray | Sequence[Sequence[int]], class_names: Sequenc
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of reference row")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -251,12 +251,20 @@ def download_weights(spec: WeightsFile | str = "carl_ssl", *, path: str | os.Pat
     spec = get_weights_file(spec)
     path = Path(path) if path is not None else weights_path(spec)
     layout = spec.layout()
-    if path.exists() and not force:
+    if path.exists():
         check = verify_weights(path, layout)
-        if check.ok:
+        if check.ok and not force:
             say(f"{path} is present and verified")
             return path
-        say(f"{path} fails verification ({check.message}); fetching it again")
+        if not check.ok and not _in_cache(path):
+            from carl_geo.errors import OutputPathError
+
+            raise OutputPathError(
+                f"{path} (named by {spec.path_env} or the caller) is not the {spec.name} weights "
+                f"({check.message}); the download would replace it, and carl_geo replaces only files in its cache "
+                f"{cache_dir()}: move that file away or point {spec.path_env} elsewhere")
+        if not check.ok:
+            say(f"{path} fails verification ({check.message}); fetching it again")
     if offline():
         raise _offline_error(spec, path, "the weights file is missing" if not path.exists()
                              else "the weights file is damaged and must be fetched again")
@@ -278,6 +286,14 @@ def download_weights(spec: WeightsFile | str = "carl_ssl", *, path: str | os.Pat
     os.replace(result.path, path)
     say(f"saved {path} ({result.size / 1e9:.2f} GB, SHA-256 {digest[:16]}..., {check.n_tensors} tensors verified)")
     return path
+
+
+def _in_cache(path: Path) -> bool:
+    """True if ``path`` lies in carl_geo's cache folder (files there are carl_geo's to replace)."""
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(cache_dir())))
+    except OSError:
+        return False
 
 
 def ensure_weights(spec: WeightsFile | str = "carl_ssl", *, progress: Progress | None = None,

@@ -20,20 +20,24 @@ from qgis.PyQt.QtGui import QColor
 
 
 def paletted_renderer(layer: QgsRasterLayer, class_names: Sequence[str],
-                      colors: Sequence[Sequence[int]], band: int = 1) -> QgsPalettedRasterRenderer:
-    """Renderer showing pixel value ``i`` as ``class_names[i]`` in RGB ``colors[i]`` (0-255)."""
+                      colors: Sequence[Sequence[int]], band: int = 1,
+                      values: Sequence[int] | None = None) -> QgsPalettedRasterRenderer:
+    """Renderer showing pixel value ``values[i]`` (default ``i``) as ``class_names[i]`` in RGB
+    ``colors[i]`` (0-255)."""
     if len(class_names) != len(colors):
         raise ValueError(f"{len(class_names)} class names but {len(colors)} colours")
+    values = list(range(len(class_names))) if values is None else [int(v) for v in values]
     classes = [
-        QgsPalettedRasterRenderer.Class(i, QColor(int(c[0]), int(c[1]), int(c[2])), str(name))
-        for i, (name, c) in enumerate(zip(class_names, colors))
+        QgsPalettedRasterRenderer.Class(v, QColor(int(c[0]), int(c[1]), int(c[2])), str(name))
+        for v, name, c in zip(values, class_names, colors)
     ]
     return QgsPalettedRasterRenderer(layer.dataProvider(), band, classes)
 
 
-def apply_class_style(layer: QgsRasterLayer, class_names: Sequence[str], colors: Sequence[Sequence[int]]) -> None:
+def apply_class_style(layer: QgsRasterLayer, class_names: Sequence[str], colors: Sequence[Sequence[int]],
+                      values: Sequence[int] | None = None) -> None:
     """Give a class raster the paletted renderer and repaint it."""
-    layer.setRenderer(paletted_renderer(layer, class_names, colors))
+    layer.setRenderer(paletted_renderer(layer, class_names, colors, values=values))
     layer.triggerRepaint()
 
 
@@ -46,8 +50,10 @@ class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
 
     _alive: list[ClassStylePostProcessor] = []
 
-    def __init__(self, class_names: Sequence[str], colors: Sequence[Sequence[int]], layer_name: str = "") -> None:
+    def __init__(self, class_names: Sequence[str], colors: Sequence[Sequence[int]], layer_name: str = "",
+                 values: Sequence[int] | None = None) -> None:
         super().__init__()
+        self.values = list(values) if values is not None else None
         self.class_names = list(class_names)
         self.colors = [tuple(int(v) for v in c) for c in colors]
         self.layer_name = layer_name
@@ -56,7 +62,7 @@ class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
     def postProcessLayer(self, layer: QgsMapLayer, context: QgsProcessingContext,  # noqa: N802 (Qt API)
                          feedback: QgsProcessingFeedback) -> None:
         if isinstance(layer, QgsRasterLayer) and layer.isValid():
-            apply_class_style(layer, self.class_names, self.colors)
+            apply_class_style(layer, self.class_names, self.colors, self.values)
             if self.layer_name:
                 layer.setName(self.layer_name)
         if self in ClassStylePostProcessor._alive:
@@ -64,13 +70,13 @@ class ClassStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
 
 
 def style_on_load(context: QgsProcessingContext, output_path: str, class_names: Sequence[str],
-                  colors: Sequence[Sequence[int]], layer_name: str = "") -> bool:
+                  colors: Sequence[Sequence[int]], layer_name: str = "", values: Sequence[int] | None = None) -> bool:
     """Attach a :class:`ClassStylePostProcessor` to ``output_path`` if Processing will load it
     into a project (``processing.runAndLoadResults`` or the toolbox dialog). Returns whether it did."""
     if not context.willLoadLayerOnCompletion(output_path):
         return False
     details = context.layerToLoadOnCompletionDetails(output_path)
-    details.setPostProcessor(ClassStylePostProcessor(class_names, colors, layer_name))
+    details.setPostProcessor(ClassStylePostProcessor(class_names, colors, layer_name, values))
     if layer_name:
         details.name = layer_name
     return True

@@ -10,27 +10,31 @@
   (resumable; CSV, JSON, markdown and PNG results beside the published CARL numbers
   :data:`PAPER_RESULTS`); command line ``carl-geo geobench`` (:mod:`.cli`);
 * :func:`write_synthetic_benchmark`: a tiny benchmark in the same format for smoke tests.
+
+Names load on first use (the command line imports this package without torch).
 """
 
-from carl_geo.evaluation.geobench.datamodule import GeoBenchDataModule
-from carl_geo.evaluation.geobench.dataset import GeoBenchDataset
-from carl_geo.evaluation.geobench.reader import (
-    BandSpec,
-    GeoBenchFormatError,
-    GeoBenchTask,
-    RawSample,
-    find_tasks,
-    load_task,
-    read_sample,
-)
-from carl_geo.evaluation.geobench.results import PAPER_RESULTS, PRIMARY_METRIC
-from carl_geo.evaluation.geobench.runner import GeoBenchReport, GeoBenchSettings, run_geobench
-from carl_geo.evaluation.geobench.synthetic import write_synthetic_benchmark
-from carl_geo.evaluation.geobench.tasks import GeoBenchClassificationTask, GeoBenchSegmentationTask
+from carl_geo._lazy import lazy_exports
 
-__all__ = [
-    "BandSpec", "GeoBenchClassificationTask", "GeoBenchDataModule", "GeoBenchDataset", "GeoBenchFormatError",
-    "GeoBenchReport", "GeoBenchSegmentationTask", "GeoBenchSettings", "GeoBenchTask", "PAPER_RESULTS",
-    "PRIMARY_METRIC", "RawSample", "find_tasks", "load_task", "read_sample", "run_geobench",
-    "write_synthetic_benchmark",
-]
+_EXPORTS = {
+    "GeoBenchDataModule": "carl_geo.evaluation.geobench.datamodule",
+    "GeoBenchDataset": "carl_geo.evaluation.geobench.dataset",
+    "BandSpec": "carl_geo.evaluation.geobench.reader",
+    "GeoBenchFormatError": "carl_geo.evaluation.geobench.reader",
+    "GeoBenchTask": "carl_geo.evaluation.geobench.reader",
+    "RawSample": "carl_geo.evaluation.geobench.reader",
+    "find_tasks": "carl_geo.evaluation.geobench.reader",
+    "load_task": "carl_geo.evaluation.geobench.reader",
+    "read_sample": "carl_geo.evaluation.geobench.reader",
+    "PAPER_RESULTS": "carl_geo.evaluation.geobench.results",
+    "PRIMARY_METRIC": "carl_geo.evaluation.geobench.results",
+    "GeoBenchReport": "carl_geo.evaluation.geobench.runner",
+    "GeoBenchSettings": "carl_geo.evaluation.geobench.runner",
+    "run_geobench": "carl_geo.evaluation.geobench.runner",
+    "write_synthetic_benchmark": "carl_geo.evaluation.geobench.synthetic",
+    "GeoBenchClassificationTask": "carl_geo.evaluation.geobench.tasks",
+    "GeoBenchSegmentationTask": "carl_geo.evaluation.geobench.tasks",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+__all__ = sorted(_EXPORTS)

@@ -27,8 +27,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from carl_geo.evaluation.geobench.dataset import BAND_ORDERS, NORMALIZATIONS
-from carl_geo.evaluation.geobench.runner import AUTO, MODES
+from carl_geo.evaluation.geobench.options import AUTO, BAND_ORDERS, MODES, NORMALIZATIONS
+
+
+#: Files the runner writes at the top of ``--out`` (besides ``runs/`` and Lightning logs).
+RESULT_FILES = ("settings.json", "results.csv", "results.json", "results.md", "results.png", "runs.csv")
 
 
 def _tasks(value: str) -> list[str]:
@@ -108,6 +111,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+
+    from carl_geo.evaluation.geobench.options import RANDOM
+    from carl_geo.io.output_paths import check_outputs, reads_of
+
+    if args.out.is_dir():  # results are resumed in place, but never written over the checkpoint
+        check_outputs([("result file", args.out / name) for name in RESULT_FILES],
+                      reads_of(files=[("checkpoint", None if args.checkpoint == RANDOM else args.checkpoint)]))
 
     from carl_geo.evaluation.geobench.reader import find_tasks
     from carl_geo.evaluation.geobench.runner import GeoBenchSettings, run_geobench

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.evaluation.geobench.dataset import GeoBenchDataset
 from carl_geo.evaluation.geobench.reader import GeoBenchTask
 
@@ -25,7 +26,7 @@ class GeoBenchDataModule(LightningDataModule):
                  normalization: str = "image", band_order: str = "stored", max_samples: int | None = None) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+            raise CarlGeoError("batch_size must be >= 1")
         self.task = task
         self.partition = task.resolve_partition(partition)
         self.batch_size = batch_size
@@ -35,7 +36,7 @@ class GeoBenchDataModule(LightningDataModule):
         self.datasets = {s: GeoBenchDataset(task, s, **kw) for s in ("train", "valid", "test")}
         for split, ds in self.datasets.items():
             if len(ds) == 0:
-                raise ValueError(f"task {task.name}, partition {self.partition}: the {split} split is empty")
+                raise CarlGeoError(f"task {task.name}, partition {self.partition}: the {split} split is empty")
 
     def sizes(self) -> dict[str, int]:
         """Samples per split."""

@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from carl_geo.errors import CarlGeoError
+from carl_geo.evaluation.geobench.options import BAND_ORDERS, NORMALIZATIONS
 from carl_geo.evaluation.geobench.reader import GeoBenchFormatError, GeoBenchTask, RawSample, read_sample
 from carl_geo.sensors import get_sensor
 from carl_geo.transforms import standardize_image
 
-NORMALIZATIONS = ("image", "band")
-BAND_ORDERS = ("stored", "corrected")
 #: True Sentinel-2 band of each of the 13 channels (geobench README, "Known issues"); TCI_R/G/B
 #: (8-bit true-colour composites) take the wavelengths of B04/B03/B02.
 CORRECTED_S2_CHANNELS = {
@@ -106,11 +106,11 @@ class GeoBenchDataset(Dataset):
     def __init__(self, task: GeoBenchTask, split: str, partition: str = "default", normalization: str = "image",
                  band_order: str = "stored", max_samples: int | None = None) -> None:
         if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+            raise CarlGeoError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         if band_order not in BAND_ORDERS:
-            raise ValueError(f"band_order must be one of {BAND_ORDERS}, got {band_order!r}")
+            raise CarlGeoError(f"band_order must be one of {BAND_ORDERS}, got {band_order!r}")
         if split not in ("train", "valid", "test"):
-            raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
+            raise CarlGeoError(f"split must be 'train', 'valid' or 'test', got {split!r}")
         self.task = task
         self.split = split
         self.normalization = normalization

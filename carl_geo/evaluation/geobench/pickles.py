@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from carl_geo.errors import CarlGeoError
+
 #: Module names under which GEO-Bench classes have been pickled (current and historical).
 GEOBENCH_MODULES = frozenset({
     "geobench", "geobench.dataset", "geobench.label", "geobench.task",
@@ -182,7 +184,7 @@ def load_geobench_pickle(data: bytes | str) -> Any:
     if isinstance(data, str):
         data = ast.literal_eval(data)
         if not isinstance(data, bytes):
-            raise ValueError("metadata attribute does not hold a bytes literal")
+            raise CarlGeoError("metadata attribute does not hold a bytes literal")
     return _RecordUnpickler(io.BytesIO(data)).load()
 
 

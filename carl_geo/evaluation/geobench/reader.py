@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.evaluation.geobench.pickles import GeoBenchRecord, load_geobench_pickle
 
 #: ``label_type`` class name -> task kind.
@@ -118,7 +119,8 @@ class GeoBenchTask:
         for c in candidates:
             if c in self.partitions:
                 return c
-        raise ValueError(f"task {self.name} has no partition {name!r}; available: {', '.join(sorted(self.partitions))}")
+        raise CarlGeoError(f"task {self.name} has no partition {name!r}; "
+                           f"available: {', '.join(sorted(self.partitions))}")
 
     def partition(self, name: str = "default") -> dict[str, list[str]]:
         """``{"train": [...], "valid": [...], "test": [...]}`` sample names of a partition."""
@@ -225,8 +227,8 @@ def find_tasks(root: str | Path) -> dict[str, Path]:
     def visit(d: Path, depth: int) -> None:
         if (d / "task_specs.pkl").is_file():
             if d.name in found:
-                raise ValueError(f"task {d.name} exists in {found[d.name].parent} and {d.parent}; "
-                                 "point --root at one benchmark folder")
+                raise CarlGeoError(f"task {d.name} exists in {found[d.name].parent} and {d.parent}; "
+                                   "point --root at one benchmark folder")
             found[d.name] = d
         elif depth < 2:  # do not list the (many) sample files of a task folder
             for child in sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):

@@ -25,14 +25,14 @@ from typing import Any
 
 import torch
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.evaluation.geobench import results as res
 from carl_geo.evaluation.geobench.datamodule import GeoBenchDataModule
-from carl_geo.evaluation.geobench.dataset import BAND_ORDERS, NORMALIZATIONS, GeoBenchDataset
+from carl_geo.evaluation.geobench.dataset import GeoBenchDataset
+from carl_geo.evaluation.geobench.options import AUTO, BAND_ORDERS, MODES, NORMALIZATIONS, RANDOM
 from carl_geo.evaluation.geobench.reader import GeoBenchTask, find_tasks, load_task
+from carl_geo.io.output_paths import atomic_path
 
-MODES = ("linear", "finetune", "scratch", "knn")
-RANDOM = "random"
-AUTO = "auto"
 #: Settings stored in ``OUT/settings.json``; a resumed evaluation must use the same values.
 SIGNATURE_FIELDS = ("checkpoint", "config", "epochs", "batch_size", "lr", "weight_decay", "backbone_lr_factor",
                     "image_size", "normalization", "band_order", "head", "head_width", "max_samples", "val_every")
@@ -112,27 +112,27 @@ class GeoBenchSettings:
     def validate(self) -> None:
         """Check every user-settable value; raises ValueError / FileNotFoundError that say what to fix."""
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise CarlGeoError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.config not in ("published", "tiny"):
-            raise ValueError(f"config must be 'published' or 'tiny', got {self.config!r}")
+            raise CarlGeoError(f"config must be 'published' or 'tiny', got {self.config!r}")
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
+            raise CarlGeoError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
         if self.band_order not in BAND_ORDERS:
-            raise ValueError(f"band order must be one of {BAND_ORDERS}, got {self.band_order!r}")
+            raise CarlGeoError(f"band order must be one of {BAND_ORDERS}, got {self.band_order!r}")
         from carl_geo.models.segmentation import HEADS
 
         if self.head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+            raise CarlGeoError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.head_width is not None and (self.head_width < 1 or self.head == "linear"):
-            raise ValueError(f"head_width must be >= 1 and needs a progressive or upernet head, got {self.head_width} "
+            raise CarlGeoError(f"head_width must be >= 1 and needs a progressive or upernet head, got {self.head_width} "
                              f"with head {self.head!r}")
         for name in ("seeds", "epochs", "batch_size", "val_every"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise CarlGeoError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size < 0 or self.num_workers < 0 or (self.max_samples is not None and self.max_samples < 1):
-            raise ValueError("image_size and num_workers must be >= 0, max_samples >= 1")
+            raise CarlGeoError("image_size and num_workers must be >= 0, max_samples >= 1")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise CarlGeoError(f"lr must be > 0, got {self.lr}")
         if self.checkpoint != RANDOM and not Path(self.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {self.checkpoint} (give a weights file or 'random')")
         self.encoder_inits()  # encoder weight files exist
@@ -207,7 +207,7 @@ def select_tasks(root: Path, names: Sequence[str] | None) -> list[GeoBenchTask]:
     """
     found = find_tasks(root)
     if not found:
-        raise ValueError(f"no GEO-Bench task (folder with task_specs.pkl) under {root}")
+        raise CarlGeoError(f"no GEO-Bench task (folder with task_specs.pkl) under {root}")
     if names and list(names) == ["all"]:
         wanted = sorted(found)
     else:
@@ -215,8 +215,8 @@ def select_tasks(root: Path, names: Sequence[str] | None) -> list[GeoBenchTask]:
     missing = [n for n in wanted if n not in found]
     if missing:
         hint = "" if names else " (default: the CARL paper's tasks; pass --tasks, or --tasks all)"
-        raise ValueError(f"task(s) {', '.join(missing)} not found under {root}{hint}; "
-                         f"found: {', '.join(sorted(found))}")
+        raise CarlGeoError(f"task(s) {', '.join(missing)} not found under {root}{hint}; "
+                           f"found: {', '.join(sorted(found))}")
     return [load_task(found[n]) for n in dict.fromkeys(wanted)]
 
 
@@ -224,7 +224,7 @@ def preflight(task: GeoBenchTask, settings: GeoBenchSettings) -> None:
     """Cheap checks before any training: mode fits the task, partition and sample files exist,
     bands with wavelengths exist, band statistics exist when needed, the first sample reads."""
     if settings.mode == "knn" and task.kind == "segmentation":
-        raise ValueError(f"k-NN mode evaluates classification tasks only; {task.name} is a segmentation task")
+        raise CarlGeoError(f"k-NN mode evaluates classification tasks only; {task.name} is a segmentation task")
     partition = task.resolve_partition(settings.partition)
     missing = task.missing_samples(partition)
     if missing:
@@ -232,7 +232,7 @@ def preflight(task: GeoBenchTask, settings: GeoBenchSettings) -> None:
         raise FileNotFoundError(f"task {task.name}: {len(missing)} sample file(s) of partition {partition} missing: "
                                 + ", ".join(map(str, missing[:3])) + more)
     if task.bands and not task.spectral_bands:
-        raise ValueError(f"task {task.name} has no band with a wavelength; CARL cannot use it")
+        raise CarlGeoError(f"task {task.name} has no band with a wavelength; CARL cannot use it")
     GeoBenchDataset(task, "train", partition, settings.normalization, settings.band_order, 1)[0]
 
 
@@ -255,8 +255,8 @@ def check_settings_file(settings: GeoBenchSettings) -> None:
         diff = [f"{k}: {old.get(k)!r} there, {sig.get(k)!r} now" for k in sorted(set(old) | set(sig))
                 if old.get(k) != sig.get(k)]
         if diff:
-            raise ValueError(f"{settings.out} holds results made with other settings ({'; '.join(diff)}); "
-                             "use another --out, or delete that folder to start over")
+            raise CarlGeoError(f"{settings.out} holds results made with other settings ({'; '.join(diff)}); "
+                               "use another --out, or delete that folder to start over")
     elif _is_rank_zero():
         settings.out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(sig, indent=2))
@@ -264,9 +264,8 @@ def check_settings_file(settings: GeoBenchSettings) -> None:
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2))
 
 
 def _device_name(accelerator: str) -> str:
@@ -373,7 +372,7 @@ def collect_records(out: Path) -> list[dict[str, Any]]:
         try:
             recs.append(json.loads(p.read_text()))
         except json.JSONDecodeError as e:
-            raise ValueError(f"corrupt run record {p} ({e}); delete it to run that seed again") from None
+            raise CarlGeoError(f"corrupt run record {p} ({e}); delete it to run that seed again") from None
     return recs
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from carl_geo.errors import CarlGeoError
+
 
 class KeepBestState(Callback):
     """Remember the weights of the best validation epoch.
@@ -48,8 +50,8 @@ class KeepBestState(Callback):
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
-            raise ValueError(f"model selection: metric {self.monitor!r} was not logged "
-                             f"(logged: {', '.join(sorted(trainer.callback_metrics))})")
+            raise CarlGeoError(f"model selection: metric {self.monitor!r} was not logged "
+                               f"(logged: {', '.join(sorted(trainer.callback_metrics))})")
         score = float(value)
         if math.isnan(score):
             return

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from carl_geo.errors import CarlGeoError
 from carl_geo.evaluation.geobench.pickles import dump_geobench_pickle, make_record, record_class
 from carl_geo.sensors import get_sensor
 
@@ -164,10 +165,10 @@ def write_synthetic_task(directory: str | Path, kind: str, class_names: Sequence
         bands: Sentinel-2 band names (wavelengths from the ``sentinel2_l1c`` preset).
     """
     if kind not in ("classification", "multilabel", "segmentation"):
-        raise ValueError(f"unknown task kind {kind!r}")
+        raise CarlGeoError(f"unknown task kind {kind!r}")
     unknown = set(class_names) - set(MATERIALS)
     if unknown:
-        raise ValueError(f"class names must be materials of {sorted(MATERIALS)}, got {sorted(unknown)}")
+        raise CarlGeoError(f"class names must be materials of {sorted(MATERIALS)}, got {sorted(unknown)}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -11,7 +11,9 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -340,25 +342,59 @@ def load_model_file(path: str) -> Any:
 def predict_to_file(bundle: Any, src: str, dst: str, feedback: QgsProcessingFeedback, *, cancelled: str,
                     start: float = 0.0, span: float = 100.0, **kwargs: Any) -> Any:
     """:func:`carl_geo.inference.predict_raster` with the plugin's error handling: progress and
-    cancel through ``feedback`` (mapped onto ``start .. start + span`` percent); on cancel or error
-    nothing is left at ``dst`` and a QgsProcessingException says what happened (``cancelled`` is
-    the message for a cancel). Returns the PredictionResult."""
+    cancel through ``feedback`` (mapped onto ``start .. start + span`` percent); carl_geo's warnings
+    go to the log. The predictor writes atomically and refuses an output that is a file it reads
+    (the input raster, a VRT's sources, the model file), so on cancel or error the file at ``dst``
+    (if any) is untouched and a QgsProcessingException says what happened (``cancelled`` is the
+    message for a cancel). Returns the PredictionResult."""
     inference = import_carl("carl_geo.inference")
     try:
-        return inference.predict_raster(bundle, src, dst, progress=progress_bridge(feedback, start, span), **kwargs)
+        with warnings_to_feedback(feedback):
+            return inference.predict_raster(bundle, src, dst, progress=progress_bridge(feedback, start, span),
+                                            **kwargs)
     except inference.PredictionCancelled:
-        remove_partial(dst)
         raise QgsProcessingException(cancelled) from None
     except (ValueError, OSError, RuntimeError) as e:
-        remove_partial(dst)
         raise user_error(e) from e
 
 
-def remove_partial(path: str | os.PathLike) -> None:
-    """Delete an output file (and GDAL sidecars) after a failure or cancel."""
-    p = Path(path)
-    for candidate in (p, p.with_name(p.name + ".aux.xml"), p.with_name(p.name + ".ovr")):
-        try:
-            candidate.unlink()
-        except FileNotFoundError:
-            pass
+@contextmanager
+def warnings_to_feedback(feedback: QgsProcessingFeedback) -> Iterator[None]:
+    """carl_geo's warnings (CarlGeoWarning: input on another scale than the model, labels left out,
+    ...) raised in the block are shown in the algorithm's log; other warnings go where they went."""
+    category = import_carl("carl_geo.errors").CarlGeoWarning
+    push = getattr(feedback, "pushWarning", None) or (lambda message: feedback.reportError(message, False))
+
+    def show(message: Any, cat: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if issubclass(cat, category):
+            push(f"Warning: {message}")
+        else:
+            original(message, cat, filename, lineno, file, line)
+
+    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
+        original = warnings.showwarning
+        warnings.simplefilter("always", category)
+        warnings.showwarning = show
+        yield
+
+
+def check_output_files(outputs: Sequence[tuple[str, str | None]], reads: Sequence[tuple[str, str | None]],
+                       rasters: Sequence[tuple[str, str | None]] = ()) -> None:
+    """Refuse, before any work, an output that is a file the algorithm reads: ``rasters`` (with
+    their VRT sources) and ``reads``, compared as real paths (symlinks resolved). Existing outputs
+    may be replaced: the Processing dialog has asked about that already."""
+    paths = import_carl("carl_geo.io.output_paths")
+    try:
+        paths.check_outputs(outputs, paths.reads_of(rasters, reads), overwrite=True)
+    except ValueError as e:
+        raise user_error(e) from e
+
+
+def layer_file(layer: Any) -> str | None:
+    """The local file behind a (vector or raster) layer, or None."""
+    if layer is None:
+        return None
+    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+    path = parts.get("path") or ""
+    return path if path and os.path.exists(path) else None

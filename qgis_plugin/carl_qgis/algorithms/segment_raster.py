@@ -85,7 +85,7 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
                           f"{result.tiles} tiles in {result.seconds:.1f} s")
         results = {self.OUTPUT: dst}
         if output == "classes":
-            style_on_load(context, dst, bundle.class_names, bundle.colors)
+            style_on_load(context, dst, bundle.class_names, bundle.colors, values=bundle.class_values)
             polygons = write_class_polygons(self, parameters, context, feedback, dst, bundle.class_names)
             if polygons is not None:
                 style_polygons_on_load(context, polygons, bundle.class_names, bundle.colors)

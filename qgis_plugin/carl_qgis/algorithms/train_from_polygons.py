@@ -30,13 +30,15 @@ from qgis.core import (
 
 from carl_qgis.algorithms.base import (
     CarlAlgorithm,
+    check_output_files,
     choice_parameter,
     import_carl,
+    layer_file,
     predict_to_file,
     progress_bridge,
-    remove_partial,
     set_advanced,
     user_error,
+    warnings_to_feedback,
 )
 from carl_qgis.algorithms.published_weights import PUBLISHED_CHOICE, published_weights_path
 from carl_qgis.compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_POLYGON
@@ -171,6 +173,10 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         epochs = self.parameterAsInt(parameters, self.EPOCHS, context) or None
         model_out = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        polygons_file = layer_file(self.parameterAsVectorLayer(parameters, self.POLYGONS, context))
+        check_output_files([("model file", model_out), ("classification", dst)],
+                           [("polygon layer file", polygons_file), ("pretrained weights file", weights)],
+                           rasters=[("input raster", src)])
 
         train_from_polygons = import_carl("carl_geo.training").train_from_polygons
 
@@ -179,17 +185,17 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
             labels = export_labels(source, field, workdir)
             feedback.pushInfo(f"Training on {src} ({layer.bandCount()} bands) with {source.featureCount()} "
                               f"polygons, class field {field!r}")
-            try:
-                result = train_from_polygons(
-                    src, labels, field, model_out, weights=weights,
-                    config=self.parameterAsEnumString(parameters, self.CONFIG, context) or "tiny",
-                    epochs=epochs, chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
-                    batch_size=self.parameterAsInt(parameters, self.TRAIN_BATCH_SIZE, context),
-                    val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
-                    seed=self.parameterAsInt(parameters, self.SEED, context), device=tiling["device"],
-                    progress=progress_bridge(feedback, 0.0, TRAIN_SHARE), log=feedback.pushInfo, **wl_args)
+            try:  # the model file is written atomically: on error or cancel, nothing (new) is there
+                with warnings_to_feedback(feedback):
+                    result = train_from_polygons(
+                        src, labels, field, model_out, weights=weights,
+                        config=self.parameterAsEnumString(parameters, self.CONFIG, context) or "tiny",
+                        epochs=epochs, chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
+                        batch_size=self.parameterAsInt(parameters, self.TRAIN_BATCH_SIZE, context),
+                        val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
+                        seed=self.parameterAsInt(parameters, self.SEED, context), device=tiling["device"],
+                        progress=progress_bridge(feedback, 0.0, TRAIN_SHARE), log=feedback.pushInfo, **wl_args)
             except Exception as e:  # noqa: BLE001 - cancel may surface as any exception type
-                remove_partial(model_out)
                 if feedback.isCanceled():
                     raise QgsProcessingException("CARL training was cancelled; no model was written.") from None
                 if isinstance(e, (ValueError, OSError, RuntimeError)):
@@ -198,8 +204,8 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if feedback.isCanceled():
-            remove_partial(model_out)
-            raise QgsProcessingException("CARL training was cancelled; no model was written.")
+            raise QgsProcessingException("CARL training was cancelled after the model was saved to "
+                                         f"{result.model_path}; no classification was written.")
         report = result.report
         feedback.pushInfo(f"Model saved to {result.model_path}; validation overall accuracy "
                           f"{report.get('overall_accuracy', float('nan')):.3f}, mean IoU "
@@ -211,7 +217,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         predict_to_file(bundle, src, dst, feedback, output="classes", start=TRAIN_SHARE, span=100.0 - TRAIN_SHARE,
                         **wl_args, **tiling,
                         cancelled=f"Classification cancelled; the trained model was kept at {result.model_path}.")
-        style_on_load(context, dst, bundle.class_names, bundle.colors)
+        style_on_load(context, dst, bundle.class_names, bundle.colors, values=bundle.class_values)
         return {self.OUTPUT_MODEL: str(result.model_path), self.OUTPUT: dst,
                 self.OVERALL_ACCURACY: float(report.get("overall_accuracy", float("nan"))),
                 self.MEAN_IOU: float(report.get("mean_iou", float("nan")))}

@@ -1,0 +1,152 @@
+"""How ``carl-geo`` ends a run: one line per error or warning, SIGTERM handled like Ctrl-C.
+
+* :func:`error_line`: the one line (and exit status) for an error the user can act on: carl_geo's
+  :class:`~carl_geo.errors.CarlGeoError` family (status 2), a file the system cannot read or write
+  (OSError, rasterio / GDAL errors: status 1, naming the file and the real cause, e.g. "No space
+  left on device"), a Lightning configuration error (status 2). Anything else is a bug and keeps
+  its traceback (None).
+* :func:`sigterm_as_interrupt`: SIGTERM (timeouts, ``kill``, SLURM, containers) raises
+  :class:`Terminated`, a KeyboardInterrupt, so every writer cleans up its temporary file exactly
+  as for Ctrl-C.
+* :func:`quiet_gdal_log`: GDAL's error log lines (``_tiffWriteProc: No space left on device.``)
+  are kept for the error line instead of being printed above it.
+* :func:`one_line_warnings`: :class:`~carl_geo.errors.CarlGeoWarning` printed as
+  ``carl-geo <command>: warning: ...``.
+
+Imports nothing heavy (the CLI answers ``--help`` without torch).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from carl_geo.errors import CarlGeoError, CarlGeoWarning, RasterIOError
+
+#: Exit status of a run stopped by Ctrl-C / SIGTERM (128 + signal number, as shells report it).
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+#: Exit status for bad input / settings (argparse's) and for a failed read / write.
+EXIT_USAGE = 2
+EXIT_IO = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (no-op elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def quiet_gdal_log(enabled: bool = True) -> Iterator[list[str]]:
+    """Collect (instead of print) the messages rasterio logs for GDAL errors; yields the list."""
+    log = logging.getLogger("rasterio")
+    keep = _Keep()
+    if not enabled:
+        yield keep.messages
+        return
+    old_propagate = log.propagate
+    log.addHandler(keep)
+    log.propagate = False
+    try:
+        yield keep.messages
+    finally:
+        log.removeHandler(keep)
+        log.propagate = old_propagate
+
+
+@contextmanager
+def one_line_warnings(prefix: str) -> Iterator[None]:
+    """Print each :class:`CarlGeoWarning` as ``<prefix>: warning: <message>`` (others unchanged)."""
+    original = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if issubclass(category, CarlGeoWarning):
+            print(f"{prefix}: warning: {message}", file=file or sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CarlGeoWarning)
+            warnings.showwarning = show
+            yield
+    finally:
+        warnings.showwarning = original
+
+
+def _lightning_config_error(exc: BaseException) -> bool:
+    mod = sys.modules.get("lightning.fabric.utilities.exceptions")
+    return mod is not None and isinstance(exc, mod.MisconfigurationException)
+
+
+def error_line(exc: BaseException, gdal_messages: list[str] | None = None) -> tuple[str, int] | None:
+    """``(one line, exit status)`` for an error the user can act on, or None for a bug."""
+    if isinstance(exc, RasterIOError):
+        return _one_line(str(exc)), EXIT_IO
+    if isinstance(exc, CarlGeoError):
+        return _one_line(str(exc)), EXIT_USAGE
+    if _lightning_config_error(exc):
+        text = _one_line(str(exc))
+        if "gpu" in text.lower() or "cuda" in text.lower():
+            text += " (the configuration asks for a GPU; without one add --trainer.accelerator=cpu)"
+        return text, EXIT_USAGE
+    if isinstance(exc, OSError) or "rasterio" in type(exc).__module__:
+        from carl_geo.io.failures import io_cause, is_io_error
+
+        if isinstance(exc, OSError) and not is_io_error(exc):  # carl_geo's own "... not found"
+            return _one_line(str(exc)), EXIT_USAGE
+        cause = io_cause(exc)
+        hint = _os_reason(gdal_messages or [])
+        if hint and hint.lower() not in cause.lower():
+            cause = f"{cause} ({hint})"
+        return _one_line(cause), EXIT_IO
+    return None
+
+
+_OS_REASONS = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded",
+               "Input/output error", "No such file or directory", "File too large")
+
+
+def _os_reason(messages: list[str]) -> str | None:
+    for m in messages:
+        for reason in _OS_REASONS:
+            if reason.lower() in m.lower():
+                return reason
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip()) or "error"

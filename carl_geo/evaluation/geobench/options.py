@@ -1,0 +1,13 @@
+"""Choices of the GEO-Bench runner, in a module without heavy imports (the CLI builds its
+parser from them without loading torch)."""
+
+#: Input normalisation: one mean/std per image (upstream) or GEO-Bench's per-band statistics.
+NORMALIZATIONS = ("image", "band")
+#: Band wavelengths as stored, or with the known m-eurosat / m-brick-kiln order corrected.
+BAND_ORDERS = ("stored", "corrected")
+#: Evaluation protocols.
+MODES = ("linear", "finetune", "scratch", "knn")
+#: ``--checkpoint random``: the random-init floor.
+RANDOM = "random"
+#: ``--spatial-init`` / ``--spectral-init`` default: upstream's initialisation for the config.
+AUTO = "auto"

@@ -1,0 +1,59 @@
+"""A model's stored normalisation applied to an input on another scale gets one warning line with
+the option to use (issue #20, item 5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from carl_geo.inference.normalization import scale_mismatch
+from user_files import run_cli, save_model, write_scene
+
+FAST = ["--tile-size", "32", "--overlap", "8", "--device", "cpu", "--quiet"]
+
+
+def test_scale_mismatch_rule() -> None:
+    model = (2250.0, 1000.0)  # uint16 digital numbers
+    assert scale_mismatch((2000.0, 900.0), model) is None  # another scene of the same kind
+    assert scale_mismatch((3500.0, 2500.0), model) is None
+    assert "another scale" in scale_mismatch((0.22, 0.1), model)  # reflectance 0-1
+    assert "another scale" in scale_mismatch((22500.0, 10000.0), model)  # scaled by 10
+    assert scale_mismatch((2250.0, 1.0), model) is not None  # a near-constant input
+
+
+def test_input_on_another_scale_warns_once(tmp_path: Path, capsys) -> None:
+    data = np.random.default_rng(0).integers(500, 4000, size=(4, 40, 56))
+    dn = write_scene(tmp_path / "dn.tif", data)
+    refl = write_scene(tmp_path / "reflectance.tif", data / 10000.0, dtype="float32", nodata=None)
+    model = save_model(tmp_path / "model.pt", normalization={"mode": "fixed", "mean": 2250.0, "std": 1000.0})
+
+    code, err, _ = run_cli(["predict", dn, tmp_path / "dn_model.tif", "-m", model, *FAST], capsys)
+    assert code == 0 and err == []  # the scale the model was trained on: silent
+    code, err, _ = run_cli(["predict", refl, tmp_path / "refl_model.tif", "-m", model, *FAST], capsys)
+    assert code == 0 and len(err) == 1, err
+    assert err[0].startswith("carl-geo predict: warning: the input's values (sampled mean 0.22")
+    assert err[0].endswith("--normalization scene")
+
+    # the flag it names gives the same map as the right scale does
+    code, err, _ = run_cli(["predict", refl, tmp_path / "refl_scene.tif", "-m", model, *FAST, "--normalization",
+                            "scene"], capsys)
+    assert code == 0 and err == []
+    run_cli(["predict", dn, tmp_path / "dn_scene.tif", "-m", model, *FAST, "--normalization", "scene"], capsys)
+    with rasterio.open(tmp_path / "refl_scene.tif") as a, rasterio.open(tmp_path / "dn_scene.tif") as b:
+        assert (a.read(1) == b.read(1)).mean() > 0.99
+
+
+def test_python_api_warns_with_python_words(tmp_path: Path) -> None:
+    import carl_geo
+    from carl_geo.errors import CarlGeoWarning
+    from carl_geo.inference import predict_raster
+
+    refl = write_scene(tmp_path / "reflectance.tif", np.full((4, 40, 56), 0.2) + np.random.default_rng(0).random(
+        (4, 40, 56)) * 0.1, dtype="float32", nodata=None)
+    model = carl_geo.load_bundle(save_model(tmp_path / "m.pt", normalization={"mode": "fixed", "mean": 2250.0,
+                                                                              "std": 1000.0}))
+    with pytest.warns(CarlGeoWarning, match=r"normalization='scene'"):
+        predict_raster(model, refl, tmp_path / "o.tif", device="cpu", tile_size=32, overlap=8)
