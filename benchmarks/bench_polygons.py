@@ -12,7 +12,7 @@ Scenes (all reachable offline):
   (:func:`carl_geo.sample_data.synthetic.hyperspectral_fields`), training polygons and test pixels in
   disjoint blocks.
 
-Each (scene, method, seed) runs in its own process, so peak RSS is that run's own. Times are wall
+``BENCH_KEEP_MODELS=DIR`` keeps the trained CARL models there. Each (scene, method, seed) runs in its own process, so peak RSS is that run's own. Times are wall
 seconds and CPU seconds of that process (the CPU figure is steadier on a shared machine).
 
     python benchmarks/bench_polygons.py                       # all scenes, CARL + forest, seed 0
@@ -119,7 +119,9 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
             tile = int(settings.pop("predict_tile"))
             tiling = {"tile_size": tile, "overlap": tile // 4}
         log: list[str] = []
-        res = train_from_polygons(spec["image"], spec["polygons"], spec["label_field"], work / "model.pt",
+        keep = os.environ.get("BENCH_KEEP_MODELS")
+        model_path = Path(keep) / f"{scene}_seed{seed}.pt" if keep else work / "model.pt"
+        res = train_from_polygons(spec["image"], spec["polygons"], spec["label_field"], model_path,
                                   device="cpu", seed=seed, log=log.append, **settings)
         train_wall, train_cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
         names = list(res.bundle.class_names)

@@ -112,8 +112,28 @@ def _lightning_config_error(exc: BaseException) -> bool:
     return mod is not None and isinstance(exc, mod.MisconfigurationException)
 
 
+def _user_cause(exc: BaseException) -> BaseException:
+    """``exc``, or the user error it wraps when Lightning's CLI (jsonargparse) re-raised an error of a
+    class's ``__init__`` as "Does not validate against any of the Union subtypes"."""
+    tb, raised_by_jsonargparse = exc.__traceback__, False
+    while tb is not None:
+        raised_by_jsonargparse |= tb.tb_frame.f_globals.get("__name__", "").startswith("jsonargparse")
+        tb = tb.tb_next
+    if not raised_by_jsonargparse:
+        return exc
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (CarlGeoError, FileNotFoundError)):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return exc
+
+
 def error_line(exc: BaseException, gdal_messages: list[str] | None = None) -> tuple[str, int] | None:
     """``(one line, exit status)`` for an error the user can act on, or None for a bug."""
+    exc = _user_cause(exc)
     if isinstance(exc, RasterIOError):
         return _one_line(str(exc)), EXIT_IO
     if isinstance(exc, CarlGeoError):

@@ -65,7 +65,7 @@ def _load_scene(name: str) -> tuple[Any, dict[str, Any]]:
     if name == "sentinel2":
         return sentinel2_havelland(), {"title": "Sentinel-2A L1C 2017-02-16", "false_colour": ("B08", "B04", "B03"),
                                        "reference_title": "held-out OSM polygons"}
-    raise ValueError(f"unknown demo scene {name!r}; choose one of {', '.join(SCENES)}")
+    raise CarlGeoError(f"unknown demo scene {name!r}; choose one of {', '.join(SCENES)}")
 
 
 def _read_scene(scene) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def _read_scene(scene) -> dict[str, Any]:
     if hasattr(scene, "strata"):
         with rasterio.open(scene.strata) as ref:
             if (ref.height, ref.width) != shape or not ref.transform.almost_equals(transform):
-                raise ValueError(f"{scene.strata} is not on the grid of {scene.image}")
+                raise CarlGeoError(f"{scene.strata} is not on the grid of {scene.image}")
             strata = np.asarray(ref.read(1, masked=True).filled(0), dtype=np.int64)
         reference = np.where(strata > 0, strata - 1, -1)
     else:

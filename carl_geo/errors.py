@@ -42,6 +42,11 @@ class ModelFileError(CarlGeoError):
     """A model / weights file that cannot be used (also :class:`~carl_geo.models.CheckpointError`)."""
 
 
+class CheckpointError(ModelFileError):
+    """A weights file that cannot be used: unreadable, unsafe, or of the wrong layout
+    (also importable as ``carl_geo.models.CheckpointError``)."""
+
+
 class RasterIOError(CarlGeoError):
     """Reading or writing a raster failed (corrupt file, broken VRT, disk full, read-only
     folder); the message names the file and the cause."""

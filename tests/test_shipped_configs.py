@@ -19,6 +19,9 @@ CONFIGS = {
                                          "data/chips/{train,val,test}/<class>/*.tif"),
     "mixed_sensors.yaml": ("fit", "no 'train' folder in data/chips_sentinel2: chip sources must be laid out as "
                                   "data/chips_sentinel2/{train,val,test}/<class>/*.tif"),
+    # upstream's recipe starts from timm's EVA-02 / DINOv2 weights: offline (CARL_GEO_OFFLINE=1 in the tests)
+    # it stops at once with one line saying where to get them
+    "ssl_upstream.yaml": ("pretrain", "cannot fetch the timm weights"),
     "ssl_published.yaml": ("pretrain", "data/sentinel2 does not exist; data.init_args.sources[].paths must name "
                                        "GeoTIFF files, or folders holding them"),
 }

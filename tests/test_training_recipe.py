@@ -9,7 +9,8 @@ import torch
 import carl_geo
 from carl_geo.models import CARL, CARLSegmenter, tiny_config
 from carl_geo.training.polygons import draw_band_subsets
-from carl_geo.training.recipe import MAX_TRAIN_BANDS, SceneFacts, TrainingRecipe, plan_recipe
+from carl_geo.models.spectral_binning import apply_bins, bin_matrix, bin_spectra, equal_bins, random_bins
+from carl_geo.training.recipe import SceneFacts, TrainingRecipe, plan_recipe
 
 
 def facts(**kw) -> SceneFacts:
@@ -20,13 +21,13 @@ def facts(**kw) -> SceneFacts:
 
 def test_patch_chip_and_batch_follow_the_scene():
     big = plan_recipe(facts()).recipe
-    assert big.patch_size == 4 and big.chip_size == 64 and big.band_subset == (3, 6) and big.band_group_size is None
+    assert big.patch_size == 4 and big.chip_size == 64 and big.band_subset == (3, 6) and big.max_bands == 24
     small_polys = plan_recipe(facts(polygon_widths=(4.0, 5.0, 7.0))).recipe
     assert small_polys.patch_size == 2 and small_polys.chip_size == 32
-    # cost per step bounded: a 200-band raster trains on <= 24-band subsets and predicts in groups of 24
+    # cost per step bounded: a 200-band raster is binned to <= 24 bands
     hsi = plan_recipe(facts(n_bands=200)).recipe
-    assert hsi.band_subset == (3, MAX_TRAIN_BANDS) and hsi.band_group_size == MAX_TRAIN_BANDS
-    assert hsi.batch_size * (hsi.chip_size // hsi.patch_size) ** 2 * (hsi.band_subset[1] + 8) <= 8 * 16 * 16 * 32
+    assert hsi.max_bands == 24 and hsi.band_subset == (3, 24)
+    assert hsi.batch_size * (hsi.chip_size // hsi.patch_size) ** 2 * (24 + 8) <= 8 * 16 * 16 * 32
     gpu = plan_recipe(facts(device="cuda")).recipe
     assert gpu.batch_size > big.batch_size
     # user settings win over the derived ones
@@ -44,10 +45,10 @@ def test_small_scene_adapts_with_a_notice_and_a_tiny_one_fails():
 def test_notices_for_many_bands_rare_classes_and_sparse_labels():
     plan = plan_recipe(facts(n_bands=320, class_pixels=(20, 5000), scene=(10000, 10000)))
     text = " | ".join(plan.notices)
-    assert "320 bands" in text and "14 interleaved groups" in text
+    assert "320 bands" in text and "averaged into 12-24 broader bands" in text
     assert "fewer than 50 labelled pixels" in text and "labels cover 0.005 %" in text
-    no_subset = plan_recipe(facts(n_bands=320), TrainingRecipe(band_subset=None))
-    assert any("expect slow steps" in n for n in no_subset.notices) and no_subset.recipe.band_group_size is None
+    unbinned = plan_recipe(facts(n_bands=320), TrainingRecipe(max_bands=None))
+    assert any("expect slow steps" in n for n in unbinned.notices) and unbinned.recipe.band_subset == (3, 320)
 
 
 def test_bad_recipe_values_are_refused():
@@ -71,27 +72,52 @@ def test_band_subsets_are_sorted_distinct_and_in_range():
     assert draw_band_subsets(rng, 2, 2, 3, 8).shape == (2, 2)  # fewer bands than the minimum: all of them
 
 
-def test_band_groups_average_interleaved_groups():
+def test_spectral_bins_average_neighbouring_bands():
+    assert equal_bins(10, 4).tolist() == [0, 2, 5, 8, 10] and equal_bins(3, 8).tolist() == [0, 1, 2, 3]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        e = random_bins(50, 7, rng)
+        assert e[0] == 0 and e[-1] == 50 and len(e) == 8 and (np.diff(e) > 0).all()
+    img = torch.arange(2 * 6 * 2 * 2, dtype=torch.float32).reshape(2, 6, 2, 2)
+    wl = torch.tensor([0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    m = bin_matrix([np.array([0, 2, 6]), np.array([0, 1, 6])], 6)
+    out, w = apply_bins(img, wl, m)
+    assert torch.allclose(out[0, 0], img[0, :2].mean(0)) and torch.allclose(out[1, 1], img[1, 1:].mean(0))
+    assert torch.allclose(w, torch.tensor([[0.45, 0.75], [0.4, 0.7]]))
+    # bands given out of wavelength order are binned with their wavelength neighbours
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    a, wa = bin_spectra(img, wl, 3)
+    b, wb = bin_spectra(img[:, perm], wl[perm], 3)
+    assert torch.allclose(a, b) and torch.allclose(wa, wb)
+
+
+def test_segmenter_bins_many_band_inputs():
     torch.manual_seed(0)
     cfg = tiny_config()
     cfg.spatial.model_kwargs.update(use_abs_pos_emb=False, use_rot_pos_emb=False)
-    seg = CARLSegmenter(CARL(cfg), 3, "linear", band_group_size=4).eval()
+    seg = CARLSegmenter(CARL(cfg), 3, "linear", max_bands=4).eval()
     x = torch.randn(2, 10, 16, 16)
     wl = torch.linspace(0.45, 2.2, 10)
     with torch.no_grad():
-        got = seg(x, wl)
-        groups = [seg._logits(x[:, j::3], wl[j::3], None) for j in range(3)]  # ceil(10 / 4) = 3 groups
-        assert torch.allclose(got, sum(groups) / 3, atol=1e-6)
-        few = seg(x[:, :4], wl[:4])  # <= 4 bands: one pass
-        assert torch.allclose(few, seg._logits(x[:, :4], wl[:4], None), atol=1e-6)
-    seg.train()
-    assert seg(x, wl).shape == (2, 3, 16, 16)  # training: all bands at once (subsets are drawn outside)
+        binned, wb = bin_spectra(x, wl, 4)
+        plain = CARLSegmenter(seg.backbone, 3, "linear")
+        plain.head = seg.head
+        assert torch.allclose(seg(x, wl), plain(binned, wb), atol=1e-6)
+        assert torch.allclose(seg(x[:, :4], wl[:4]), plain(x[:, :4], wl[:4]), atol=1e-6)  # <= 4 bands: as is
 
 
-def test_band_group_size_survives_the_bundle(tmp_path):
+def test_max_bands_survives_the_bundle(tmp_path):
     cfg = tiny_config()
-    seg = CARLSegmenter(CARL(cfg), 2, "linear", band_group_size=24)
+    seg = CARLSegmenter(CARL(cfg), 2, "linear", max_bands=24)
     path = carl_geo.save_bundle(carl_geo.make_bundle(seg, class_names=["a", "b"]), tmp_path / "m.pt")
-    assert carl_geo.load_bundle(path).model.band_group_size == 24
-    with pytest.raises(ValueError, match="band_group_size"):
-        CARLSegmenter(CARL(cfg), 2, "linear", band_group_size=0)
+    assert carl_geo.load_bundle(path).model.max_bands == 24
+    with pytest.raises(ValueError, match="max_bands"):
+        CARLSegmenter(CARL(cfg), 2, "linear", max_bands=0)
+
+
+def test_torch_free_name_lists_match_the_registries():
+    from carl_geo.models.config import CONFIGS
+    from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES
+    from carl_geo.models.segmentation import HEADS
+
+    assert sorted(CONFIG_NAMES) == sorted(CONFIGS) and sorted(HEAD_NAMES) == sorted(HEADS)

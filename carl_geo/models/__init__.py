@@ -1,13 +1,19 @@
-"""CARL models: the backbone, heads, configs and weight files (needs only torch and timm)."""
+"""CARL models: the backbone, heads, configs and weight files (needs only torch and timm).
 
-from carl_geo.models.bundle import ModelBundle, load_bundle, make_bundle, save_bundle
-from carl_geo.models.carl import CARL, CARLOutput
-from carl_geo.models.checkpoint import CheckpointError, load_carl, read_checkpoint, save_carl
-from carl_geo.models.config import CARLConfig, get_config, published_config, tiny_config
-from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
+Names load on first use, so ``carl_geo.models.names`` (the torch-free lists of configs and heads
+that the command line offers) can be imported without torch.
+"""
 
-__all__ = [
-    "CARL", "CARLOutput", "CARLConfig", "CARLEmbedder", "CARLSegmenter", "CheckpointError", "ModelBundle",
-    "get_config", "load_bundle", "load_carl", "make_bundle", "published_config", "read_checkpoint",
-    "save_bundle", "save_carl", "tiny_config",
-]
+from carl_geo._lazy import lazy_exports
+
+_EXPORTS = {
+    **{n: "carl_geo.models.bundle" for n in ("ModelBundle", "load_bundle", "make_bundle", "save_bundle")},
+    **{n: "carl_geo.models.carl" for n in ("CARL", "CARLOutput")},
+    **{n: "carl_geo.models.checkpoint" for n in ("CheckpointError", "load_carl", "read_checkpoint", "save_carl")},
+    **{n: "carl_geo.models.config" for n in ("CARLConfig", "CONFIGS", "get_config", "published_config",
+                                              "tiny_config")},
+    **{n: "carl_geo.models.segmentation" for n in ("CARLEmbedder", "CARLSegmenter", "HEADS")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+__all__ = sorted(_EXPORTS)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from carl_geo.errors import CarlGeoError, ModelFileError
+from carl_geo.errors import CarlGeoError, CheckpointError, ModelFileError  # noqa: F401 (CheckpointError re-exported)
 from carl_geo.io.output_paths import atomic_path
 from carl_geo.models.config import CARLConfig
 
@@ -37,10 +37,6 @@ FORMAT = "carl_geo"
 FORMAT_VERSION = 1
 #: Backbone sub-modules of a CARL state dict (upstream ``CARLModel`` names).
 BACKBONE_PREFIXES = ("embedder.", "spectral_tf.", "linear_connector.", "spatial_encoder.")
-
-
-class CheckpointError(ModelFileError):
-    """A weights file that cannot be used: unreadable, unsafe, or of the wrong layout."""
 
 
 #: File signatures of formats that people pick as a model file by mistake.

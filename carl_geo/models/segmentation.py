@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from carl_geo.errors import CarlGeoError
-from carl_geo.models.carl import CARL
+from carl_geo.models.carl import CARL, check_inputs
 
 
 class LinearHead(nn.Module):
@@ -73,7 +73,7 @@ class UperNetHead(nn.Module):
         from segmentation_models_pytorch.decoders.upernet.decoder import UPerNetDecoder
 
         if width < 1:
-            raise ValueError(f"width must be >= 1, got {width}")
+            raise CarlGeoError(f"width must be >= 1, got {width}")
         self.up = nn.ConvTranspose2d(in_dim, in_dim // 2, kernel_size=2, stride=2)
         self.width = width
         self.lateral = nn.ModuleList(
@@ -109,19 +109,17 @@ class CARLSegmenter(nn.Module):
         head: ``"linear"`` (1x1 conv, upstream's linear probe), ``"progressive"`` (light upsampling
             decoder) or ``"upernet"`` (:class:`UperNetHead`).
         head_kwargs: extra arguments of the head class (e.g. ``{"width": 64}``).
-        band_group_size: predict an image with more bands than this as the mean of the logits of
-            interleaved band groups of at most this many bands (group j holds bands j, j + g, j + 2g, ...
-            for g = ceil(C / band_group_size) groups; every band is used once). A model trained on
-            random band subsets of at most n bands then sees at prediction what it saw in training,
-            and the cost of the spectral attention grows linearly with C instead of quadratically.
-            None: all bands at once.
+        max_bands: an image with more bands than this is first reduced to ``max_bands`` broader bands
+            by averaging neighbouring bands in wavelength order (equal-count bins, see
+            :mod:`carl_geo.models.spectral_binning`). A model trained on binned many-band rasters
+            then sees at prediction what it saw in training, and the cost stays bounded. None: all bands.
 
     ``forward(img (B, C, H, W), wavelengths (C,) | (B, C) µm, band_mask=None)`` returns logits
     (B, K, H, W), bilinearly upsampled from the (ceil(H/p), ceil(W/p)) grid and cropped to H x W.
     """
 
     def __init__(self, backbone: CARL, num_classes: int, head: str = "linear",
-                 head_kwargs: dict[str, Any] | None = None, band_group_size: int | None = None) -> None:
+                 head_kwargs: dict[str, Any] | None = None, max_bands: int | None = None) -> None:
         super().__init__()
         if head not in HEADS:
             raise CarlGeoError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
@@ -132,26 +130,20 @@ class CARLSegmenter(nn.Module):
         self.head_name = head
         self.head_kwargs = dict(head_kwargs or {})
         self.head = HEADS[head](backbone.embed_dim, num_classes, **self.head_kwargs)
-        if band_group_size is not None and int(band_group_size) < 1:
-            raise ValueError(f"band_group_size must be >= 1 or None, got {band_group_size!r}")
-        self.band_group_size = int(band_group_size) if band_group_size is not None else None
+        if max_bands is not None and int(max_bands) < 1:
+            raise CarlGeoError(f"max_bands must be >= 1 or None, got {max_bands!r}")
+        self.max_bands = int(max_bands) if max_bands is not None else None
 
     def head_config(self) -> dict[str, Any]:
-        """Plain dict that rebuilds this head: ``{"type", "num_classes", "kwargs", "band_group_size"}``."""
+        """Plain dict that rebuilds this head: ``{"type", "num_classes", "kwargs", "max_bands"}``."""
         return {"type": self.head_name, "num_classes": self.num_classes, "kwargs": dict(self.head_kwargs),
-                "band_group_size": self.band_group_size}
+                "max_bands": self.max_bands}
 
     def forward(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> Tensor:
-        n = self.band_group_size
-        c = img.shape[1]
-        if n is not None and c > n and band_mask is None and not self.training:
-            g = -(-c // n)
-            wl = wavelengths
-            out = sum(self._logits(img[:, j::g], wl[..., j::g], None) for j in range(g))
-            return out / g
-        return self._logits(img, wavelengths, band_mask)
+        if self.max_bands is not None and img.shape[1] > self.max_bands and band_mask is None:
+            from carl_geo.models.spectral_binning import bin_spectra
 
-    def _logits(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None) -> Tensor:
+            img, wavelengths = bin_spectra(img, check_inputs(img, wavelengths), self.max_bands)
         feats = self.backbone(img, wavelengths, band_mask).spatial
         return upsample_to(self.head(feats), img.shape[-2:], self.backbone.patch_size)
 

@@ -241,7 +241,7 @@ def load_dinov2_blocks(encoder: SpectralEncoder, source: str) -> list[str]:
     """
     name = DINOV2_BY_WIDTH.get(encoder.embed_dim)
     if name is None:
-        raise ValueError(f"no DINOv2 weights for a {encoder.embed_dim}-wide spectral encoder (upstream copies "
+        raise CarlGeoError(f"no DINOv2 weights for a {encoder.embed_dim}-wide spectral encoder (upstream copies "
                          f"them only for widths {sorted(DINOV2_BY_WIDTH)}); use random initialisation")
     dino = create_pretrained(name, source)
     d = encoder.embed_dim
@@ -258,7 +258,7 @@ def load_dinov2_blocks(encoder: SpectralEncoder, source: str) -> list[str]:
     own = encoder.state_dict()
     unknown = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
     if unknown:
-        raise ValueError(f"the DINOv2 weights {name} ({'timm' if source == TIMM else source}) do not fit this "
+        raise CarlGeoError(f"the DINOv2 weights {name} ({'timm' if source == TIMM else source}) do not fit this "
                          f"spectral encoder: {unknown[:3]} (heads or MLP ratio differ from DINOv2's)")
     encoder.load_state_dict(state, strict=False)
     return sorted(state)

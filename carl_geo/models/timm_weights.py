@@ -19,11 +19,15 @@ Failures are one line: :class:`FileNotFoundError` when the weights cannot be fou
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import timm
 from torch import nn
+
+from carl_geo.errors import CarlGeoError
 
 RANDOM = "random"
 TIMM = "timm"
@@ -52,6 +56,28 @@ def pretrained_name(model_name: str) -> str:
     return model_name.split("/", 1)[1] if model_name.startswith("timm/") else model_name
 
 
+@contextmanager
+def _hub_offline_if_asked() -> Iterator[None]:
+    """With ``CARL_GEO_OFFLINE`` set, Hugging Face Hub downloads are off too (only its cache is read),
+    so an offline run fails at once instead of retrying for about a minute."""
+    from carl_geo.weights.store import offline
+
+    if not offline():
+        yield
+        return
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        yield
+        return
+    old = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = old
+
+
 def create_pretrained(model_name: str, source: str, **kwargs: Any) -> nn.Module:
     """``timm.create_model(model_name, pretrained=True, **kwargs)`` from ``source`` (``"timm"`` or a
     file path, see :func:`normalize_source`), with one-line errors.
@@ -65,10 +91,11 @@ def create_pretrained(model_name: str, source: str, **kwargs: Any) -> nn.Module:
         kwargs["pretrained_cfg_overlay"] = dict(file=source)
     where = "the Hugging Face Hub" if source == TIMM else source
     try:
-        return timm.create_model(name, pretrained=True, **kwargs)
+        with _hub_offline_if_asked():
+            return timm.create_model(name, pretrained=True, **kwargs)
     except RuntimeError as e:  # torch's load_state_dict: missing keys / size mismatch
         first = " ".join(str(e).split())[:300]
-        raise ValueError(f"the timm weights of {name} from {where} do not fit this encoder ({first}); pretrained "
+        raise CarlGeoError(f"the timm weights of {name} from {where} do not fit this encoder ({first}); pretrained "
                          "weights exist only for the unmodified architecture (e.g. the published config)") from None
     except (OSError, ConnectionError) as e:  # huggingface_hub's errors derive from OSError
         if source != TIMM:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from carl_geo.errors import CarlGeoError
+
 #: AVIRIS-like band centres: 224 bands over 0.40-2.50 µm minus the water-vapour bands.
 _WATER_UM = ((1.34, 1.44), (1.79, 1.96), (2.46, 2.60))
 
@@ -145,7 +147,7 @@ def hyperspectral_fields(out_dir: str | os.PathLike, *, size: int = 145, n_bands
     from shapely.geometry import shape
 
     if n_classes < 2:
-        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        raise CarlGeoError(f"n_classes must be >= 2, got {n_classes}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

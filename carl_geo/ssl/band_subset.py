@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from carl_geo.errors import CarlGeoError
+
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     """A generator seeded by (seed, epoch, index), independent of the global RNG and of workers."""
@@ -37,7 +39,7 @@ class RandomBandSubset(Dataset):
 
     def __init__(self, dataset: Dataset, n_bands: int, seed: int = 0) -> None:
         if int(n_bands) < 1:
-            raise ValueError(f"band_subset must be >= 1, got {n_bands}")
+            raise CarlGeoError(f"band_subset must be >= 1, got {n_bands}")
         self.dataset, self.n_bands, self.seed = dataset, int(n_bands), seed
         self.epoch = 0
 

@@ -348,7 +348,7 @@ class SSLDataModule(L.LightningDataModule):
         if not n_bands or isinstance(dataset, RandomBandSubset):
             return dataset
         if n_bands < MIN_SSL_BANDS:
-            raise ValueError(f"band_subset must be >= {MIN_SSL_BANDS} (CARL-SSL masks band blocks), got {n_bands}")
+            raise CarlGeoError(f"band_subset must be >= {MIN_SSL_BANDS} (CARL-SSL masks band blocks), got {n_bands}")
         return RandomBandSubset(dataset, n_bands, seed=self.seed + 104_729 * (index + 1))
 
     @staticmethod

@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 
 from carl_geo.ssl.band_subset import sample_generator
 from carl_geo.transforms import standardize_image
+from carl_geo.errors import CarlGeoError
 
 #: Reflectance scale of the stored digital numbers (upstream divides by 10000).
 REFLECTANCE_SCALE = 1e-4
@@ -54,7 +55,7 @@ def read_wavelengths_nm(path: str | os.PathLike) -> list[float]:
     """Wavelengths (nm, one number per line, upstream's ``wlens_path`` format) -> µm."""
     values = np.loadtxt(path, dtype=np.float64, ndmin=1)
     if values.ndim != 1 or not len(values) or not np.isfinite(values).all() or (values < 100).any():
-        raise ValueError(f"{path}: expected one wavelength in nanometres per line")
+        raise CarlGeoError(f"{path}: expected one wavelength in nanometres per line")
     return [round(float(v) / 1000.0, 6) for v in values]
 
 
@@ -78,7 +79,7 @@ def _read(path: Path, bands: Sequence[int] | None = None) -> np.ndarray:
         with rasterio.open(path) as src:
             return src.read(list(bands) if bands else None).astype(np.float32)
     except (rasterio.errors.RasterioError, OSError, IndexError) as e:
-        raise ValueError(f"cannot read {path}: {e}") from None
+        raise CarlGeoError(f"cannot read {path}: {e}") from None
 
 
 def _sample(image: np.ndarray | Tensor, wavelengths: Tensor) -> dict[str, Any]:
@@ -105,7 +106,7 @@ class _EnMAPFiles(Dataset):
     def _load(self, path: Path) -> dict[str, Any]:
         image = _read(path, self.bands)
         if image.shape[0] != len(self.wavelengths):
-            raise ValueError(f"{path} has {image.shape[0]} bands but {len(self.wavelengths)} wavelengths are given; "
+            raise CarlGeoError(f"{path} has {image.shape[0]} bands but {len(self.wavelengths)} wavelengths are given; "
                              "give a wavelength file with one line per band of the files (wavelengths_file), or "
                              "select the bands it lists (bands)")
         return _sample(image, self.wavelengths)
@@ -246,7 +247,7 @@ class LayoutSource:
             return SpectralEarth(self.root, self.wavelengths_file, self.bands, seed=seed)
         if self.layout == "bigearthnet":
             return BigEarthNetS2(self.root, self.size)
-        raise ValueError(f"unknown pre-training layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
+        raise CarlGeoError(f"unknown pre-training layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
 
 
 __all__ = ["BIGEARTHNET_BANDS_NM", "BigEarthNetS2", "HySpecNet11k", "LAYOUTS", "LayoutSource", "SpectralEarth",

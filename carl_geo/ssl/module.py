@@ -223,7 +223,7 @@ class CARLPretrainTask(L.LightningModule):
         optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.get("lr_schedule", "warmup_cosine") == "epoch_cosine":
             if self.trainer.max_epochs is None or self.trainer.max_epochs < 1:
-                raise ValueError("lr_schedule 'epoch_cosine' needs trainer.max_epochs (the cosine period)")
+                raise CarlGeoError("lr_schedule 'epoch_cosine' needs trainer.max_epochs (the cosine period)")
             cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(self.trainer.max_epochs),
                                                                 eta_min=hp.min_lr)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "epoch"}}

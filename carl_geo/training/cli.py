@@ -55,8 +55,7 @@ def _positive_int(value: str) -> int:
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``train`` sub-command."""
-    from carl_geo.models.config import CONFIGS
-    from carl_geo.models.segmentation import HEADS
+    from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES
     from carl_geo.training.recipe import NORMALIZATIONS
 
     p = subparsers.add_parser(
@@ -83,8 +82,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "raster has more than 3 bands; makes the model work with fewer bands and bounds the cost)")
     p.add_argument("--normalization", choices=NORMALIZATIONS, default="scene",
                    help="scalar mean/std of the whole scene (default, stored in the model) or of each chip/tile")
-    p.add_argument("--config", default="tiny", choices=sorted(CONFIGS), help="CARL size (default tiny)")
-    p.add_argument("--head", default="progressive", choices=sorted(HEADS))
+    p.add_argument("--config", default="tiny", choices=CONFIG_NAMES, help="CARL size (default tiny)")
+    p.add_argument("--head", default="progressive", choices=HEAD_NAMES)
     p.add_argument("--patch-size", type=_positive_int, help="backbone patch size in pixels (default: 2 or 4 from "
                    "the polygon sizes)")
     p.add_argument("--chip-size", type=_positive_int, help="training chip side in pixels (default: 16 patches)")

@@ -34,14 +34,15 @@ from carl_geo.datasets.vector_labels import (
     rasterize_labels,
     read_label_vector,
 )
-from carl_geo.errors import Cancelled
+from carl_geo.errors import Cancelled, CarlGeoError
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.models import CARL, CARLSegmenter, ModelBundle, get_config, load_bundle, make_bundle, save_bundle
 from carl_geo.models.config import CONFIGS
 from carl_geo.models.segmentation import HEADS
 from carl_geo.training.chips import ChipSampler, augment, holdout_split, labels_window, tiles
 from carl_geo.training.metrics import confusion_matrix, mean_iou, segmentation_report
-from carl_geo.training.recipe import SceneFacts, TrainingRecipe, plan_recipe
+from carl_geo.models.spectral_binning import apply_bins, bin_matrix, random_bins
+from carl_geo.training.recipe import MIN_TRAIN_BANDS, SceneFacts, TrainingRecipe, plan_recipe
 from carl_geo.training.outputs import check_training_paths, confusion_png_path
 from carl_geo.training.report import confusion_png
 
@@ -87,7 +88,7 @@ def _pick_device(device: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
+        raise CarlGeoError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
     return torch.device(device)
 
 
@@ -97,23 +98,23 @@ def _check_args(raster: Path, out: Path, weights: Path | None, recipe: TrainingR
     if weights is not None and not weights.exists():
         raise FileNotFoundError(f"weights file not found: {weights}")
     if recipe.config not in CONFIGS:
-        raise ValueError(f"config must be one of {sorted(CONFIGS)}, got {recipe.config!r}")
+        raise CarlGeoError(f"config must be one of {sorted(CONFIGS)}, got {recipe.config!r}")
     if recipe.head not in HEADS:
-        raise ValueError(f"head must be one of {sorted(HEADS)}, got {recipe.head!r}")
+        raise CarlGeoError(f"head must be one of {sorted(HEADS)}, got {recipe.head!r}")
     for name in ("max_steps", "batch_size", "patch_size", "val_every"):
         v = getattr(recipe, name)
         if v is not None and (isinstance(v, bool) or int(v) != v or v < 1):
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            raise CarlGeoError(f"{name} must be a positive integer, got {v!r}")
     if recipe.chip_size is not None and (recipe.chip_size < 16 or recipe.chip_size % 8):
-        raise ValueError(f"chip_size must be a multiple of 8 and at least 16 pixels, got {recipe.chip_size}")
+        raise CarlGeoError(f"chip_size must be a multiple of 8 and at least 16 pixels, got {recipe.chip_size}")
     if recipe.max_minutes is not None and not recipe.max_minutes > 0:
-        raise ValueError(f"max_minutes must be > 0, got {recipe.max_minutes}")
+        raise CarlGeoError(f"max_minutes must be > 0, got {recipe.max_minutes}")
     if not 0 <= recipe.val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {recipe.val_fraction}")
+        raise CarlGeoError(f"val_fraction must be in [0, 1), got {recipe.val_fraction}")
     if not recipe.lr > 0:
-        raise ValueError(f"lr must be > 0, got {recipe.lr}")
+        raise CarlGeoError(f"lr must be > 0, got {recipe.lr}")
     if out.exists() and out.is_dir():
-        raise ValueError(f"out must be a file path, {out} is a folder")
+        raise CarlGeoError(f"out must be a file path, {out} is a folder")
 
 
 def resolve_raster_bands(src: rasterio.DatasetReader, *, wavelengths: Sequence[float] | None,
@@ -135,7 +136,7 @@ def scene_statistics(src: rasterio.DatasetReader, indexes: Sequence[int], max_si
     valid = ~np.ma.getmaskarray(data).any(0) & np.isfinite(data.filled(np.nan)).all(0)
     vals = data.filled(np.nan)[:, valid]
     if vals.size == 0:
-        raise ValueError(f"{src.name} has no valid pixel (all nodata) in bands {list(indexes)}")
+        raise CarlGeoError(f"{src.name} has no valid pixel (all nodata) in bands {list(indexes)}")
     return float(vals.mean()), float(vals.std())
 
 
@@ -199,7 +200,7 @@ def _build_model(k: int, recipe: TrainingRecipe, weights: Path | None) -> tuple[
     """A fresh segmenter, or a frozen pretrained backbone + new head; returns (model, frozen)."""
     head = recipe.head
     head_kwargs = dict(HEAD_KWARGS.get(recipe.config, {}).get(head, {}))
-    group = recipe.band_group_size if isinstance(recipe.band_group_size, int) else None
+    group = recipe.max_bands
     if weights is None:
         cfg = get_config(recipe.config)
         cfg.spatial.model_kwargs.update(SCRATCH_SPATIAL_KWARGS)
@@ -207,13 +208,13 @@ def _build_model(k: int, recipe: TrainingRecipe, weights: Path | None) -> tuple[
         cfg.patch_size = patch
         if head == "progressive":
             head_kwargs.setdefault("n_up", max(0, round(math.log2(patch))))
-        return CARLSegmenter(CARL(cfg), k, head, head_kwargs, band_group_size=group), False
+        return CARLSegmenter(CARL(cfg), k, head, head_kwargs, max_bands=group), False
     backbone = load_bundle(weights).backbone
     for p in backbone.parameters():
         p.requires_grad_(False)
     if head == "progressive":
         head_kwargs.setdefault("n_up", max(0, round(math.log2(backbone.patch_size))))
-    return CARLSegmenter(backbone, k, head, head_kwargs, band_group_size=group), True
+    return CARLSegmenter(backbone, k, head, head_kwargs, max_bands=group), True
 
 
 def _backbone_patch(weights: Path | None) -> int | None:
@@ -321,7 +322,7 @@ def train_from_polygons(
         recipe = recipe.replace(**overrides)
     if epochs is not None:
         if int(epochs) != epochs or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+            raise CarlGeoError(f"epochs must be a positive integer, got {epochs!r}")
         warnings.warn("train_from_polygons(epochs=...) is deprecated: use max_steps", DeprecationWarning,
                       stacklevel=2)
         recipe = recipe.replace(max_steps=max(1, round(epochs * LEGACY_CHIPS_PER_EPOCH / (recipe.batch_size or 8))))
@@ -332,7 +333,7 @@ def train_from_polygons(
     gdf = read_label_vector(labels, label_field)
     with open_raster(raster) as src:
         if src.crs is None:
-            raise ValueError(f"{raster.name} has no coordinate reference system; assign one "
+            raise CarlGeoError(f"{raster.name} has no coordinate reference system; assign one "
                              "(e.g. gdal_edit.py -a_srs EPSG:xxxx) so the polygons can be placed on it")
         indexes, wls, band_names, sensor_name = resolve_raster_bands(src, wavelengths=wavelengths, sensor=sensor,
                                                                      bands=bands)
@@ -377,11 +378,18 @@ def train_from_polygons(
     if r.normalization == "scene":
         img_np = (img_np - mean) / (std + 1e-6)
         img_np[:, ~valid] = 0.0
+    binning = bool(r.max_bands) and img_np.shape[0] > r.max_bands
+    if binning:  # bins are contiguous in wavelength
+        order = np.argsort(wls, kind="stable")
+        img_np = img_np[order]
+        wls_sorted = [wls[i] for i in order]
+    else:
+        wls_sorted = list(wls)
     img_t = torch.from_numpy(_pad_to(img_np.astype(np.float32, copy=False), chip, 0.0))
     valid_t = torch.from_numpy(_pad_to(valid, chip, False))
     train_t = torch.from_numpy(_pad_to(split.train, chip, IGNORE_INDEX))
     val_t = torch.from_numpy(_pad_to(split.val, chip, IGNORE_INDEX))
-    wl_t = torch.tensor(wls, dtype=torch.float32)
+    wl_t = torch.tensor(wls_sorted, dtype=torch.float32)
     sampler = ChipSampler(train_t.numpy(), chip, seed=r.seed)
     gen = torch.Generator().manual_seed(r.seed)
     band_rng = np.random.default_rng(r.seed + 7)
@@ -400,7 +408,8 @@ def train_from_polygons(
     opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=r.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, r.warmup))
     cw = _class_weights(split.train, k).to(dev) if r.class_weights else None
-    subset_txt = f", random subsets of {r.band_subset[0]}-{r.band_subset[1]} bands" if r.band_subset else ""
+    subset_txt = (f", random binning into {max(MIN_TRAIN_BANDS, r.max_bands // 2)}-{r.max_bands} bands" if binning
+                  else f", random subsets of {r.band_subset[0]}-{r.band_subset[1]} bands" if r.band_subset else "")
     say(f"training {'head on a frozen backbone' if frozen else f'{r.config} CARL end to end'} "
         f"({sum(p.numel() for p in params) / 1e6:.2f} M trainable parameters, patch {model.backbone.patch_size}) "
         f"on {dev}: up to {total} steps of {batch} chips of {chip} px{subset_txt}; "
@@ -418,7 +427,11 @@ def train_from_polygons(
             model.backbone.eval()
         x, y = chips(sampler.sample(batch, chip), chip, train_t)
         wl_b: torch.Tensor = wl_t
-        if r.band_subset:
+        if binning:  # a random broad-band camera per sample
+            n_bins = int(band_rng.integers(max(MIN_TRAIN_BANDS, r.max_bands // 2), r.max_bands + 1))
+            edges = [random_bins(x.shape[1], n_bins, band_rng) for _ in range(batch)]
+            x, wl_b = apply_bins(x, wl_t, bin_matrix(edges, x.shape[1]))
+        elif r.band_subset:
             idx = draw_band_subsets(band_rng, batch, x.shape[1], *r.band_subset)
             x = torch.gather(x, 1, idx[:, :, None, None].expand(-1, -1, chip, chip))
             wl_b = wl_t[idx]

@@ -16,12 +16,16 @@ the Sentinel-2 Havelland and the generated 200-band scene; see the README table)
 * **patch size**: 4 px when the median training polygon is at least 8 px across, else 2 px (a patch
   must fit inside the typical polygon so that pure patches exist);
 * **chip size**: about 16 patches across, never more than the labelled window;
-* **band subsets**: each training sample sees a random subset of its bands (sorted by wavelength),
+* **band subsets**: each training sample of a multispectral raster sees a random subset of its bands,
   between ``min`` and ``max`` bands. This is the augmentation that makes the model camera agnostic
-  (a 13-band model then also maps 4 bands) and, with many bands, it bounds the cost of a step;
-* **prediction with many bands**: a model trained on subsets of at most ``n`` bands predicts a raster
-  with more bands as the mean of interleaved groups of at most ``n`` bands (every band used once),
-  so it sees at prediction what it saw in training and the cost stays linear in the band count.
+  (a 13-band model then also maps the scene from 4 bands);
+* **many bands**: a raster with more than ``max_bands`` bands (hyperspectral) is reduced to broader
+  bands by averaging neighbouring bands (:mod:`carl_geo.models.spectral_binning`): each training
+  sample gets a random binning into ``max_bands / 2`` to ``max_bands`` bands (a random broad-band
+  camera), prediction uses ``max_bands`` equal bins. Neighbouring narrow bands are strongly
+  correlated, so little is lost, and the cost of a step stays bounded whatever the band count.
+  (Random subsets of a few narrow bands were tried first: on the generated 200-band scene they
+  missed the narrow absorption features that separate similar classes.)
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+
+from carl_geo.errors import CarlGeoError
 
 #: Normalisation scopes: one scalar mean/std of the whole scene (stored in the model), or of each chip/tile.
 NORMALIZATIONS = ("scene", "chip")
@@ -75,9 +81,10 @@ class TrainingRecipe:
         lr: peak learning rate (AdamW, linear warm-up then cosine decay).
         weight_decay: AdamW weight decay.
         warmup: share of ``max_steps`` spent warming up.
-        band_subset: ``(min, max)`` bands per training sample, ``None`` = all bands always.
-        band_group_size: at prediction, rasters with more bands than this are predicted as the mean
-            over interleaved band groups of at most this many bands (None: all bands at once).
+        band_subset: ``(min, max)`` bands per training sample of a raster with at most ``max_bands``
+            bands (random subsets), ``None`` = all bands always.
+        max_bands: the model sees at most this many bands: a raster with more is binned (random
+            bins in training, equal bins at prediction; stored in the model). None: no limit.
         normalization: ``"scene"`` (one scalar mean/std of the scene, stored in the model and used
             for every tile) or ``"chip"`` (each chip / tile by its own scalar mean/std, as upstream).
         class_weights: weight the loss by inverse square-root class frequency (on top of the
@@ -101,7 +108,7 @@ class TrainingRecipe:
     weight_decay: float = 0.05
     warmup: float = 0.1
     band_subset: tuple[int, int] | None | Literal["auto"] = "auto"
-    band_group_size: int | None | Literal["auto"] = "auto"
+    max_bands: int | None = 24
     normalization: str = "scene"
     class_weights: bool = False
     intensity_jitter: float = 0.0
@@ -128,9 +135,7 @@ class Plan:
     notices: list[str] = field(default_factory=list)
 
 
-#: Training band subsets: at most this many bands per sample (bounds the cost of a step).
-MAX_TRAIN_BANDS = 24
-#: ... and at least this many (a 3-band camera is the smallest one CARL should serve).
+#: Training band subsets: at least this many bands (a 3-band camera is the smallest one CARL should serve).
 MIN_TRAIN_BANDS = 3
 #: A class with fewer labelled pixels than this gets a notice (few chips can be centred on it).
 FEW_PIXELS = 50
@@ -167,7 +172,7 @@ def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, froz
     r = recipe or TrainingRecipe()
     notices: list[str] = []
     if r.normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {r.normalization!r}")
+        raise CarlGeoError(f"normalization must be one of {NORMALIZATIONS}, got {r.normalization!r}")
     h, w = facts.window
     short = min(h, w)
     c = facts.n_bands
@@ -182,27 +187,27 @@ def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, froz
         median = widths[len(widths) // 2]
         patch = 4 if median >= 8 else 2
 
-    # band subsets during training (random subsets of min..max bands per sample)
+    # bands: random subsets (multispectral) or random binning (more than max_bands bands)
+    max_bands = r.max_bands
+    if max_bands is not None and int(max_bands) < MIN_TRAIN_BANDS:
+        raise CarlGeoError(f"max_bands must be >= {MIN_TRAIN_BANDS} or None, got {max_bands!r}")
+    seen = min(c, max_bands) if max_bands else c  # bands the model sees at most
     subset = r.band_subset
     if subset == "auto":
-        subset = (min(MIN_TRAIN_BANDS, c), min(c, MAX_TRAIN_BANDS)) if c > MIN_TRAIN_BANDS else None
+        subset = (min(MIN_TRAIN_BANDS, seen), seen) if seen > MIN_TRAIN_BANDS else None
     if subset is not None:
         lo, hi = int(subset[0]), int(subset[1])
         if not 1 <= lo <= hi:
-            raise ValueError(f"band_subset must be (min, max) with 1 <= min <= max, got {subset!r}")
-        subset = (min(lo, c), min(hi, c))
+            raise CarlGeoError(f"band_subset must be (min, max) with 1 <= min <= max, got {subset!r}")
+        subset = (min(lo, seen), min(hi, seen))
         if subset == (c, c):
             subset = None
-    if c > MAX_TRAIN_BANDS and (subset is None or subset[1] >= c):
-        notices.append(f"{c} bands and no band subsets: every step processes all bands, expect slow steps "
-                       f"(band_subset=(3, {MAX_TRAIN_BANDS}) bounds the cost)")
-    group = r.band_group_size
-    if group == "auto":
-        group = subset[1] if subset is not None and subset[1] < c else None
-    if c > 100:
-        notices.append(f"{c} bands: training on random subsets of {subset[0]}-{subset[1]} bands per chip, "
-                       f"predicting with {math.ceil(c / group)} interleaved groups of <= {group} bands"
-                       if subset and group else f"{c} bands")
+    if max_bands and c > max_bands:
+        lo_bins = max(MIN_TRAIN_BANDS, max_bands // 2)
+        notices.append(f"{c} bands: neighbouring bands are averaged into {lo_bins}-{max_bands} broader bands per "
+                       f"training chip and into {max_bands} bands at prediction (max_bands={max_bands})")
+    elif c > 64:
+        notices.append(f"{c} bands and max_bands={max_bands}: every step processes all bands, expect slow steps")
 
     # chip size: ~16 patches across, within the labelled window (and a multiple of the patch size)
     chip = int(r.chip_size) if r.chip_size is not None else 16 * patch
@@ -215,11 +220,11 @@ def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, froz
             chip = fit
     chip -= chip % patch
     if short < 8:
-        raise ValueError(f"the labelled area is only {h} x {w} px; a training chip needs at least 8 x 8 px: "
+        raise CarlGeoError(f"the labelled area is only {h} x {w} px; a training chip needs at least 8 x 8 px: "
                          "draw polygons over a larger part of the raster or use a larger raster")
 
     # batch: a constant budget of band-tokens per step
-    bands_per_sample = subset[1] if subset else c
+    bands_per_sample = subset[1] if subset else seen
     gpu = facts.device in ("cuda", "mps")
     budget = GPU_STEP_BUDGET if gpu else CPU_STEP_BUDGET
     batch = r.batch_size
@@ -241,5 +246,5 @@ def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, froz
                        "away from the polygons; draw polygons over more of the scene if you can")
 
     resolved = r.replace(patch_size=patch, chip_size=chip, batch_size=batch, max_steps=steps, band_subset=subset,
-                         band_group_size=group, val_every=val_every)
+                         val_every=val_every)
     return Plan(resolved, notices)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carl_geo.errors import CarlGeoError
+
 #: Bytes per element of the dtypes a checkpoint layout may name.
 DTYPE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
                "int8": 1, "uint8": 1, "bool": 1}
@@ -76,7 +78,7 @@ class CheckpointLayout:
         tensors = {e["key"]: TensorSpec(tuple(int(s) for s in e["shape"]), str(e["dtype"])) for e in data["keys"]}
         meta = {k: v for k, v in data.items() if k != "keys"}
         if "n_keys" in meta and meta["n_keys"] != len(tensors):
-            raise ValueError(f"{path}: n_keys says {meta['n_keys']} but {len(tensors)} keys are listed")
+            raise CarlGeoError(f"{path}: n_keys says {meta['n_keys']} but {len(tensors)} keys are listed")
         return cls(tensors, name or Path(path).stem, meta)
 
     @classmethod
@@ -154,13 +156,13 @@ def load_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as e:
-        raise ValueError(f"{path} needs an unsafe unpickler (torch.load weights_only=True refused it: "
+        raise CarlGeoError(f"{path} needs an unsafe unpickler (torch.load weights_only=True refused it: "
                          f"{str(e).splitlines()[0]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable torch checkpoint ({str(e).splitlines()[0]})") from None
+        raise CarlGeoError(f"{path} is not a readable torch checkpoint ({str(e).splitlines()[0]})") from None
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
+        raise CarlGeoError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
     state = obj.get("state_dict", obj)
     if not isinstance(state, Mapping):
-        raise ValueError(f"{path} has no 'state_dict'")
+        raise CarlGeoError(f"{path} has no 'state_dict'")
     return state

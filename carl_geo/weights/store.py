@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from carl_geo.models.checkpoint import CheckpointError
+from carl_geo.errors import CarlGeoError, CheckpointError, OutputPathError
 from carl_geo.weights.download import (
     DownloadCancelled,
     DownloadError,
@@ -97,7 +97,7 @@ def get_weights_file(name: str | WeightsFile) -> WeightsFile:
     try:
         return PUBLISHED[name]
     except KeyError:
-        raise ValueError(f"unknown weights {name!r}; known: {', '.join(PUBLISHED)}") from None
+        raise CarlGeoError(f"unknown weights {name!r}; known: {', '.join(PUBLISHED)}") from None
 
 
 def cache_dir() -> Path:
@@ -257,8 +257,6 @@ def download_weights(spec: WeightsFile | str = "carl_ssl", *, path: str | os.Pat
             say(f"{path} is present and verified")
             return path
         if not check.ok and not _in_cache(path):
-            from carl_geo.errors import OutputPathError
-
             raise OutputPathError(
                 f"{path} (named by {spec.path_env} or the caller) is not the {spec.name} weights "
                 f"({check.message}); the download would replace it, and carl_geo replaces only files in its cache "

@@ -44,6 +44,8 @@ FLAG_NO_THREADING = _pick(Qgis, "ProcessingAlgorithmFlag", "NoThreading",
                           QgsProcessingAlgorithm, "Flag", "FlagNoThreading")
 PARAM_ADVANCED = _pick(Qgis, "ProcessingParameterFlag", "Advanced", QgsProcessingParameterDefinition, "Flag",
                        "FlagAdvanced")
+PARAM_HIDDEN = _pick(Qgis, "ProcessingParameterFlag", "Hidden", QgsProcessingParameterDefinition, "Flag",
+                     "FlagHidden")
 NUMBER_INTEGER = _pick(Qgis, "ProcessingNumberParameterType", "Integer", QgsProcessingParameterNumber, "Type",
                        "Integer")
 NUMBER_DOUBLE = _pick(Qgis, "ProcessingNumberParameterType", "Double", QgsProcessingParameterNumber, "Type", "Double")
@@ -56,5 +58,5 @@ SOURCE_POLYGON = _pick(Qgis, "ProcessingSourceType", "VectorPolygon", QgsProcess
 
 __all__ = ["AREA_SQUARE_METERS", "FILE_FOLDER", "FLAG_CAN_CANCEL", "FLAG_NO_THREADING", "MESSAGE_CRITICAL",
            "MESSAGE_INFO", "MESSAGE_SUCCESS",
-           "MESSAGE_WARNING", "NUMBER_DOUBLE", "NUMBER_INTEGER", "PARAM_ADVANCED", "QAction", "SOURCE_POLYGON",
+           "MESSAGE_WARNING", "NUMBER_DOUBLE", "NUMBER_INTEGER", "PARAM_ADVANCED", "PARAM_HIDDEN", "QAction", "SOURCE_POLYGON",
            "WKB_MULTIPOLYGON"]

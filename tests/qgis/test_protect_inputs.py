@@ -57,13 +57,13 @@ CASES: dict[str, Callable[[dict[str, Path]], list[tuple[dict[str, Any], Path]]]]
     ],
     "carl:trainfrompolygons": lambda f: [
         ({"INPUT": str(f["raster"]), "POLYGONS": str(f["polygons"]), "FIELD": "label", "SENSOR": "landsat7_etm",
-          "EPOCHS": 1, "DEVICE": "cpu", "OUTPUT_MODEL": str(f["raster"]), "OUTPUT": str(f["raster"].with_name("c.tif"))},
+          "MAX_STEPS": 4, "DEVICE": "cpu", "OUTPUT_MODEL": str(f["raster"]), "OUTPUT": str(f["raster"].with_name("c.tif"))},
          f["raster"]),
         ({"INPUT": str(f["raster"]), "POLYGONS": str(f["polygons"]), "FIELD": "label", "SENSOR": "landsat7_etm",
-          "EPOCHS": 1, "DEVICE": "cpu", "OUTPUT_MODEL": str(f["polygons"]),
+          "MAX_STEPS": 4, "DEVICE": "cpu", "OUTPUT_MODEL": str(f["polygons"]),
           "OUTPUT": str(f["raster"].with_name("c.tif"))}, f["polygons"]),
         ({"INPUT": str(f["raster"]), "POLYGONS": str(f["polygons"]), "FIELD": "label", "SENSOR": "landsat7_etm",
-          "EPOCHS": 1, "DEVICE": "cpu", "WEIGHTS": str(f["model"]), "OUTPUT_MODEL": str(f["model"]),
+          "MAX_STEPS": 4, "DEVICE": "cpu", "WEIGHTS": str(f["model"]), "OUTPUT_MODEL": str(f["model"]),
           "OUTPUT": str(f["raster"].with_name("c.tif"))}, f["model"]),
     ],
 }

@@ -49,7 +49,7 @@ def trained(carl_provider: Any, nc_scene: Any, tmp_path_factory: pytest.TempPath
     assert memory.providerType() == "memory" and memory.featureCount() == polygons.featureCount()
     out_dir = tmp_path_factory.mktemp("train")
     params = {"INPUT": str(nc_scene.image), "POLYGONS": memory, "FIELD": nc_scene.label_field,
-              "SENSOR": nc_scene.sensor, "EPOCHS": 2, "CHIP_SIZE": 32, "TRAIN_BATCH_SIZE": 8, "DEVICE": "cpu",
+              "SENSOR": nc_scene.sensor, "MAX_STEPS": 16, "CHIP_SIZE": 32, "TRAIN_BATCH_SIZE": 8, "DEVICE": "cpu",
               "TILE_SIZE": 128, "OVERLAP": 16, "OUTPUT_MODEL": str(out_dir / "nc_model.pt"),
               "OUTPUT": str(out_dir / "nc_classes.tif")}
     result = processing.runAndLoadResults("carl:trainfrompolygons", params)
@@ -115,7 +115,7 @@ def test_train_one_class_is_clear(carl_provider: Any, nc_scene: Any, tmp_path: P
     polygons = QgsVectorLayer(str(shutil.copy(nc_scene.polygons, tmp_path / "polygons.gpkg")), "water only", "ogr")
     assert polygons.setSubsetString("\"label\" = 'water'") and polygons.featureCount() == 4
     params = {"INPUT": str(nc_scene.image), "POLYGONS": polygons, "FIELD": nc_scene.label_field,
-              "SENSOR": nc_scene.sensor, "EPOCHS": 1, "DEVICE": "cpu", "OUTPUT_MODEL": str(tmp_path / "m.pt"),
+              "SENSOR": nc_scene.sensor, "MAX_STEPS": 4, "DEVICE": "cpu", "OUTPUT_MODEL": str(tmp_path / "m.pt"),
               "OUTPUT": str(tmp_path / "c.tif")}
     with pytest.raises(QgsProcessingException, match="(?i)one class|single class|only .*class"):
         processing.run("carl:trainfrompolygons", params)
@@ -127,7 +127,7 @@ def test_train_cancel_writes_nothing(carl_provider: Any, nc_scene: Any, tmp_path
     from qgis.core import QgsProcessingException
 
     params = {"INPUT": str(nc_scene.image), "POLYGONS": str(nc_scene.polygons), "FIELD": nc_scene.label_field,
-              "SENSOR": nc_scene.sensor, "EPOCHS": 5, "CHIP_SIZE": 32, "DEVICE": "cpu",
+              "SENSOR": nc_scene.sensor, "MAX_STEPS": 40, "CHIP_SIZE": 32, "DEVICE": "cpu",
               "OUTPUT_MODEL": str(tmp_path / "m.pt"), "OUTPUT": str(tmp_path / "c.tif")}
     feedback = CancelAfterFirstStep.make()
     with pytest.raises(QgsProcessingException, match="cancelled; no model was written"):

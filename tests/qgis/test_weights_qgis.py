@@ -130,7 +130,7 @@ def test_train_with_the_published_backbone(carl_provider: Any, published: dict, 
     polygons = Path(shutil.copy(scene.polygons, tmp_path / "polygons.gpkg"))
     result = processing.run("carl:trainfrompolygons", {
         "INPUT": str(scene.image), "POLYGONS": str(polygons), "FIELD": scene.label_field, "SENSOR": scene.sensor,
-        "PUBLISHED_BACKBONE": True, "EPOCHS": 1, "CHIP_SIZE": 32, "TRAIN_BATCH_SIZE": 8, "DEVICE": "cpu",
+        "PUBLISHED_BACKBONE": True, "MAX_STEPS": 4, "CHIP_SIZE": 32, "TRAIN_BATCH_SIZE": 8, "DEVICE": "cpu",
         "TILE_SIZE": 128, "OVERLAP": 16, "OUTPUT_MODEL": str(tmp_path / "model.pt"),
         "OUTPUT": str(tmp_path / "classes.tif")})
     model = carl_geo.load_bundle(result["OUTPUT_MODEL"])

@@ -41,7 +41,7 @@ from carl_qgis.algorithms.base import (
     warnings_to_feedback,
 )
 from carl_qgis.algorithms.published_weights import PUBLISHED_CHOICE, published_weights_path
-from carl_qgis.compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_POLYGON
+from carl_qgis.compat import NUMBER_DOUBLE, NUMBER_INTEGER, PARAM_HIDDEN, SOURCE_POLYGON
 from carl_qgis.styling import style_on_load
 
 #: Share of the progress bar used by training; the rest is the prediction of the whole raster.
@@ -95,7 +95,8 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
     WEIGHTS = "WEIGHTS"
     PUBLISHED_BACKBONE = "PUBLISHED_BACKBONE"
     CONFIG = "CONFIG"
-    EPOCHS = "EPOCHS"
+    EPOCHS = "EPOCHS"  # deprecated (hidden): an old epoch was 64 chips
+    MAX_STEPS = "MAX_STEPS"
     CHIP_SIZE = "CHIP_SIZE"
     TRAIN_BATCH_SIZE = "TRAIN_BATCH_SIZE"
     VAL_FRACTION = "VAL_FRACTION"
@@ -128,16 +129,20 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         self.add_model_file(self.tr("Pretrained backbone weights (optional)"), self.WEIGHTS, optional=True)
         self.addParameter(QgsProcessingParameterBoolean(self.PUBLISHED_BACKBONE, self.tr(PUBLISHED_CHOICE), False))
         self.addParameter(QgsProcessingParameterNumber(
-            self.EPOCHS, self.tr("Epochs (0 = automatic)"), NUMBER_INTEGER, 0,
-            minValue=0, maxValue=10000))
+            self.MAX_STEPS, self.tr("Training steps at most (0 = automatic; stops early when the held-out "
+                                    "polygons stop improving)"), NUMBER_INTEGER, 0, minValue=0, maxValue=100000))
         self.add_device_parameter()
+        epochs = QgsProcessingParameterNumber(self.EPOCHS, self.tr("Epochs (deprecated: use training steps)"),
+                                              NUMBER_INTEGER, 0, minValue=0, maxValue=10000)
+        epochs.setFlags(epochs.flags() | PARAM_HIDDEN)
+        self.addParameter(epochs)
         advanced = [
             choice_parameter(self.CONFIG, self.tr("Network size (without pretrained weights)"),
                              ["tiny", "published"], "tiny"),
-            QgsProcessingParameterNumber(self.CHIP_SIZE, self.tr("Training chip size (pixels)"),
-                                         NUMBER_INTEGER, 64, minValue=16, maxValue=1024),
-            QgsProcessingParameterNumber(self.TRAIN_BATCH_SIZE, self.tr("Training batch size"),
-                                         NUMBER_INTEGER, 8, minValue=1, maxValue=1024),
+            QgsProcessingParameterNumber(self.CHIP_SIZE, self.tr("Training chip size in pixels (0 = automatic)"),
+                                         NUMBER_INTEGER, 0, minValue=0, maxValue=1024),
+            QgsProcessingParameterNumber(self.TRAIN_BATCH_SIZE, self.tr("Training batch size (0 = automatic)"),
+                                         NUMBER_INTEGER, 0, minValue=0, maxValue=1024),
             QgsProcessingParameterNumber(self.VAL_FRACTION, self.tr("Share of polygons held out for validation"),
                                          NUMBER_DOUBLE, 0.25, minValue=0.0, maxValue=0.9),
             QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), NUMBER_INTEGER,
@@ -170,7 +175,11 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                 raise QgsProcessingException("Choose either a pretrained weights file or the published CARL-SSL "
                                              "backbone, not both.")
             weights = published_weights_path(feedback)
+        max_steps = self.parameterAsInt(parameters, self.MAX_STEPS, context) or None
         epochs = self.parameterAsInt(parameters, self.EPOCHS, context) or None
+        if epochs and not max_steps:  # models saved before training steps existed
+            max_steps = max(1, epochs * 8)
+            feedback.pushInfo(f"'Epochs' is deprecated: training for at most {max_steps} steps")
         model_out = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         polygons_file = layer_file(self.parameterAsVectorLayer(parameters, self.POLYGONS, context))
@@ -190,8 +199,9 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                     result = train_from_polygons(
                         src, labels, field, model_out, weights=weights,
                         config=self.parameterAsEnumString(parameters, self.CONFIG, context) or "tiny",
-                        epochs=epochs, chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
-                        batch_size=self.parameterAsInt(parameters, self.TRAIN_BATCH_SIZE, context),
+                        max_steps=max_steps,
+                        chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context) or None,
+                        batch_size=self.parameterAsInt(parameters, self.TRAIN_BATCH_SIZE, context) or None,
                         val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
                         seed=self.parameterAsInt(parameters, self.SEED, context), device=tiling["device"],
                         progress=progress_bridge(feedback, 0.0, TRAIN_SHARE), log=feedback.pushInfo, **wl_args)
