@@ -124,6 +124,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
             self.EPOCHS, self.tr("Epochs (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0,
             minValue=0, maxValue=10000))
         self.add_device_parameter()
+        self.add_precision_parameter(advanced=True)
         advanced = [
             choice_parameter(self.CONFIG, self.tr("Network size (without pretrained weights)"),
                              ["tiny", "published"], "tiny"),
