@@ -76,19 +76,33 @@ def tile_cost(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
              "load_after": uptime()} for s in sizes]
 
 
+#: A centred-context reference: every pixel's prediction comes mostly from a tile where it lies >= 56 px
+#: from the tile edge (overlap 112 of 256).
+WIDE = (256, 112)
+
+
 def class_maps(data: Path, out: Path) -> list[dict[str, Any]]:
+    """Agreement of the class maps at today's defaults and at the former ones, with each other and
+    with a wide-overlap run (:data:`WIDE`); for the NC model also the demo's scores against strata.tif."""
+    from bench_int8 import nc_scores
+
     rows = []
     nc, scene = nc_model(data)
     gen, gen_src = generated_model(data)
     for name, bundle, src in (("NC demo model, NC Landsat 7 scene", nc, scene.image),
                               ("tiny CARL trained on a generated 13-band 1024^2 scene", gen, gen_src)):
-        paths = []
-        for tile, overlap in (OLD, NEW):
+        paths = {}
+        for tile, overlap in (OLD, NEW, WIDE):
             r = predict_raster(bundle, src, out / f"_cls_{tile}_{overlap}.tif", tile_size=tile, overlap=overlap,
                                device="cpu")
-            paths.append(r.path)
-        rows.append({"name": name, **class_agreement(*paths)})
-        for p in paths:
+            paths[(tile, overlap)] = r.path
+        row: dict[str, Any] = {"name": name, **class_agreement(paths[OLD], paths[NEW]),
+                               "old_vs_wide": class_agreement(paths[OLD], paths[WIDE])["agreement"],
+                               "new_vs_wide": class_agreement(paths[NEW], paths[WIDE])["agreement"]}
+        if bundle is nc:
+            row["reference_scores"] = {f"{t}/{o}": nc_scores(p, nc, scene) for (t, o), p in paths.items()}
+        rows.append(row)
+        for p in paths.values():
             p.unlink()
         print(f"class maps {name}: {rows[-1]}", flush=True)
     return rows
@@ -188,9 +202,16 @@ def markdown(res: dict[str, Any]) -> str:
                   "| tile side | µs per pixel (median) |", "|---:|---:|"]
         lines += [f"| {r['tile']} | {r['us_per_px']:.2f} |" for r in res["tile_cost"]]
     if res.get("class_maps"):
-        lines += ["", "## Class maps: today's defaults vs 256 / 64", "", "| model and scene | pixels | agreement |",
-                  "|---|---:|---:|"]
-        lines += [f"| {r['name']} | {r['pixels']} | {100 * r['agreement']:.2f} % |" for r in res["class_maps"]]
+        lines += ["", f"## Class maps: today's defaults ({NEW[0]} / {NEW[1]}) vs the former 256 / 64", "",
+                  f"`wide` = tile {WIDE[0]} / overlap {WIDE[1]} (every pixel mostly predicted far from a tile edge).", "",
+                  "| model and scene | pixels | new vs former | former vs wide | new vs wide |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['name']} | {r['pixels']} | {100 * r['agreement']:.2f} % | "
+                  f"{100 * r.get('old_vs_wide', float('nan')):.2f} % | {100 * r.get('new_vs_wide', float('nan')):.2f} % |"
+                  for r in res["class_maps"]]
+        for r in res["class_maps"]:
+            if "reference_scores" in r:
+                lines += ["", f"{r['name']} against strata.tif (demo's evaluation pixels): " + "; ".join(
+                    f"{k}: OA {v['overall_accuracy']:.4f}, mIoU {v['mean_iou']:.4f}" for k, v in r["reference_scores"].items())]
     if res.get("predictor"):
         p = res["predictor"]
         lines += ["", f"## predict_raster end to end, {res['config']['size']}^2 x 13 bands uint16, tiny CARL, batch 4",
@@ -244,6 +265,7 @@ def main() -> None:
     p.add_argument("--tile-sizes", default="256,384,512")
     p.add_argument("--sections", default="computed,tile_cost,class_maps,predictor,threads")
     p.add_argument("--data", default=None)
+    p.add_argument("--merge", action="store_true", help="update the sections run in an existing bench_tiling.json")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args()
     out = Path(args.out)
@@ -254,6 +276,9 @@ def main() -> None:
     res: dict[str, Any] = {"meta": {"machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
                                     "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                                     "load_start": uptime()}, "config": {"size": args.size}}
+    if args.merge and (out / "bench_tiling.json").exists():
+        old_res = json.loads((out / "bench_tiling.json").read_text())
+        res = {**old_res, "meta": {**old_res["meta"], "load_start_merge": res["meta"]["load_start"]}}
     res["computed"] = computed()
     if "tile_cost" in sections:
         res["tile_cost"] = tile_cost([int(s) for s in args.tile_sizes.split(",")], max(3, 2 * args.rounds + 1))
