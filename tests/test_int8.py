@@ -89,7 +89,7 @@ def test_int8_model_reexports_after_weights_change() -> None:
 def test_int8_missing_packages_one_clear_error(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(int8_mod, "missing_int8_modules", lambda: ["onnxruntime"])
     src = write_raster(tmp_path / "in.tif", smooth_image(4, 40, 40))
-    with pytest.raises(ValueError, match=r"needs onnxruntime.*pip install") as err:
+    with pytest.raises(ValueError, match=r"needs onnxruntime \(not installed\).*pip install") as err:
         predict_raster(_bundle(), src, tmp_path / "out.tif", wavelengths=WL4, precision="int8")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "out.tif").exists()

@@ -105,7 +105,7 @@ def require_int8() -> None:
     packages are installed."""
     missing = missing_int8_modules()
     if missing:
-        raise Int8Unavailable(f"precision 'int8' needs {', '.join(missing)}, which is not installed; "
+        raise Int8Unavailable(f"precision 'int8' needs {', '.join(missing)} (not installed); "
                               f"run: {INT8_INSTALL}; or use precision 'fp32'")
 
 
