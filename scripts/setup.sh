@@ -32,7 +32,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing torch 2.14.1 + torchvision 0.29.1 (large download on first run)"
   "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
   echo "[setup] installing carl_geo and its dependencies"
-  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  "$VENV/bin/python" -m pip install -q -e ".[test,int8]"
   echo "$want" > "$stamp"
 fi
 echo "[setup] ready: $VENV ($("$VENV/bin/python" --version 2>&1), torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)'))"

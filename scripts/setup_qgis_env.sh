@@ -76,7 +76,7 @@ sys.exit(not (v >= (3, 6) and pyproj.proj_version_str == '$SYSTEM_PROJ'))" 2>/de
   pip_install torch==2.14.1 torchvision==0.29.1
   log "installing carl_geo (editable), torchgeo 0.8.x, requests, pytest"
   # attrs: Debian's 22.2 satisfies affine 3's declared attrs>=21.3 but breaks it (rasterio transforms).
-  pip_install -e "$ROOT" "torchgeo>=0.8,<0.9" "attrs>=23.2" requests pytest
+  pip_install -e "$ROOT[int8]" "torchgeo>=0.8,<0.9" "attrs>=23.2" requests pytest
   echo "$want" > "$stamp"
 fi
 

@@ -20,7 +20,8 @@ from carl_geo.models.bundle import ModelBundle, default_colors
 from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
 
 OUTPUTS = ("classes", "probabilities", "embeddings")
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Autocast dtype per precision; ``"int8"`` runs in ONNX Runtime (:mod:`carl_geo.inference.int8`), no autocast.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": None}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -50,11 +51,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``"fp32"`` (None), ``"bf16"``, ``"fp16"`` (GPU only)."""
+    """Autocast dtype for ``"fp32"`` (None), ``"bf16"``, ``"fp16"`` (GPU only), ``"int8"`` (None; CPU
+    only, needs the optional int8 packages: checked here, before any pixel is read)."""
     if precision not in PRECISIONS:
         raise CarlGeoError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device.type == "cpu":
-        raise CarlGeoError("precision 'fp16' needs a GPU; on CPU use 'bf16' or 'fp32'")
+        raise CarlGeoError("precision 'fp16' needs a GPU; on CPU use 'int8', 'bf16' or 'fp32'")
+    if precision == "int8":
+        if device.type != "cpu":
+            raise CarlGeoError(f"precision 'int8' runs on the CPU; use device 'cpu' (or bf16/fp16 on {device.type})")
+        from carl_geo.inference.int8 import require_int8
+
+        require_int8()
     return PRECISIONS[precision]
 
 
@@ -145,7 +153,9 @@ class ModelRunner:
         wavelengths: (C,) µm.
         output: one of :data:`OUTPUTS`; classes/probabilities apply a softmax over K.
         device: a resolved torch device.
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"`` (CPU: ONNX Runtime with int8
+            weights, :mod:`carl_geo.inference.int8`; one export per input shape, so as with
+            ``compile`` a last, smaller batch is padded; ``eager`` calls run in float32).
         compile: ``torch.compile`` the module (static shapes: a last, smaller batch is padded to
             the batch size the model first saw, so there is one graph per run).
     """
@@ -157,6 +167,11 @@ class ModelRunner:
         self.device = device
         self.autocast_dtype = check_precision(precision, device)
         self.compile = compile
+        self.int8: Any = None
+        if precision == "int8":
+            from carl_geo.inference.int8 import int8_model
+
+            self.int8 = int8_model(module)
         self.wavelengths = torch.tensor([float(w) for w in wavelengths], dtype=torch.float32, device=device)
         self._restore: tuple[torch.device | None, bool] | None = None
         self._forward: Any = module
@@ -227,7 +242,8 @@ class ModelRunner:
         n = x.shape[0]
         x = self._to_device(x, release)
         compiled = self.compile and not eager
-        if compiled:
+        int8 = self.int8 is not None and not eager
+        if compiled or int8:
             if self._compiled_batch is None:
                 self._compiled_batch = n
             if n < self._compiled_batch:  # keep the compiled static shape
@@ -235,7 +251,8 @@ class ModelRunner:
         with torch.inference_mode(), torch.autocast(device_type=self.device.type,
                                                     dtype=self.autocast_dtype or torch.float32,
                                                     enabled=self.autocast_dtype is not None):
-            out = (self._forward if compiled else self.module)(x, self.wavelengths)
+            forward = self.int8 if int8 else self._forward if compiled else self.module
+            out = forward(x, self.wavelengths)
         if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != x.shape[0] \
                 or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -6,8 +6,12 @@ Conventions (pixels):
   ``tile_size - O``.
 * The raster is reflect-padded by ``pad = O // 2`` on every side, so a pixel at the raster
   border sees as much context as a pixel on a seam between two tiles.
-* Tiles start at ``-pad`` and step by the stride; the last tile of each axis is shifted back so
-  that it ends exactly at ``length + pad`` (no tile reaches further into the padding).
+* Each axis gets the fewest tiles that cover ``-pad .. length + pad`` with neighbours sharing at
+  least ``O`` pixels; the tile extent is then shrunk to the smallest multiple of
+  :data:`EXTENT_MULTIPLE` (CARL's patch size) that still covers the axis with that many tiles, and
+  the tiles are spread evenly (the first starts at ``-pad``, the last ends at ``length + pad``).
+  So little is computed twice: at tile 256, overlap 16, a 4096-pixel axis takes 18 tiles of 248 px
+  (1.09 computed pixels per raster pixel along the axis, 1.19 over the area).
 * A raster (plus padding) smaller than one tile gets a single tile of its padded size.
 
 Each tile's prediction is weighted by :func:`blend_window` (a raised-cosine ramp over the
@@ -26,6 +30,15 @@ from carl_geo.errors import CarlGeoError, option
 
 #: Smallest weight of the blending window (at a tile's outermost pixel), so every pixel has weight > 0.
 MIN_WEIGHT = 1e-3
+#: Default tile side (px) of the predictors: the smallest per-pixel cost of CARL on a CPU among
+#: 256 / 384 / 512 (``benchmarks/bench_tiling.py``).
+DEFAULT_TILE_SIZE = 256
+#: Default overlap (px, two CARL patches): with :data:`DEFAULT_TILE_SIZE` and the fitted tile extents
+#: 1.15-1.19 computed pixels per raster pixel on large rasters (1.89 at the former 64).
+DEFAULT_OVERLAP = 16
+#: Fitted tile extents are rounded up to a multiple of this (CARL's patch size: CARL pads any other
+#: size up to it internally, so a smaller multiple would not compute less).
+EXTENT_MULTIPLE = 8
 
 
 def axis_starts(length: int, tile: int, overlap: int, pad: int) -> tuple[int, list[int]]:
@@ -33,23 +46,26 @@ def axis_starts(length: int, tile: int, overlap: int, pad: int) -> tuple[int, li
 
     Args:
         length: raster size along the axis (pixels).
-        tile: requested tile size.
-        overlap: pixels shared by neighbouring tiles (< tile).
+        tile: largest tile size.
+        overlap: fewest pixels shared by neighbouring tiles (< tile).
         pad: reflect padding on each side.
 
     Returns:
-        ``(extent, starts)``: the tile size actually used (``min(tile, length + 2 * pad)``) and the
-        start of every tile in raster coordinates (the first is ``-pad``).
+        ``(extent, starts)``: the tile size actually used (``<= tile``; the padded length when that
+        fits in one tile) and the start of every tile in raster coordinates (the first is ``-pad``,
+        the last is ``length + pad - extent``, neighbours overlap by ``>= overlap``).
     """
     span = length + 2 * pad
     if span <= tile:
         return span, [-pad]
-    stride = tile - overlap
-    starts = [-pad]
-    end = length + pad
-    while starts[-1] + tile < end:
-        starts.append(min(starts[-1] + stride, end - tile))
-    return tile, starts
+    n = math.ceil((span - overlap) / (tile - overlap))  # fewest tiles of the full size
+    extent = math.ceil((span + (n - 1) * overlap) / n)
+    extent = min(tile, -(-extent // EXTENT_MULTIPLE) * EXTENT_MULTIPLE)
+    while True:
+        starts = [-pad + (k * (span - extent)) // (n - 1) for k in range(n)]
+        if extent >= tile or all(b - a <= extent - overlap for a, b in zip(starts, starts[1:])):
+            return extent, starts
+        extent += 1  # integer spacing left a pair sharing fewer than `overlap` pixels
 
 
 def blend_window_1d(size: int, overlap: int, min_weight: float = MIN_WEIGHT) -> np.ndarray:

@@ -21,7 +21,7 @@ from carl_geo.inference.engine import iter_batches, run_tiled
 from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
 from carl_geo.inference.predictor import _encode, _output_layout
 from carl_geo.inference.runner import OUTPUTS, ModelRunner, check_precision, finish_spec, model_spec, resolve_device
-from carl_geo.inference.tiling import TileGrid, check_tiling
+from carl_geo.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, TileGrid, check_tiling
 from carl_geo.io.band_metadata import check_wavelengths
 from carl_geo.sensors import get_sensor
 
@@ -83,8 +83,8 @@ def predict_dataarray(
     wavelengths: Sequence[float] | None = None,
     sensor: str | None = None,
     output: str = "classes",
-    tile_size: int = 256,
-    overlap: int = 64,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
     batch_size: int = 4,
     normalization: Any = None,
     device: str = "cpu",
@@ -137,7 +137,7 @@ def predict_dataarray(
     y_dim, x_dim = da.rio.y_dim, da.rio.x_dim
     band_dim = next(d for d in da.dims if d not in (y_dim, x_dim))
     da = da.transpose(band_dim, y_dim, x_dim)
-    dev = resolve_device(device)
+    dev = resolve_device("cpu" if precision == "int8" and device == "auto" else device)  # int8: CPU only
     check_precision(precision, dev)
 
     spec = model_spec(model, output, class_names, colors)

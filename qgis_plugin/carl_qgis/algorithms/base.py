@@ -38,6 +38,11 @@ from carl_qgis.compat import FLAG_CAN_CANCEL, NUMBER_INTEGER, PARAM_ADVANCED
 
 AUTO = "auto"
 DEVICES = ("auto", "cpu", "cuda")
+#: Prediction precisions offered (int8: CPU, needs onnxruntime; bf16 / fp16: GPU autocast).
+PRECISIONS = ("fp32", "int8", "bf16", "fp16")
+#: = carl_geo.inference.tiling.DEFAULT_TILE_SIZE / DEFAULT_OVERLAP (not imported at plugin load: torch)
+DEFAULT_TILE_SIZE = 256
+DEFAULT_OVERLAP = 16
 MODEL_FILE_FILTER = "CARL model files (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*.*)"
 
 
@@ -208,6 +213,7 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
     OVERLAP = "OVERLAP"
     BATCH_SIZE = "BATCH_SIZE"
     DEVICE = "DEVICE"
+    PRECISION = "PRECISION"
     OUTPUT = "OUTPUT"
 
     def tr(self, text: str) -> str:
@@ -254,10 +260,10 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
         """Tile size, overlap and batch size of the tiled prediction (``advanced``: under Advanced Parameters)."""
         params = [
             QgsProcessingParameterNumber(
-                self.TILE_SIZE, self.tr("Tile size (pixels)"), NUMBER_INTEGER, 256,
+                self.TILE_SIZE, self.tr("Tile size (pixels)"), NUMBER_INTEGER, DEFAULT_TILE_SIZE,
                 minValue=16, maxValue=8192),
             QgsProcessingParameterNumber(
-                self.OVERLAP, self.tr("Tile overlap (pixels)"), NUMBER_INTEGER, 64,
+                self.OVERLAP, self.tr("Tile overlap (pixels)"), NUMBER_INTEGER, DEFAULT_OVERLAP,
                 minValue=0, maxValue=4096),
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE, self.tr("Batch size (tiles per forward pass)"), NUMBER_INTEGER,
@@ -268,6 +274,12 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
 
     def add_device_parameter(self) -> None:
         self.addParameter(choice_parameter(self.DEVICE, self.tr("Device"), DEVICES, AUTO))
+
+    def add_precision_parameter(self, advanced: bool = False) -> None:
+        """Precision of the prediction (``int8``: 2-3x faster on a CPU, small accuracy cost)."""
+        param = choice_parameter(self.PRECISION, self.tr(
+            "Precision (int8: faster on a CPU, needs onnxruntime; bf16/fp16: GPU)"), PRECISIONS, "fp32")
+        self.addParameter(set_advanced(param) if advanced else param)
 
     # -- reading them ------------------------------------------------------------------
     def require_dependencies(self) -> None:
@@ -306,9 +318,12 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
             import_carl("carl_geo.inference.tiling").check_tiling(tile, overlap)
         except ValueError as e:
             raise user_error(e) from e
-        return {"tile_size": tile, "overlap": overlap,
+        args = {"tile_size": tile, "overlap": overlap,
                 "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
                 "device": self.parameterAsEnumString(parameters, self.DEVICE, context) or AUTO}
+        if self.parameterDefinition(self.PRECISION) is not None:
+            args["precision"] = self.parameterAsEnumString(parameters, self.PRECISION, context) or "fp32"
+        return args
 
     def model_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
         path = self.parameterAsFile(parameters, self.MODEL, context)

@@ -51,6 +51,7 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
         self.add_wavelength_parameters()
         self.add_tiling_parameters()
         self.add_device_parameter()
+        self.add_precision_parameter()
         self.addParameter(choice_parameter(self.DTYPE, self.tr("Feature data type"), DTYPES, "float32"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("CARL features")))
 

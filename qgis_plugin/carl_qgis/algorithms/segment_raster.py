@@ -56,6 +56,7 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
         self.add_wavelength_parameters()
         self.add_tiling_parameters()
         self.add_device_parameter()
+        self.add_precision_parameter()
         self.addParameter(choice_parameter(self.OUTPUT_TYPE, self.tr("Output"), OUTPUT_TYPES, "classes"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Segmentation")))
         self.addParameter(polygons_parameter())

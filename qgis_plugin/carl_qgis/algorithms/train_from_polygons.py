@@ -136,6 +136,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                                               NUMBER_INTEGER, 0, minValue=0, maxValue=10000)
         epochs.setFlags(epochs.flags() | PARAM_HIDDEN)
         self.addParameter(epochs)
+        self.add_precision_parameter(advanced=True)
         advanced = [
             choice_parameter(self.CONFIG, self.tr("Network size (without pretrained weights)"),
                              ["tiny", "published"], "tiny"),

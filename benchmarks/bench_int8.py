@@ -1,0 +1,323 @@
+"""int8 CPU inference: speed and accuracy cost of ``precision="int8"`` and the alternatives measured.
+
+Speed (one process, alternating rounds, median seconds per forward; ``--configs``, 13 bands,
+128 x 128, batch ``--batch``), same randomly initialised weights everywhere:
+
+* ``upstream fp32``: the upstream CARL code (``--upstream``: folder holding its ``carl`` package);
+* ``carl_geo fp32``: ``carl_geo.CARL`` in eager float32 (the default path);
+* ``int8 ONNX Runtime``: :mod:`carl_geo.inference.int8` (what ``precision="int8"`` runs);
+* ``fp32 ONNX Runtime``: the same ONNX export, not quantised (how much is ONNX Runtime alone);
+* ``torch.ao dynamic int8``: ``torch.ao.quantization.quantize_dynamic`` on the Linear layers
+  (deprecated API, the issue's first try);
+* ``torchao int8 eager``: torchao's ``Int8DynamicActivationInt8WeightConfig`` without
+  ``torch.compile`` (when torchao is installed).
+
+Each is also scored by the cosine similarity of its spatial features to ``carl_geo fp32`` (mean over
+pixels). ``--threads 2,1`` repeats carl_geo fp32 and int8 at each torch / ONNX Runtime thread count.
+
+Accuracy of ``predict_raster(..., precision="int8")`` vs float32 (class agreement on valid pixels,
+per-pixel feature cosine):
+
+* the NC demo model (tiny CARL trained from the shipped Landsat 7 polygons, like ``carl-geo demo``)
+  on the NC scene;
+* a tiny CARL trained on a generated 13-band 1024^2 scene (``bench_models.generated_model``);
+* the ``--configs`` backbones' embeddings on a generated 13-band 512^2 scene.
+
+The machine load (``/proc/loadavg``) is recorded before and after. Writes ``bench_int8.json``,
+``.md`` and ``.png`` to ``--out``.
+
+Example::
+
+    python benchmarks/bench_int8.py --upstream /path/to/CARL --configs published --threads 2,1 --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import carl_geo  # noqa: E402
+from bench_models import class_agreement, feature_cosine, generated_model, nc_model, uptime  # noqa: E402
+from bench_predictor import generate_raster  # noqa: E402
+from carl_geo.inference import int8 as int8_mod  # noqa: E402
+from carl_geo.inference import predict_raster  # noqa: E402
+
+Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Features(torch.nn.Module):
+    """CARL -> its (B, D, h, w) spatial features (a plain tensor)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, img: torch.Tensor, wavelengths: torch.Tensor) -> torch.Tensor:
+        return self.model(img, wavelengths)[0]
+
+
+def ort_fp32(module: torch.nn.Module, x: torch.Tensor, wl: torch.Tensor, threads: int) -> Fn:
+    """The module exported to ONNX and run by ONNX Runtime in float32."""
+    import onnxruntime as ort
+
+    tmp = tempfile.mkdtemp(prefix="bench_int8_")
+    path = Path(tmp) / "fp32.onnx"
+    with int8_mod._quiet(), torch.no_grad():
+        torch.onnx.export(module, (x, wl), str(path), input_names=["img", "wavelengths"], output_names=["out"],
+                          dynamo=True, opset_version=int8_mod.OPSET, external_data=True, verbose=False)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return lambda a, b: torch.from_numpy(sess.run(None, {"img": a.numpy(), "wavelengths": b.numpy()})[0])
+
+
+def candidates(config: str, x: torch.Tensor, wl: torch.Tensor, threads: int, upstream: Path | None,
+               all_kinds: bool) -> tuple[dict[str, Fn], dict[str, float]]:
+    """The forwards to time (name -> fn) and the seconds each took to prepare."""
+    torch.manual_seed(0)
+    ours = Features(carl_geo.CARL(carl_geo.get_config(config))).eval()
+    fns: dict[str, Fn] = {}
+    prep: dict[str, float] = {}
+    if upstream is not None and all_kinds:
+        from bench_vs_upstream import copy_weights, upstream_model
+
+        theirs = upstream_model(upstream, carl_geo.get_config(config)).eval()
+        copy_weights(ours.model, theirs)
+        fns["upstream fp32"] = lambda a, b: theirs(a, b.expand(a.shape[0], -1))[0]
+    fns["carl_geo fp32"] = ours
+    t = time.perf_counter()
+    q = int8_mod.Int8Model(ours, threads=threads)
+    q.session(x, wl)
+    prep["int8 ONNX Runtime"] = time.perf_counter() - t
+    fns["int8 ONNX Runtime"] = q
+    if not all_kinds:
+        return fns, prep
+    t = time.perf_counter()
+    fns["fp32 ONNX Runtime"] = ort_fp32(ours, x, wl, threads)
+    prep["fp32 ONNX Runtime"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fns["torch.ao dynamic int8"] = torch.ao.quantization.quantize_dynamic(copy.deepcopy(ours), {torch.nn.Linear},
+                                                                          dtype=torch.qint8)
+    prep["torch.ao dynamic int8"] = time.perf_counter() - t
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    except ImportError:
+        pass
+    else:
+        t = time.perf_counter()
+        m = copy.deepcopy(ours)
+        quantize_(m, Int8DynamicActivationInt8WeightConfig())
+        fns["torchao int8 eager"] = m
+        prep["torchao int8 eager"] = time.perf_counter() - t
+    return fns, prep
+
+
+def time_alternating(fns: dict[str, Fn], x: torch.Tensor, wl: torch.Tensor, rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of every fn, one call each per round, in turn (a load change hits all alike)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    with torch.inference_mode():
+        for f in fns.values():
+            f(x, wl)  # warm-up
+        for _ in range(rounds):
+            for k, f in fns.items():
+                t = time.perf_counter()
+                f(x, wl)
+                times[k].append(time.perf_counter() - t)
+    return times
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.flatten(2).double(), b.flatten(2).double(), dim=1).mean())
+
+
+def bench_speed(config: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    torch.manual_seed(1)
+    x = torch.randn(args.batch, 13, args.size, args.size)
+    wl = torch.tensor(carl_geo.get_sensor("sentinel2_l1c").wavelengths)
+    for i, threads in enumerate(int(t) for t in args.threads.split(",")):
+        torch.set_num_threads(threads)
+        fns, prep = candidates(config, x, wl, threads, args.upstream, all_kinds=i == 0)
+        load0 = uptime()
+        times = time_alternating(fns, x, wl, args.rounds)
+        with torch.inference_mode():
+            ref = fns["carl_geo fp32"](x, wl)
+            cos = {k: cosine(f(x, wl), ref) for k, f in fns.items()}
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        base = med.get("upstream fp32", med["carl_geo fp32"])
+        for k in fns:
+            rows.append({"config": config, "threads": threads, "bands": 13, "size": args.size, "batch": args.batch,
+                         "kind": k, "images_per_s": args.batch / med[k], "median_s": med[k], "runs_s": times[k],
+                         "speedup_vs_upstream_fp32": base / med[k] if "upstream fp32" in med else None,
+                         "speedup_vs_carl_geo_fp32": med["carl_geo fp32"] / med[k],
+                         "feature_cosine": cos[k], "prepare_s": prep.get(k, 0.0), "load_before": load0,
+                         "load_after": uptime()})
+            r = rows[-1]
+            print(f"{config} {threads} thr {k:24s} {r['images_per_s']:7.3f} img/s  x{r['speedup_vs_carl_geo_fp32']:.2f} "
+                  f"vs carl_geo fp32  cos {cos[k]:.5f}  (prep {r['prepare_s']:.1f} s)", flush=True)
+    torch.set_num_threads(int(args.threads.split(",")[0]))
+    return rows
+
+
+def nc_scores(path: Path, bundle: Any, scene: Any) -> dict[str, float]:
+    """Overall accuracy and mean IoU of a NC class map against ``strata.tif`` on the demo's evaluation
+    pixels (valid, with a reference class, outside the training polygons), as ``carl-geo demo`` scores."""
+    import rasterio
+
+    from carl_geo.demo import _read_scene, _score
+
+    data = _read_scene(scene)
+    with rasterio.open(path) as ds:
+        m = ds.read(1, masked=True)
+    pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
+    eval_mask = data["valid"] & (data["strata"] > 0) & ~data["in_polygons"]
+    s = _score(pred, list(bundle.class_names), data["strata"], eval_mask, scene.class_names,
+               list(data["labels"].class_names))
+    return {"overall_accuracy": s["overall_accuracy"], "mean_iou": s["mean_iou"]}
+
+
+def compare_runs(bundle: Any, src: Path, out: Path, name: str, outputs: tuple[str, ...], scene: Any = None,
+                 **kw: Any) -> dict[str, Any]:
+    """predict_raster fp32 vs int8 on ``src``: class agreement and/or feature cosine, and timings
+    (``scene``: the NC scene, to score both class maps against its reference)."""
+    res: dict[str, Any] = {"name": name, "load_before": uptime()}
+    for output in outputs:
+        paths = {}
+        for precision in ("fp32", "int8"):
+            t = time.perf_counter()
+            r = predict_raster(bundle, src, out / f"_{name}_{output}_{precision}.tif", output=output,
+                               precision=precision, device="cpu", **kw)
+            res[f"{output}_{precision}_s"] = time.perf_counter() - t
+            res["pixels"], res["tiles"] = r.width * r.height, r.tiles
+            paths[precision] = r.path
+        if output == "classes":
+            res["class_agreement"] = class_agreement(paths["fp32"], paths["int8"])["agreement"]
+            if scene is not None:
+                res["reference_scores"] = {k: nc_scores(v, bundle, scene) for k, v in paths.items()}
+        else:
+            res["feature_cosine"] = feature_cosine(paths["fp32"], paths["int8"])
+        for p in paths.values():
+            p.unlink()
+    res["load_after"] = uptime()
+    print(f"accuracy {name}: {json.dumps({k: v for k, v in res.items() if not k.startswith('load')})}", flush=True)
+    return res
+
+
+def bench_accuracy(args: argparse.Namespace, data: Path, out: Path) -> list[dict[str, Any]]:
+    rows = []
+    bundle, scene = nc_model(data)
+    rows.append(compare_runs(bundle, scene.image, out, "NC demo model, NC Landsat 7 scene",
+                             ("classes", "embeddings"), scene=scene))
+    gen_bundle, gen_src = generated_model(data)
+    rows.append(compare_runs(gen_bundle, gen_src, out, "tiny CARL trained on a generated 13-band 1024^2 scene",
+                             ("classes", "embeddings")))
+    small = generate_raster(data / "bench_512.tif", 512)
+    for config in args.configs.split(","):
+        torch.manual_seed(0)
+        feat = carl_geo.make_bundle(carl_geo.CARL(carl_geo.get_config(config)).eval(),
+                                    normalization={"mode": "fixed", "mean": 1800.0, "std": 700.0})
+        rows.append(compare_runs(feat, small, out, f"{config} backbone (random init), generated 13-band 512^2 scene",
+                                 ("embeddings",)))
+    return rows
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["meta"]
+    lines = [f"# bench_int8 ({m['machine']}, torch {m['torch']}, onnxruntime {m['onnxruntime']})", "",
+             f"Load average (1/5/15 min) at start: {m['load_start']}; at end: {m['load_end']}. The machine is shared "
+             "(2 cores, other jobs running): every table compares candidates measured in alternating rounds "
+             "in one process (medians), so ratios are fairer than absolute numbers.", "",
+             "## Model forward, 13 bands, 128 x 128", "",
+             "| config | threads | kind | images/s | x upstream fp32 | x carl_geo fp32 | feature cosine | prepare s |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in result["speed"]:
+        up = f"{r['speedup_vs_upstream_fp32']:.2f}" if r["speedup_vs_upstream_fp32"] else "-"
+        lines.append(f"| {r['config']} | {r['threads']} | {r['kind']} | {r['images_per_s']:.3f} | {up} | "
+                     f"{r['speedup_vs_carl_geo_fp32']:.2f} | {r['feature_cosine']:.5f} | {r['prepare_s']:.1f} |")
+    if result.get("accuracy"):
+        lines += ["", "## predict_raster, precision int8 vs fp32", "",
+                  "| model and scene | pixels | class agreement | feature cosine mean / 1st pct / min | "
+                  "fp32 s | int8 s (incl. export) |", "|---|---:|---:|---|---:|---:|"]
+        for r in result["accuracy"]:
+            agree = f"{100 * r['class_agreement']:.2f} %" if "class_agreement" in r else "-"
+            fc = r.get("feature_cosine")
+            cos = f"{fc['mean']:.5f} / {fc['p1']:.5f} / {fc['min']:.4f}" if fc else "-"
+            first = "classes" if "classes_fp32_s" in r else "embeddings"
+            lines.append(f"| {r['name']} | {r['pixels']} | {agree} | {cos} | {r[f'{first}_fp32_s']:.1f} | "
+                         f"{r[f'{first}_int8_s']:.1f} |")
+        for r in result["accuracy"]:
+            if "reference_scores" in r:
+                a, b = r["reference_scores"]["fp32"], r["reference_scores"]["int8"]
+                lines += ["", f"{r['name']}, scored against the reference map (strata.tif) like `carl-geo demo`: "
+                          f"fp32 OA {a['overall_accuracy']:.4f} / mIoU {a['mean_iou']:.4f}, int8 OA "
+                          f"{b['overall_accuracy']:.4f} / mIoU {b['mean_iou']:.4f}."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["speed"] if r["threads"] == result["speed"][0]["threads"]]
+    fig, ax = plt.subplots(figsize=(2 + 1.3 * len(rows), 4))
+    ax.bar(range(len(rows)), [r["images_per_s"] for r in rows],
+           color=["tab:green" if r["kind"] == "int8 ONNX Runtime" else "tab:gray" for r in rows])
+    for i, r in enumerate(rows):
+        ax.annotate(f"cos {r['feature_cosine']:.4f}", (i, r["images_per_s"]), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(rows)), [f"{r['config']}\n{r['kind'].replace(' ', chr(10), 1)}" for r in rows], fontsize=7)
+    ax.set_ylabel("images / s")
+    ax.set_title(f"CARL 13 bands 128x128, batch {rows[0]['batch']}, {rows[0]['threads']} CPU threads", fontsize=9)
+    ax.margins(y=0.15)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--upstream", type=Path, default=None, help="folder holding upstream's `carl` package")
+    p.add_argument("--configs", default="published")
+    p.add_argument("--threads", default="2,1", help="thread counts; the first gets every candidate")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--data", default=None, help="folder for generated rasters and trained models (default --out)")
+    p.add_argument("--out", default="benchmarks/results")
+    args = p.parse_args()
+    int8_mod.require_int8()
+    import onnxruntime
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data) if args.data else out
+    data.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"meta": {"machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
+                                                  "cores", "torch": torch.__version__,
+                                       "onnxruntime": onnxruntime.__version__, "load_start": uptime()}}
+    result["speed"] = [r for c in args.configs.split(",") for r in bench_speed(c, args)]
+    if not args.skip_accuracy:
+        result["accuracy"] = bench_accuracy(args, data, out)
+    result["meta"]["load_end"] = uptime()
+    (out / "bench_int8.json").write_text(json.dumps(result, indent=1))
+    (out / "bench_int8.md").write_text(markdown(result))
+    chart(result, out / "bench_int8.png")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

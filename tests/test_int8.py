@@ -1,0 +1,110 @@
+"""precision="int8": ONNX Runtime with int8 weights, close to float32 on a tiny CARL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+import carl_geo
+from carl_geo.inference import predict_raster
+from carl_geo.inference import int8 as int8_mod
+from carl_geo.inference.runner import check_precision
+from carl_geo.inference.tiling import TileGrid
+from test_predictor import WL4, smooth_image, write_raster
+
+NEEDS_ORT = pytest.mark.skipif(bool(int8_mod.missing_int8_modules()),
+                               reason="int8 packages missing: pip install 'carl-geo[int8]' (scripts/setup.sh does)")
+
+
+def _bundle(k: int = 5) -> carl_geo.ModelBundle:
+    torch.manual_seed(0)
+    seg = carl_geo.CARLSegmenter(carl_geo.CARL(carl_geo.tiny_config()), k).eval()
+    return carl_geo.make_bundle(seg, normalization={"mode": "fixed", "mean": 2000.0, "std": 500.0})
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel cosine similarity of (D, H, W) feature maps."""
+    return (a * b).sum(0) / (np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0))
+
+
+@NEEDS_ORT
+@pytest.mark.slow
+def test_int8_close_to_fp32_on_tiny_carl(tmp_path: Path) -> None:
+    bundle = _bundle()
+    src = write_raster(tmp_path / "in.tif", smooth_image(4, 150, 170))
+    kw = dict(wavelengths=WL4, tile_size=64, overlap=16, batch_size=3, device="auto")
+    ref = predict_raster(bundle, src, tmp_path / "p32.tif", output="probabilities", **kw)
+    got = predict_raster(bundle, src, tmp_path / "p8.tif", output="probabilities", precision="int8", **kw)
+    assert got.device == "cpu" and got.tiles == ref.tiles
+    with rasterio.open(ref.path) as a, rasterio.open(got.path) as b:
+        p32, p8 = a.read(), b.read()
+    diff = np.abs(p32 - p8)
+    assert 0 < diff.max() < 0.03, diff.max()  # > 0: the int8 model really ran
+    assert (p32.argmax(0) == p8.argmax(0)).mean() >= 0.99
+    # the runner built one ONNX Runtime session (one tile shape) for this model and kept it
+    sessions = int8_mod.int8_model(bundle.model)._sessions
+    grid = TileGrid.build(150, 170, 64, 16)
+    assert [k[0] for k in sessions] == [(3, 4, grid.tile_h, grid.tile_w)]
+
+    e32 = predict_raster(bundle, src, tmp_path / "e32.tif", output="embeddings", **kw)
+    e8 = predict_raster(bundle, src, tmp_path / "e8.tif", output="embeddings", precision="int8", **kw)
+    with rasterio.open(e32.path) as a, rasterio.open(e8.path) as b:
+        f32, f8 = a.read(), b.read()
+    assert f32.shape == f8.shape == (128, 150, 170)
+    cos = _cosine(f32.astype(np.float64), f8.astype(np.float64))
+    assert cos.mean() >= 0.995 and np.percentile(cos, 1) >= 0.98, (cos.mean(), cos.min())
+
+
+@NEEDS_ORT
+def test_int8_model_reexports_after_weights_change() -> None:
+    torch.manual_seed(0)
+
+    class Linear(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, img: torch.Tensor, wavelengths: torch.Tensor) -> torch.Tensor:
+            return self.fc(img.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    module = Linear().eval()
+    model = int8_mod.int8_model(module)
+    assert int8_mod.int8_model(module) is model
+    x, wl = torch.randn(2, 4, 8, 8), torch.tensor(WL4)
+    first = model(x, wl)
+    with torch.no_grad():
+        ref = module(x, wl)
+        assert first.shape == ref.shape == (2, 3, 8, 8)
+        assert torch.allclose(first, ref, atol=0.05)
+        module.fc.weight.mul_(-1.0)  # in place: the session must not go stale
+        flipped = module(x, wl)
+    again = model(x, wl)
+    assert torch.allclose(again, flipped, atol=0.05) and not torch.allclose(again, first, atol=0.05)
+
+
+def test_int8_missing_packages_one_clear_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(int8_mod, "missing_int8_modules", lambda: ["onnxruntime"])
+    src = write_raster(tmp_path / "in.tif", smooth_image(4, 40, 40))
+    with pytest.raises(ValueError, match=r"needs onnxruntime \(not installed\).*pip install") as err:
+        predict_raster(_bundle(), src, tmp_path / "out.tif", wavelengths=WL4, precision="int8")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out.tif").exists()
+
+    from carl_geo.cli import main
+
+    model = tmp_path / "m.pt"
+    carl_geo.save_bundle(_bundle(), model)
+    assert main(["predict", str(src), str(tmp_path / "o.tif"), "--model", str(model), "--wavelengths",
+                 ",".join(map(str, WL4)), "--precision", "int8", "-q"]) == 2
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_int8_runs_on_the_cpu_only() -> None:
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        check_precision("int8", torch.device("cuda"))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        check_precision("int4", torch.device("cpu"))
