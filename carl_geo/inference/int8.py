@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from carl_geo.errors import CarlGeoError
+
 #: Modules precision="int8" needs (import names).
 INT8_MODULES = ("onnxruntime", "onnx", "onnxscript")
 #: The pip command that installs them.
@@ -165,7 +167,7 @@ def export_int8(module: nn.Module, img: torch.Tensor, wavelengths: torch.Tensor,
                                   opset_version=OPSET, external_data=True, verbose=False)
         except Exception as e:  # noqa: BLE001 - any exporter failure means: this model cannot run in int8
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"precision 'int8' could not convert this model to ONNX ({first}); "
+            raise CarlGeoError(f"precision 'int8' could not convert this model to ONNX ({first}); "
                              "use precision 'fp32'") from e
         with _quiet():
             quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True,
@@ -222,7 +224,7 @@ class Int8Model:
 
     def __call__(self, img: torch.Tensor, wavelengths: torch.Tensor) -> torch.Tensor:
         if img.device.type != "cpu":
-            raise ValueError("precision 'int8' runs on the CPU; use device 'cpu'")
+            raise CarlGeoError("precision 'int8' runs on the CPU; use device 'cpu'")
         x = np.ascontiguousarray(img.detach().float().numpy())
         wl = np.ascontiguousarray(wavelengths.detach().float().cpu().numpy())
         out = self.session(img, wavelengths).run(None, {"img": x, "wavelengths": wl})[0]
