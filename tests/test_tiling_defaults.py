@@ -40,19 +40,37 @@ def test_fitted_tiles_cover_each_axis_with_the_overlap(tile: int, overlap: int) 
             assert extent == tile or extent % 8 == 0
 
 
-def test_cli_and_qgis_defaults_equal_the_library_constants() -> None:
+def test_default_tiling_follows_the_model_patch_size() -> None:
     from carl_geo.inference.cli import register
+    from carl_geo.inference.tiling import default_tiling, model_patch_size
 
+    assert default_tiling(8) == (DEFAULT_TILE_SIZE, DEFAULT_OVERLAP) == default_tiling(None)
+    assert default_tiling(2) == (64, 4) and default_tiling(4) == (128, 8)
+    cfg = carl_geo.tiny_config()
+    cfg.patch_size = 2
+    seg = carl_geo.CARLSegmenter(carl_geo.CARL(cfg), 3, "linear")
+    assert model_patch_size(seg) == 2 and model_patch_size(seg.backbone) == 2 and model_patch_size(object()) is None
+    # the CLI, the Python API and the QGIS plugin leave the tiling to the model unless it is given
     sub = argparse.ArgumentParser().add_subparsers()
-    p = register(sub)
-    args = p.parse_args(["a.tif", "b.tif", "--model", "m.pt"])
-    assert (args.tile_size, args.overlap) == (DEFAULT_TILE_SIZE, DEFAULT_OVERLAP)
-    assert predict_raster.__kwdefaults__["tile_size"] == DEFAULT_TILE_SIZE
-    assert predict_raster.__kwdefaults__["overlap"] == DEFAULT_OVERLAP
-    # the QGIS plugin keeps literals (it must not import torch when QGIS loads it)
+    args = register(sub).parse_args(["a.tif", "b.tif", "--model", "m.pt"])
+    assert (args.tile_size, args.overlap) == (None, None)
+    assert predict_raster.__kwdefaults__["tile_size"] is None and predict_raster.__kwdefaults__["overlap"] is None
     base = Path(__file__).parents[1] / "qgis_plugin" / "carl_qgis" / "algorithms" / "base.py"
-    text = base.read_text()
-    assert f"DEFAULT_TILE_SIZE = {DEFAULT_TILE_SIZE}\n" in text and f"DEFAULT_OVERLAP = {DEFAULT_OVERLAP}\n" in text
+    assert "(0 = from the model" in base.read_text() and "(-1 = from the model" in base.read_text()
+
+
+def test_small_patch_models_predict_on_proportional_tiles(tmp_path: Path) -> None:
+    cfg = carl_geo.tiny_config()
+    cfg.patch_size = 2
+    cfg.spatial.model_kwargs.update(use_abs_pos_emb=False, use_rot_pos_emb=False)
+    seg = carl_geo.CARLSegmenter(carl_geo.CARL(cfg), 3, "linear").eval()
+    src = write_raster(tmp_path / "in.tif", smooth_image(4, 150, 150))
+    res = predict_raster(carl_geo.make_bundle(seg, class_names=["a", "b", "c"], wavelengths=WL4), src,
+                         tmp_path / "out.tif", device="cpu")
+    with rasterio.open(res.path) as out:
+        import json
+
+        assert json.loads(out.tags()["CARL_TILING"]) == {"tile_size": 64, "overlap": 4}
 
 
 def _column_jumps(prob: np.ndarray) -> np.ndarray:

@@ -65,10 +65,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--normalization", type=_normalization, default=None, metavar="model|scene|MEAN,STD",
                    help="input normalisation (default: the model's; scene = mean/std sampled from the raster)")
     t = p.add_argument_group("tiling and device")
-    # defaults = carl_geo.inference.tiling.DEFAULT_TILE_SIZE / DEFAULT_OVERLAP (not imported: it loads torch)
-    t.add_argument("--tile-size", type=int, default=256, metavar="PX", help="largest tile side in pixels (default 256)")
-    t.add_argument("--overlap", type=int, default=16, metavar="PX",
-                   help="pixels shared by neighbouring tiles, < tile size / 2 (default 16)")
+    # default None: carl_geo.inference.tiling.default_tiling(the model's patch size)
+    t.add_argument("--tile-size", type=int, default=None, metavar="PX",
+                   help="largest tile side in pixels (default: 32 model patches, 256 for CARL's patch 8)")
+    t.add_argument("--overlap", type=int, default=None, metavar="PX",
+                   help="pixels shared by neighbouring tiles, < tile size / 2 (default: 2 model patches, 16 at patch 8)")
     t.add_argument("--batch-size", type=_batch_size, default=4, metavar="N|auto",
                    help="tiles per model call, or auto (sized to the GPU's free memory; default 4)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -107,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     from carl_geo.inference.tiling import check_tiling
     from carl_geo.io.output_paths import check_outputs, reads_of
 
-    check_tiling(args.tile_size, args.overlap)  # cheap checks before the model loads
+    if args.tile_size is not None and args.overlap is not None:
+        check_tiling(args.tile_size, args.overlap)  # cheap checks before the model loads
     model_path = Path(args.model)
     if not model_path.is_file():
         raise FileNotFoundError(f"model file not found: {model_path}")

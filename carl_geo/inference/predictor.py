@@ -63,7 +63,7 @@ from carl_geo.inference.runner import (
     model_spec,
     resolve_device,
 )
-from carl_geo.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, TileGrid, check_tiling
+from carl_geo.inference.tiling import TileGrid, check_tiling, default_tiling, model_patch_size
 from carl_geo.inference.writer import GeoTiffWriter, class_tags
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.io.failures import raster_io
@@ -311,8 +311,8 @@ def predict_raster(
     wavelengths: Sequence[float] | None = None,
     sensor: str | None = None,
     bands: Sequence[int | str] | None = None,
-    tile_size: int = DEFAULT_TILE_SIZE,
-    overlap: int = DEFAULT_OVERLAP,
+    tile_size: int | None = None,
+    overlap: int | None = None,
     batch_size: int | str = 4,
     normalization: Any = None,
     device: str = "auto",
@@ -347,6 +347,8 @@ def predict_raster(
         tile_size: largest model tile side (px; tiles are fitted to the raster, see
             :mod:`carl_geo.inference.tiling`); overlap: fewest pixels shared by neighbouring tiles
             (< tile_size / 2; the raster is reflect-padded by overlap // 2 so border pixels get the same context).
+            None: from the model's patch size p (:func:`~carl_geo.inference.tiling.default_tiling`:
+            32 p and 2 p, i.e. 256 and 16 px for CARL's patch 8).
         batch_size: tiles per model call, or ``"auto"`` (sized to the GPU's free memory; 4 on CPU).
         normalization: None (the bundle's; ``"scene"`` for a bare module), ``"scene"`` (scalar mean/std
             sampled from up to 16 windows), or a ``(mean, std)`` pair. With the bundle's stored
@@ -383,7 +385,8 @@ def predict_raster(
         PredictionCancelled: ``progress`` returned False (no output file remains).
     """
     t0 = time.perf_counter()
-    check_tiling(tile_size, overlap)
+    if tile_size is not None and overlap is not None:
+        check_tiling(tile_size, overlap)  # before the model loads; a derived default is checked below
     if batch_size != "auto" and (isinstance(batch_size, (str, bool)) or int(batch_size) != batch_size
                                  or batch_size < 1):
         raise CarlGeoError(f"{option('batch_size')} must be a positive integer or 'auto', got {batch_size!r}")
@@ -397,6 +400,10 @@ def predict_raster(
     check_precision(precision, dev)
     dst = protect_inputs(src, dst, model, overwrite=overwrite)
     spec = model_spec(model, output, class_names, colors)
+    auto_tile, auto_overlap = default_tiling(model_patch_size(spec.module))
+    tile_size = int(tile_size or auto_tile)
+    overlap = auto_overlap if overlap is None else int(overlap)
+    check_tiling(tile_size, overlap)
     fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
 
     with open_raster(src) as ds:

@@ -21,7 +21,7 @@ from carl_geo.inference.engine import iter_batches, run_tiled
 from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
 from carl_geo.inference.predictor import _encode, _output_layout
 from carl_geo.inference.runner import OUTPUTS, ModelRunner, check_precision, finish_spec, model_spec, resolve_device
-from carl_geo.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, TileGrid, check_tiling
+from carl_geo.inference.tiling import TileGrid, check_tiling, default_tiling, model_patch_size
 from carl_geo.io.band_metadata import check_wavelengths
 from carl_geo.sensors import get_sensor
 
@@ -83,8 +83,8 @@ def predict_dataarray(
     wavelengths: Sequence[float] | None = None,
     sensor: str | None = None,
     output: str = "classes",
-    tile_size: int = DEFAULT_TILE_SIZE,
-    overlap: int = DEFAULT_OVERLAP,
+    tile_size: int | None = None,
+    overlap: int | None = None,
     batch_size: int = 4,
     normalization: Any = None,
     device: str = "cpu",
@@ -125,7 +125,8 @@ def predict_dataarray(
     import rioxarray  # noqa: F401  (registers the .rio accessor)
     import xarray as xr
 
-    check_tiling(tile_size, overlap)
+    if tile_size is not None and overlap is not None:
+        check_tiling(tile_size, overlap)
     if output not in OUTPUTS:
         raise CarlGeoError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if batch_size < 1 or chunk_size < tile_size:
@@ -141,6 +142,10 @@ def predict_dataarray(
     check_precision(precision, dev)
 
     spec = model_spec(model, output, class_names, colors)
+    auto_tile, auto_overlap = default_tiling(model_patch_size(spec.module))
+    tile_size = int(tile_size or auto_tile)
+    overlap = auto_overlap if overlap is None else int(overlap)
+    check_tiling(tile_size, overlap)
     wl = _band_wavelengths(da, band_dim, wavelengths, sensor, spec.bundle)
     if nodata is None:
         nodata = da.rio.nodata

@@ -41,7 +41,7 @@ from carl_geo.models.config import CONFIGS
 from carl_geo.models.segmentation import HEADS
 from carl_geo.training.chips import ChipSampler, augment, holdout_split, labels_window, tiles
 from carl_geo.training.metrics import confusion_matrix, mean_iou, segmentation_report
-from carl_geo.models.spectral_binning import apply_bins, bin_matrix, random_bins
+from carl_geo.models.spectral_binning import apply_bins, bin_matrix, equal_bins, random_bins
 from carl_geo.training.recipe import MIN_TRAIN_BANDS, SceneFacts, TrainingRecipe, plan_recipe
 from carl_geo.training.outputs import check_training_paths, confusion_png_path
 from carl_geo.training.report import confusion_png
@@ -427,7 +427,9 @@ def train_from_polygons(
             model.backbone.eval()
         x, y = chips(sampler.sample(batch, chip), chip, train_t)
         wl_b: torch.Tensor = wl_t
-        if binning:  # a random broad-band camera per sample
+        if binning and r.band_subset is None:  # the bins the model will see at prediction
+            x, wl_b = apply_bins(x, wl_t, bin_matrix([equal_bins(x.shape[1], r.max_bands)] * batch, x.shape[1]))
+        elif binning:  # a random broad-band camera per sample
             n_bins = int(band_rng.integers(max(MIN_TRAIN_BANDS, r.max_bands // 2), r.max_bands + 1))
             edges = [random_bins(x.shape[1], n_bins, band_rng) for _ in range(batch)]
             x, wl_b = apply_bins(x, wl_t, bin_matrix(edges, x.shape[1]))

@@ -40,9 +40,6 @@ AUTO = "auto"
 DEVICES = ("auto", "cpu", "cuda")
 #: Prediction precisions offered (int8: CPU, needs onnxruntime; bf16 / fp16: GPU autocast).
 PRECISIONS = ("fp32", "int8", "bf16", "fp16")
-#: = carl_geo.inference.tiling.DEFAULT_TILE_SIZE / DEFAULT_OVERLAP (not imported at plugin load: torch)
-DEFAULT_TILE_SIZE = 256
-DEFAULT_OVERLAP = 16
 MODEL_FILE_FILTER = "CARL model files (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*.*)"
 
 
@@ -260,11 +257,11 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
         """Tile size, overlap and batch size of the tiled prediction (``advanced``: under Advanced Parameters)."""
         params = [
             QgsProcessingParameterNumber(
-                self.TILE_SIZE, self.tr("Tile size (pixels)"), NUMBER_INTEGER, DEFAULT_TILE_SIZE,
-                minValue=16, maxValue=8192),
+                self.TILE_SIZE, self.tr("Tile size in pixels (0 = from the model: 32 patches, 256 at patch 8)"),
+                NUMBER_INTEGER, 0, minValue=0, maxValue=8192),
             QgsProcessingParameterNumber(
-                self.OVERLAP, self.tr("Tile overlap (pixels)"), NUMBER_INTEGER, DEFAULT_OVERLAP,
-                minValue=0, maxValue=4096),
+                self.OVERLAP, self.tr("Tile overlap in pixels (-1 = from the model: 2 patches, 16 at patch 8)"),
+                NUMBER_INTEGER, -1, minValue=-1, maxValue=4096),
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE, self.tr("Batch size (tiles per forward pass)"), NUMBER_INTEGER,
                 batch_size, minValue=1, maxValue=1024),
@@ -312,12 +309,14 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
         return args
 
     def tiling_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
-        tile = self.parameterAsInt(parameters, self.TILE_SIZE, context)
+        tile = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
-        try:
-            import_carl("carl_geo.inference.tiling").check_tiling(tile, overlap)
-        except ValueError as e:
-            raise user_error(e) from e
+        overlap = None if overlap < 0 else overlap
+        if tile is not None and overlap is not None:
+            try:
+                import_carl("carl_geo.inference.tiling").check_tiling(tile, overlap)
+            except ValueError as e:
+                raise user_error(e) from e
         args = {"tile_size": tile, "overlap": overlap,
                 "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
                 "device": self.parameterAsEnumString(parameters, self.DEVICE, context) or AUTO}
