@@ -62,7 +62,7 @@ def test_predicted_raster_keeps_the_codes(tmp_path: Path, capsys) -> None:
 
 def test_training_on_numeric_labels_keeps_them(tmp_path: Path) -> None:
     from carl_geo.sample_data import nc_landsat7, write_crop
-    from carl_geo.training import train_from_polygons
+    from carl_geo.polygon_training import train_from_polygons
 
     crop = write_crop(nc_landsat7(), tmp_path / "crop", 112, 128, 160)
     ids = sorted(gpd.read_file(crop.polygons)["id"].unique().tolist())

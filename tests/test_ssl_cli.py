@@ -16,7 +16,7 @@ from rasterio.transform import from_origin
 
 import carl_geo
 from carl_geo.ssl.cli import register_export, run_pretrain
-from carl_geo.ssl.data import LabelledRasterChips, LabelRasterSource, RandomChips
+from carl_geo.datamodules.carl_ssl import LabelledRasterChips, LabelRasterSource, RandomChips
 from carl_geo.transforms import standardize_image
 from tests.conftest import MICRO_BACKBONE, MICRO_PREDICTOR, ROOT
 

@@ -146,7 +146,7 @@ def test_data_module_checks_and_sharding():
     with pytest.raises(ValueError, match="batch_size"):
         SSLDataModule([SyntheticSpectralDataset(16, S2, SIZE)], batch_size=1)
     from carl_geo.samplers import SensorGroupBatchSampler
-    from carl_geo.ssl.data import EpochBatchSampler
+    from carl_geo.datamodules.carl_ssl import EpochBatchSampler
 
     inner = SensorGroupBatchSampler([24, 16], 4, drop_last=True)
     shards = [list(EpochBatchSampler(inner, rank=r, world_size=3)) for r in range(3)]
@@ -158,7 +158,7 @@ def test_data_module_checks_and_sharding():
 def test_lightning_reaches_the_epoch_hook():
     """Lightning calls ``batch_sampler.sampler.set_epoch``: sensor-group order and chip draws change."""
     from carl_geo.samplers import SensorGroupBatchSampler
-    from carl_geo.ssl.data import EpochBatchSampler
+    from carl_geo.datamodules.carl_ssl import EpochBatchSampler
 
     class Chips(list):
         epoch = None

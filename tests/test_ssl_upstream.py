@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from carl_geo.ssl import CARLPretrainTask, SSLDataModule
 from carl_geo.ssl.band_subset import RandomBandSubset
-from carl_geo.ssl.data import BalancedSourceBatchSampler, RasterSSLDataModule
+from carl_geo.datamodules.carl_ssl import BalancedSourceBatchSampler, RasterSSLDataModule
 from carl_geo.ssl.layouts import BIGEARTHNET_BANDS_NM, BigEarthNetS2, HySpecNet11k, SpectralEarth
 from carl_geo.ssl.synthetic import SyntheticSpectralDataset
 from carl_geo.transforms import standardize_image

@@ -12,7 +12,9 @@ import torch
 
 import carl_geo
 from carl_geo.inference import predict_raster
+from carl_geo.inference.settings import PredictSettings
 from carl_geo.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, TileGrid, axis_starts
+from carl_geo.inference.xarray_predict import DATAARRAY_DEFAULTS
 from test_predictor import WL4, smooth_image, write_raster
 
 
@@ -47,12 +49,10 @@ def test_cli_and_qgis_defaults_equal_the_library_constants() -> None:
     p = register(sub)
     args = p.parse_args(["a.tif", "b.tif", "--model", "m.pt"])
     assert (args.tile_size, args.overlap) == (DEFAULT_TILE_SIZE, DEFAULT_OVERLAP)
-    assert predict_raster.__kwdefaults__["tile_size"] == DEFAULT_TILE_SIZE
-    assert predict_raster.__kwdefaults__["overlap"] == DEFAULT_OVERLAP
-    # the QGIS plugin keeps literals (it must not import torch when QGIS loads it)
-    base = Path(__file__).parents[1] / "qgis_plugin" / "carl_qgis" / "algorithms" / "base.py"
-    text = base.read_text()
-    assert f"DEFAULT_TILE_SIZE = {DEFAULT_TILE_SIZE}\n" in text and f"DEFAULT_OVERLAP = {DEFAULT_OVERLAP}\n" in text
+    settings = PredictSettings()
+    assert (settings.tile_size, settings.overlap) == (DEFAULT_TILE_SIZE, DEFAULT_OVERLAP)
+    assert DATAARRAY_DEFAULTS.replace(device="auto") == settings  # predict_dataarray: same, but on the CPU
+    # the QGIS plugin reads them from PredictSettings (tests/qgis/test_precision.py checks its parameters)
 
 
 def _column_jumps(prob: np.ndarray) -> np.ndarray:

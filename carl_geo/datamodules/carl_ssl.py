@@ -6,7 +6,7 @@
   upstream) and ``wavelengths`` (C,) µm.
 * :class:`SSLDataModule`: any map-style datasets (one per sensor) -> training batches from
   :class:`~carl_geo.samplers.SensorGroupBatchSampler` (``batching="group"``: one sensor per batch,
-  all batches of every source), :class:`BalancedSourceBatchSampler` (``"balanced"``: upstream's
+  all batches of every source), :class:`~carl_geo.samplers.BalancedSourceBatchSampler` (``"balanced"``: upstream's
   ``MultiDataLoader``, every source truncated to the batch count of the smallest) or padded mixed
   batches with ``band_mask`` (``"pad"``); optional random band subsets per sample
   (``band_subset``, upstream's ``n_channels``, :class:`~carl_geo.ssl.band_subset.RandomBandSubset`);
@@ -16,25 +16,31 @@
   SpectralEarth, BigEarthNet) and labelled chip folders (:class:`~carl_geo.datamodules.ChipSource`,
   ``train`` = bank, ``val`` = queries); the LightningCLI data module of ``carl-geo pretrain``.
 
-Distributed training: batches are sharded over ranks here (every rank gets the same number of
-batches), so the trainer must run with ``use_distributed_sampler=False`` (the pretrain CLI sets it).
+Distributed training: batches are sharded over ranks here (:class:`~carl_geo.samplers.EpochBatchSampler`:
+every rank gets the same number of batches), so the trainer must run with
+``use_distributed_sampler=False`` (the pretrain CLI sets it).
+
+The CARL-SSL Lightning module is :class:`carl_geo.trainers.CARLPretrainTask`; this module was
+``carl_geo.ssl.data`` before issue #19 (that name still works).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.datasets.collate import pad_bands_collate, same_sensor_collate
-from carl_geo.samplers import SensorGroupBatchSampler
+from carl_geo.samplers.balanced_source import BalancedSourceBatchSampler
+from carl_geo.samplers.epochs import EpochBatchSampler
+from carl_geo.samplers.sensor_group import SensorGroupBatchSampler
 from carl_geo.ssl.band_subset import RandomBandSubset
 from carl_geo.ssl.layouts import LayoutSource
 from carl_geo.ssl.masking import MIN_SSL_BANDS
@@ -120,47 +126,6 @@ class RandomChips(Dataset):
                                                                                  dtype=torch.float32)}
 
 
-class _EpochHook:
-    """Forwards Lightning's per-epoch ``set_epoch`` call to its owner."""
-
-    def __init__(self, owner: EpochBatchSampler) -> None:
-        self.owner = owner
-
-    def set_epoch(self, epoch: int) -> None:
-        self.owner.set_epoch(epoch)
-
-
-class EpochBatchSampler(Sampler[list[int]]):
-    """Wraps a batch sampler: forwards :meth:`set_epoch` (also to chip datasets, which redraw their
-    locations) and keeps every ``world_size``-th batch from ``rank`` on, the same count per rank.
-
-    With DataLoader workers, the redrawn locations reach the workers when they start for the
-    epoch (the default, ``persistent_workers=False``).
-    """
-
-    def __init__(self, batch_sampler: Any, datasets: Sequence[Any] = (), rank: int = 0, world_size: int = 1) -> None:
-        self.batch_sampler, self.datasets = batch_sampler, list(datasets)
-        self.rank, self.world_size = rank, world_size
-        # Lightning calls ``dataloader.batch_sampler.sampler.set_epoch(epoch)`` (not the batch
-        # sampler's own set_epoch) at the start of every epoch
-        self.sampler = _EpochHook(self)
-
-    def set_epoch(self, epoch: int) -> None:
-        for d in self.datasets:
-            if hasattr(d, "set_epoch"):
-                d.set_epoch(epoch)
-        if hasattr(self.batch_sampler, "set_epoch"):
-            self.batch_sampler.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches = list(self.batch_sampler)
-        n = len(batches) // self.world_size
-        yield from batches[self.rank:: self.world_size][:n]
-
-    def __len__(self) -> int:
-        return len(self.batch_sampler) // self.world_size
-
-
 @dataclass
 class LabelRasterSource:
     """A labelled scene for the k-NN monitor: an image and a class raster on the same pixel grid.
@@ -242,46 +207,6 @@ class LabelledRasterChips(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, label = self.items[index]
         return {"image": image, "wavelengths": self.wavelengths, "label": torch.tensor(label)}
-
-
-class BalancedSourceBatchSampler(SensorGroupBatchSampler):
-    """Upstream's balanced multi-source loader (``carl/data/dataloader.py``, ``MultiDataLoader``):
-    every source (group) gives the same number of batches per epoch, that of the smallest source
-    (``min(n_g // batch_size)``, full batches only), each drawn from the source's shuffled samples,
-    and the sources' batches are interleaved in a random order.
-
-    Args: as :class:`~carl_geo.samplers.SensorGroupBatchSampler` (``drop_last`` is always True;
-    ``shuffle=False`` keeps sample order and takes the sources in turn).
-    """
-
-    def __init__(self, group_sizes: Sequence[int], batch_size: int, shuffle: bool = True, drop_last: bool = True,
-                 seed: int = 0, sampler: Sampler | None = None) -> None:
-        super().__init__(group_sizes, batch_size, shuffle=shuffle, drop_last=True, seed=seed, sampler=sampler)
-
-    @property
-    def batches_per_source(self) -> int:
-        return min(n // self.batch_size for n in self.group_sizes)
-
-    def _all_batches(self) -> list[list[int]]:
-        gen = torch.Generator().manual_seed(self.seed + self.epoch)
-        m, start, per_source = self.batches_per_source, 0, []
-        for n in self.group_sizes:
-            order = (torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)) + start
-            per_source.append([order[i * self.batch_size:(i + 1) * self.batch_size].tolist() for i in range(m)])
-            start += n
-        if not self.shuffle:
-            return [b for turn in zip(*per_source) for b in turn]
-        schedule = torch.randperm(m * len(per_source), generator=gen).tolist()  # slot -> source = slot // m
-        taken = [0] * len(per_source)
-        batches = []
-        for slot in schedule:
-            g = slot // m
-            batches.append(per_source[g][taken[g]])
-            taken[g] += 1
-        return batches
-
-    def _n_all_batches(self) -> int:
-        return self.batches_per_source * len(self.group_sizes)
 
 
 def _sensor_of(dataset: Any) -> str | None:
@@ -523,4 +448,4 @@ class RasterSSLDataModule(SSLDataModule):
 
 
 __all__ = ["BalancedSourceBatchSampler", "EpochBatchSampler", "LabelRasterSource", "LabelledRasterChips", "RandomChips",
-           "RasterSSLDataModule", "RasterSource", "SSLDataModule"]
+           "RasterSSLDataModule", "RasterSource", "SSLDataModule"]  # the samplers: re-exported from carl_geo.samplers

@@ -26,16 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from carl_geo.errors import CarlGeoError, option
+from carl_geo.errors import CarlGeoError
+# the defaults and their check live with the other prediction settings (torch- and numpy-free)
+from carl_geo.inference.settings import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, check_tiling  # noqa: F401
 
 #: Smallest weight of the blending window (at a tile's outermost pixel), so every pixel has weight > 0.
 MIN_WEIGHT = 1e-3
-#: Default tile side (px) of the predictors: the smallest per-pixel cost of CARL on a CPU among
-#: 256 / 384 / 512 (``benchmarks/bench_tiling.py``).
-DEFAULT_TILE_SIZE = 256
-#: Default overlap (px, two CARL patches): with :data:`DEFAULT_TILE_SIZE` and the fitted tile extents
-#: 1.15-1.19 computed pixels per raster pixel on large rasters (1.89 at the former 64).
-DEFAULT_OVERLAP = 16
 #: Fitted tile extents are rounded up to a multiple of this (CARL's patch size: CARL pads any other
 #: size up to it internally, so a smaller multiple would not compute less).
 EXTENT_MULTIPLE = 8
@@ -136,15 +132,6 @@ class TileGrid:
         """Raster rows ``[r0, r1)`` that tile row ``i`` covers (clipped to the raster)."""
         y0 = self.row_starts[i]
         return max(0, y0), min(self.height, y0 + self.tile_h)
-
-
-def check_tiling(tile_size: int, overlap: int) -> None:
-    """Raise ValueError unless ``16 <= tile_size`` and ``0 <= overlap < tile_size / 2``."""
-    if int(tile_size) != tile_size or tile_size < 16:
-        raise CarlGeoError(f"{option('tile_size')} must be an integer >= 16 pixels, got {tile_size!r}")
-    if int(overlap) != overlap or overlap < 0 or 2 * overlap >= tile_size:
-        raise CarlGeoError(f"{option('overlap')} must be an integer >= 0 and less than half the tile size "
-                           f"({tile_size} px), got {overlap!r}; lower the overlap or raise the tile size")
 
 
 def reflect_index(coords: np.ndarray, n: int) -> np.ndarray:

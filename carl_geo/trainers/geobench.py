@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from carl_geo.evaluation.geobench.augment import eval_transform, train_transform
-from carl_geo.trainers import CARLClassificationTask, CARLSegmentationTask
+from carl_geo.models.names import ConfigName, HeadName, TaskMode
+from carl_geo.trainers.classification import CARLClassificationTask
+from carl_geo.trainers.segmentation import CARLSegmentationTask
 
 
 class _ProtocolMixin:
@@ -55,8 +57,8 @@ class GeoBenchClassificationTask(_ProtocolMixin, CARLClassificationTask):
     and, multi-label, ``MicroAP`` (upstream's m-bigearthnet metric, used for model selection).
     """
 
-    def __init__(self, num_classes: int, multilabel: bool = False, config: str = "published",
-                 weights: str | None = None, mode: str = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
+    def __init__(self, num_classes: int, multilabel: bool = False, config: ConfigName = "published",
+                 weights: str | None = None, mode: TaskMode = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
                  weight_decay: float = 0.0, class_names: list[str] | None = None, image_size: int = 128,
                  augment: bool = True, spatial_init: str | None = None, spectral_init: str | None = None) -> None:
         super().__init__(num_classes=num_classes, multilabel=multilabel, config=config, weights=weights, mode=mode,
@@ -73,8 +75,8 @@ class GeoBenchSegmentationTask(_ProtocolMixin, CARLSegmentationTask):
     Logged: ``{val,test}_{loss,OverallAccuracy,MeanIoU,F1,mIoU}`` and ``test_IoU_<class>``.
     """
 
-    def __init__(self, num_classes: int, config: str = "published", weights: str | None = None,
-                 mode: str = "linear", head: str = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
+    def __init__(self, num_classes: int, config: ConfigName = "published", weights: str | None = None,
+                 mode: TaskMode = "linear", head: HeadName = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
                  weight_decay: float = 0.0, ignore_index: int | None = None, class_names: list[str] | None = None,
                  image_size: int = 128, augment: bool = True, head_kwargs: dict[str, Any] | None = None,
                  spatial_init: str | None = None, spectral_init: str | None = None) -> None:

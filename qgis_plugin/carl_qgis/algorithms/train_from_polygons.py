@@ -1,5 +1,5 @@
 """Processing algorithm "CARL train from polygons" (``carl:trainfrompolygons``): train a CARL
-segmentation model from labelled polygons with :func:`carl_geo.training.train_from_polygons`,
+segmentation model from labelled polygons with :func:`carl_geo.polygon_training.train_from_polygons`,
 then classify the whole raster with :func:`carl_geo.inference.predict_raster`."""
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                            [("polygon layer file", polygons_file), ("pretrained weights file", weights)],
                            rasters=[("input raster", src)])
 
-        train_from_polygons = import_carl("carl_geo.training").train_from_polygons
+        train_from_polygons = import_carl("carl_geo.polygon_training").train_from_polygons
 
         workdir = tempfile.mkdtemp(prefix="carl_train_", dir=QgsProcessingUtils.tempFolder())
         try:
