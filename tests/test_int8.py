@@ -14,7 +14,8 @@ from carl_geo.inference import predict_raster
 from carl_geo.inference import int8 as int8_mod
 from carl_geo.inference.runner import check_precision
 from carl_geo.inference.tiling import TileGrid
-from test_predictor import WL4, smooth_image, write_raster
+from helpers import write_raster
+from test_predictor import WL4, smooth_image
 
 NEEDS_ORT = pytest.mark.skipif(bool(int8_mod.missing_int8_modules()),
                                reason="int8 packages missing: pip install 'carl-geo[int8]' (scripts/setup.sh does)")

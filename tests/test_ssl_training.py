@@ -15,7 +15,7 @@ from carl_geo.datasets.collate import same_sensor_collate
 from carl_geo.ssl import CARLPretrainTask, SSLDataModule, export_backbone
 from carl_geo.ssl.ema import ema_momentum, warmup_cosine
 from carl_geo.ssl.synthetic import SyntheticSpectralDataset
-from tests.conftest import MICRO_BACKBONE, MICRO_PREDICTOR
+from helpers import MICRO_BACKBONE, MICRO_PREDICTOR
 
 S2 = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]
 L8 = [0.443, 0.482, 0.561, 0.655, 0.865, 1.609, 2.201]

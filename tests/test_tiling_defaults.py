@@ -15,7 +15,8 @@ from carl_geo.inference import predict_raster
 from carl_geo.inference.settings import PredictSettings
 from carl_geo.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, TileGrid, axis_starts
 from carl_geo.inference.xarray_predict import DATAARRAY_DEFAULTS
-from test_predictor import WL4, smooth_image, write_raster
+from helpers import write_raster
+from test_predictor import WL4, smooth_image
 
 
 @pytest.mark.parametrize("size", [4096, 10980, 2000])

@@ -8,15 +8,14 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pytest
-import rasterio
 import torch
-from rasterio.transform import from_origin
 from torch.utils.data import DataLoader
 
 import carl_geo
 from carl_geo.cli import main as cli_main
 from carl_geo.datamodules import ChipFolderDataModule
 from carl_geo.trainers import CARLClassificationTask, CARLSegmentationTask
+from helpers import write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
 # Spectral signatures (reflectance-like DN) of two classes: bright NIR "vegetation" vs dark NIR "water".
@@ -33,10 +32,7 @@ def write_chips(root: Path, sensor: str, n_per_class: int, size: int = 16, seed:
             base = np.resize(np.array(sig, dtype=np.float32), n_bands)
             for i in range(n):
                 data = base[:, None, None] * rng.uniform(0.6, 1.4) + rng.normal(0, 150, (n_bands, size, size))
-                with rasterio.open(folder / f"{i}.tif", "w", driver="GTiff", width=size, height=size, count=n_bands,
-                                   dtype="float32", crs="EPSG:32632",
-                                   transform=from_origin(500000, 5300000, 10, 10)) as dst:
-                    dst.write(data.astype(np.float32))
+                write_raster(folder / f"{i}.tif", data.astype(np.float32), origin=(500000.0, 5300000.0), tiled=False)
 
 
 @pytest.fixture(scope="module")

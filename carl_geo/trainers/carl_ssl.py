@@ -39,7 +39,8 @@ from carl_geo.models.checkpoint import (
 from carl_geo.models.config import CARLConfig, get_config
 from carl_geo.ssl.augment import SSLAugment
 from carl_geo.ssl.ema import ema_momentum, ema_update, teacher_pairs, warmup_cosine
-from carl_geo.ssl.knn import KNNMonitor, pooled_features
+from carl_geo.evaluation.knn import pooled_features
+from carl_geo.ssl.knn import KNNMonitor
 from carl_geo.ssl.loss import SSLLoss
 from carl_geo.ssl.masking import SpatialMasking, SpatialMasks, SpectralMasking, SpectralMasks
 from carl_geo.ssl.model import CARLSSLModel, student_forward, teacher_targets

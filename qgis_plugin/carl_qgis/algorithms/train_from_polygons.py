@@ -32,8 +32,10 @@ from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     check_output_files,
     choice_parameter,
+    config_names,
     import_carl,
     layer_file,
+    library_errors,
     predict_to_file,
     progress_bridge,
     set_advanced,
@@ -139,7 +141,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         self.add_precision_parameter(advanced=True)
         advanced = [
             choice_parameter(self.CONFIG, self.tr("Network size (without pretrained weights)"),
-                             ["tiny", "published"], "tiny"),
+                             config_names(), "tiny"),
             QgsProcessingParameterNumber(self.CHIP_SIZE, self.tr("Training chip size in pixels (0 = automatic)"),
                                          NUMBER_INTEGER, 0, minValue=0, maxValue=1024),
             QgsProcessingParameterNumber(self.TRAIN_BATCH_SIZE, self.tr("Training batch size (0 = automatic)"),
@@ -209,7 +211,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
             except Exception as e:  # noqa: BLE001 - cancel may surface as any exception type
                 if feedback.isCanceled():
                     raise QgsProcessingException("CARL training was cancelled; no model was written.") from None
-                if isinstance(e, (ValueError, OSError, RuntimeError)):
+                if isinstance(e, library_errors()):
                     raise user_error(e) from e
                 raise
         finally:
