@@ -60,6 +60,7 @@ def test_int8_close_to_fp32_on_tiny_carl(tmp_path: Path) -> None:
     assert cos.mean() >= 0.995 and np.percentile(cos, 1) >= 0.98, (cos.mean(), cos.min())
 
 
+@pytest.mark.slow  # compiles, exports or trains: 1.5-3 s each under load; together they push "not slow" past 1 min
 @NEEDS_ORT
 def test_int8_model_reexports_after_weights_change() -> None:
     torch.manual_seed(0)

@@ -333,6 +333,7 @@ def test_write_error_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
     assert listing(tmp_path) == {"in.tif"}
 
 
+@pytest.mark.slow  # compiles, exports or trains: 1.5-3 s each under load; together they push "not slow" past 1 min
 def test_compiled_model_matches_eager(tmp_path: Path, monkeypatch) -> None:
     """``compile=True`` (static shapes: the last, smaller batch is padded) gives the eager result."""
     compiled, real_compile = [], torch.compile

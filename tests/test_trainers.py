@@ -43,6 +43,7 @@ def chip_sources(tmp_path_factory):
     return [{"root": str(root / "s2"), "sensor": "sentinel2_l2a"}, {"root": str(root / "l7"), "sensor": "landsat7_etm"}]
 
 
+@pytest.mark.slow  # compiles, exports or trains: 1.5-3 s each under load; together they push "not slow" past 1 min
 @pytest.mark.parametrize("batching", ["group", "pad"])
 def test_mixed_sensor_classification_learns(chip_sources, batching, tmp_path):
     L.seed_everything(0)
@@ -86,6 +87,7 @@ def _segmentation_batches(n: int, seed: int) -> list[dict]:
     return out
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_segmentation_fit_checkpoint_loads_as_bundle(tmp_path):
     L.seed_everything(0)
     task = CARLSegmentationTask(num_classes=2, config="tiny", mode="scratch", head="progressive", lr=3e-3,
@@ -160,6 +162,7 @@ def test_cli_fast_dev_run_segmentation_from_polygons(tmp_path):
     assert rc == 0
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_polygon_masks_through_torchgeo_intersection():
     from torchgeo.samplers import GridGeoSampler
 

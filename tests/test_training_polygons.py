@@ -44,6 +44,7 @@ def trained(crop, tmp_path_factory):
     return result, lines, steps
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_training_learns_held_out_polygons(trained):
     result, lines, steps = trained
     rep = result.report
@@ -63,6 +64,7 @@ def test_training_learns_held_out_polygons(trained):
     assert result.confusion_png.is_file() and result.confusion_png.name == "landcover_confusion.png"
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_bundle_round_trip_through_the_predictor(trained, crop, tmp_path):
     result, _, _ = trained
     bundle = carl_geo.load_bundle(result.model_path)

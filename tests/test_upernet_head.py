@@ -50,6 +50,7 @@ def write_scene(path, seed: int = 0):
     return truth
 
 
+@pytest.mark.slow  # about 4 s on the 2-core machine
 def test_upernet_trains_and_predicts_a_raster_as_a_bundle(tmp_path):
     L.seed_everything(0)
     task = CARLSegmentationTask(num_classes=2, config="tiny", mode="scratch", head="upernet", head_kwargs={"width": 32},
