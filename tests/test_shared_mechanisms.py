@@ -14,6 +14,7 @@ from torch import nn
 
 import carl_geo
 from carl_geo.errors import CarlGeoError
+from carl_geo.inference.settings import PredictSettings
 from helpers import write_raster
 
 WL4 = [0.49, 0.56, 0.665, 0.842]
@@ -52,7 +53,7 @@ def test_holdout_scoring_is_the_predictor_and_skips_only_unneeded_tiles(tmp_path
     with rasterio.open(result.path) as f:
         full_map = f.read(1).astype(np.int64)
     pred = score_holdout(model, carl_geo.transforms.normalize(raw, mean, std), valid, WL4, needed,
-                         torch.device("cpu"), tile_size=64, overlap=16)
+                         torch.device("cpu"), PredictSettings(tile_size=64, overlap=16))
     assert result.tiles == 16 and 0 < model.tiles < result.tiles  # tiles without a needed pixel are skipped
     assert (pred[~needed] == -1).all()
     agree = (pred[needed] == full_map[needed]).mean()

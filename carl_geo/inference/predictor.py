@@ -358,13 +358,14 @@ def predict_raster(
     """
     t0 = time.perf_counter()
     cfg = PredictSettings.resolve(settings, **overrides)
-    output, tile_size, overlap, nodata = cfg.output, cfg.tile_size, cfg.overlap, cfg.nodata
+    output, nodata = cfg.output, cfg.nodata
     normalization, precision = cfg.normalization, cfg.precision
     dev = resolve_device("cpu" if precision == "int8" and cfg.device == "auto" else cfg.device)  # int8: CPU only
     check_precision(precision, dev)
     dst = protect_inputs(src, dst, model, overwrite=overwrite)
     spec = model_spec(model, output, class_names, colors)
     fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
+    tile_size, overlap = cfg.tiling()
 
     with open_raster(src) as ds:
         sel = resolve_wavelengths(ds, wavelengths=wavelengths, sensor=sensor, bands=bands, fallback=spec.bundle)

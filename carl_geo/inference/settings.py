@@ -136,9 +136,9 @@ class PredictSettings:
             ``"scene"`` (one scalar mean/std sampled from up to 16 windows of the input) or a
             ``(mean, std)`` pair.
         tile_size: largest model tile side (px, >= 16); tiles are fitted to the raster
-            (:mod:`carl_geo.inference.tiling`).
+            (:mod:`carl_geo.inference.tiling`). None: the default for the model (:meth:`tiling`).
         overlap: fewest pixels shared by neighbouring tiles (< tile_size / 2); the raster is
-            reflect-padded by ``overlap // 2``.
+            reflect-padded by ``overlap // 2``. None: the default for the model (:meth:`tiling`).
         batch_size: tiles per model call, or ``"auto"`` (sized to the GPU's free memory; 4 on CPU).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         precision: ``"fp32"``; ``"int8"`` (CPU: int8 weights in ONNX Runtime, 2-3x faster, needs
@@ -160,9 +160,9 @@ class PredictSettings:
     normalization: Any = field(default=None, metadata=_cli(
         "bands and wavelengths", "input normalisation (default: the model's; scene = mean/std sampled from the "
         "raster)", metavar="model|scene|MEAN,STD", parse=parse_normalization_text))
-    tile_size: int = field(default=DEFAULT_TILE_SIZE, metadata=_cli(
+    tile_size: int | None = field(default=DEFAULT_TILE_SIZE, metadata=_cli(
         "tiling and device", f"largest tile side in pixels (default {DEFAULT_TILE_SIZE})", metavar="PX", parse=int))
-    overlap: int = field(default=DEFAULT_OVERLAP, metadata=_cli(
+    overlap: int | None = field(default=DEFAULT_OVERLAP, metadata=_cli(
         "tiling and device", f"pixels shared by neighbouring tiles, < tile size / 2 (default {DEFAULT_OVERLAP})",
         metavar="PX", parse=int))
     batch_size: int | Literal["auto"] = field(default=4, metadata=_cli(
@@ -186,7 +186,7 @@ class PredictSettings:
         "output, at least 64; 0: leave GDAL's cache alone)", metavar="MB", parse=float))
 
     def __post_init__(self) -> None:
-        check_tiling(self.tile_size, self.overlap)
+        check_tiling(*self.tiling())
         b = self.batch_size
         if b != "auto" and (isinstance(b, (str, bool)) or not isinstance(b, (int, float)) or int(b) != b or b < 1):
             raise CarlGeoError(f"{option('batch_size')} must be a positive integer or 'auto', got {b!r}")
@@ -204,6 +204,13 @@ class PredictSettings:
             resolve_normalization(self.normalization, None)  # raises on a malformed value
         if self.gdal_cache_mb is not None and not (math.isfinite(self.gdal_cache_mb) and self.gdal_cache_mb >= 0):
             raise CarlGeoError(f"gdal_cache_mb must be >= 0 (0: leave GDAL's cache alone), got {self.gdal_cache_mb!r}")
+
+    def tiling(self) -> tuple[int, int]:
+        """``(tile_size, overlap)`` in pixels: the settings' values, a None taking the default
+        (:data:`DEFAULT_TILE_SIZE` / :data:`DEFAULT_OVERLAP`); the predictors tile with this."""
+        tile = DEFAULT_TILE_SIZE if self.tile_size is None else self.tile_size
+        overlap = DEFAULT_OVERLAP if self.overlap is None else self.overlap
+        return tile, overlap
 
     def replace(self, **changes: Any) -> PredictSettings:
         """A copy with ``changes`` (field names; checked like the constructor's arguments).

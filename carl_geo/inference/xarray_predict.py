@@ -134,7 +134,8 @@ def predict_dataarray(
     if changed:
         raise CarlGeoError(f"predict_dataarray does not write files or compile models: {', '.join(changed)} "
                            "only apply to predict_raster")
-    output, tile_size, overlap, batch_size = cfg.output, cfg.tile_size, cfg.overlap, cfg.batch_size
+    output, batch_size = cfg.output, cfg.batch_size
+    tile_size, overlap = cfg.tiling()
     normalization, precision, nodata = cfg.normalization, cfg.precision, cfg.nodata
     if batch_size == "auto" or chunk_size < tile_size:
         raise CarlGeoError(f"batch_size must be a number >= 1 and chunk_size >= tile_size, got {batch_size}, "

@@ -40,7 +40,7 @@ from carl_geo.devices import resolve_device
 from carl_geo.errors import Cancelled, CarlGeoError
 from carl_geo.inference.engine import run_array
 from carl_geo.inference.runner import ModelRunner
-from carl_geo.inference.settings import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+from carl_geo.inference.settings import PredictSettings
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.models import CARL, CARLSegmenter, ModelBundle, get_config, load_bundle, make_bundle, save_bundle
 from carl_geo.models.config import CONFIGS, SCRATCH_SPATIAL_KWARGS, scratch_variant  # noqa: F401
@@ -149,12 +149,14 @@ def _pad_to(arr: np.ndarray, size: int, value: float) -> np.ndarray:
 
 
 def score_holdout(model: torch.nn.Module, image: np.ndarray, valid: np.ndarray, wavelengths: Sequence[float],
-                  needed: np.ndarray, device: torch.device, *, tile_size: int, overlap: int = DEFAULT_OVERLAP,
-                  batch_size: int = 4) -> np.ndarray:
+                  needed: np.ndarray, device: torch.device, settings: PredictSettings | None = None) -> np.ndarray:
     """Argmax classes (H, W) int64 of a normalised (C, H, W) image, predicted exactly as
-    :func:`carl_geo.inference.predict_raster` predicts a raster (the inference engine: fitted tiles,
-    softmax, cosine blending; ``valid`` (H, W) False pixels set to 0). Only tiles that hold a
-    ``needed`` (H, W) pixel are computed; pixels outside them are -1."""
+    :func:`carl_geo.inference.predict_raster` predicts a raster with ``settings`` (default: its defaults;
+    the inference engine: fitted tiles, softmax, cosine blending; ``valid`` (H, W) False pixels set to 0).
+    Only tiles that hold a ``needed`` (H, W) pixel are computed; the other pixels are -1."""
+    settings = settings or PredictSettings()
+    tile_size, overlap = settings.tiling()
+    batch_size = settings.batch_size if isinstance(settings.batch_size, int) else 4
     h, w = image.shape[-2:]
     pred = np.full((h, w), -1, dtype=np.int64)
 
@@ -446,8 +448,7 @@ def train_from_polygons(
     ref = split.val if n_val else split.train
     full = img_np if r.normalization == "scene" else standardize_valid(
         torch.from_numpy(img_np)[None], torch.from_numpy(valid)[None])[0].numpy()
-    pred = score_holdout(model, full, valid, wls_sorted, ref != IGNORE_INDEX, dev,
-                         tile_size=max(DEFAULT_TILE_SIZE, chip))
+    pred = score_holdout(model, full, valid, wls_sorted, ref != IGNORE_INDEX, dev)
     cm = confusion_matrix(ref, pred, k)
     report = segmentation_report(cm, lab.class_names)
     report.pop("n_pixels")
