@@ -214,3 +214,16 @@ def test_lazy_package_still_exposes_its_api() -> None:
     assert carl_geo.polygon_training.TrainingCancelled is carl_geo.inference.PredictionCancelled  # one Cancelled
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         carl_geo.nope  # noqa: B018
+
+
+def test_a_broken_subcommand_module_fails_loudly(monkeypatch) -> None:
+    """A sub-command module that cannot be imported is a bug of the installation: its ImportError (with
+    traceback) reaches the user instead of the sub-command silently missing from --help."""
+    from carl_geo import cli
+
+    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", (*cli.SUBCOMMAND_MODULES, "carl_geo.no_such_module"))
+    with pytest.raises(ModuleNotFoundError, match="carl_geo.no_such_module"):
+        cli.main(["--help"])
+    from carl_geo.errors import CarlGeoError as Family
+
+    assert cli.UserError is Family  # the old name of the family's root, kept for imports

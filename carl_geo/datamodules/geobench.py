@@ -1,4 +1,5 @@
-"""Lightning data module of one GEO-Bench task (train / valid / test of one partition)."""
+"""Lightning data module of one GEO-Bench task (train / valid / test of one partition);
+``carl_geo.evaluation.geobench.datamodule`` before issue #19 (that name still imports)."""
 
 from __future__ import annotations
 

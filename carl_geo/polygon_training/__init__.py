@@ -1,4 +1,5 @@
-"""Training CARL classifiers from an analyst's labels.
+"""Training CARL classifiers from an analyst's polygons: a plain torch loop (the Lightning tasks are in
+:mod:`carl_geo.trainers`). Called ``carl_geo.training`` before issue #19; that name still imports.
 
 * :func:`train_from_polygons` -> :class:`TrainingResult`: polygons (any OGR vector file, any CRS)
   on one raster -> a segmentation model bundle plus a validation report on held-out polygons.

@@ -1,4 +1,5 @@
-"""CARL-SSL pre-training as a Lightning module (upstream ``carl/trainer/ssl_trainer.py`` recipe).
+"""CARL-SSL pre-training as a Lightning module (upstream ``carl/trainer/ssl_trainer.py`` recipe);
+``carl_geo.ssl.module`` before issue #19 (that name still imports). Its parts live in :mod:`carl_geo.ssl`.
 
 * student :class:`~carl_geo.ssl.model.CARLSSLModel` (``self.model``: backbone + predictors) and
   teacher :class:`~carl_geo.models.carl.CARL` (``self.teacher``: EMA copy without predictors,

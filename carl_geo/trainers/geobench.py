@@ -1,4 +1,5 @@
-"""The GEO-Bench protocol on top of carl_geo's Lightning tasks.
+"""The GEO-Bench protocol on top of carl_geo's Lightning tasks (``carl_geo.evaluation.geobench.tasks``
+before issue #19; that name still imports; the runner is :mod:`carl_geo.evaluation.geobench.runner`).
 
 :class:`GeoBenchClassificationTask` and :class:`GeoBenchSegmentationTask` subclass
 :class:`carl_geo.trainers.CARLClassificationTask` / :class:`~carl_geo.trainers.CARLSegmentationTask`
