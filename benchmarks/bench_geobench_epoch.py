@@ -34,7 +34,7 @@ import torch
 from lightning.pytorch import Callback, LightningDataModule, Trainer, seed_everything
 from torch.utils.data import DataLoader, Dataset
 
-from carl_geo.evaluation.geobench.tasks import GeoBenchClassificationTask
+from carl_geo.trainers.geobench import GeoBenchClassificationTask
 from carl_geo.sensors import get_sensor
 from carl_geo.transforms import standardize_image
 

@@ -35,7 +35,7 @@ def nc_model(data: Path) -> tuple[Any, Any]:
     """(bundle, scene) of the NC demo model, trained once into ``data``."""
     import carl_geo
     from carl_geo.sample_data import nc_landsat7
-    from carl_geo.training import train_from_polygons
+    from carl_geo.polygon_training import train_from_polygons
 
     scene = nc_landsat7()
     path = data / "nc_demo_model.pt"
@@ -81,7 +81,7 @@ def generated_scene(data: Path, size: int = 1024, classes: int = 6, seed: int = 
 def generated_model(data: Path, size: int = 1024) -> tuple[Any, Path]:
     """(bundle, raster) of a tiny CARL trained on :func:`generated_scene`'s polygons (10 epochs)."""
     import carl_geo
-    from carl_geo.training import train_from_polygons
+    from carl_geo.polygon_training import train_from_polygons
 
     src, gpkg = generated_scene(data, size)
     path = data / f"bench_{size}_model.pt"

@@ -85,7 +85,7 @@ def scene_spec(name: str, work: Path) -> dict[str, Any]:
 def score(pred: np.ndarray, pred_names: list[str], ref: np.ndarray, ref_names: list[str],
           trained: list[str]) -> dict[str, Any]:
     """OA over scored pixels and mIoU over the reference classes that have training polygons."""
-    from carl_geo.training.metrics import confusion_matrix, overall_accuracy, per_class_iou
+    from carl_geo.polygon_training.metrics import confusion_matrix, overall_accuracy, per_class_iou
 
     to_ref = np.array([ref_names.index(n) if n in ref_names else -1 for n in pred_names] + [-1])
     p = to_ref[np.where(pred >= 0, pred, len(pred_names))]
@@ -110,7 +110,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
     rows: list[dict[str, Any]] = []
     if method == "carl":
         from carl_geo.inference import predict_raster
-        from carl_geo.training import train_from_polygons
+        from carl_geo.polygon_training import train_from_polygons
 
         torch.set_num_threads(os.cpu_count() or 1)
         settings = dict(settings)

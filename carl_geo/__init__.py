@@ -6,7 +6,26 @@ Public API (stable):
   :class:`CARLSegmenter`, :class:`CARLEmbedder`, :func:`load_carl`, :func:`save_carl`,
   :class:`ModelBundle`, :func:`load_bundle`, :func:`save_bundle`, :class:`CheckpointError`;
 * sensors: :func:`get_sensor`, :data:`SENSORS` (band wavelengths in µm);
-* errors: :mod:`carl_geo.errors` (:class:`~carl_geo.errors.CarlGeoError` and its family).
+* errors: :mod:`carl_geo.errors` (:class:`~carl_geo.errors.CarlGeoError` and its family);
+* prediction: :func:`carl_geo.inference.predict_raster` with :class:`~carl_geo.inference.PredictSettings`.
+
+Where things live (one folder per kind of code, torchgeo's layout; issue #19):
+
+* ``models/``: the CARL backbone, heads, named configs and weight files (torch + timm only);
+  ``models/names.py``: every registered choice as a torch-free name list / ``Literal`` type;
+* ``datasets/``, ``datamodules/``, ``samplers/``, ``trainers/``: torchgeo-style datasets, every
+  LightningDataModule, every batch sampler, every LightningModule (the CARL-SSL and GEO-Bench ones too);
+* ``ssl/``: the parts of CARL-SSL pre-training (masking, loss, EMA, predictors, data layouts, export);
+* ``inference/``: tiled prediction of rasters and DataArrays (``settings.py``: :class:`PredictSettings`
+  of every prediction; ``engine.py``: tiles, batches, blending);
+* ``polygon_training/``: a plain-torch loop that trains a model from an analyst's polygons
+  (``carl-geo train``; formerly ``carl_geo.training``, still importable under that name);
+* ``evaluation/``: GEO-Bench and the shared k-NN vote; ``weights/``: the published checkpoint;
+  ``io/``: band metadata, wavelength text, output paths, I/O failures; ``sample_data/``: shipped scenes;
+* one module per shared mechanism: ``errors.py`` (the error family), ``validation.py`` (input checks),
+  ``transforms.py`` (the normalisation), ``devices.py`` (device choice), ``sensors.py`` (band presets),
+  ``cli.py`` / ``cli_args.py`` / ``cli_runtime.py`` (the command line), ``lightning_cli.py`` (the one
+  LightningCLI wrapper).
 
 Names load on first use, so ``import carl_geo`` (and the ``carl-geo`` command line) does not
 import torch until a model is needed. CARL is registered with torchgeo's model API

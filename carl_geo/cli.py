@@ -39,7 +39,7 @@ from carl_geo.errors import CarlGeoError, set_interface
 SUBCOMMAND_MODULES = (
     "carl_geo.demo",
     "carl_geo.inference.cli",
-    "carl_geo.training.cli",
+    "carl_geo.polygon_training.cli",
     "carl_geo.evaluation.geobench.cli",
     "carl_geo.weights.cli",
 )

@@ -13,7 +13,7 @@ Two shipped scenes (``--scene``):
 For either scene the demo
 
 1. trains the tiny CARL end to end from the training polygons only (the scene-adaptive recipe of
-   :func:`carl_geo.training.train_from_polygons`; no pretrained weights);
+   :func:`carl_geo.polygon_training.train_from_polygons`; no pretrained weights);
 2. predicts the whole scene with the tiled predictor (:func:`carl_geo.inference.predict_raster`)
    into a classified GeoTIFF with colour table and class names;
 3. trains a per-pixel baseline (scikit-learn RandomForest on the same polygons and bands);
@@ -123,7 +123,7 @@ def _random_forest(data: dict[str, Any], seed: int, n_trees: int, class_weight: 
 def _score(pred: np.ndarray, pred_names: list[str], reference: np.ndarray, ref_names: tuple[str, ...],
            trained: list[str]) -> dict[str, Any]:
     """Scores of a class-index map against the reference (index into ``ref_names``, -1 = not scored)."""
-    from carl_geo.training.metrics import confusion_matrix, mean_iou, overall_accuracy, per_class_iou
+    from carl_geo.polygon_training.metrics import confusion_matrix, mean_iou, overall_accuracy, per_class_iou
 
     to_ref = np.array([ref_names.index(n) for n in pred_names] + [-1])  # -1 (nodata) stays -1
     p = to_ref[np.where(pred >= 0, pred, len(pred_names))]
@@ -264,7 +264,7 @@ def run_demo(out_dir: str | os.PathLike = DEFAULT_OUT, *, scene: str = "nc", max
     """
     from carl_geo.inference import predict_raster
     from carl_geo.models import save_bundle
-    from carl_geo.training import train_from_polygons
+    from carl_geo.polygon_training import train_from_polygons
 
     t_start = time.perf_counter()
     say = log or (lambda _m: None)
@@ -273,7 +273,7 @@ def run_demo(out_dir: str | os.PathLike = DEFAULT_OUT, *, scene: str = "nc", max
     check_demo_outputs(out, sc, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     if epochs is not None and max_steps is None:
-        from carl_geo.training.polygons import LEGACY_CHIPS_PER_EPOCH
+        from carl_geo.polygon_training.polygons import LEGACY_CHIPS_PER_EPOCH
 
         max_steps = max(1, epochs * LEGACY_CHIPS_PER_EPOCH // 8)
     steps = max_steps or (QUICK_STEPS if quick else None)

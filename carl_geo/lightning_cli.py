@@ -10,26 +10,46 @@ The saved run configuration never replaces the ``--config`` file or ``--ckpt_pat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
-def run(args: Sequence[str]) -> int:
-    """Run LightningCLI with ``args`` (starting with the sub-command)."""
+def run(args: Sequence[str], model_class: type | None = None, trainer_defaults: dict[str, Any] | None = None) -> int:
+    """Run LightningCLI with ``args`` (starting with the sub-command): the one LightningCLI wrapper of
+    carl_geo (``carl-geo fit|validate|test|predict`` and ``carl-geo pretrain``).
+
+    Args:
+        args: the sub-command and its options.
+        model_class: the task class or base class (default :class:`~carl_geo.trainers.base.CARLTaskBase`:
+            any carl_geo task named by ``model.class_path``); subclasses are accepted.
+        trainer_defaults: Trainer defaults (e.g. ``{"use_distributed_sampler": False}``).
+
+    A checkpoint given with ``--ckpt_path`` is read with ``weights_only=True`` unless ``--weights_only``
+    says otherwise; the saved run configuration never replaces a file the run reads.
+    """
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
     from carl_geo.lightning_outputs import files_read, safe_save_config_callback
-    from carl_geo.trainers.base import CARLTaskBase
 
+    if model_class is None:
+        from carl_geo.trainers.base import CARLTaskBase
+
+        model_class = CARLTaskBase
+    args = list(args)
+    resuming = any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in args)
+    if resuming and not any(a.startswith("--weights_only") for a in args):
+        args += ["--weights_only", "true"]  # checkpoints are read without unpickling code
     LightningCLI(
-        model_class=CARLTaskBase,
+        model_class=model_class,
         datamodule_class=L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        args=list(args),
+        args=args,
         save_config_callback=safe_save_config_callback(files_read(args)),
         save_config_kwargs={"overwrite": True},
+        trainer_defaults=dict(trainer_defaults or {}),
         auto_configure_optimizers=False,
     )
     return 0

@@ -1,5 +1,5 @@
-"""Shared fixtures: the upstream reference folder, small models, one torch thread and a synthetic
-GEO-Bench folder."""
+"""Shared fixtures: small models, one torch thread and a synthetic GEO-Bench folder (plain helpers, such as
+the raster writer and the micro backbone, are in ``helpers.py``)."""
 
 from __future__ import annotations
 
@@ -13,25 +13,8 @@ import torch
 
 import carl_geo
 
-ROOT = Path(__file__).resolve().parents[1]
 # No test may reach the internet: weights downloads are off unless a test turns them on (loopback server).
 os.environ.setdefault("CARL_GEO_OFFLINE", "1")
-
-#: a very small CARL (upstream ``model_kwargs`` layout) so that SSL runs take seconds on a CPU
-MICRO_BACKBONE = {"patch_size": 8,
-                  "spec_encoder_kwargs": {"embed_dim": 32, "depth": 2, "num_heads": 2, "n_queries": 2,
-                                          "layer_scale": 1.0},
-                  "spat_encoder_kwargs": {"model_name": "eva02_base_patch14_224", "depth": 1,
-                                          "model_kwargs": {"embed_dim": 64, "num_heads": 2}}}
-#: the matching small SSL predictor (spectral and spatial)
-MICRO_PREDICTOR = {"predictor_embed_dim": 32, "depth": 1, "num_heads": 2}
-
-
-def reference_dir() -> Path | None:
-    """``$CARL_REFERENCE_DIR`` or ``../shared/carl_reference`` beside the project, if present."""
-    env = os.environ.get("CARL_REFERENCE_DIR")
-    path = Path(env) if env else ROOT.parent / "shared" / "carl_reference"
-    return path if path.is_dir() else None
 
 
 @pytest.fixture(scope="session")

@@ -60,9 +60,10 @@ def test_predicted_raster_keeps_the_codes(tmp_path: Path, capsys) -> None:
         assert src.dtypes[0] == "uint16" and src.nodata == 65535 and set(np.unique(src.read(1))) <= {100, 1000}
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_training_on_numeric_labels_keeps_them(tmp_path: Path) -> None:
     from carl_geo.sample_data import nc_landsat7, write_crop
-    from carl_geo.training import train_from_polygons
+    from carl_geo.polygon_training import train_from_polygons
 
     crop = write_crop(nc_landsat7(), tmp_path / "crop", 112, 128, 160)
     ids = sorted(gpd.read_file(crop.polygons)["id"].unique().tolist())

@@ -14,6 +14,8 @@ import pytest
 import rasterio.errors
 import rasterio.shutil
 
+from carl_geo.errors import CarlGeoError
+
 from user_files import WAVELENGTHS, fingerprint, partial_files, run_cli, save_model, write_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +130,7 @@ def test_debug_shows_the_traceback(scene_and_model, tmp_path: Path, capsys, monk
 def test_a_bug_is_not_turned_into_an_error_line(scene_and_model, tmp_path: Path, monkeypatch, capsys) -> None:
     from carl_geo.cli import main
     from carl_geo.inference import predictor
-    from carl_geo.training import polygons
+    from carl_geo.polygon_training import polygons
 
     scene, model = scene_and_model
 
@@ -138,14 +140,16 @@ def test_a_bug_is_not_turned_into_an_error_line(scene_and_model, tmp_path: Path,
     monkeypatch.setattr(predictor, "predict_raster", broken)
     with pytest.raises(AttributeError):
         main(["predict", str(scene), str(tmp_path / "o.tif"), "-m", str(model), *FAST])
-    # train_from_polygons documents ValueError as "bad input": one line; anything else is a bug
-    monkeypatch.setattr(polygons, "train_from_polygons", lambda *a, **k: (_ for _ in ()).throw(ValueError("bad x")))
+    # bad input is carl_geo's CarlGeoError: one line; anything else (a plain ValueError too) is a bug
+    monkeypatch.setattr(polygons, "train_from_polygons", lambda *a, **k: (_ for _ in ()).throw(CarlGeoError("bad x")))
     argv = ["train", "--raster", scene, "--labels", scene, "--label-field", "c", "--out", tmp_path / "m.pt"]
     code, err, _ = run_cli(argv, capsys)
     assert code == 2 and err[-1] == "carl-geo train: error: bad x"
-    monkeypatch.setattr(polygons, "train_from_polygons", broken)
-    with pytest.raises(AttributeError):
-        main([str(a) for a in argv])
+    for bug in (broken, lambda *a, **k: (_ for _ in ()).throw(ValueError("not the user's fault"))):
+        monkeypatch.setattr(polygons, "train_from_polygons", bug)
+        with pytest.raises((AttributeError, ValueError)) as e:
+            main([str(a) for a in argv])
+        assert not isinstance(e.value, CarlGeoError)
 
 
 @pytest.mark.slow
@@ -197,16 +201,29 @@ def test_help_and_argument_errors_do_not_load_torch() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
     assert "carl-geo predict: error: the following arguments are required" in proc.stderr
-    assert "carl-geo train: error: argument --epochs: invalid int value: 'x'" in proc.stderr
+    assert "carl-geo train: error: argument --epochs: expected a positive integer, got 'x'" in proc.stderr
 
 
 def test_lazy_package_still_exposes_its_api() -> None:
     import carl_geo
     import carl_geo.inference
-    import carl_geo.training
+    import carl_geo.polygon_training
 
     assert {"CARL", "load_bundle", "get_sensor"} <= set(dir(carl_geo))
     assert carl_geo.CARL is carl_geo.models.CARL and callable(carl_geo.inference.predict_raster)
-    assert carl_geo.training.TrainingCancelled is carl_geo.inference.PredictionCancelled  # one Cancelled
+    assert carl_geo.polygon_training.TrainingCancelled is carl_geo.inference.PredictionCancelled  # one Cancelled
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         carl_geo.nope  # noqa: B018
+
+
+def test_a_broken_subcommand_module_fails_loudly(monkeypatch) -> None:
+    """A sub-command module that cannot be imported is a bug of the installation: its ImportError (with
+    traceback) reaches the user instead of the sub-command silently missing from --help."""
+    from carl_geo import cli
+
+    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", (*cli.SUBCOMMAND_MODULES, "carl_geo.no_such_module"))
+    with pytest.raises(ModuleNotFoundError, match="carl_geo.no_such_module"):
+        cli.main(["--help"])
+    from carl_geo.errors import CarlGeoError as Family
+
+    assert cli.UserError is Family  # the old name of the family's root, kept for imports

@@ -6,12 +6,14 @@ generating C++), which keeps the test fast on CPU; the GPU benchmark uses induct
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch._dynamo
 
 import carl_geo
 
 
+@pytest.mark.slow  # compiles, exports or trains: 1.5-3 s each under load; together they push "not slow" past 1 min
 def test_fullgraph_compile_matches_eager():
     torch._dynamo.reset()
     model = carl_geo.CARL(carl_geo.tiny_config()).eval()
@@ -21,6 +23,7 @@ def test_fullgraph_compile_matches_eager():
         torch.testing.assert_close(compiled(x, wl).spatial, model(x, wl).spatial, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # compiles, exports or trains: 1.5-3 s each under load; together they push "not slow" past 1 min
 def test_band_bucketing_avoids_recompiles():
     torch._dynamo.reset()
     model = carl_geo.CARL(carl_geo.tiny_config()).eval()

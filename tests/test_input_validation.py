@@ -12,6 +12,7 @@ import carl_geo
 from carl_geo.errors import InputError, WavelengthError
 from carl_geo.validation import check_wavelength_list
 from user_files import WAVELENGTHS, run_cli, save_model, write_scene
+from helpers import write_raster
 
 WL = torch.tensor(WAVELENGTHS)
 
@@ -66,15 +67,10 @@ def test_same_rules_for_the_predictor_and_the_cli(tmp_path: Path, capsys) -> Non
 def test_messages_use_the_words_of_the_interface(tmp_path: Path, capsys) -> None:
     """A raster without wavelength metadata: the CLI says --wavelengths / --sensor, Python says wavelengths=[...]."""
     import numpy as np
-    import rasterio
-    from rasterio.transform import from_origin
-
     from carl_geo.inference import predict_raster
 
-    bare = tmp_path / "bare.tif"
-    with rasterio.open(bare, "w", driver="GTiff", width=16, height=16, count=3, dtype="uint16", crs="EPSG:32633",
-                       transform=from_origin(0, 0, 10, 10)) as dst:
-        dst.write(np.ones((3, 16, 16), dtype="uint16"))
+    bare = write_raster(tmp_path / "bare.tif", np.ones((3, 16, 16), dtype="uint16"), crs="EPSG:32633", origin=(0, 0),
+                        tiled=False)
     model = carl_geo.make_bundle(carl_geo.CARL(carl_geo.tiny_config()))
     carl_geo.save_bundle(model, tmp_path / "features.pt")
     with pytest.raises(WavelengthError) as e:

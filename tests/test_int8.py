@@ -14,7 +14,8 @@ from carl_geo.inference import predict_raster
 from carl_geo.inference import int8 as int8_mod
 from carl_geo.inference.runner import check_precision
 from carl_geo.inference.tiling import TileGrid
-from test_predictor import WL4, smooth_image, write_raster
+from helpers import write_raster
+from test_predictor import WL4, smooth_image
 
 NEEDS_ORT = pytest.mark.skipif(bool(int8_mod.missing_int8_modules()),
                                reason="int8 packages missing: pip install 'carl-geo[int8]' (scripts/setup.sh does)")
@@ -59,6 +60,7 @@ def test_int8_close_to_fp32_on_tiny_carl(tmp_path: Path) -> None:
     assert cos.mean() >= 0.995 and np.percentile(cos, 1) >= 0.98, (cos.mean(), cos.min())
 
 
+@pytest.mark.slow  # compiles, exports or trains: 1.5-3 s each under load; together they push "not slow" past 1 min
 @NEEDS_ORT
 def test_int8_model_reexports_after_weights_change() -> None:
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ import torch
 
 import carl_geo
 from carl_geo.models.spectral_encoder import sincos_1d, wavelength_frequencies
-from tests.conftest import reference_dir
+from helpers import reference_dir
 
 REF = reference_dir()
 FIXTURES = sorted(REF.glob("fixtures_*.pt")) if REF else []

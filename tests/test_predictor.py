@@ -11,13 +11,13 @@ import pytest
 import rasterio
 import rasterio.io
 import torch
-from rasterio.transform import from_origin
 from torch import nn
 
 import carl_geo
 from carl_geo.inference import PredictionCancelled, predict_raster
 from carl_geo.inference.engine import EMIT_ROWS
 from carl_geo.inference.tiling import TileGrid, axis_starts, blend_window_1d, reflect_fill
+from helpers import write_raster
 
 WL4 = [0.49, 0.56, 0.665, 0.842]
 
@@ -46,19 +46,6 @@ class Context(nn.Module):
 
     def forward(self, img: torch.Tensor, wavelengths: torch.Tensor) -> torch.Tensor:
         return self.conv(img)
-
-
-def write_raster(path: Path, data: np.ndarray, *, crs: str = "EPSG:32632", nodata=None,
-                 transform=None, descriptions=None) -> Path:
-    c, h, w = data.shape
-    transform = transform or (from_origin(600000, 5200000, 10, 10) if crs != "EPSG:4326"
-                              else from_origin(11.0, 48.0, 0.0001, 0.0001))
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=c, dtype=data.dtype.name, crs=crs,
-                       transform=transform, nodata=nodata, tiled=True, blockxsize=64, blockysize=64) as dst:
-        dst.write(data)
-        for b, d in enumerate(descriptions or [], start=1):
-            dst.set_band_description(b, d)
-    return path
 
 
 def smooth_image(c: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -346,6 +333,7 @@ def test_write_error_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
     assert listing(tmp_path) == {"in.tif"}
 
 
+@pytest.mark.slow  # compiles, exports or trains: 1.5-3 s each under load; together they push "not slow" past 1 min
 def test_compiled_model_matches_eager(tmp_path: Path, monkeypatch) -> None:
     """``compile=True`` (static shapes: the last, smaller batch is padded) gives the eager result."""
     compiled, real_compile = [], torch.compile

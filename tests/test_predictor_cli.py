@@ -9,23 +9,18 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.transform import from_origin
 
 import carl_geo
 from carl_geo.cli import main
+from user_files import write_scene
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> tuple[Path, Path]:
     """A 4-band uint16 GeoTIFF with wavelength metadata and a tiny 3-class CARL model file."""
     folder = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
     src = folder / "scene.tif"
-    with rasterio.open(src, "w", driver="GTiff", width=56, height=40, count=4, dtype="uint16", crs="EPSG:32633",
-                       transform=from_origin(400000, 5500000, 20, 20), nodata=0) as dst:
-        dst.write(rng.integers(500, 4000, size=(4, 40, 56)).astype("uint16"))
-        for b, w in enumerate((0.49, 0.56, 0.665, 0.842), start=1):
-            dst.update_tags(b, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=str(w))
+    write_scene(src)  # 4 bands, 40 x 56 px, CENTRAL_WAVELENGTH_UM metadata
     torch.manual_seed(0)
     seg = carl_geo.CARLSegmenter(carl_geo.CARL(carl_geo.tiny_config()), 2)
     model = carl_geo.save_bundle(carl_geo.make_bundle(seg, class_names=["field", "road"],

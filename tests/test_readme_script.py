@@ -23,6 +23,7 @@ def test_readme_script_is_short():
     assert len(lines) <= 20, f"the README's torchgeo script has {len(lines)} lines"
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_readme_script_trains(tmp_path, monkeypatch):
     pytest.importorskip("torchgeo.samplers", reason="the script needs torchgeo")
     monkeypatch.chdir(tmp_path)  # Lightning writes lightning_logs/ and checkpoints here

@@ -4,6 +4,7 @@ k-NN on a labelled raster), periodic checkpoints, resume, and ``carl-geo export`
 from __future__ import annotations
 
 import argparse
+import functools
 import warnings
 from pathlib import Path
 
@@ -12,25 +13,21 @@ import pytest
 import rasterio
 import torch
 import yaml
-from rasterio.transform import from_origin
 
 import carl_geo
+from carl_geo.datamodules.carl_ssl import LabelledRasterChips, LabelRasterSource, RandomChips
 from carl_geo.ssl.cli import register_export, run_pretrain
-from carl_geo.ssl.data import LabelledRasterChips, LabelRasterSource, RandomChips
 from carl_geo.transforms import standardize_image
-from tests.conftest import MICRO_BACKBONE, MICRO_PREDICTOR, ROOT
+import helpers
+from helpers import MICRO_BACKBONE, MICRO_PREDICTOR, ROOT
 
 CRS = "EPSG:32633"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def write_raster(path: Path, data: np.ndarray, res: float = 10.0, nodata: float | None = None) -> Path:
-    c, h, w = data.shape
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=c, dtype=data.dtype, crs=CRS,
-                       nodata=nodata, transform=from_origin(500000.0, 4600000.0, res, res)) as dst:
-        dst.write(data)
-    return path
+#: this module's scenes: UTM 32N at (500000, 4600000), 10 m unless ``res=`` says otherwise
+write_raster = functools.partial(helpers.write_raster, crs=CRS, origin=(500000.0, 4600000.0), tiled=False)
 
 
 @pytest.fixture(scope="module")

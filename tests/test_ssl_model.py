@@ -12,7 +12,7 @@ from carl_geo.ssl import CARLPretrainTask
 from carl_geo.ssl.masking import SpatialMasking, SpectralMasking, SpectralMasks, apply_masks
 from carl_geo.ssl.model import encode_context, encode_student, student_forward, teacher_features
 from carl_geo.ssl.predictors import sincos_2d
-from tests.conftest import reference_dir
+from helpers import reference_dir
 
 REF = reference_dir()
 needs_ref = pytest.mark.skipif(REF is None, reason="upstream reference folder ../shared/carl_reference not present")

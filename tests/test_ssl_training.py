@@ -15,7 +15,7 @@ from carl_geo.datasets.collate import same_sensor_collate
 from carl_geo.ssl import CARLPretrainTask, SSLDataModule, export_backbone
 from carl_geo.ssl.ema import ema_momentum, warmup_cosine
 from carl_geo.ssl.synthetic import SyntheticSpectralDataset
-from tests.conftest import MICRO_BACKBONE, MICRO_PREDICTOR
+from helpers import MICRO_BACKBONE, MICRO_PREDICTOR
 
 S2 = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]
 L8 = [0.443, 0.482, 0.561, 0.655, 0.865, 1.609, 2.201]
@@ -146,7 +146,7 @@ def test_data_module_checks_and_sharding():
     with pytest.raises(ValueError, match="batch_size"):
         SSLDataModule([SyntheticSpectralDataset(16, S2, SIZE)], batch_size=1)
     from carl_geo.samplers import SensorGroupBatchSampler
-    from carl_geo.ssl.data import EpochBatchSampler
+    from carl_geo.datamodules.carl_ssl import EpochBatchSampler
 
     inner = SensorGroupBatchSampler([24, 16], 4, drop_last=True)
     shards = [list(EpochBatchSampler(inner, rank=r, world_size=3)) for r in range(3)]
@@ -158,7 +158,7 @@ def test_data_module_checks_and_sharding():
 def test_lightning_reaches_the_epoch_hook():
     """Lightning calls ``batch_sampler.sampler.set_epoch``: sensor-group order and chip draws change."""
     from carl_geo.samplers import SensorGroupBatchSampler
-    from carl_geo.ssl.data import EpochBatchSampler
+    from carl_geo.datamodules.carl_ssl import EpochBatchSampler
 
     class Chips(list):
         epoch = None

@@ -5,28 +5,27 @@ multi-source loader."""
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
-from pathlib import Path
 
 import kornia.augmentation as K
 import lightning as L
 import numpy as np
 import pytest
-import rasterio
 import torch
 import torch.nn.functional as F
 import yaml
-from rasterio.transform import from_origin
 from torch.utils.data import Dataset
 
 from carl_geo.ssl import CARLPretrainTask, SSLDataModule
 from carl_geo.ssl.band_subset import RandomBandSubset
-from carl_geo.ssl.data import BalancedSourceBatchSampler, RasterSSLDataModule
+from carl_geo.datamodules.carl_ssl import RasterSSLDataModule
+from carl_geo.samplers import BalancedSourceBatchSampler
 from carl_geo.ssl.layouts import BIGEARTHNET_BANDS_NM, BigEarthNetS2, HySpecNet11k, SpectralEarth
 from carl_geo.ssl.synthetic import SyntheticSpectralDataset
 from carl_geo.transforms import standardize_image
-from tests.conftest import MICRO_BACKBONE, MICRO_PREDICTOR, ROOT
+from helpers import MICRO_BACKBONE, MICRO_PREDICTOR, ROOT, write_raster
 
 SIZE = 32
 S2 = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]
@@ -202,13 +201,8 @@ def test_balanced_loader_truncates_every_source_to_the_smallest():
 
 
 # ----------------------------------------------------------------------------------- layouts
-def write_tif(path: Path, data: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    c, h, w = data.shape
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=c, dtype=data.dtype, crs="EPSG:32633",
-                       transform=from_origin(500000, 5000000, 30, 30)) as dst:
-        dst.write(data)
-    return path
+#: the layout tests' files: UTM 33N at (500000, 5000000), 30 m
+write_tif = functools.partial(write_raster, crs="EPSG:32633", origin=(500000.0, 5000000.0), res=30.0, tiled=False)
 
 
 def test_hyspecnet_layout(tmp_path):

@@ -12,8 +12,11 @@ import torch
 
 import carl_geo
 from carl_geo.inference import predict_raster
+from carl_geo.inference.settings import PredictSettings
 from carl_geo.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, TileGrid, axis_starts
-from test_predictor import WL4, smooth_image, write_raster
+from carl_geo.inference.xarray_predict import DATAARRAY_DEFAULTS
+from helpers import write_raster
+from test_predictor import WL4, smooth_image
 
 
 @pytest.mark.parametrize("size", [4096, 10980, 2000])
@@ -40,33 +43,35 @@ def test_fitted_tiles_cover_each_axis_with_the_overlap(tile: int, overlap: int) 
             assert extent == tile or extent % 8 == 0
 
 
-def test_default_tiling_follows_the_model_patch_size() -> None:
+def test_cli_and_qgis_defaults_equal_the_library_constants() -> None:
     from carl_geo.inference.cli import register
-    from carl_geo.inference.tiling import default_tiling, model_patch_size
 
-    assert default_tiling(8) == (DEFAULT_TILE_SIZE, DEFAULT_OVERLAP) == default_tiling(None)
-    assert default_tiling(2) == (64, 4) and default_tiling(4) == (128, 8)
-    cfg = carl_geo.tiny_config()
-    cfg.patch_size = 2
-    seg = carl_geo.CARLSegmenter(carl_geo.CARL(cfg), 3, "linear")
-    assert model_patch_size(seg) == 2 and model_patch_size(seg.backbone) == 2 and model_patch_size(object()) is None
-    # the CLI, the Python API and the QGIS plugin leave the tiling to the model unless it is given
     sub = argparse.ArgumentParser().add_subparsers()
-    args = register(sub).parse_args(["a.tif", "b.tif", "--model", "m.pt"])
-    assert (args.tile_size, args.overlap) == (None, None)
-    assert predict_raster.__kwdefaults__["tile_size"] is None and predict_raster.__kwdefaults__["overlap"] is None
-    base = Path(__file__).parents[1] / "qgis_plugin" / "carl_qgis" / "algorithms" / "base.py"
-    assert "(0 = from the model" in base.read_text() and "(-1 = from the model" in base.read_text()
+    p = register(sub)
+    args = p.parse_args(["a.tif", "b.tif", "--model", "m.pt"])
+    assert (args.tile_size, args.overlap) == (None, None)  # None: from the model's patch size
+    settings = PredictSettings()
+    assert (settings.tile_size, settings.overlap) == (None, None)
+    assert settings.tiling() == settings.tiling(8) == (DEFAULT_TILE_SIZE, DEFAULT_OVERLAP) == (256, 16)
+    assert settings.tiling(2) == (64, 4) and settings.tiling(4) == (128, 8)
+    assert PredictSettings(tile_size=512).tiling(2) == (512, 4)
+    assert DATAARRAY_DEFAULTS.replace(device="auto") == settings  # predict_dataarray: same, but on the CPU
+    # the QGIS plugin reads them from PredictSettings (tests/qgis/test_precision.py checks its parameters)
 
 
 def test_small_patch_models_predict_on_proportional_tiles(tmp_path: Path) -> None:
+    """A polygon-trained model with 2 px patches gets 64 px tiles: the same 32 x 32 tokens per tile
+    (and attention cost per pixel) as CARL's 256 px tiles at patch 8."""
+    from carl_geo.inference.settings import model_patch_size
+
     cfg = carl_geo.tiny_config()
     cfg.patch_size = 2
     cfg.spatial.model_kwargs.update(use_abs_pos_emb=False, use_rot_pos_emb=False)
     seg = carl_geo.CARLSegmenter(carl_geo.CARL(cfg), 3, "linear").eval()
+    bundle = carl_geo.make_bundle(seg, class_names=["a", "b", "c"], wavelengths=WL4)
+    assert model_patch_size(seg) == model_patch_size(bundle) == 2 and model_patch_size(object()) is None
     src = write_raster(tmp_path / "in.tif", smooth_image(4, 150, 150))
-    res = predict_raster(carl_geo.make_bundle(seg, class_names=["a", "b", "c"], wavelengths=WL4), src,
-                         tmp_path / "out.tif", device="cpu")
+    res = predict_raster(bundle, src, tmp_path / "out.tif", device="cpu")
     with rasterio.open(res.path) as out:
         import json
 

@@ -38,6 +38,7 @@ def test_weights_enum_meta():
     assert get_model_weights(carl_geo.models.registry.carl) is enum
 
 
+@pytest.mark.slow  # about 4 s on the 2-core machine
 def test_weights_load_from_a_local_file(tmp_path, monkeypatch):
     weight = get_weight("CARL_Weights.CARL_SSL")
     monkeypatch.setenv("CARL_GEO_WEIGHTS", str(tmp_path / "absent.ckpt"))
@@ -56,6 +57,7 @@ def test_weights_load_from_a_local_file(tmp_path, monkeypatch):
     assert set(weight.get_state_dict()) == set(ref.state_dict())
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_acceptance_one_liner():
     code = "import carl_geo, torchgeo.models as m; print(m.get_model('carl', weights=None).__class__.__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rasterio
 import torch
-from rasterio.transform import from_origin
 
 pytest.importorskip("torchgeo")
 from torchgeo.datasets import Sentinel2  # noqa: E402
 from torchgeo.samplers import GridGeoSampler  # noqa: E402
 
 from carl_geo.datasets.torchgeo_wavelengths import AddWavelengths, WithWavelengths, torchgeo_wavelengths  # noqa: E402
+from helpers import write_raster  # noqa: E402
 
 
 @pytest.fixture()
@@ -22,9 +21,8 @@ def s2_folder(tmp_path):
     folder.mkdir()
     for band in ("B02", "B03", "B04", "B08"):
         path = folder / f"T32UNE_20240611T103631_{band}_10m.tif"
-        with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint16",
-                           crs="EPSG:32632", transform=from_origin(500000, 5300000, 10, 10)) as dst:
-            dst.write(rng.integers(0, 5000, (1, 64, 64), dtype=np.uint16))
+        write_raster(path, rng.integers(0, 5000, (1, 64, 64), dtype=np.uint16), origin=(500000.0, 5300000.0),
+                     tiled=False)
     return folder
 
 

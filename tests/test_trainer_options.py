@@ -10,9 +10,9 @@ from torch.utils.data import DataLoader
 
 from carl_geo.evaluation.geobench.knn import _metrics as knn_metrics
 from carl_geo.evaluation.geobench.results import PRIMARY_METRIC
-from carl_geo.evaluation.geobench.tasks import GeoBenchClassificationTask, monitor_metric
+from carl_geo.trainers.geobench import GeoBenchClassificationTask, monitor_metric
 from carl_geo.trainers import CARLClassificationTask, CARLSegmentationTask
-from tests.test_trainers import _segmentation_batches
+from test_trainers import _segmentation_batches
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,15 +8,14 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pytest
-import rasterio
 import torch
-from rasterio.transform import from_origin
 from torch.utils.data import DataLoader
 
 import carl_geo
 from carl_geo.cli import main as cli_main
 from carl_geo.datamodules import ChipFolderDataModule
 from carl_geo.trainers import CARLClassificationTask, CARLSegmentationTask
+from helpers import write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
 # Spectral signatures (reflectance-like DN) of two classes: bright NIR "vegetation" vs dark NIR "water".
@@ -33,10 +32,7 @@ def write_chips(root: Path, sensor: str, n_per_class: int, size: int = 16, seed:
             base = np.resize(np.array(sig, dtype=np.float32), n_bands)
             for i in range(n):
                 data = base[:, None, None] * rng.uniform(0.6, 1.4) + rng.normal(0, 150, (n_bands, size, size))
-                with rasterio.open(folder / f"{i}.tif", "w", driver="GTiff", width=size, height=size, count=n_bands,
-                                   dtype="float32", crs="EPSG:32632",
-                                   transform=from_origin(500000, 5300000, 10, 10)) as dst:
-                    dst.write(data.astype(np.float32))
+                write_raster(folder / f"{i}.tif", data.astype(np.float32), origin=(500000.0, 5300000.0), tiled=False)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +43,7 @@ def chip_sources(tmp_path_factory):
     return [{"root": str(root / "s2"), "sensor": "sentinel2_l2a"}, {"root": str(root / "l7"), "sensor": "landsat7_etm"}]
 
 
+@pytest.mark.slow  # compiles, exports or trains: 1.5-3 s each under load; together they push "not slow" past 1 min
 @pytest.mark.parametrize("batching", ["group", "pad"])
 def test_mixed_sensor_classification_learns(chip_sources, batching, tmp_path):
     L.seed_everything(0)
@@ -90,6 +87,7 @@ def _segmentation_batches(n: int, seed: int) -> list[dict]:
     return out
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_segmentation_fit_checkpoint_loads_as_bundle(tmp_path):
     L.seed_everything(0)
     task = CARLSegmentationTask(num_classes=2, config="tiny", mode="scratch", head="progressive", lr=3e-3,
@@ -164,6 +162,7 @@ def test_cli_fast_dev_run_segmentation_from_polygons(tmp_path):
     assert rc == 0
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_polygon_masks_through_torchgeo_intersection():
     from torchgeo.samplers import GridGeoSampler
 

@@ -16,9 +16,9 @@ from carl_geo.cli import main as cli_main
 from carl_geo.datasets.vector_labels import IGNORE_INDEX
 from carl_geo.inference import predict_raster
 from carl_geo.sample_data import nc_landsat7, write_crop
-from carl_geo.training import TrainingCancelled, train_from_polygons
-from carl_geo.training.chips import holdout_split
-from carl_geo.training.metrics import confusion_matrix, mean_iou, overall_accuracy, per_class_iou
+from carl_geo.polygon_training import TrainingCancelled, train_from_polygons
+from carl_geo.polygon_training.chips import holdout_split
+from carl_geo.polygon_training.metrics import confusion_matrix, mean_iou, overall_accuracy, per_class_iou
 
 SCENE = nc_landsat7()
 #: 160 x 160 px: 5 classes, 9 polygons with >= 8 px, 4 classes with two polygons or more.
@@ -44,6 +44,7 @@ def trained(crop, tmp_path_factory):
     return result, lines, steps
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_training_learns_held_out_polygons(trained):
     result, lines, steps = trained
     rep = result.report
@@ -63,6 +64,7 @@ def test_training_learns_held_out_polygons(trained):
     assert result.confusion_png.is_file() and result.confusion_png.name == "landcover_confusion.png"
 
 
+@pytest.mark.slow  # > 4 s on the 2-core machine
 def test_bundle_round_trip_through_the_predictor(trained, crop, tmp_path):
     result, _, _ = trained
     bundle = carl_geo.load_bundle(result.model_path)

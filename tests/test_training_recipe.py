@@ -8,9 +8,9 @@ import torch
 
 import carl_geo
 from carl_geo.models import CARL, CARLSegmenter, tiny_config
-from carl_geo.training.polygons import draw_band_subsets
+from carl_geo.polygon_training.polygons import draw_band_subsets
 from carl_geo.models.spectral_binning import apply_bins, bin_matrix, bin_spectra, equal_bins, random_bins
-from carl_geo.training.recipe import SceneFacts, TrainingRecipe, plan_recipe
+from carl_geo.polygon_training.recipe import SceneFacts, TrainingRecipe, plan_recipe
 
 
 def facts(**kw) -> SceneFacts:

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.transform import from_origin
 from torch.utils.data import DataLoader
 
 import carl_geo
 from carl_geo.inference import predict_raster
 from carl_geo.models.segmentation import HEADS, CARLSegmenter, UperNetHead
 from carl_geo.trainers import CARLSegmentationTask
-from tests.test_trainers import SIGNATURES, _segmentation_batches
+from helpers import write_raster
+from test_trainers import SIGNATURES, _segmentation_batches
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 L7 = list(carl_geo.get_sensor("landsat7_etm").wavelengths)
@@ -46,12 +46,11 @@ def write_scene(path, seed: int = 0):
     truth[20:70, 16:56] = 1
     veg, water = (np.array(SIGNATURES[k], dtype=np.float32) for k in ("vegetation", "water"))
     img = np.where(truth[None] == 1, veg[:, None, None], water[:, None, None]) + rng.normal(0, 150, (6, 96, 80))
-    with rasterio.open(path, "w", driver="GTiff", width=80, height=96, count=6, dtype="float32", crs="EPSG:32617",
-                       transform=from_origin(300000, 3900000, 30, 30)) as dst:
-        dst.write(img.astype(np.float32))
+    write_raster(path, img.astype(np.float32), crs="EPSG:32617", origin=(300000.0, 3900000.0), res=30.0, tiled=False)
     return truth
 
 
+@pytest.mark.slow  # about 4 s on the 2-core machine
 def test_upernet_trains_and_predicts_a_raster_as_a_bundle(tmp_path):
     L.seed_everything(0)
     task = CARLSegmentationTask(num_classes=2, config="tiny", mode="scratch", head="upernet", head_kwargs={"width": 32},

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import from_origin
+
+from helpers import write_raster
 
 WAVELENGTHS = (0.49, 0.56, 0.665, 0.842)
 
@@ -22,13 +22,9 @@ def write_scene(path: Path, data: np.ndarray | None = None, dtype: str = "uint16
     """A (4, 40, 56) GeoTIFF (UTM 33N, 20 m) with CENTRAL_WAVELENGTH_UM band metadata."""
     if data is None:
         data = np.random.default_rng(seed).integers(500, 4000, size=(4, 40, 56))
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=dtype, crs="EPSG:32633", transform=from_origin(400000, 5500000, 20, 20),
-                       nodata=nodata) as dst:
-        dst.write(np.asarray(data).astype(dtype))
-        for b, w in enumerate(WAVELENGTHS[:data.shape[0]], start=1):
-            dst.update_tags(b, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=str(w))
-    return path
+    data = np.asarray(data)
+    return write_raster(path, data, dtype=dtype, crs="EPSG:32633", origin=(400000.0, 5500000.0), res=20.0,
+                        nodata=nodata, wavelengths=WAVELENGTHS[:data.shape[0]], tiled=False)
 
 
 def save_model(path: Path, class_names: Sequence[str] = ("field", "road"), class_values: Sequence[int] | None = None,

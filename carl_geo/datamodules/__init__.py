@@ -1,6 +1,23 @@
-"""Lightning data modules feeding the CARL tasks (samples carry ``wavelengths`` in µm)."""
+"""Every LightningDataModule of carl_geo (samples carry ``wavelengths`` in µm).
 
-from carl_geo.datamodules.chips import ChipFolderDataModule, ChipFolderDataset, ChipSource
-from carl_geo.datamodules.raster_polygons import RasterPolygonDataModule
+* :class:`ChipFolderDataModule` (+ :class:`ChipFolderDataset`, :class:`ChipSource`): labelled chip
+  folders, one sensor per source (:mod:`.chips`);
+* :class:`RasterPolygonDataModule`: a raster and polygon labels through torchgeo (:mod:`.raster_polygons`);
+* :class:`SSLDataModule`, :class:`RasterSSLDataModule` (+ :class:`RasterSource`): CARL-SSL
+  pre-training data (:mod:`.carl_ssl`);
+* :class:`GeoBenchDataModule`: one GEO-Bench task (:mod:`.geobench`).
 
-__all__ = ["ChipFolderDataModule", "ChipFolderDataset", "ChipSource", "RasterPolygonDataModule"]
+Names load on first use.
+"""
+
+from carl_geo._lazy import lazy_exports
+
+_EXPORTS = {
+    **{n: "carl_geo.datamodules.chips" for n in ("ChipFolderDataModule", "ChipFolderDataset", "ChipSource")},
+    "RasterPolygonDataModule": "carl_geo.datamodules.raster_polygons",
+    **{n: "carl_geo.datamodules.carl_ssl" for n in ("RasterSSLDataModule", "RasterSource", "SSLDataModule")},
+    "GeoBenchDataModule": "carl_geo.datamodules.geobench",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+__all__ = sorted(_EXPORTS)

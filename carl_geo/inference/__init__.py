@@ -2,6 +2,8 @@
 
 * :func:`predict_raster`: a raster file in, a GeoTIFF of classes / probabilities / embeddings out
   (streaming, atomic, same grid as the input);
+* :class:`PredictSettings`: how to predict (tiles, batch, device, precision, output dtypes, ...),
+  shared by both functions, the command line and the QGIS plugin;
 * :func:`predict_dataarray`: the same on an ``xarray.DataArray`` (band, y, x) with dask, for
   mosaics on a cluster;
 * :func:`resolve_wavelengths`: which bands to read and their wavelengths (µm);
@@ -15,6 +17,7 @@ from carl_geo._lazy import lazy_exports
 _EXPORTS = {
     "PredictionCancelled": "carl_geo.inference.engine",
     "PredictionResult": "carl_geo.inference.predictor",
+    "PredictSettings": "carl_geo.inference.settings",
     "predict_raster": "carl_geo.inference.predictor",
     "predict_dataarray": "carl_geo.inference.xarray_predict",
     "write_quicklook": "carl_geo.inference.quicklook",

@@ -24,28 +24,12 @@ examples:
   carl-geo predict scene.tif map.tif --model model.pt --bands B02,B03,B04,B08 --sensor s2 --quicklook map.png"""
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers (µm), got {text!r}") from None
-
-
-def _bands(text: str) -> list[int | str]:
-    return [int(v) if v.isdigit() else v for v in (p.strip() for p in text.split(",")) if v]
-
-
-def _normalization(text: str) -> Any:
-    if text in ("scene", "model"):
-        return None if text == "model" else "scene"
-    values = _floats(text)
-    if len(values) != 2:
-        raise argparse.ArgumentTypeError(f"expected 'model', 'scene' or MEAN,STD, got {text!r}")
-    return tuple(values)
-
-
 def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``predict`` sub-command."""
+    """Add the ``predict`` sub-command (the options after ``--model`` come from the fields of
+    :class:`~carl_geo.inference.settings.PredictSettings`)."""
+    from carl_geo.cli_args import add_bands_argument, wavelength_list
+    from carl_geo.inference.settings import GROUPS, add_arguments
+
     p = subparsers.add_parser("predict", help="predict a raster tile by tile into a GeoTIFF",
                               description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,37 +37,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("dst", metavar="DST", help="output GeoTIFF")
     p.add_argument("--model", "-m", required=True, metavar="MODEL_FILE",
                    help="CARL model file (.pt bundle from carl-geo training, or backbone weights for embeddings)")
-    p.add_argument("--output", "-o", choices=("classes", "probabilities", "embeddings"), default=None,
-                   help="what to write (default: classes for a segmentation model, embeddings otherwise)")
-    g = p.add_argument_group("bands and wavelengths")
-    g.add_argument("--wavelengths", type=_floats, metavar="UM,UM,...",
-                   help="centre wavelength of each (selected) band in micrometres, e.g. 0.49,0.56,0.665")
+    groups: dict[str | None, Any] = {None: p}
+    for title in GROUPS[1:]:
+        groups[title] = p.add_argument_group(title)
+    g = groups["bands and wavelengths"]
+    g.add_argument("--wavelengths", type=wavelength_list, metavar="UM,UM,...",
+                   help="centre wavelength of each (selected) band in micrometres, e.g. 0.49,0.56,0.665 "
+                        "(nanometres are converted)")
     g.add_argument("--sensor", metavar="NAME", help="sensor preset, e.g. sentinel2_l2a, landsat8_oli, enmap, rgb")
-    g.add_argument("--bands", type=_bands, metavar="B,B,...",
-                   help="bands to read: 1-based numbers (1,2,3) or names (B02,B03,B04)")
-    g.add_argument("--nodata", type=float, help="input nodata value (default: the file's)")
-    g.add_argument("--normalization", type=_normalization, default=None, metavar="model|scene|MEAN,STD",
-                   help="input normalisation (default: the model's; scene = mean/std sampled from the raster)")
-    t = p.add_argument_group("tiling and device")
-    # default None: carl_geo.inference.tiling.default_tiling(the model's patch size)
-    t.add_argument("--tile-size", type=int, default=None, metavar="PX",
-                   help="largest tile side in pixels (default: 32 model patches, 256 for CARL's patch 8)")
-    t.add_argument("--overlap", type=int, default=None, metavar="PX",
-                   help="pixels shared by neighbouring tiles, < tile size / 2 (default: 2 model patches, 16 at patch 8)")
-    t.add_argument("--batch-size", type=_batch_size, default=4, metavar="N|auto",
-                   help="tiles per model call, or auto (sized to the GPU's free memory; default 4)")
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    t.add_argument("--precision", choices=("fp32", "int8", "bf16", "fp16"), default="fp32",
-                   help="fp32 (default); int8: int8 weights on the CPU, 2-3x faster (needs pip install "
-                        "'carl-geo[int8]'); bf16/fp16: autocast on a GPU")
-    t.add_argument("--compile", action="store_true",
-                   help="torch.compile the model for this run (worth it on a GPU for large rasters)")
-    o = p.add_argument_group("output file")
-    o.add_argument("--probability-dtype", choices=("float32", "uint8"), default="float32",
-                   help="float32, or uint8 scaled 0..254 (default float32)")
-    o.add_argument("--embedding-dtype", choices=("float32", "float16"), default="float32")
-    o.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF (with overviews)")
-    o.add_argument("--overviews", action="store_true", help="add internal overviews")
+    add_bands_argument(g, one_value=True)
+    add_arguments(groups)
+    o = groups["output file"]
     o.add_argument("--quicklook", metavar="PNG", help="also write a PNG: input in false colour | map with legend")
     o.add_argument("--overwrite", action="store_true",
                    help="replace existing output files (never a file the run reads: input, its VRT sources, model)")
@@ -92,24 +56,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _batch_size(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
-
-
 def run(args: argparse.Namespace) -> int:
-    from carl_geo.inference.tiling import check_tiling
+    from carl_geo.inference.settings import from_arguments
     from carl_geo.io.output_paths import check_outputs, reads_of
 
-    if args.tile_size is not None and args.overlap is not None:
-        check_tiling(args.tile_size, args.overlap)  # cheap checks before the model loads
+    settings = from_arguments(args)  # cheap checks before the model loads
     model_path = Path(args.model)
     if not model_path.is_file():
         raise FileNotFoundError(f"model file not found: {model_path}")
@@ -125,11 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     with ProgressBar("predict", "tile", file=sys.stderr, dynamic_ncols=True) as bar:
         result = predict_raster(
-            bundle, args.src, args.dst, output=output, wavelengths=args.wavelengths, sensor=args.sensor,
-            bands=args.bands, tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
-            normalization=args.normalization, device=args.device, precision=args.precision, compile=args.compile,
-            probability_dtype=args.probability_dtype, embedding_dtype=args.embedding_dtype, nodata=args.nodata,
-            cog=args.cog, overviews=args.overviews, progress=None if args.quiet else bar, overwrite=args.overwrite)
+            bundle, args.src, args.dst, wavelengths=args.wavelengths, sensor=args.sensor, bands=args.bands,
+            settings=settings.replace(output=output), progress=None if args.quiet else bar, overwrite=args.overwrite)
     print(f"wrote {result.path}: {output}, {result.count} band(s), {result.width} x {result.height} px, "
           f"{result.crs or 'no CRS'}; {result.tiles} tiles in {result.seconds:.1f} s on {result.device}")
     if output == "classes":

@@ -102,13 +102,14 @@ class Batch:
 
 
 def iter_batches(grid: TileGrid, read_rows: RowReader, batch_size: int, *, bands: int, dtype: Any,
-                 mean: float, std: float, pool: BufferPool | None = None) -> Iterator[Batch]:
+                 mean: float | None, std: float | None, pool: BufferPool | None = None) -> Iterator[Batch]:
     """Batches of normalised tiles in row-major order; reads each tile row's raster rows once.
 
     The raw strip (``bands`` x ``tile_h`` x padded width, in the raster's ``dtype``) and its valid mask
     are reflect-padded in place in buffers reused for every tile row; tiles are converted to float32,
-    normalised with ``(x - mean) / (std + 1e-6)`` and nodata set to 0 as they are copied into the batch
-    buffer, taken from ``pool`` (default: a new unpinned pool).
+    normalised with ``(x - mean) / (std + 1e-6)`` (``mean=None``: the rows are normalised already) and
+    nodata set to 0 as they are copied into the batch buffer, taken from ``pool`` (default: a new
+    unpinned pool).
     """
     if pool is None:
         pool = BufferPool((batch_size, bands, grid.tile_h, grid.tile_w))
@@ -135,7 +136,11 @@ def iter_batches(grid: TileGrid, read_rows: RowReader, batch_size: int, *, bands
             c = x0 + grid.pad
             tile = tiles[len(keys)]
             tile[...] = strip[:, :, c:c + grid.tile_w]
-            normalize_(tile, vstrip[0, :, c:c + grid.tile_w], mean, std)
+            tile_valid = vstrip[0, :, c:c + grid.tile_w]
+            if mean is not None:
+                normalize_(tile, tile_valid, mean, float(std if std is not None else 1.0))
+            elif not tile_valid.all():
+                tile[:, ~tile_valid] = 0.0
             keys.append((i, j))
             if len(keys) == batch_size:
                 yield Batch(buf, keys, strips, _releaser(pool, buf))
@@ -348,7 +353,7 @@ class BackgroundWriter:
 
 
 def run_tiled(grid: TileGrid, batches: Iterable[Batch], predict: Predict, emit: RowEmitter,
-              progress: Progress | None = None) -> int:
+              progress: Progress | None = None, skip: Callable[[int, int], bool] | None = None) -> int:
     """Predict every batch, blend on the predictions' device, emit all rows; returns the number of tiles.
 
     Args:
@@ -357,11 +362,27 @@ def run_tiled(grid: TileGrid, batches: Iterable[Batch], predict: Predict, emit: 
         predict: e.g. :meth:`carl_geo.inference.runner.ModelRunner.predict`.
         emit: receives the blended rows.
         progress: called after each batch; returning False raises :class:`PredictionCancelled`.
+        skip: ``skip(i, j)`` True: tile (i, j) is not run through the model; it adds zeros (with its
+            blending weight), so only pixels that no other tile covers differ from a full run.
     """
     acc: BlendAccumulator | None = None
     done = 0
     for batch in batches:
-        pred = predict(batch.tiles, batch.release)
+        keep = list(range(len(batch.keys))) if skip is None else \
+            [k for k, (i, j) in enumerate(batch.keys) if not skip(i, j)]
+        if acc is None and not keep:
+            keep = [0]  # one tile tells the number of output channels
+        if len(keep) == len(batch.keys):
+            pred = predict(batch.tiles, batch.release)
+        elif keep:
+            part = predict(batch.tiles[keep], lambda: None)  # a copy: the buffer can go back at once
+            batch.release()
+            pred = part.new_zeros((len(batch.keys), *part.shape[1:]))
+            pred[keep] = part
+        else:
+            batch.release()
+            pred = torch.zeros((len(batch.keys), acc.acc.shape[0], grid.tile_h, grid.tile_w),  # type: ignore[union-attr]
+                               device=acc.acc.device)  # type: ignore[union-attr]
         if acc is None:
             acc = BlendAccumulator(grid, pred.shape[1], emit, pred.device)
         for (i, j), p in zip(batch.keys, pred):
@@ -375,3 +396,39 @@ def run_tiled(grid: TileGrid, batches: Iterable[Batch], predict: Predict, emit: 
         raise RuntimeError("no tile was predicted")
     acc.finish()
     return done
+
+
+def run_array(predict: Predict, data: np.ndarray, valid: np.ndarray, emit: RowEmitter, *, tile_size: int,
+              overlap: int, batch_size: int, mean: float | None, std: float | None,
+              needed: np.ndarray | None = None) -> int:
+    """The engine on an in-memory (C, H, W) array: fitted tiles, batches, cosine blending, rows to ``emit``.
+
+    Used by :func:`~carl_geo.inference.predict_dataarray` (one dask chunk) and by polygon training's
+    hold-out report, so both blend exactly as :func:`~carl_geo.inference.predict_raster` does.
+
+    Args:
+        predict: e.g. :meth:`carl_geo.inference.runner.ModelRunner.predict`.
+        data: (C, H, W) pixels (any real dtype; float32 avoids a copy per tile).
+        valid: (H, W) bool; invalid pixels are set to 0 after normalisation.
+        emit: receives ``(row0, blended (K, h, W) tensor, valid (h, W))``.
+        tile_size, overlap, batch_size: as in :class:`~carl_geo.inference.settings.PredictSettings`.
+        mean, std: scalar normalisation; ``mean=None``: ``data`` is normalised already.
+        needed: (H, W) bool, or None; tiles without a needed pixel are not run through the model
+            (every tile that covers a needed pixel is, so needed pixels get the full blend).
+
+    Returns:
+        The number of tiles.
+    """
+    c, h, w = data.shape
+    grid = TileGrid.build(h, w, int(tile_size), int(overlap))
+
+    def read_rows(r0: int, r1: int, buf: np.ndarray) -> np.ndarray:
+        buf[...] = data[:, r0:r1]
+        return valid[r0:r1]
+
+    def unneeded(i: int, j: int) -> bool:
+        y0, x0 = grid.row_starts[i], grid.col_starts[j]
+        return not needed[max(0, y0):y0 + grid.tile_h, max(0, x0):x0 + grid.tile_w].any()  # type: ignore[index]
+
+    batches = iter_batches(grid, read_rows, int(batch_size), bands=c, dtype=data.dtype, mean=mean, std=std)
+    return run_tiled(grid, batches, predict, emit, skip=unneeded if needed is not None else None)

@@ -85,7 +85,7 @@ def _float_nodes(path: Path, keep: Sequence[str]) -> list[str]:
     return nodes
 
 
-class Int8Unavailable(ValueError):
+class Int8Unavailable(CarlGeoError):
     """precision="int8" was asked for but a package it needs is missing (one-line message)."""
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from rasterio.windows import Window
 
-from carl_geo.errors import CarlGeoError, CarlGeoWarning, InputError, option
+from carl_geo.errors import CarlGeoWarning, InputError, option
+from carl_geo.inference.settings import resolve_normalization  # noqa: F401  (its home is the settings module)
+from carl_geo.transforms import EPS
 
-EPS = 1e-6
 
 #: ``reader(window) -> (data (C, h, w) float32, valid (h, w) bool)``.
 WindowReader = Callable[[Window], tuple[np.ndarray, np.ndarray]]
@@ -97,41 +97,9 @@ def warn_scale_mismatch(reader: WindowReader, windows: Sequence[Window], model: 
     return message is not None
 
 
-def resolve_normalization(normalization: Any, bundle_normalization: Mapping[str, Any] | None
-                          ) -> tuple[float, float] | None:
-    """``(mean, std)`` for fixed statistics, or None when they must come from the scene.
-
-    Args:
-        normalization: None (use the bundle's), ``"scene"``, a ``(mean, std)`` pair, or a
-            bundle-style dict ``{"mode": "scene"}`` / ``{"mode": "fixed", "mean": m, "std": s}``.
-        bundle_normalization: the model bundle's ``normalization`` dict, or None.
-
-    Raises:
-        ValueError: anything else, or a non-positive / non-finite std.
-    """
-    value = bundle_normalization if normalization is None else normalization
-    if value is None or (isinstance(value, str) and value == "scene"):
-        return None
-    if isinstance(value, Mapping):
-        mode = value.get("mode")
-        if mode == "scene":
-            return None
-        if mode != "fixed":
-            raise CarlGeoError(f"normalization mode must be 'scene' or 'fixed', got {mode!r}")
-        value = (value.get("mean"), value.get("std"))
-    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
-        raise CarlGeoError(f"normalization must be None, 'scene' or a (mean, std) pair, got {value!r}")
-    try:
-        mean, std = float(value[0]), float(value[1])
-    except (TypeError, ValueError):
-        raise CarlGeoError(f"normalization (mean, std) must be numbers, got {value!r}") from None
-    if not (math.isfinite(mean) and math.isfinite(std) and std >= 0):
-        raise CarlGeoError(f"normalization needs a finite mean and a std >= 0, got {value!r}")
-    return mean, std
-
-
 def normalize_(data: np.ndarray, valid: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """In place: ``(data - mean) / (std + 1e-6)`` on (C, h, w) float32, then 0 where ``valid`` (h, w) is False."""
+    """In place: ``(data - mean) / (std + 1e-6)`` on (C, h, w) float32, then 0 where ``valid`` (h, w) is False
+    (:func:`carl_geo.transforms.normalize`'s formula without temporaries, for the engine's tile buffers)."""
     data -= np.float32(mean)
     data *= np.float32(1.0 / (std + EPS))
     if not valid.all():

@@ -37,7 +37,7 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
-from carl_geo.errors import CarlGeoError, InputError, option
+from carl_geo.errors import InputError, option
 from carl_geo.inference.engine import (
     BackgroundWriter,
     BufferPool,
@@ -53,7 +53,6 @@ from carl_geo.inference.normalization import (
     warn_scale_mismatch,
 )
 from carl_geo.inference.runner import (
-    OUTPUTS,
     ModelRunner,
     ModelSpec,
     auto_batch_size,
@@ -63,13 +62,14 @@ from carl_geo.inference.runner import (
     model_spec,
     resolve_device,
 )
-from carl_geo.inference.tiling import TileGrid, check_tiling, default_tiling, model_patch_size
+from carl_geo.inference.settings import PredictSettings, check_tiling, model_patch_size
+from carl_geo.inference.tiling import TileGrid
 from carl_geo.inference.writer import GeoTiffWriter, class_tags
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.io.failures import raster_io
 from carl_geo.io.output_paths import check_outputs, reads_of
 
-__all__ = ["PredictionCancelled", "PredictionResult", "predict_raster", "protect_inputs", "read_window"]
+__all__ = ["PredictSettings", "PredictionCancelled", "PredictionResult", "predict_raster", "protect_inputs", "read_window"]
 
 CLASS_NODATA = {"uint8": 255, "uint16": 65535}
 #: uint8 probabilities: ``value = round(p * PROB_SCALE)``, 255 = nodata.
@@ -307,27 +307,15 @@ def predict_raster(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
-    output: str = "classes",
     wavelengths: Sequence[float] | None = None,
     sensor: str | None = None,
     bands: Sequence[int | str] | None = None,
-    tile_size: int | None = None,
-    overlap: int | None = None,
-    batch_size: int | str = 4,
-    normalization: Any = None,
-    device: str = "auto",
-    precision: str = "fp32",
-    compile: bool = False,
-    probability_dtype: str = "float32",
-    embedding_dtype: str = "float32",
     class_names: Sequence[str] | None = None,
     colors: Sequence[Sequence[int]] | None = None,
-    nodata: float | None = None,
-    cog: bool = False,
-    overviews: bool = False,
     progress: Callable[[int, int], Any] | None = None,
-    gdal_cache_mb: float | None = None,
     overwrite: bool = True,
+    settings: PredictSettings | None = None,
+    **overrides: Any,
 ) -> PredictionResult:
     """Predict a whole raster tile by tile and write a GeoTIFF on the input's grid.
 
@@ -339,39 +327,22 @@ def predict_raster(
             stale ``.ovr`` / ``.aux.xml`` sidecars of a replaced file are removed). It may not be a
             file the run reads: the input (compared as real paths, so also through a symlink), a
             file a VRT input reads, or the bundle's model file.
-        output: ``"classes"``, ``"probabilities"`` or ``"embeddings"`` (see the module docstring).
         wavelengths: µm per selected band (beats ``sensor``, file metadata and the model's list).
         sensor: a :mod:`carl_geo.sensors` preset name.
         bands: 1-based band indexes or band names to read (default: all, or the model's bands
             when the file names its bands).
-        tile_size: largest model tile side (px; tiles are fitted to the raster, see
-            :mod:`carl_geo.inference.tiling`); overlap: fewest pixels shared by neighbouring tiles
-            (< tile_size / 2; the raster is reflect-padded by overlap // 2 so border pixels get the same context).
-            None: from the model's patch size p (:func:`~carl_geo.inference.tiling.default_tiling`:
-            32 p and 2 p, i.e. 256 and 16 px for CARL's patch 8).
-        batch_size: tiles per model call, or ``"auto"`` (sized to the GPU's free memory; 4 on CPU).
-        normalization: None (the bundle's; ``"scene"`` for a bare module), ``"scene"`` (scalar mean/std
-            sampled from up to 16 windows), or a ``(mean, std)`` pair. With the bundle's stored
-            statistics, the input is sampled too and a :class:`~carl_geo.errors.CarlGeoWarning` says
-            when it looks like another scale (e.g. reflectance 0-1 for a model trained on 0-10000).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 needs a GPU), or ``"int8"``
-            (CPU, ``device="auto"`` means the CPU: int8 weights in ONNX Runtime, about 2-3x faster
-            than fp32 on a laptop CPU at a feature cosine >= 0.999; needs ``pip install "carl-geo[int8]"``;
-            see :mod:`carl_geo.inference.int8`).
-        compile: ``torch.compile`` the model for the run (pays off on GPUs for large rasters; the
-            first batch waits for compilation).
-        probability_dtype: ``"float32"`` or ``"uint8"`` (scaled 0..254).
-        embedding_dtype: ``"float32"`` or ``"float16"``.
         class_names, colors: class names and RGB 0-255 colours (override the bundle's).
-        nodata: input nodata value (overrides the file's).
-        cog: write a Cloud Optimized GeoTIFF (with overviews).
-        overviews: add internal overviews to a plain GeoTIFF.
         progress: ``progress(done_tiles, total_tiles)`` after each batch; returning False cancels.
-        gdal_cache_mb: cap of GDAL's process-wide block cache during the run (restored afterwards;
-            never raised). None: two block rows of input and output, at least 64 MiB, so memory
-            stays flat however large the raster; 0: leave GDAL's cache alone.
         overwrite: replace an existing ``dst`` (default True; the command line's ``--overwrite``).
+        settings: how to predict (:class:`~carl_geo.inference.settings.PredictSettings`: output,
+            tile_size 256, overlap 16, batch_size 4 or "auto", normalization, device "auto", precision,
+            compile, probability / embedding dtype, nodata, cog, overviews, gdal_cache_mb); default
+            ``PredictSettings()``.
+        **overrides: any field of ``PredictSettings`` (``output="probabilities"``, ``tile_size=512``,
+            ...), applied on top of ``settings``. With the bundle's stored statistics
+            (``normalization=None``) the input is sampled too and a
+            :class:`~carl_geo.errors.CarlGeoWarning` says when it looks like another scale (e.g.
+            reflectance 0-1 for a model trained on 0-10000).
 
     Returns:
         :class:`PredictionResult`.
@@ -380,31 +351,22 @@ def predict_raster(
         CarlGeoError (a ValueError): bad arguments, wavelengths missing / not matching the bands, an
             output that would replace a file the run reads (raised before any pixel is read); an
             input whose pixels are all nodata (nothing is written).
+        TypeError: a keyword that is neither an argument nor a ``PredictSettings`` field.
         RasterIOError: the input cannot be read or the output written (names the file and cause).
         FileNotFoundError: missing input.
         PredictionCancelled: ``progress`` returned False (no output file remains).
     """
     t0 = time.perf_counter()
-    if tile_size is not None and overlap is not None:
-        check_tiling(tile_size, overlap)  # before the model loads; a derived default is checked below
-    if batch_size != "auto" and (isinstance(batch_size, (str, bool)) or int(batch_size) != batch_size
-                                 or batch_size < 1):
-        raise CarlGeoError(f"{option('batch_size')} must be a positive integer or 'auto', got {batch_size!r}")
-    if output not in OUTPUTS:
-        raise CarlGeoError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
-    if probability_dtype not in ("float32", "uint8"):
-        raise CarlGeoError(f"probability_dtype must be 'float32' or 'uint8', got {probability_dtype!r}")
-    if embedding_dtype not in ("float32", "float16"):
-        raise CarlGeoError(f"embedding_dtype must be 'float32' or 'float16', got {embedding_dtype!r}")
-    dev = resolve_device("cpu" if precision == "int8" and device == "auto" else device)  # int8: CPU only
+    cfg = PredictSettings.resolve(settings, **overrides)
+    output, nodata = cfg.output, cfg.nodata
+    normalization, precision = cfg.normalization, cfg.precision
+    dev = resolve_device("cpu" if precision == "int8" and cfg.device == "auto" else cfg.device)  # int8: CPU only
     check_precision(precision, dev)
     dst = protect_inputs(src, dst, model, overwrite=overwrite)
     spec = model_spec(model, output, class_names, colors)
-    auto_tile, auto_overlap = default_tiling(model_patch_size(spec.module))
-    tile_size = int(tile_size or auto_tile)
-    overlap = auto_overlap if overlap is None else int(overlap)
-    check_tiling(tile_size, overlap)
     fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
+    tile_size, overlap = cfg.tiling(model_patch_size(spec.module))
+    check_tiling(tile_size, overlap)
 
     with open_raster(src) as ds:
         sel = resolve_wavelengths(ds, wavelengths=wavelengths, sensor=sensor, bands=bands, fallback=spec.bundle)
@@ -412,15 +374,15 @@ def predict_raster(
         width, height, crs, transform = ds.width, ds.height, ds.crs, ds.transform
         grid = TileGrid.build(height, width, int(tile_size), int(overlap))
         with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision,
-                         compile=compile) as runner:
+                         compile=cfg.compile) as runner:
             if spec.num_outputs is None:  # bare module: one tiny call tells K before any pixel is read
                 tile = np.zeros((1, len(indexes), min(grid.tile_h, 32), min(grid.tile_w, 32)), np.float32)
                 finish_spec(spec, runner(tile).shape[1])
-            n_batch = auto_batch_size(runner, len(indexes), grid.tile_h, grid.tile_w) if batch_size == "auto" \
-                else int(batch_size)
-            layout = _output_layout(output, spec, probability_dtype, embedding_dtype)
-            cache = auto_cache_bytes(ds, indexes, layout["count"], layout["dtype"]) if gdal_cache_mb is None \
-                else int(gdal_cache_mb * 2**20)
+            n_batch = auto_batch_size(runner, len(indexes), grid.tile_h, grid.tile_w) if cfg.batch_size == "auto" \
+                else int(cfg.batch_size)
+            layout = _output_layout(output, spec, cfg.probability_dtype, cfg.embedding_dtype)
+            cache = auto_cache_bytes(ds, indexes, layout["count"], layout["dtype"]) if cfg.gdal_cache_mb is None \
+                else int(cfg.gdal_cache_mb * 2**20)
             with bounded_gdal_cache(cache):
                 def sample(w: Window) -> tuple[np.ndarray, np.ndarray]:
                     with raster_io(src, "read"):
@@ -444,7 +406,7 @@ def predict_raster(
 
                 path, tiles = _stream(grid, make_batches, runner, dst, layout, tags, output,
                                       dict(width=width, height=height, crs=crs, transform=transform),
-                                      cog=cog, overviews=overviews, progress=progress)
+                                      cog=cfg.cog, overviews=cfg.overviews, progress=progress)
 
     return PredictionResult(
         path=path, width=width, height=height, count=layout["count"], crs=crs.to_string() if crs else "",

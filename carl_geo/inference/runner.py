@@ -15,39 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from carl_geo.errors import CarlGeoError, option
+from carl_geo.devices import resolve_device  # noqa: F401  (re-exported: its home is carl_geo.devices)
+from carl_geo.errors import CarlGeoError
+from carl_geo.inference.settings import OUTPUTS
 from carl_geo.models.bundle import ModelBundle, default_colors
 from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
 
-OUTPUTS = ("classes", "probabilities", "embeddings")
-#: Autocast dtype per precision; ``"int8"`` runs in ONNX Runtime (:mod:`carl_geo.inference.int8`), no autocast.
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": None}
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> cuda, else mps, else cpu; an explicit device must be available.
-
-    Raises:
-        ValueError: unknown or unavailable device.
-    """
-    name = str(device).lower()
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = bool(mps is not None and mps.is_available())
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise CarlGeoError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CarlGeoError("device 'cuda' was asked for but torch sees no CUDA GPU; "
-                           f"use {option('device', 'cpu', repr('cpu'))} or auto")
-    if dev.type == "mps" and not mps_ok:
-        raise CarlGeoError("device 'mps' was asked for but it is not available; "
-                           f"use {option('device', 'cpu', repr('cpu'))} or auto")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise CarlGeoError(f"unsupported device {device!r}; use auto, cpu, cuda or mps")
-    return dev
+#: Autocast dtype per precision (keys: :data:`carl_geo.inference.settings.PRECISIONS`); ``"int8"`` runs in
+#: ONNX Runtime (:mod:`carl_geo.inference.int8`), no autocast.
+PRECISIONS = {"fp32": None, "int8": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_precision(precision: str, device: torch.device) -> torch.dtype | None:

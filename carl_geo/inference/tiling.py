@@ -26,40 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from carl_geo.errors import CarlGeoError, option
+from carl_geo.errors import CarlGeoError
+# the defaults and their check live with the other prediction settings (torch- and numpy-free)
+from carl_geo.inference.settings import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, check_tiling  # noqa: F401
 
 #: Smallest weight of the blending window (at a tile's outermost pixel), so every pixel has weight > 0.
 MIN_WEIGHT = 1e-3
-#: Default tile side (px) of the predictors: the smallest per-pixel cost of CARL on a CPU among
-#: 256 / 384 / 512 (``benchmarks/bench_tiling.py``).
-DEFAULT_TILE_SIZE = 256
-#: Default overlap (px, two CARL patches): with :data:`DEFAULT_TILE_SIZE` and the fitted tile extents
-#: 1.15-1.19 computed pixels per raster pixel on large rasters (1.89 at the former 64).
-DEFAULT_OVERLAP = 16
-#: Default tiles span this many model patches across and overlap by OVERLAP_PATCHES patches: 256 / 16 px
-#: for CARL's patch size 8. A model with a smaller patch (polygon-trained models use 1-4 px) gets
-#: proportionally smaller tiles, so the tokens per tile, and with them the cost of the spatial
-#: attention per pixel and the context the model was trained with, stay the same.
-TILE_PATCHES = DEFAULT_TILE_SIZE // 8
-OVERLAP_PATCHES = DEFAULT_OVERLAP // 8
-
-
-def default_tiling(patch_size: int | None) -> tuple[int, int]:
-    """Default ``(tile_size, overlap)`` in pixels for a model of ``patch_size`` px (None: CARL's 8):
-    (:data:`TILE_PATCHES` x p, :data:`OVERLAP_PATCHES` x p), i.e. (256, 16) at patch 8."""
-    p = int(patch_size) if patch_size else 8
-    return TILE_PATCHES * p, OVERLAP_PATCHES * p
-
-
-def model_patch_size(module: object) -> int | None:
-    """The patch size of a CARL model or of a module wrapping one (``.backbone``), else None."""
-    for obj in (module, getattr(module, "backbone", None)):
-        p = getattr(obj, "patch_size", None)
-        if isinstance(p, int) and p > 0:
-            return p
-    return None
-
-
 #: Fitted tile extents are rounded up to a multiple of this (CARL's patch size: CARL pads any other
 #: size up to it internally, so a smaller multiple would not compute less).
 EXTENT_MULTIPLE = 8
@@ -160,15 +132,6 @@ class TileGrid:
         """Raster rows ``[r0, r1)`` that tile row ``i`` covers (clipped to the raster)."""
         y0 = self.row_starts[i]
         return max(0, y0), min(self.height, y0 + self.tile_h)
-
-
-def check_tiling(tile_size: int, overlap: int) -> None:
-    """Raise ValueError unless ``16 <= tile_size`` and ``0 <= overlap < tile_size / 2``."""
-    if int(tile_size) != tile_size or tile_size < 16:
-        raise CarlGeoError(f"{option('tile_size')} must be an integer >= 16 pixels, got {tile_size!r}")
-    if int(overlap) != overlap or overlap < 0 or 2 * overlap >= tile_size:
-        raise CarlGeoError(f"{option('overlap')} must be an integer >= 0 and less than half the tile size "
-                           f"({tile_size} px), got {overlap!r}; lower the overlap or raise the tile size")
 
 
 def reflect_index(coords: np.ndarray, n: int) -> np.ndarray:

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from carl_geo.errors import CarlGeoError
-from carl_geo.inference.engine import iter_batches, run_tiled
+from carl_geo.inference.engine import run_array
 from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
 from carl_geo.inference.predictor import _encode, _output_layout
-from carl_geo.inference.runner import OUTPUTS, ModelRunner, check_precision, finish_spec, model_spec, resolve_device
-from carl_geo.inference.tiling import TileGrid, check_tiling, default_tiling, model_patch_size
-from carl_geo.io.band_metadata import check_wavelengths
+from carl_geo.inference.runner import ModelRunner, check_precision, finish_spec, model_spec, resolve_device
+from carl_geo.inference.settings import PredictSettings, check_tiling, model_patch_size
+from carl_geo.io.band_metadata import check_wavelengths, match_preset
+from carl_geo.io.wavelength_text import parse_wavelength_list
 from carl_geo.sensors import get_sensor
 
 
@@ -38,7 +39,9 @@ def _valid_and_float(block: np.ndarray, nodata: float | None) -> tuple[np.ndarra
 def _band_wavelengths(da: Any, band_dim: str, wavelengths: Sequence[float] | None, sensor: str | None,
                       bundle: Any) -> list[float]:
     """Explicit > sensor preset (by band names in ``long_name`` or by position) > a ``wavelength``
-    coordinate/attribute (µm, or nm if > 100) > the bundle's list when the band counts match."""
+    coordinate/attribute (µm, or nm converted) > the bundle's list when the band counts match: the
+    order of :func:`~carl_geo.io.band_metadata.resolve_wavelengths`, with a DataArray's coordinates
+    and attributes in place of a file's metadata (the same preset matching and text parser)."""
     n = da.sizes[band_dim]
     if wavelengths is not None:
         wl = check_wavelengths(wavelengths)
@@ -49,19 +52,18 @@ def _band_wavelengths(da: Any, band_dim: str, wavelengths: Sequence[float] | Non
         preset = get_sensor(sensor)
         names = da.attrs.get("long_name")
         if isinstance(names, (list, tuple)) and len(names) == n:
-            try:
-                return [preset.wavelengths[preset.band_index(str(b))] for b in names]
-            except ValueError:
-                pass
+            by_name = match_preset([str(b) for b in names], preset)
+            if by_name is not None:
+                return by_name
         if preset.num_bands != n:
             raise CarlGeoError(f"the array has {n} bands but sensor preset {preset.name!r} has {preset.num_bands}; "
                                "select the bands first or give wavelengths=[...]")
         return list(preset.wavelengths)
     for source in (da.coords.get("wavelength"), da.attrs.get("wavelength"), da.attrs.get("wavelengths")):
         if source is not None:
-            vals = [float(v) for v in np.atleast_1d(np.asarray(source, dtype=float))]
+            vals = parse_wavelength_list([float(v) for v in np.atleast_1d(np.asarray(source, dtype=float))])
             if len(vals) == n:
-                return check_wavelengths([v / 1000.0 if v > 100 else v for v in vals])
+                return check_wavelengths(vals)
     fb = getattr(bundle, "wavelengths", None)
     if fb is not None and len(fb) == n:
         return check_wavelengths(fb)
@@ -76,27 +78,26 @@ def _chunks(length: int, size: int) -> tuple[int, ...]:
     return tuple(length // n + (1 if i < length % n else 0) for i in range(n))
 
 
+#: Defaults of :func:`predict_dataarray`: :class:`~carl_geo.inference.settings.PredictSettings` on the CPU
+#: (dask schedules the chunks; ``device="auto"`` would put every worker on one GPU).
+DATAARRAY_DEFAULTS = PredictSettings(device="cpu")
+#: Settings that only apply to files (``predict_raster``) or to compiled models.
+_FILE_ONLY = ("compile", "cog", "overviews", "gdal_cache_mb")
+
+
 def predict_dataarray(
     model: Any,
     da: Any,
     *,
     wavelengths: Sequence[float] | None = None,
     sensor: str | None = None,
-    output: str = "classes",
-    tile_size: int | None = None,
-    overlap: int | None = None,
-    batch_size: int = 4,
-    normalization: Any = None,
-    device: str = "cpu",
-    precision: str = "fp32",
-    probability_dtype: str = "float32",
-    embedding_dtype: str = "float32",
     class_names: Sequence[str] | None = None,
     colors: Sequence[Sequence[int]] | None = None,
-    nodata: float | None = None,
     chunk_size: int = 2048,
     client: Any = None,
     compute: bool = True,
+    settings: PredictSettings | None = None,
+    **overrides: Any,
 ) -> Any:
     """Predict a (band, y, x) DataArray chunk by chunk with dask.
 
@@ -105,17 +106,20 @@ def predict_dataarray(
             :func:`~carl_geo.inference.predict_raster`).
         da: (band, y, x) array, numpy- or dask-backed; rioxarray CRS/transform are carried over.
         wavelengths, sensor: as in ``predict_raster``; otherwise a ``wavelength`` coordinate or
-            attribute of ``da`` (µm), then the bundle's wavelengths.
-        output, tile_size, overlap, batch_size, normalization, device, precision, probability_dtype,
-        embedding_dtype, class_names, colors: as in ``predict_raster``. ``"scene"`` statistics come
-            from the same sample of windows as in ``predict_raster``.
-        nodata: input nodata value (default: ``da.rio.nodata``; NaN is always nodata).
+            attribute of ``da`` (µm, or nm converted), then the bundle's wavelengths.
+        class_names, colors: as in ``predict_raster``.
         chunk_size: spatial chunk side (px) of the dask computation (each chunk gets an
             ``overlap`` px halo via ``map_overlap``).
         client: None (default dask scheduler), ``"local"`` (start a ``distributed.LocalCluster``
             in this process for the call), or a ``distributed.Client``.
         compute: compute now (default); False returns a lazy dask-backed DataArray (not with
             ``client="local"``).
+        settings: :class:`~carl_geo.inference.settings.PredictSettings` (default
+            :data:`DATAARRAY_DEFAULTS`: the defaults of ``predict_raster`` but ``device="cpu"``);
+            ``compile``, ``cog``, ``overviews`` and ``gdal_cache_mb`` do not apply here. ``"scene"``
+            statistics come from the same sample of windows as in ``predict_raster``; ``nodata``
+            defaults to ``da.rio.nodata`` (NaN is always nodata); ``batch_size`` must be a number.
+        **overrides: fields of ``PredictSettings`` applied on top of ``settings``.
 
     Returns:
         DataArray (band, y, x) with the input's y/x coordinates, CRS and transform; dtype and
@@ -125,12 +129,16 @@ def predict_dataarray(
     import rioxarray  # noqa: F401  (registers the .rio accessor)
     import xarray as xr
 
-    if tile_size is not None and overlap is not None:
-        check_tiling(tile_size, overlap)
-    if output not in OUTPUTS:
-        raise CarlGeoError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
-    if batch_size < 1 or chunk_size < tile_size:
-        raise CarlGeoError(f"batch_size must be >= 1 and chunk_size >= tile_size, got {batch_size}, {chunk_size}")
+    cfg = PredictSettings.resolve(settings, DATAARRAY_DEFAULTS, **overrides)
+    changed = [n for n in _FILE_ONLY if getattr(cfg, n) != getattr(DATAARRAY_DEFAULTS, n)]
+    if changed:
+        raise CarlGeoError(f"predict_dataarray does not write files or compile models: {', '.join(changed)} "
+                           "only apply to predict_raster")
+    output, batch_size = cfg.output, cfg.batch_size
+    normalization, precision, nodata = cfg.normalization, cfg.precision, cfg.nodata
+    if batch_size == "auto" or (cfg.tile_size is not None and chunk_size < cfg.tile_size):
+        raise CarlGeoError(f"batch_size must be a number >= 1 and chunk_size >= tile_size, got {batch_size}, "
+                           f"{chunk_size}")
     if client == "local" and not compute:
         raise CarlGeoError("client='local' closes its cluster when the call returns; use compute=True")
     if da.ndim != 3:
@@ -138,14 +146,14 @@ def predict_dataarray(
     y_dim, x_dim = da.rio.y_dim, da.rio.x_dim
     band_dim = next(d for d in da.dims if d not in (y_dim, x_dim))
     da = da.transpose(band_dim, y_dim, x_dim)
-    dev = resolve_device("cpu" if precision == "int8" and device == "auto" else device)  # int8: CPU only
+    dev = resolve_device("cpu" if precision == "int8" and cfg.device == "auto" else cfg.device)  # int8: CPU only
     check_precision(precision, dev)
 
     spec = model_spec(model, output, class_names, colors)
-    auto_tile, auto_overlap = default_tiling(model_patch_size(spec.module))
-    tile_size = int(tile_size or auto_tile)
-    overlap = auto_overlap if overlap is None else int(overlap)
+    tile_size, overlap = cfg.tiling(model_patch_size(spec.module))
     check_tiling(tile_size, overlap)
+    if chunk_size < tile_size:
+        raise CarlGeoError(f"chunk_size ({chunk_size}) must be >= the tile size ({tile_size})")
     wl = _band_wavelengths(da, band_dim, wavelengths, sensor, spec.bundle)
     if nodata is None:
         nodata = da.rio.nodata
@@ -154,7 +162,7 @@ def predict_dataarray(
         with ModelRunner(module, wl, output=output, device=dev, precision=precision) as probe_runner:
             probe = np.zeros((1, len(wl), 16, 16), np.float32)
             finish_spec(spec, probe_runner(probe).shape[1])
-    layout = _output_layout(output, spec, probability_dtype, embedding_dtype)
+    layout = _output_layout(output, spec, cfg.probability_dtype, cfg.embedding_dtype)
 
     c, height, width = (int(s) for s in da.shape)
     arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data), chunks=-1)
@@ -176,21 +184,14 @@ def predict_dataarray(
     def predict_block(block: np.ndarray) -> np.ndarray:
         data, valid = _valid_and_float(block, nodata)
         h, w = data.shape[1:]
-        grid = TileGrid.build(h, w, int(tile_size), int(overlap))
         out = np.empty((count, h, w), dtype=dtype)
 
         def emit(row0: int, blended: Any, ok: np.ndarray) -> None:
             out[:, row0:row0 + blended.shape[1]] = _encode(output, dtype, blended, ok, out_nodata, layout["codes"])
 
         runner = ModelRunner(module.to(dev).eval(), wl, output=output, device=dev, precision=precision)
-
-        def read_rows(r0: int, r1: int, buf: np.ndarray) -> np.ndarray:
-            buf[...] = data[:, r0:r1]
-            return valid[r0:r1]
-
-        batches = iter_batches(grid, read_rows, int(batch_size), bands=data.shape[0], dtype=np.float32,
-                               mean=mean, std=std)
-        run_tiled(grid, batches, runner.predict, emit)
+        run_array(runner.predict, data, valid, emit, tile_size=tile_size, overlap=overlap, batch_size=int(batch_size),
+                  mean=mean, std=std)
         return out[:, depth_y:h - depth_y, depth_x:w - depth_x]
 
     result = dsa.map_overlap(

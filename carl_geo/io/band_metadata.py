@@ -28,7 +28,6 @@ Public API (used by the predictor, the datasets and the trainers):
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -40,20 +39,12 @@ import rasterio
 import rasterio.errors
 
 from carl_geo.errors import CarlGeoError, InputError, RasterIOError, WavelengthError, option
+from carl_geo.io.wavelength_text import parse_wavelength_list
 from carl_geo.sensors import SENSORS, Sensor, _norm_band, get_sensor
-from carl_geo.validation import MAX_WAVELENGTH_UM, check_wavelength_list
+from carl_geo.validation import check_wavelength_list
 
 #: Dataset tag naming the carl_geo sensor preset of a file (written by carl_geo tools).
 SENSOR_TAG = "CARL_SENSOR_PRESET"
-
-_UNIT_FACTORS = {
-    "nm": 1e-3, "nanometer": 1e-3, "nanometers": 1e-3, "nanometre": 1e-3, "nanometres": 1e-3,
-    "um": 1.0, "µm": 1.0, "μm": 1.0, "micrometer": 1.0, "micrometers": 1.0, "micrometre": 1.0,
-    "micrometres": 1.0, "micron": 1.0, "microns": 1.0,
-    "mm": 1e3, "millimeter": 1e3, "millimeters": 1e3, "millimetre": 1e3, "millimetres": 1e3,
-}
-_WAVENUMBER_UNITS = {"wavenumber", "wavenumbers", "cm-1", "1/cm", "cm^-1"}
-
 
 @dataclass(frozen=True)
 class BandSelection:
@@ -76,34 +67,6 @@ class BandSelection:
 
     def __iter__(self) -> Iterator[Any]:  # unpack as (indexes, wavelengths, names)
         return iter((self.band_indexes, self.wavelengths, self.band_names))
-
-
-def parse_wavelength_list(text: str | Sequence[float | str], units: str | None = None) -> list[float]:
-    """Wavelengths in µm from ``"{450, 550, 650}"``, ``"0.49,0.56"`` or a sequence.
-
-    Args:
-        text: the values (ENVI braces and whitespace allowed).
-        units: ``"nm"``, ``"um"``/``"µm"``/``"micrometers"``, ``"mm"``, ``"wavenumber"`` (cm⁻¹), or
-            None/unknown: then values above :data:`MAX_WAVELENGTH_UM` are taken to be nm.
-
-    Raises:
-        ValueError: an entry is not a number.
-    """
-    if isinstance(text, str):
-        parts = [p for p in re.split(r"[,\s;]+", text.strip().strip("{}[]()")) if p]
-    else:
-        parts = list(text)
-    try:
-        values = [float(p) for p in parts]
-    except (TypeError, ValueError):
-        raise CarlGeoError(f"wavelengths must be numbers, got {text!r}") from None
-    key = (units or "").strip().lower()
-    if key in _WAVENUMBER_UNITS:
-        return [1e4 / v if v else math.nan for v in values]
-    factor = _UNIT_FACTORS.get(key)
-    if factor is None:
-        factor = 1e-3 if values and min(values) > MAX_WAVELENGTH_UM else 1.0
-    return [v * factor for v in values]
 
 
 def check_wavelengths(wavelengths: Sequence[float]) -> list[float]:
@@ -195,7 +158,7 @@ def _descriptions(src: Any) -> list[str | None]:
     return [d if d else None for d in (src.descriptions or (None,) * src.count)]
 
 
-def _match_preset(names: Sequence[str | None], preset: Sensor, exact: bool = False) -> list[float] | None:
+def match_preset(names: Sequence[str | None], preset: Sensor, exact: bool = False) -> list[float] | None:
     """Wavelengths of ``names`` in ``preset``, or None unless every name is one of its bands
     (``exact``: same spelling up to case, so "B02" fits Sentinel-2 but not Landsat's "B2")."""
     if not names or any(n is None for n in names):
@@ -215,11 +178,11 @@ def _wavelengths_from_descriptions(names: Sequence[str | None], hints: Sequence[
     Sentinel-2 L1C and L2A)."""
     for hint in hints:
         if hint:
-            found = _match_preset(names, get_sensor(hint))
+            found = match_preset(names, get_sensor(hint))
             if found is not None:
                 return found, get_sensor(hint).name
     for exact in (True, False):
-        fits = [(name, wl) for name, s in SENSORS.items() if (wl := _match_preset(names, s, exact)) is not None]
+        fits = [(name, wl) for name, s in SENSORS.items() if (wl := match_preset(names, s, exact)) is not None]
         if fits:
             if all(max(abs(a - b) for a, b in zip(wl, fits[0][1])) < 1e-6 for _, wl in fits):
                 return fits[0][1], fits[0][0]
@@ -334,7 +297,7 @@ def resolve_wavelengths(src: Any, *, wavelengths: Sequence[float] | None = None,
             return BandSelection(indexes, wl, file_names, None, "explicit")
 
         if preset is not None:
-            by_name = _match_preset(names, preset)
+            by_name = match_preset(names, preset)
             if by_name is not None:
                 return BandSelection(indexes, by_name, file_names, preset.name, "sensor")
             if ds.count == preset.num_bands:

@@ -145,11 +145,35 @@ def tiny_config() -> CARLConfig:
     )
 
 
-CONFIGS = {"published": published_config, "tiny": tiny_config}
+#: Spatial-encoder settings of a backbone trained from scratch on small chips (polygon training). The
+#: EVA02 trunk's absolute position embedding and its RoPE are both rescaled to the token grid of each
+#: input, so a model trained on small chips would see different positional codes on the predictor's
+#: larger tiles; without them the prediction does not depend on the tile size.
+SCRATCH_SPATIAL_KWARGS: dict[str, Any] = {"use_abs_pos_emb": False, "use_rot_pos_emb": False}
+
+
+def scratch_variant(config: CARLConfig, patch_size: int | None = None) -> CARLConfig:
+    """``config`` as polygon training builds it from scratch: no position embeddings
+    (:data:`SCRATCH_SPATIAL_KWARGS`) and, when given, another patch size (pixels). Returns a copy."""
+    cfg = copy.deepcopy(config)
+    cfg.spatial.model_kwargs.update(SCRATCH_SPATIAL_KWARGS)
+    if patch_size is not None:
+        cfg.patch_size = int(patch_size)
+    return cfg
+
+
+def tiny_polygons_config() -> CARLConfig:
+    """The tiny CARL as polygon training builds it (:func:`scratch_variant` of :func:`tiny_config`,
+    patch 4; the training recipe may choose another patch size)."""
+    return scratch_variant(tiny_config(), patch_size=4)
+
+
+#: Named configurations; the names are also in :data:`carl_geo.models.names.CONFIG_NAMES` (torch-free).
+CONFIGS = {"published": published_config, "tiny": tiny_config, "tiny_polygons": tiny_polygons_config}
 
 
 def get_config(name: str) -> CARLConfig:
-    """A named config: ``"published"`` or ``"tiny"``."""
+    """A named config (:data:`CONFIGS`): ``"published"``, ``"tiny"`` or ``"tiny_polygons"``."""
     try:
         return CONFIGS[name]()
     except KeyError:

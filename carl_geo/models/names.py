@@ -1,8 +1,20 @@
-"""Names of the model choices, without importing torch (the command line and the QGIS plugin build
-their option lists from these; :data:`carl_geo.models.config.CONFIGS` and
-:data:`carl_geo.models.segmentation.HEADS` are keyed by the same names, a test keeps them equal)."""
+"""Names of every registered choice, without importing torch: the command line, the Lightning tasks
+(``Literal`` arguments, so LightningCLI rejects a bad value when it parses the config), GEO-Bench and
+the QGIS plugin build their option lists from these. The registries keyed by the same names are
+:data:`carl_geo.models.config.CONFIGS`, :data:`carl_geo.models.segmentation.HEADS`,
+:data:`carl_geo.inference.settings.OUTPUTS` and the trainers' modes (a test keeps them equal).
+"""
 
-#: Backbone configurations (:func:`carl_geo.models.get_config`).
-CONFIG_NAMES: tuple[str, ...] = ("published", "tiny")
+from typing import Literal, get_args
+
+#: Backbone configurations (:func:`carl_geo.models.get_config`). ``tiny_polygons``: the tiny CARL as
+#: polygon training builds it from scratch (patch 4, no position embeddings).
+ConfigName = Literal["published", "tiny", "tiny_polygons"]
 #: Segmentation heads (:class:`carl_geo.models.CARLSegmenter`).
-HEAD_NAMES: tuple[str, ...] = ("linear", "progressive", "upernet")
+HeadName = Literal["linear", "progressive", "upernet"]
+#: How a Lightning task trains the backbone (:class:`carl_geo.trainers.CARLSegmentationTask`).
+TaskMode = Literal["linear", "finetune", "scratch"]
+
+CONFIG_NAMES: tuple[str, ...] = get_args(ConfigName)
+HEAD_NAMES: tuple[str, ...] = get_args(HeadName)
+MODE_NAMES: tuple[str, ...] = get_args(TaskMode)

@@ -58,9 +58,11 @@ def local_weights_path(filename: str = PUBLISHED_FILENAME) -> Path:
     return weights_path(CARL_SSL.with_(filename=filename, path_env=None))
 
 
-def _load_published(which: str = "student", progress: bool = True) -> CARL:
-    """The CARL-SSL backbone (architecture of the weights file's ``config``), downloading the
-    checkpoint first if it is missing (``carl_geo.weights.ensure_weights``)."""
+def _load_published(which: str = "student", progress: bool = True, model_args: tuple[Any, ...] = (),
+                    model_kwargs: dict[str, Any] | None = None) -> CARL:
+    """The CARL-SSL backbone (architecture of the weights file's ``config``; ``model_args`` /
+    ``model_kwargs`` go to :class:`~carl_geo.models.CARL`), downloading the checkpoint first if it is missing
+    (``carl_geo.weights.ensure_weights``)."""
     spec = get_weights_file(CARL_SSL.name)
     bar = _terminal_progress() if progress else None
     try:
@@ -68,7 +70,7 @@ def _load_published(which: str = "student", progress: bool = True) -> CARL:
     finally:
         if bar is not None:
             bar.close()
-    model = CARL(get_config(spec.config))
+    model = CARL(get_config(spec.config), *model_args, **(model_kwargs or {}))
     load_backbone_weights(model, backbone_state_dict(read_checkpoint(path)["state_dict"], which))
     return model
 
@@ -87,18 +89,20 @@ def carl(weights: Any = None, *args: Any, **kwargs: Any) -> CARL:
 
     Args:
         weights: ``CARL_Weights.CARL_SSL`` (downloaded into the cache on first use, see module docs) or None.
+        *args, **kwargs: passed on to :class:`~carl_geo.models.CARL` (e.g. ``spatial_init="timm"``), as
+            timm's and torchgeo's builders do.
     """
     if weights is not None:
-        return _load_published()
-    return CARL(published_config())
+        return _load_published(model_args=args, model_kwargs=kwargs)
+    return CARL(published_config(), *args, **kwargs)
 
 
 def carl_tiny(weights: Any = None, *args: Any, **kwargs: Any) -> CARL:
     """A tiny CARL (spectral 64 wide, EVA02 narrowed to 128 wide, 2 blocks) for tests and CPU demos.
-    No published weights exist for it."""
+    No published weights exist for it; ``*args, **kwargs`` go to :class:`~carl_geo.models.CARL`."""
     if weights is not None:
         raise CarlGeoError("carl_tiny has no published weights; use weights=None")
-    return CARL(tiny_config())
+    return CARL(tiny_config(), *args, **kwargs)
 
 
 _weights_enums: tuple[type, type] | None = None

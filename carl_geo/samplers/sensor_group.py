@@ -9,17 +9,7 @@ from torch.utils.data import BatchSampler, ConcatDataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from carl_geo.errors import CarlGeoError
-
-
-class _EpochCounter:
-    """Stands in for ``batch_sampler.sampler``: Lightning calls ``set_epoch`` there (not on the
-    batch sampler itself) at the start of every training epoch."""
-
-    def __init__(self) -> None:
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+from carl_geo.samplers.epochs import EpochHook, batches_per_rank, shard_batches
 
 
 class SensorGroupBatchSampler(BatchSampler):
@@ -56,7 +46,7 @@ class SensorGroupBatchSampler(BatchSampler):
             raise CarlGeoError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if not group_sizes or any(int(n) < 0 for n in group_sizes):
             raise CarlGeoError("group_sizes must be a non-empty list of non-negative sizes")
-        super().__init__(sampler if sampler is not None else _EpochCounter(), batch_size, bool(drop_last))
+        super().__init__(sampler if sampler is not None else EpochHook(), batch_size, bool(drop_last))
         self.group_sizes = [int(n) for n in group_sizes]
         self.shuffle = shuffle
         self.seed = seed
@@ -104,20 +94,10 @@ class SensorGroupBatchSampler(BatchSampler):
             return sum(n // self.batch_size for n in self.group_sizes)
         return sum(-(-n // self.batch_size) for n in self.group_sizes)
 
-    def _n_per_rank(self, n_all: int, world: int) -> int:
-        return n_all // world if self.drop_last else -(-n_all // world)
-
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._all_batches()
         rank, world = self._ranks
-        if world == 1:
-            yield from batches
-            return
-        n = self._n_per_rank(len(batches), world)
-        if batches and len(batches) < n * world:  # fill the last round with batches from the start
-            batches = [batches[i % len(batches)] for i in range(n * world)]
-        yield from batches[rank :: world][:n]
+        yield from shard_batches(self._all_batches(), rank, world, self.drop_last)
 
     def __len__(self) -> int:
         rank, world = self._ranks
-        return self._n_per_rank(self._n_all_batches(), world)
+        return batches_per_rank(self._n_all_batches(), world, self.drop_last)

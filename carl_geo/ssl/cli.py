@@ -31,32 +31,16 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate")
 
 
 def run_pretrain(args: Sequence[str]) -> int:
-    """Run LightningCLI with :class:`~carl_geo.ssl.CARLPretrainTask` on ``args`` (what follows
-    ``carl-geo pretrain``); ``fit`` is implied unless ``args`` start with ``fit``/``validate``."""
-    import lightning as L
-    from lightning.pytorch.cli import LightningCLI
-
-    from carl_geo.lightning_outputs import files_read, safe_save_config_callback
-    from carl_geo.ssl.module import CARLPretrainTask
+    """Run LightningCLI (:func:`carl_geo.lightning_cli.run`) with :class:`~carl_geo.trainers.CARLPretrainTask`
+    on ``args`` (what follows ``carl-geo pretrain``); ``fit`` is implied unless ``args`` start with
+    ``fit``/``validate``."""
+    from carl_geo.lightning_cli import run
+    from carl_geo.trainers.carl_ssl import CARLPretrainTask
 
     args = list(args)
     if not args or args[0] not in LIGHTNING_SUBCOMMANDS:
         args = ["fit", *args]
-    resuming = any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in args)
-    if resuming and not any(a.startswith("--weights_only") for a in args):
-        args += ["--weights_only", "true"]  # checkpoints are read without unpickling code
-    LightningCLI(
-        model_class=CARLPretrainTask,
-        datamodule_class=L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args,
-        save_config_callback=safe_save_config_callback(files_read(args)),
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"use_distributed_sampler": False},
-        auto_configure_optimizers=False,
-    )
-    return 0
+    return run(args, model_class=CARLPretrainTask, trainer_defaults={"use_distributed_sampler": False})
 
 
 def _export(args: argparse.Namespace) -> int:

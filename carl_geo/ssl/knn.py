@@ -3,23 +3,16 @@
 Features: spatial features of the backbone averaged over the token grid (B, D), L2-normalised.
 A bank is filled from a labelled split; each query is classified by its k most cosine-similar
 bank entries, each voting for its class with weight ``exp(cosine / temperature)``
-(upstream: k = 3, temperature = 0.1).
+(upstream: k = 3, temperature = 0.1): the vote of :mod:`carl_geo.evaluation.knn`.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from carl_geo.errors import CarlGeoError
-from carl_geo.models.carl import CARL
-
-
-def pooled_features(backbone: CARL, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> Tensor:
-    """(B, C, H, W) image -> (B, D) L2-normalised mean spatial feature (float32)."""
-    feats = backbone(img, wavelengths, band_mask).spatial.float().mean(dim=(-2, -1))
-    return F.normalize(feats, dim=-1)
+from carl_geo.evaluation.knn import knn_scores, pooled_features  # noqa: F401  (pooled_features: re-exported)
 
 
 class KNNMonitor:
@@ -55,14 +48,10 @@ class KNNMonitor:
         """(Q, D) normalised query features -> (Q,) predicted labels."""
         if not self._bank:
             raise RuntimeError("the k-NN bank is empty: fill it with add_to_bank() first")
-        bank = torch.cat(self._bank).to(features.device, features.dtype)
-        labels = torch.cat(self._labels).to(features.device)
-        num_classes = int(labels.max()) + 1
-        sim, idx = (features @ bank.T).topk(min(self.k, len(bank)), dim=-1)
-        weights = (sim / self.temperature).exp()
-        votes = torch.zeros(features.shape[0], num_classes, device=features.device, dtype=weights.dtype)
-        votes.scatter_add_(1, labels[idx], weights)
-        return votes.argmax(dim=-1)
+        labels = torch.cat(self._labels)
+        scores = knn_scores(torch.cat(self._bank), labels, features, self.k, int(labels.max()) + 1,
+                            temperature=self.temperature)
+        return scores.argmax(dim=-1)
 
     def update(self, features: Tensor, labels: Tensor) -> float:
         """Classify a query batch, accumulate, and return the batch accuracy."""

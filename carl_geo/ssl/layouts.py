@@ -3,7 +3,7 @@
 Each reader is a map-style dataset whose samples are ``{"image": (C, H, W) float32, "wavelengths":
 (C,) float32 µm}``, the image scaled to reflectance (digital numbers / 10000) and standardised by
 one scalar mean/std over all its bands (upstream's order: scale, standardise, then draw a band
-subset, see :class:`carl_geo.ssl.data.RandomBandSubset`).
+subset, see :class:`carl_geo.datamodules.carl_ssl.RandomBandSubset`).
 
 * :class:`HySpecNet11k` (EnMAP, 202 bands): ``ROOT/<tile>/<patch>/<patch>-SPECTRAL_IMAGE.TIF``;
 * :class:`SpectralEarth` (EnMAP, several dates per location): ``ROOT/<patch>/*.tif``; each

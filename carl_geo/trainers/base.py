@@ -16,13 +16,14 @@ from carl_geo.errors import CarlGeoError
 from carl_geo.models.carl import CARL
 from carl_geo.models.checkpoint import load_carl
 from carl_geo.models.config import get_config
+from carl_geo.models.names import MODE_NAMES
 
 try:  # torchgeo >= 0.9
     from torchgeo.tasks import BaseTask
 except ImportError:  # torchgeo 0.8
     from torchgeo.trainers import BaseTask  # type: ignore[no-redef]
 
-MODES = ("linear", "finetune", "scratch")
+MODES = MODE_NAMES  # "linear", "finetune", "scratch"
 
 
 def build_backbone(config: str, weights: str | None, which: str = "student", spatial_init: str | None = None,

@@ -16,6 +16,7 @@ from torchmetrics.classification import (
 )
 
 from carl_geo.models.classification import CARLClassifier
+from carl_geo.models.names import ConfigName, TaskMode
 from carl_geo.trainers.base import CARLTaskBase, build_backbone
 
 
@@ -30,8 +31,8 @@ class CARLClassificationTask(CARLTaskBase):
     Args: as :class:`~carl_geo.trainers.CARLSegmentationTask`, plus ``multilabel``.
     """
 
-    def __init__(self, num_classes: int, multilabel: bool = False, config: str = "tiny", weights: str | None = None,
-                 mode: str = "finetune", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
+    def __init__(self, num_classes: int, multilabel: bool = False, config: ConfigName = "tiny",
+                 weights: str | None = None, mode: TaskMode = "finetune", lr: float = 1e-3, backbone_lr_factor: float = 0.1,
                  weight_decay: float = 1e-2, patience: int = 10, class_names: list[str] | None = None,
                  wavelengths: list[float] | None = None, sensor: str | None = None, spatial_init: str | None = None,
                  spectral_init: str | None = None, freeze_spectral_encoder: bool = False,

@@ -10,6 +10,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
 from carl_geo.models.bundle import default_colors
+from carl_geo.models.names import ConfigName, HeadName, TaskMode
 from carl_geo.models.segmentation import CARLSegmenter
 from carl_geo.trainers.base import CARLTaskBase, build_backbone
 
@@ -24,11 +25,12 @@ class CARLSegmentationTask(CARLTaskBase):
 
     Args:
         num_classes: K.
-        config: ``"tiny"`` or ``"published"`` (ignored when ``weights`` stores its own config).
+        config: a name of :data:`carl_geo.models.names.CONFIG_NAMES` (``"tiny"``, ``"published"``, ...;
+            ignored when ``weights`` stores its own config).
         weights: backbone weights file (published CARL-SSL checkpoint, carl_geo file, safetensors).
         mode: ``"linear"`` (frozen backbone, upstream's linear probe), ``"finetune"`` (backbone at
             ``lr * backbone_lr_factor``) or ``"scratch"`` (everything at ``lr``).
-        head: ``"linear"`` (1x1 conv), ``"progressive"`` (light upsampling decoder) or ``"upernet"``
+        head: :data:`carl_geo.models.names.HEAD_NAMES`: ``"linear"`` (1x1 conv), ``"progressive"`` (light upsampling decoder) or ``"upernet"``
             (UperNet on a simple feature pyramid, :class:`~carl_geo.models.segmentation.UperNetHead`).
         head_kwargs: extra head arguments, e.g. ``{"width": 64}`` (progressive, upernet).
         lr, backbone_lr_factor, weight_decay, patience: optimiser settings.
@@ -42,8 +44,8 @@ class CARLSegmentationTask(CARLTaskBase):
         class_names, colors, wavelengths, band_names, sensor: stored in checkpoints for the predictor.
     """
 
-    def __init__(self, num_classes: int, config: str = "tiny", weights: str | None = None, mode: str = "finetune",
-                 head: str = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1, weight_decay: float = 1e-2,
+    def __init__(self, num_classes: int, config: ConfigName = "tiny", weights: str | None = None,
+                 mode: TaskMode = "finetune", head: HeadName = "linear", lr: float = 1e-3, backbone_lr_factor: float = 0.1, weight_decay: float = 1e-2,
                  patience: int = 10, ignore_index: int | None = None, class_names: list[str] | None = None,
                  colors: list[list[int]] | None = None, wavelengths: list[float] | None = None,
                  band_names: list[str] | None = None, sensor: str | None = None,

@@ -1,20 +1,11 @@
-"""Training CARL classifiers from an analyst's labels.
+"""Deprecated name of :mod:`carl_geo.polygon_training` (renamed in issue #19: polygon training is a
+plain torch loop, the Lightning tasks live in :mod:`carl_geo.trainers`).
 
-* :func:`train_from_polygons` -> :class:`TrainingResult`: polygons (any OGR vector file, any CRS)
-  on one raster -> a segmentation model bundle plus a validation report on held-out polygons.
-* :mod:`carl_geo.training.metrics`: confusion matrix, overall accuracy, per-class IoU, mIoU.
-* ``carl-geo train`` (:mod:`carl_geo.training.cli`).
-
-Names load on first use (the command line imports this package without torch).
+``import carl_geo.training``, ``from carl_geo.training.polygons import train_from_polygons`` and
+pickled ``carl_geo.training.*`` paths keep working: they give the very modules of
+:mod:`carl_geo.polygon_training`, with a :class:`DeprecationWarning`.
 """
 
-from carl_geo._lazy import lazy_exports
+from carl_geo._lazy import alias_package
 
-_EXPORTS = {
-    **{n: "carl_geo.training.metrics" for n in ("confusion_matrix", "mean_iou", "overall_accuracy", "per_class_iou",
-                                                 "segmentation_report")},
-    **{n: "carl_geo.training.polygons" for n in ("TrainingCancelled", "TrainingResult", "train_from_polygons")},
-}
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
-
-__all__ = sorted(_EXPORTS)
+__getattr__ = alias_package(__name__, "carl_geo.polygon_training", globals())

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from carl_geo.errors import Cancelled
+
 #: ``progress(done_bytes, total_bytes) -> bool | None``; returning False cancels the download.
 Progress = Callable[[int, int], "bool | None"]
 
@@ -40,8 +42,9 @@ class DownloadError(OSError):
     """A download that failed; the message is one line naming the cause and the URL."""
 
 
-class DownloadCancelled(Exception):
-    """The progress callback asked to stop; nothing is left on disk."""
+class DownloadCancelled(Cancelled):
+    """The progress callback asked to stop; nothing is left on disk (carl_geo's one
+    :class:`~carl_geo.errors.Cancelled`)."""
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,10 @@ def test_precision_choice_and_tiling_defaults(carl_provider: Any) -> None:
         alg = _alg(alg_id)
         param = alg.parameterDefinition("PRECISION")
         assert param.options() == ["fp32", "int8", "bf16", "fp16"] and param.defaultValue() == "fp32"
-        assert alg.parameterDefinition("TILE_SIZE").defaultValue() == DEFAULT_TILE_SIZE
-        assert alg.parameterDefinition("OVERLAP").defaultValue() == DEFAULT_OVERLAP
+        # 0 / -1: the library's default (None), i.e. from the model's patch size (256 / 16 px at patch 8)
+        assert alg.parameterDefinition("TILE_SIZE").defaultValue() == 0
+        assert alg.parameterDefinition("OVERLAP").defaultValue() == -1
+        assert (DEFAULT_TILE_SIZE, DEFAULT_OVERLAP) == (256, 16)
     assert _alg("carl:trainfrompolygons").parameterDefinition("PRECISION").flags() \
         & QgsProcessingParameterDefinition.FlagAdvanced
 

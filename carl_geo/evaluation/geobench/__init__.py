@@ -17,7 +17,7 @@ Names load on first use (the command line imports this package without torch).
 from carl_geo._lazy import lazy_exports
 
 _EXPORTS = {
-    "GeoBenchDataModule": "carl_geo.evaluation.geobench.datamodule",
+    "GeoBenchDataModule": "carl_geo.datamodules.geobench",
     "GeoBenchDataset": "carl_geo.evaluation.geobench.dataset",
     "BandSpec": "carl_geo.evaluation.geobench.reader",
     "GeoBenchFormatError": "carl_geo.evaluation.geobench.reader",
@@ -32,8 +32,8 @@ _EXPORTS = {
     "GeoBenchSettings": "carl_geo.evaluation.geobench.runner",
     "run_geobench": "carl_geo.evaluation.geobench.runner",
     "write_synthetic_benchmark": "carl_geo.evaluation.geobench.synthetic",
-    "GeoBenchClassificationTask": "carl_geo.evaluation.geobench.tasks",
-    "GeoBenchSegmentationTask": "carl_geo.evaluation.geobench.tasks",
+    "GeoBenchClassificationTask": "carl_geo.trainers.geobench",
+    "GeoBenchSegmentationTask": "carl_geo.trainers.geobench",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from carl_geo.evaluation.geobench.options import AUTO, BAND_ORDERS, MODES, NORMALIZATIONS
+from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES
 
 
 #: Files the runner writes at the top of ``--out`` (besides ``runs/`` and Lightning logs).
@@ -75,7 +76,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3,
                    help="number of seeds (mean and std are reported; upstream ran once, unseeded)")
     p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--config", default="published", choices=("published", "tiny"),
+    p.add_argument("--config", default="published", choices=CONFIG_NAMES,
                    help="backbone size; with a checkpoint the config stored in it is used unless 'tiny' is forced")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--partition", default="default", help="'default' or a reduced-train partition, e.g. 0.01x_train")
@@ -90,7 +91,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--band-order", default="stored", choices=BAND_ORDERS,
                    help="corrected: fix the wrong stored wavelengths of m-eurosat/m-brick-kiln (not comparable "
                         "to the paper)")
-    p.add_argument("--head", default="linear", choices=("linear", "progressive", "upernet"),
+    p.add_argument("--head", default="linear", choices=HEAD_NAMES,
                    help="segmentation head: linear (1x1 conv, upstream's probe), progressive, or upernet (UperNet on "
                         "a simple feature pyramid; not upstream's ViT-Adapter + UperNet)")
     p.add_argument("--head-width", type=int, default=None,

@@ -33,7 +33,7 @@ from carl_geo.errors import CarlGeoError
 from carl_geo.evaluation.geobench.options import BAND_ORDERS, NORMALIZATIONS
 from carl_geo.evaluation.geobench.reader import GeoBenchFormatError, GeoBenchTask, RawSample, read_sample
 from carl_geo.sensors import get_sensor
-from carl_geo.transforms import standardize_image
+from carl_geo.transforms import normalize, standardize_image
 
 #: True Sentinel-2 band of each of the 13 channels (geobench README, "Known issues"); TCI_R/G/B
 #: (8-bit true-colour composites) take the wavelengths of B04/B03/B02.
@@ -140,7 +140,7 @@ class GeoBenchDataset(Dataset):
             except KeyError as e:
                 raise GeoBenchFormatError(f"{self.task.directory / 'band_stats.json'} has no statistics "
                                           f"for band {e.args[0]!r}") from None
-            image = (image - mean) / (std + 1e-6)
+            image = normalize(image, mean, std)
         else:
             image = standardize_image(image)
         item: dict[str, Any] = {"image": image, "wavelengths": torch.tensor(wavelengths, dtype=torch.float32)}

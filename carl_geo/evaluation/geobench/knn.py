@@ -2,7 +2,8 @@
 
 Features are the globally average-pooled spatial features (B, D) of the frozen backbone on the
 evaluation pipeline (image resized to ``image_size``), L2-normalised. Each query's class scores
-are the neighbours' labels weighted by ``exp(cosine / T)`` (DINO's weighted k-NN, T = 0.07);
+are the neighbours' labels weighted by ``exp(cosine / T)`` (DINO's weighted k-NN, T = 0.07; the vote of
+:mod:`carl_geo.evaluation.knn`);
 ``k`` is chosen on the validation split among ``ks`` and the test split is scored once.
 """
 
@@ -13,7 +14,6 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torchmetrics.classification import (
@@ -25,6 +25,7 @@ from torchmetrics.classification import (
 )
 
 from carl_geo.evaluation.geobench.augment import eval_transform
+from carl_geo.evaluation.knn import knn_scores, pooled_features
 from carl_geo.models.carl import CARL
 
 DEFAULT_KS = (5, 10, 20)
@@ -41,25 +42,9 @@ def extract_features(backbone: CARL, loader: DataLoader, image_size: int, device
     for batch in loader:
         batch = eval_transform({k: v.to(device) for k, v in batch.items()}, image_size)
         with ctx:
-            f = backbone(batch["image"], batch["wavelengths"], batch.get("band_mask")).spatial.mean(dim=(-2, -1))
-        feats.append(F.normalize(f.float(), dim=1).cpu())
+            feats.append(pooled_features(backbone, batch["image"], batch["wavelengths"], batch.get("band_mask")).cpu())
         labels.append(batch["label"].cpu())
     return torch.cat(feats), torch.cat(labels)
-
-
-def knn_scores(train_f: Tensor, train_y: Tensor, query_f: Tensor, k: int, num_classes: int,
-               multilabel: bool, temperature: float = TEMPERATURE, chunk: int = 1024) -> Tensor:
-    """Class scores (Q, K) of queries from their k nearest training features (cosine similarity);
-    multi-label scores are weighted label frequencies in [0, 1]."""
-    k = min(k, train_f.shape[0])
-    targets = train_y.float() if multilabel else F.one_hot(train_y.long(), num_classes).float()
-    out = []
-    for start in range(0, query_f.shape[0], chunk):
-        sim, idx = (query_f[start:start + chunk] @ train_f.T).topk(k, dim=1)
-        w = (sim / temperature).exp()
-        votes = (w.unsqueeze(-1) * targets[idx]).sum(1)
-        out.append(votes / w.sum(1, keepdim=True))
-    return torch.cat(out)
 
 
 def _metrics(scores: Tensor, y: Tensor, num_classes: int, multilabel: bool) -> dict[str, float]:

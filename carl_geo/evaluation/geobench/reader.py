@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import CarlGeoError, InputError
 from carl_geo.evaluation.geobench.pickles import GeoBenchRecord, load_geobench_pickle
 
 #: ``label_type`` class name -> task kind.
@@ -41,8 +41,9 @@ SPLITS = ("train", "valid", "test")
 _PARTITION_SUFFIX = "_partition.json"
 
 
-class GeoBenchFormatError(ValueError):
-    """A GEO-Bench file that cannot be read; the message names the file."""
+class GeoBenchFormatError(InputError):
+    """A GEO-Bench file that cannot be read; the message names the file (one of carl_geo's
+    :class:`~carl_geo.errors.CarlGeoError` family, so the command line prints it as one line)."""
 
 
 @dataclass(frozen=True)

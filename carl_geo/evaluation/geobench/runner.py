@@ -27,9 +27,10 @@ import torch
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.evaluation.geobench import results as res
-from carl_geo.evaluation.geobench.datamodule import GeoBenchDataModule
+from carl_geo.datamodules.geobench import GeoBenchDataModule
 from carl_geo.evaluation.geobench.dataset import GeoBenchDataset
 from carl_geo.evaluation.geobench.options import AUTO, BAND_ORDERS, MODES, NORMALIZATIONS, RANDOM
+from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES
 from carl_geo.evaluation.geobench.reader import GeoBenchTask, find_tasks, load_task
 from carl_geo.io.output_paths import atomic_path
 
@@ -113,16 +114,14 @@ class GeoBenchSettings:
         """Check every user-settable value; raises ValueError / FileNotFoundError that say what to fix."""
         if self.mode not in MODES:
             raise CarlGeoError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.config not in ("published", "tiny"):
-            raise CarlGeoError(f"config must be 'published' or 'tiny', got {self.config!r}")
+        if self.config not in CONFIG_NAMES:
+            raise CarlGeoError(f"config must be one of {', '.join(CONFIG_NAMES)}, got {self.config!r}")
         if self.normalization not in NORMALIZATIONS:
             raise CarlGeoError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
         if self.band_order not in BAND_ORDERS:
             raise CarlGeoError(f"band order must be one of {BAND_ORDERS}, got {self.band_order!r}")
-        from carl_geo.models.segmentation import HEADS
-
-        if self.head not in HEADS:
-            raise CarlGeoError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.head not in HEAD_NAMES:
+            raise CarlGeoError(f"head must be one of {', '.join(HEAD_NAMES)}, got {self.head!r}")
         if self.head_width is not None and (self.head_width < 1 or self.head == "linear"):
             raise CarlGeoError(f"head_width must be >= 1 and needs a progressive or upernet head, got {self.head_width} "
                              f"with head {self.head!r}")
@@ -295,7 +294,7 @@ def train_and_test(task: GeoBenchTask, settings: GeoBenchSettings, seed: int) ->
     from lightning.pytorch.loggers import CSVLogger
 
     from carl_geo.evaluation.geobench.selection import KeepBestState
-    from carl_geo.evaluation.geobench.tasks import build_task, monitor_metric
+    from carl_geo.trainers.geobench import build_task, monitor_metric
 
     seed_everything(seed, workers=True, verbose=False)
     dm = GeoBenchDataModule(task, settings.partition, settings.batch_size, settings.num_workers,

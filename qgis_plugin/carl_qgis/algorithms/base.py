@@ -37,9 +37,44 @@ from carl_qgis import deps
 from carl_qgis.compat import FLAG_CAN_CANCEL, NUMBER_INTEGER, PARAM_ADVANCED
 
 AUTO = "auto"
-DEVICES = ("auto", "cpu", "cuda")
+
+
+def _library_module(name: str) -> Any:
+    """A torch-free carl_geo module (settings, choice names), or None while carl_geo is not installed."""
+    try:
+        return importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - not installed yet, or broken: the dependency message says what to do
+        return None
+
+
+def _library_values() -> tuple[Any, Any]:
+    """carl_geo's prediction defaults (``PredictSettings()``) and the settings module, read once when
+    the plugin loads; None, None before "Install CARL dependencies" has run."""
+    settings = _library_module("carl_geo.inference.settings")
+    return (settings.PredictSettings() if settings is not None else None), settings
+
+
+_DEFAULTS, _SETTINGS = _library_values()
+#: Devices offered (carl_geo.inference.settings.DEVICES without Apple's mps, which QGIS builds lack).
+DEVICES = tuple(d for d in (_SETTINGS.DEVICES if _SETTINGS else ("auto", "cpu", "cuda")) if d != "mps")
 #: Prediction precisions offered (int8: CPU, needs onnxruntime; bf16 / fp16: GPU autocast).
-PRECISIONS = ("fp32", "int8", "bf16", "fp16")
+PRECISIONS = tuple(_SETTINGS.PRECISIONS) if _SETTINGS else ("fp32", "int8", "bf16", "fp16")
+#: The library's defaults (``carl_geo.inference.settings.PredictSettings``); the literals only show
+#: before carl_geo is installed, when no algorithm can run anyway.
+#: Tile size 0 / overlap -1 in the dialog: from the model's patch size (PredictSettings.tiling, 256 / 16 px
+#: for CARL's patch 8), the library's default (its None).
+DEFAULT_TILE_SIZE = (_DEFAULTS.tile_size or 0) if _DEFAULTS else 0
+DEFAULT_OVERLAP = (-1 if _DEFAULTS.overlap is None else _DEFAULTS.overlap) if _DEFAULTS else -1
+DEFAULT_BATCH_SIZE = _DEFAULTS.batch_size if _DEFAULTS and isinstance(_DEFAULTS.batch_size, int) else 4
+DEFAULT_PRECISION = _DEFAULTS.precision if _DEFAULTS else "fp32"
+
+
+def config_names() -> list[str]:
+    """Backbone sizes offered (``carl_geo.models.names.CONFIG_NAMES``)."""
+    names = _library_module("carl_geo.models.names")
+    return list(names.CONFIG_NAMES) if names is not None else ["tiny", "published"]
+
+
 MODEL_FILE_FILTER = "CARL model files (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*.*)"
 
 
@@ -116,7 +151,7 @@ def parse_wavelengths(text: str) -> list[float] | None:
         return None
     try:
         values = import_carl("carl_geo.io").parse_wavelength_list(text)
-    except ValueError as e:
+    except library_errors() as e:
         raise QgsProcessingException(
             f"Band wavelengths: {e}; give one centre wavelength in µm per band, separated by commas, "
             "e.g. 0.49, 0.56, 0.665") from None
@@ -149,9 +184,11 @@ def raster_file(layer: QgsRasterLayer | None, what: str = "Input raster") -> str
 
 
 def parse_bands(text: str) -> list[int | str] | None:
-    """``"1, 2, 4"`` -> ``[1, 2, 4]`` (1-based band numbers); ``"B4,B3,B2"`` -> band names; empty -> None."""
-    items = [item.strip() for item in (text or "").replace(";", ",").split(",") if item.strip()]
-    return [int(item) if item.isdigit() else item for item in items] or None
+    """``"1, 2, 4"`` -> ``[1, 2, 4]`` (1-based band numbers); ``"B4,B3,B2"`` -> band names; empty -> None
+    (the syntax of ``carl-geo --bands``: :func:`carl_geo.cli_args.band_items`)."""
+    if not (text or "").strip():
+        return None
+    return import_carl("carl_geo.cli_args").band_items(text) or None
 
 
 def check_band_count(layer: QgsRasterLayer, wavelengths: list[float] | None,
@@ -253,15 +290,15 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
             self.BANDS, self.tr("Bands to use: numbers (1 = first) or names (e.g. B4, B3, B2), comma-separated "
                                 "(default: all, or those the model was trained on)"), optional=True)))
 
-    def add_tiling_parameters(self, batch_size: int = 4, advanced: bool = False) -> None:
+    def add_tiling_parameters(self, batch_size: int = DEFAULT_BATCH_SIZE, advanced: bool = False) -> None:
         """Tile size, overlap and batch size of the tiled prediction (``advanced``: under Advanced Parameters)."""
         params = [
             QgsProcessingParameterNumber(
                 self.TILE_SIZE, self.tr("Tile size in pixels (0 = from the model: 32 patches, 256 at patch 8)"),
-                NUMBER_INTEGER, 0, minValue=0, maxValue=8192),
+                NUMBER_INTEGER, DEFAULT_TILE_SIZE, minValue=0, maxValue=8192),
             QgsProcessingParameterNumber(
                 self.OVERLAP, self.tr("Tile overlap in pixels (-1 = from the model: 2 patches, 16 at patch 8)"),
-                NUMBER_INTEGER, -1, minValue=-1, maxValue=4096),
+                NUMBER_INTEGER, DEFAULT_OVERLAP, minValue=-1, maxValue=4096),
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE, self.tr("Batch size (tiles per forward pass)"), NUMBER_INTEGER,
                 batch_size, minValue=1, maxValue=1024),
@@ -275,7 +312,7 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
     def add_precision_parameter(self, advanced: bool = False) -> None:
         """Precision of the prediction (``int8``: 2-3x faster on a CPU, small accuracy cost)."""
         param = choice_parameter(self.PRECISION, self.tr(
-            "Precision (int8: faster on a CPU, needs onnxruntime; bf16/fp16: GPU)"), PRECISIONS, "fp32")
+            "Precision (int8: faster on a CPU, needs onnxruntime; bf16/fp16: GPU)"), PRECISIONS, DEFAULT_PRECISION)
         self.addParameter(set_advanced(param) if advanced else param)
 
     # -- reading them ------------------------------------------------------------------
@@ -314,8 +351,8 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
         overlap = None if overlap < 0 else overlap
         if tile is not None and overlap is not None:
             try:
-                import_carl("carl_geo.inference.tiling").check_tiling(tile, overlap)
-            except ValueError as e:
+                import_carl("carl_geo.inference.settings").check_tiling(tile, overlap)
+            except library_errors() as e:
                 raise user_error(e) from e
         args = {"tile_size": tile, "overlap": overlap,
                 "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
@@ -331,13 +368,25 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
         return path
 
 
+def library_errors() -> tuple[type[BaseException], ...]:
+    """What the algorithms turn into one-line Processing errors: carl_geo's error family
+    (:class:`carl_geo.errors.CarlGeoError`: bad input, settings or files) and files the system cannot
+    read or write (OSError, rasterio's errors). Anything else is a bug and keeps its traceback."""
+    errors = import_carl("carl_geo.errors")
+    kinds: list[type[BaseException]] = [errors.CarlGeoError, OSError]
+    rasterio_errors = sys.modules.get("rasterio.errors")
+    if rasterio_errors is not None:
+        kinds.append(rasterio_errors.RasterioError)
+    return tuple(kinds)
+
+
 def user_error(exc: BaseException) -> QgsProcessingException:
-    """A carl_geo error (ValueError, FileNotFoundError, CheckpointError, ...) as an analyst-readable
+    """A carl_geo error (CarlGeoError, FileNotFoundError, a rasterio read error, ...) as an analyst-readable
     Processing error. The message is the library's (it already says what to fix), plus where to
-    fix wavelength problems in the algorithm dialog."""
+    fix wavelength problems (:class:`carl_geo.errors.WavelengthError`) in the algorithm dialog."""
     text = str(exc) or type(exc).__name__
     text = text[0].upper() + text[1:]
-    if "wavelength" in text.lower():
+    if isinstance(exc, import_carl("carl_geo.errors").WavelengthError):
         text += (". In this algorithm: choose the sensor preset, or type one wavelength (µm) per band in "
                  "'Band wavelengths' under Advanced Parameters (and pick bands with 'Bands to use' there).")
     return QgsProcessingException(text)
@@ -349,7 +398,7 @@ def load_model_file(path: str) -> Any:
     load_bundle = import_carl("carl_geo").load_bundle
     try:
         return load_bundle(path)
-    except (ValueError, OSError) as e:
+    except library_errors() as e:
         raise user_error(e) from e
 
 
@@ -368,7 +417,7 @@ def predict_to_file(bundle: Any, src: str, dst: str, feedback: QgsProcessingFeed
                                             **kwargs)
     except inference.PredictionCancelled:
         raise QgsProcessingException(cancelled) from None
-    except (ValueError, OSError, RuntimeError) as e:
+    except library_errors() as e:
         raise user_error(e) from e
 
 
@@ -401,7 +450,7 @@ def check_output_files(outputs: Sequence[tuple[str, str | None]], reads: Sequenc
     paths = import_carl("carl_geo.io.output_paths")
     try:
         paths.check_outputs(outputs, paths.reads_of(rasters, reads), overwrite=True)
-    except ValueError as e:
+    except library_errors() as e:
         raise user_error(e) from e
 
 

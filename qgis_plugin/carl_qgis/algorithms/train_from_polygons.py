@@ -1,5 +1,5 @@
 """Processing algorithm "CARL train from polygons" (``carl:trainfrompolygons``): train a CARL
-segmentation model from labelled polygons with :func:`carl_geo.training.train_from_polygons`,
+segmentation model from labelled polygons with :func:`carl_geo.polygon_training.train_from_polygons`,
 then classify the whole raster with :func:`carl_geo.inference.predict_raster`."""
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     check_output_files,
     choice_parameter,
+    config_names,
     import_carl,
     layer_file,
+    library_errors,
     predict_to_file,
     progress_bridge,
     set_advanced,
@@ -139,7 +141,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         self.add_precision_parameter(advanced=True)
         advanced = [
             choice_parameter(self.CONFIG, self.tr("Network size (without pretrained weights)"),
-                             ["tiny", "published"], "tiny"),
+                             config_names(), "tiny"),
             QgsProcessingParameterNumber(self.CHIP_SIZE, self.tr("Training chip size in pixels (0 = automatic)"),
                                          NUMBER_INTEGER, 0, minValue=0, maxValue=1024),
             QgsProcessingParameterNumber(self.TRAIN_BATCH_SIZE, self.tr("Training batch size (0 = automatic)"),
@@ -188,7 +190,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                            [("polygon layer file", polygons_file), ("pretrained weights file", weights)],
                            rasters=[("input raster", src)])
 
-        train_from_polygons = import_carl("carl_geo.training").train_from_polygons
+        train_from_polygons = import_carl("carl_geo.polygon_training").train_from_polygons
 
         workdir = tempfile.mkdtemp(prefix="carl_train_", dir=QgsProcessingUtils.tempFolder())
         try:
@@ -209,7 +211,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
             except Exception as e:  # noqa: BLE001 - cancel may surface as any exception type
                 if feedback.isCanceled():
                     raise QgsProcessingException("CARL training was cancelled; no model was written.") from None
-                if isinstance(e, (ValueError, OSError, RuntimeError)):
+                if isinstance(e, library_errors()):
                     raise user_error(e) from e
                 raise
         finally:

@@ -1,6 +1,6 @@
 """What a training run writes, and the check that it never replaces a file the run reads.
 
-:func:`train_from_polygons <carl_geo.training.train_from_polygons>` writes the model file ``out``
+:func:`train_from_polygons <carl_geo.polygon_training.train_from_polygons>` writes the model file ``out``
 and a confusion-matrix PNG beside it (:func:`confusion_png_path`). :func:`check_training_paths`
 refuses, before any pixel is read, an ``out`` (or PNG) that is the raster (also through a symlink,
 or a file a VRT raster reads), the label file (or a Shapefile's ``.dbf`` / ``.shx`` / ...), or the

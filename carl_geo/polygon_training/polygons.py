@@ -5,7 +5,9 @@ class mask, holds out whole polygons (or spatial blocks) for validation, trains 
 :class:`~carl_geo.models.CARLSegmenter` on class-balanced, flipped/rotated chips, scores it on the
 held-out pixels and writes a segmentation model bundle that :func:`carl_geo.inference.predict_raster`
 loads with no extra arguments. Every input error is raised (ValueError / FileNotFoundError) before
-training starts, and nothing is written then.
+training starts, and nothing is written then. The hold-out report is scored through the inference
+engine (:func:`carl_geo.inference.engine.run_array`): the tiles, softmax and cosine blending of
+:func:`carl_geo.inference.predict_raster`, so it measures the maps users get.
 """
 
 from __future__ import annotations
@@ -34,25 +36,26 @@ from carl_geo.datasets.vector_labels import (
     rasterize_labels,
     read_label_vector,
 )
+from carl_geo.devices import resolve_device
 from carl_geo.errors import Cancelled, CarlGeoError
+from carl_geo.inference.engine import run_array
+from carl_geo.inference.runner import ModelRunner
+from carl_geo.inference.settings import PredictSettings, model_patch_size
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.models import CARL, CARLSegmenter, ModelBundle, get_config, load_bundle, make_bundle, save_bundle
-from carl_geo.models.config import CONFIGS
+from carl_geo.models.config import CONFIGS, SCRATCH_SPATIAL_KWARGS, scratch_variant  # noqa: F401
 from carl_geo.models.segmentation import HEADS
-from carl_geo.training.chips import ChipSampler, augment, holdout_split, labels_window, tiles
-from carl_geo.training.metrics import confusion_matrix, mean_iou, segmentation_report
+from carl_geo.polygon_training.chips import ChipSampler, augment, holdout_split, labels_window
+from carl_geo.polygon_training.metrics import confusion_matrix, mean_iou, segmentation_report
 from carl_geo.models.spectral_binning import apply_bins, bin_matrix, equal_bins, random_bins
-from carl_geo.training.recipe import MIN_TRAIN_BANDS, SceneFacts, TrainingRecipe, plan_recipe
-from carl_geo.training.outputs import check_training_paths, confusion_png_path
-from carl_geo.training.report import confusion_png
+from carl_geo.polygon_training.recipe import MIN_TRAIN_BANDS, SceneFacts, TrainingRecipe, plan_recipe
+from carl_geo.polygon_training.outputs import check_training_paths, confusion_png_path
+from carl_geo.polygon_training.report import confusion_png
+from carl_geo.transforms import normalize, standardize_valid
 
 #: Head settings per backbone config (a narrow decoder keeps the tiny model fast on a CPU).
 HEAD_KWARGS = {"tiny": {"progressive": {"width": 32}, "upernet": {"width": 32}}, "published": {}}
-#: Spatial-encoder settings of a backbone trained from scratch here (stored in the bundle's config).
-#: The EVA02 trunk's absolute position embedding and its RoPE are both rescaled to the token grid of
-#: each input, so a model trained on small chips would see different positional codes on the
-#: predictor's larger tiles; without them the prediction does not depend on the tile size.
-SCRATCH_SPATIAL_KWARGS: dict[str, Any] = {"use_abs_pos_emb": False, "use_rot_pos_emb": False}
+HEAD_KWARGS["tiny_polygons"] = HEAD_KWARGS["tiny"]
 #: Old ``epochs`` argument: an epoch was 64 chips.
 LEGACY_CHIPS_PER_EPOCH = 64
 
@@ -78,18 +81,6 @@ class TrainingResult:
     bundle: ModelBundle
     report: dict[str, Any]
     confusion_png: Path | None
-
-
-def _pick_device(device: str) -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise CarlGeoError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
-    return torch.device(device)
 
 
 def _check_args(raster: Path, out: Path, weights: Path | None, recipe: TrainingRecipe) -> None:
@@ -157,35 +148,26 @@ def _pad_to(arr: np.ndarray, size: int, value: float) -> np.ndarray:
     return np.pad(arr, pad, constant_values=value)
 
 
-@torch.no_grad()
-def predict_array(model: torch.nn.Module, img: torch.Tensor, wavelengths: torch.Tensor, *, tile: int = 256,
-                  overlap: int = 32, batch_size: int = 4, needed: np.ndarray | None = None) -> np.ndarray:
-    """Argmax classes (H, W) int64 of a normalised image (C, H, W) by overlapping tiles (logits of
-    overlapping tiles averaged). ``needed`` (H, W) bool skips tiles without a needed pixel
-    (those pixels stay -1)."""
-    h, w = img.shape[-2:]
-    tile = min(tile, max(h, w))
-    dev = next(model.parameters()).device
-    img_p = torch.from_numpy(_pad_to(img.cpu().numpy(), tile, 0.0))
-    hp, wp = img_p.shape[-2:]
-    corners = [(r, cc) for r, cc in tiles((hp, wp), tile, overlap)
-               if needed is None or needed[r:r + tile, cc:cc + tile].any()]
-    logits = None
-    weight = torch.zeros(hp, wp)
-    for i in range(0, len(corners), batch_size):
-        part = corners[i:i + batch_size]
-        x = torch.stack([img_p[:, r:r + tile, cc:cc + tile] for r, cc in part]).to(dev)
-        out = model(x, wavelengths.to(dev)).float().cpu()
-        if logits is None:
-            logits = torch.zeros(out.shape[1], hp, wp)
-        for (r, cc), o in zip(part, out):
-            logits[:, r:r + tile, cc:cc + tile] += o
-            weight[r:r + tile, cc:cc + tile] += 1
-    pred = np.full((hp, wp), -1, dtype=np.int64)
-    if logits is not None:
-        covered = (weight > 0).numpy()
-        pred[covered] = logits.argmax(0).numpy()[covered]
-    return pred[:h, :w]
+def score_holdout(model: torch.nn.Module, image: np.ndarray, valid: np.ndarray, wavelengths: Sequence[float],
+                  needed: np.ndarray, device: torch.device, settings: PredictSettings | None = None) -> np.ndarray:
+    """Argmax classes (H, W) int64 of a normalised (C, H, W) image, predicted exactly as
+    :func:`carl_geo.inference.predict_raster` predicts a raster with ``settings`` (default: its defaults;
+    the inference engine: fitted tiles, softmax, cosine blending; ``valid`` (H, W) False pixels set to 0).
+    Only tiles that hold a ``needed`` (H, W) pixel are computed; the other pixels are -1."""
+    settings = settings or PredictSettings()
+    tile_size, overlap = settings.tiling(model_patch_size(model))
+    batch_size = settings.batch_size if isinstance(settings.batch_size, int) else 4
+    h, w = image.shape[-2:]
+    pred = np.full((h, w), -1, dtype=np.int64)
+
+    def emit(row0: int, blended: torch.Tensor, _valid: np.ndarray) -> None:
+        pred[row0:row0 + blended.shape[1]] = blended.argmax(0).cpu().numpy()
+
+    with ModelRunner(model, wavelengths, output="classes", device=device) as runner:
+        run_array(runner.predict, np.ascontiguousarray(image, dtype=np.float32), valid, emit, tile_size=tile_size,
+                  overlap=overlap, batch_size=batch_size, mean=None, std=None, needed=needed)
+    pred[~needed] = -1
+    return pred
 
 
 def _class_weights(train: np.ndarray, k: int) -> torch.Tensor:
@@ -202,10 +184,9 @@ def _build_model(k: int, recipe: TrainingRecipe, weights: Path | None) -> tuple[
     head_kwargs = dict(HEAD_KWARGS.get(recipe.config, {}).get(head, {}))
     group = recipe.max_bands
     if weights is None:
-        cfg = get_config(recipe.config)
-        cfg.spatial.model_kwargs.update(SCRATCH_SPATIAL_KWARGS)
-        patch = int(recipe.patch_size or cfg.patch_size)
-        cfg.patch_size = patch
+        base = get_config(recipe.config)
+        patch = int(recipe.patch_size or base.patch_size)
+        cfg = scratch_variant(base, patch)  # the registered "tiny_polygons" is this of "tiny" at patch 4
         if head == "progressive":
             head_kwargs.setdefault("n_up", max(0, round(math.log2(patch))))
         return CARLSegmenter(CARL(cfg), k, head, head_kwargs, max_bands=group), False
@@ -229,16 +210,6 @@ def _polygon_widths(geoms: Any, transform: Any) -> tuple[float, ...]:
     pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
     areas = np.asarray(geoms.area, dtype=np.float64) / max(pixel_area, 1e-12)
     return tuple(float(v) for v in np.sqrt(np.maximum(areas, 0)))
-
-
-def _normalise_chips(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Chip normalisation (upstream's scope): each chip (B, C, h, w) by the scalar mean/std of its
-    valid pixels (``valid`` (B, h, w) bool); invalid pixels become 0."""
-    v = valid[:, None].expand_as(x).to(x.dtype)
-    n = v.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1)
-    mean = (x * v).sum(dim=(1, 2, 3), keepdim=True) / n
-    var = (((x - mean) * v) ** 2).sum(dim=(1, 2, 3), keepdim=True) / n
-    return (x - mean) / (var.sqrt() + 1e-6) * v
 
 
 class _ValidationSet:
@@ -275,10 +246,10 @@ def train_from_polygons(
 ) -> TrainingResult:
     """Train a land-cover segmenter from polygons drawn on a raster.
 
-    The settings come from ``recipe`` (default :class:`~carl_geo.training.recipe.TrainingRecipe`),
+    The settings come from ``recipe`` (default :class:`~carl_geo.polygon_training.recipe.TrainingRecipe`),
     with keyword ``overrides`` of any of its fields (``max_steps=300``, ``chip_size=32``,
     ``band_subset=(3, 16)``, ``seed=1``, ...); every field left at None / "auto" is derived from
-    the scene by :func:`~carl_geo.training.recipe.plan_recipe` (notices about adapted settings go to
+    the scene by :func:`~carl_geo.polygon_training.recipe.plan_recipe` (notices about adapted settings go to
     ``log``). The run validates on held-out polygons every ``val_every`` steps, keeps the best
     checkpoint and stops early when validation stops improving.
 
@@ -292,20 +263,20 @@ def train_from_polygons(
             :func:`carl_geo.inference.predict_raster` does.
         weights: backbone weights file: the backbone is frozen and only the head is trained;
             None trains the ``recipe.config`` model end to end from scratch.
-        recipe: the settings (see :class:`~carl_geo.training.recipe.TrainingRecipe`).
+        recipe: the settings (see :class:`~carl_geo.polygon_training.recipe.TrainingRecipe`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
         progress: ``progress(done_steps, total_steps)``; returning False cancels
             (:class:`TrainingCancelled`, nothing written).
         log: receives human-readable progress lines.
         epochs: deprecated; ``max_steps = epochs * 64 / batch_size`` (an old epoch was 64 chips).
-        **overrides: fields of :class:`~carl_geo.training.recipe.TrainingRecipe`.
+        **overrides: fields of :class:`~carl_geo.polygon_training.recipe.TrainingRecipe`.
 
     Returns:
         :class:`TrainingResult`.
 
     Raises:
         FileNotFoundError: raster, label or weights file missing.
-        ValueError: label field missing or not categorical, polygons outside the raster / no
+        CarlGeoError (a ValueError): label field missing or not categorical, polygons outside the raster / no
             overlap after reprojection, only one class, raster without CRS, a class with fewer
             than a few valid pixels, wavelengths that do not match the bands, bad settings.
     """
@@ -352,7 +323,7 @@ def train_from_polygons(
 
     k = len(lab.class_names)
     mask = np.where(valid, lab.mask, IGNORE_INDEX)
-    dev = _pick_device(device)
+    dev = resolve_device(device)
     facts = SceneFacts(n_bands=len(indexes), window=mask.shape, scene=scene_shape,
                        class_pixels=tuple(int((mask == i).sum()) for i in range(k)), polygon_widths=widths,
                        device=dev.type)
@@ -376,7 +347,7 @@ def train_from_polygons(
     model.to(dev)
 
     if r.normalization == "scene":
-        img_np = (img_np - mean) / (std + 1e-6)
+        img_np = normalize(img_np, mean, std)
         img_np[:, ~valid] = 0.0
     binning = bool(r.max_bands) and img_np.shape[0] > r.max_bands
     if binning:  # bins are contiguous in wavelength
@@ -401,7 +372,7 @@ def train_from_polygons(
         y = torch.stack([target[a:a + size, b:b + size] for a, b in corners])
         if r.normalization == "chip":
             v = torch.stack([valid_t[a:a + size, b:b + size] for a, b in corners])
-            x = _normalise_chips(x, v)
+            x = standardize_valid(x, v)
         return x, y
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -477,10 +448,9 @@ def train_from_polygons(
     model.eval()
     evaluated_on = "validation" if n_val else "training"
     ref = split.val if n_val else split.train
-    full = img_np if r.normalization == "scene" else _normalise_chips(
+    full = img_np if r.normalization == "scene" else standardize_valid(
         torch.from_numpy(img_np)[None], torch.from_numpy(valid)[None])[0].numpy()
-    pred = predict_array(model, torch.from_numpy(np.ascontiguousarray(full, dtype=np.float32)), wl_t.to(dev),
-                         tile=max(256, chip), overlap=32, needed=ref != IGNORE_INDEX)
+    pred = score_holdout(model, full, valid, wls_sorted, ref != IGNORE_INDEX, dev)
     cm = confusion_matrix(ref, pred, k)
     report = segmentation_report(cm, lab.class_names)
     report.pop("n_pixels")

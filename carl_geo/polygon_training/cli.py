@@ -15,17 +15,6 @@ import argparse
 from typing import Any
 
 
-def _band(value: str) -> int | str:
-    return int(value) if value.strip().isdigit() else value.strip()
-
-
-def _floats(value: str) -> list[float]:
-    try:
-        return [float(v) for v in value.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"wavelengths must be numbers in µm separated by commas, got {value!r}") from None
-
-
 def _band_subset(value: str) -> tuple[int, int] | None | str:
     v = value.strip().lower()
     if v == "auto":
@@ -43,20 +32,12 @@ def _band_subset(value: str) -> tuple[int, int] | None | str:
     return parts[0], parts[1]
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
-
-
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``train`` sub-command."""
+    from carl_geo.cli_args import add_bands_argument, positive_int, wavelength_list
+    from carl_geo.inference.settings import DEVICES
     from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES
-    from carl_geo.training.recipe import NORMALIZATIONS
+    from carl_geo.polygon_training.recipe import NORMALIZATIONS
 
     p = subparsers.add_parser(
         "train", help="train a land-cover classifier from polygons on a raster",
@@ -72,9 +53,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--weights", help="pretrained CARL backbone: freeze it and train only the head")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--sensor", help="sensor preset giving the band wavelengths (e.g. sentinel2_l2a, landsat7_etm)")
-    g.add_argument("--wavelengths", type=_floats, help="band centre wavelengths in µm, comma separated")
-    p.add_argument("--bands", type=_band, nargs="+", help="bands to use: 1-based indexes or names (default all)")
-    p.add_argument("--max-steps", type=_positive_int, help="optimiser steps at most (default 400; training stops "
+    g.add_argument("--wavelengths", type=wavelength_list, metavar="UM,UM,...",
+                   help="band centre wavelengths in µm, comma separated (nanometres are converted)")
+    add_bands_argument(p, one_value=False)
+    p.add_argument("--max-steps", type=positive_int, help="optimiser steps at most (default 400; training stops "
                    "earlier when the held-out polygons stop improving)")
     p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop")
     p.add_argument("--band-subset", type=_band_subset, default="auto", metavar="MIN,MAX",
@@ -84,15 +66,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="scalar mean/std of the whole scene (default, stored in the model) or of each chip/tile")
     p.add_argument("--config", default="tiny", choices=CONFIG_NAMES, help="CARL size (default tiny)")
     p.add_argument("--head", default="progressive", choices=HEAD_NAMES)
-    p.add_argument("--patch-size", type=_positive_int, help="backbone patch size in pixels (default: 2 or 4 from "
+    p.add_argument("--patch-size", type=positive_int, help="backbone patch size in pixels (default: 2 or 4 from "
                    "the polygon sizes)")
-    p.add_argument("--chip-size", type=_positive_int, help="training chip side in pixels (default: 16 patches)")
-    p.add_argument("--batch-size", type=_positive_int, help="chips per step (default: from the band count and chip size)")
+    p.add_argument("--chip-size", type=positive_int, help="training chip side in pixels (default: 16 patches)")
+    p.add_argument("--batch-size", type=positive_int, help="chips per step (default: from the band count and chip size)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     p.add_argument("--val-fraction", type=float, default=0.25, help="share of each class held out (whole polygons)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--epochs", type=_positive_int, help=argparse.SUPPRESS)  # deprecated: use --max-steps
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--epochs", type=positive_int, help=argparse.SUPPRESS)  # deprecated: use --max-steps
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing model file and confusion PNG (never the raster, labels or weights)")
     p.set_defaults(func=run)
@@ -102,14 +84,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from carl_geo.errors import CarlGeoError
-    from carl_geo.training.outputs import check_training_paths
+    from carl_geo.polygon_training.outputs import check_training_paths
 
     check_training_paths(args.raster, args.labels, args.out, args.weights, overwrite=args.overwrite)
 
     from carl_geo.progress_bar import ProgressBar
-    from carl_geo.training.metrics import format_report
-    from carl_geo.training.polygons import LEGACY_CHIPS_PER_EPOCH, train_from_polygons
+    from carl_geo.polygon_training.metrics import format_report
+    from carl_geo.polygon_training.polygons import LEGACY_CHIPS_PER_EPOCH, train_from_polygons
 
     settings = dict(band_subset=args.band_subset, normalization=args.normalization, config=args.config,
                     head=args.head, patch_size=args.patch_size, chip_size=args.chip_size,
@@ -119,16 +100,11 @@ def run(args: argparse.Namespace) -> int:
         settings["max_steps"] = max(1, round(args.epochs * LEGACY_CHIPS_PER_EPOCH / (args.batch_size or 8)))
         print(f"carl-geo train: --epochs is deprecated, use --max-steps (now {settings['max_steps']})", file=sys.stderr)
     with ProgressBar("training", "step") as bar:
-        try:
-            result = train_from_polygons(
-                args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths,
-                sensor=args.sensor, bands=args.bands, weights=args.weights, device=args.device, progress=bar,
-                log=bar.log, **settings,
-            )
-        except CarlGeoError:
-            raise
-        except ValueError as e:  # train_from_polygons documents ValueError as "bad input or settings"
-            raise CarlGeoError(str(e)) from e
+        result = train_from_polygons(
+            args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths,
+            sensor=args.sensor, bands=args.bands, weights=args.weights, device=args.device, progress=bar,
+            log=bar.log, **settings,
+        )
     rep = result.report
     print(f"{rep['evaluated_on']} report ({rep['n_val_pixels']} held-out pixels, "
           f"{rep['n_train_pixels']} training pixels, {rep['steps']} steps, {rep['seconds']:.0f} s):")

@@ -1,0 +1,34 @@
+"""The one place that turns a device name into a torch device: :func:`resolve_device`
+(the predictor, polygon training and the QGIS plugin use it)."""
+
+from __future__ import annotations
+
+import torch
+
+from carl_geo.errors import CarlGeoError, option
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> cuda, else mps, else cpu; an explicit device must be available.
+
+    Raises:
+        CarlGeoError: unknown or unavailable device (names the option to change).
+    """
+    name = str(device).lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise CarlGeoError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CarlGeoError("device 'cuda' was asked for but torch sees no CUDA GPU; "
+                           f"use {option('device', 'cpu', repr('cpu'))} or auto")
+    if dev.type == "mps" and not mps_ok:
+        raise CarlGeoError("device 'mps' was asked for but it is not available; "
+                           f"use {option('device', 'cpu', repr('cpu'))} or auto")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise CarlGeoError(f"unsupported device {device!r}; use auto, cpu, cuda or mps")
+    return dev
