@@ -112,7 +112,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
         from carl_geo.inference import predict_raster
         from carl_geo.polygon_training import train_from_polygons
 
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count() or 1)
         settings = dict(settings)
         tiling = {}
         if "predict_tile" in settings:

@@ -56,6 +56,18 @@ def test_bad_recipe_values_are_refused():
         plan_recipe(facts(), TrainingRecipe(normalization="band"))
     with pytest.raises(ValueError, match="band_subset"):
         plan_recipe(facts(), TrainingRecipe(band_subset=(5, 2)))
+    with pytest.raises(ValueError, match="full_band_share"):
+        plan_recipe(facts(), TrainingRecipe(full_band_share=1.5))
+
+
+def test_time_budget_applies_on_a_cpu_only_when_no_budget_is_given():
+    from carl_geo.polygon_training.recipe import CPU_MINUTES
+
+    assert plan_recipe(facts()).recipe.max_minutes == CPU_MINUTES
+    assert plan_recipe(facts(device="cuda")).recipe.max_minutes is None
+    steps_only = plan_recipe(facts(), TrainingRecipe(max_steps=50)).recipe
+    assert steps_only.max_steps == 50 and steps_only.max_minutes is None
+    assert plan_recipe(facts(), TrainingRecipe(max_minutes=9.0)).recipe.max_minutes == 9.0
 
 
 def test_band_subsets_are_sorted_distinct_and_in_range():

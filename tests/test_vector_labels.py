@@ -75,6 +75,7 @@ def test_overlapping_polygons_of_two_classes_are_ignored(grid):
                            crs=grid["crs"])
     lab = rasterize_labels(gdf, "cls", **grid)
     assert (lab.mask == 0).sum() == 50 and (lab.mask == 1).sum() == 50  # 10 x 5 px each, 10 x 5 px shared
+    assert lab.n_conflict_pixels == 50
     assert (lab.polygon_ids > 0).sum() == 150
 
 

@@ -49,6 +49,7 @@ class LabelRaster:
         class_names: K class names; ``mask == i`` is ``class_names[i]``.
         polygon_classes: class index of each polygon (row order of the GeoDataFrame).
         n_polygons_outside: polygons that do not touch the grid.
+        n_conflict_pixels: pixels under polygons of two or more classes (left unlabelled).
     """
 
     mask: np.ndarray
@@ -56,6 +57,7 @@ class LabelRaster:
     class_names: list[str]
     polygon_classes: np.ndarray
     n_polygons_outside: int = 0
+    n_conflict_pixels: int = 0
     pixel_counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -213,7 +215,7 @@ def rasterize_labels(gdf: gpd.GeoDataFrame, label_field: str, *, shape: tuple[in
     ids = rasterize([(g, i + 1) for i, (g, ok) in enumerate(zip(geoms, inside)) if ok],
                     out_shape=(height, width), transform=transform, fill=0, dtype="int32", all_touched=all_touched)
     return LabelRaster(mask=mask, polygon_ids=ids, class_names=names, polygon_classes=classes,
-                       n_polygons_outside=int((~inside).sum()))
+                       n_polygons_outside=int((~inside).sum()), n_conflict_pixels=int((claimed > 1).sum()))
 
 
 def polygons_on_grid(gdf: gpd.GeoDataFrame, crs: CRS | str,

@@ -58,10 +58,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     add_bands_argument(p, one_value=False)
     p.add_argument("--max-steps", type=positive_int, help="optimiser steps at most (default 400; training stops "
                    "earlier when the held-out polygons stop improving)")
-    p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop")
+    p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop (default on a CPU "
+                   "without --max-steps: 2.5; the step count is fitted to it)")
     p.add_argument("--band-subset", type=_band_subset, default="auto", metavar="MIN,MAX",
-                   help="random subsets of MIN..MAX bands per training chip, or 'none' (default: 3,24 when the "
-                        "raster has more than 3 bands; makes the model work with fewer bands and bounds the cost)")
+                   help="random subsets of MIN..MAX bands per training chip, or 'none' (default: 3..all bands, up to "
+                        "24, when the raster has more than 3 bands; makes the model work with fewer bands)")
+    p.add_argument("--full-band-share", type=float, default=0.5, metavar="SHARE",
+                   help="share of the steps that see all bands when band subsets are on (default 0.5)")
     p.add_argument("--normalization", choices=NORMALIZATIONS, default="scene",
                    help="scalar mean/std of the whole scene (default, stored in the model) or of each chip/tile")
     p.add_argument("--config", default="tiny", choices=CONFIG_NAMES, help="CARL size (default tiny)")
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     settings = dict(band_subset=args.band_subset, normalization=args.normalization, config=args.config,
                     head=args.head, patch_size=args.patch_size, chip_size=args.chip_size,
                     batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, seed=args.seed,
-                    max_steps=args.max_steps, max_minutes=args.max_minutes)
+                    max_steps=args.max_steps, max_minutes=args.max_minutes, full_band_share=args.full_band_share)
     if args.epochs is not None and args.max_steps is None:
         settings["max_steps"] = max(1, round(args.epochs * LEGACY_CHIPS_PER_EPOCH / (args.batch_size or 8)))
         print(f"carl-geo train: --epochs is deprecated, use --max-steps (now {settings['max_steps']})", file=sys.stderr)

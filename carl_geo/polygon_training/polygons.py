@@ -48,7 +48,7 @@ from carl_geo.models.segmentation import HEADS
 from carl_geo.polygon_training.chips import ChipSampler, augment, holdout_split, labels_window
 from carl_geo.polygon_training.metrics import confusion_matrix, mean_iou, segmentation_report
 from carl_geo.models.spectral_binning import apply_bins, bin_matrix, equal_bins, random_bins
-from carl_geo.polygon_training.recipe import MIN_TRAIN_BANDS, SceneFacts, TrainingRecipe, plan_recipe
+from carl_geo.polygon_training.recipe import MIN_STEP_SHARE, MIN_TRAIN_BANDS, SceneFacts, TrainingRecipe, plan_recipe
 from carl_geo.polygon_training.outputs import check_training_paths, confusion_png_path
 from carl_geo.polygon_training.report import confusion_png
 from carl_geo.transforms import normalize, standardize_valid
@@ -340,6 +340,8 @@ def train_from_polygons(
         f"(hold-out: {', '.join(f'{n}: {h}' for n, h in split.how.items())})")
     if lab.n_polygons_outside:
         say(f"{lab.n_polygons_outside} polygon(s) lie outside the raster and were ignored")
+    if lab.n_conflict_pixels:
+        say(f"note: {lab.n_conflict_pixels} px lie under polygons of different classes and were left out of training")
 
     # ---- model and data ---------------------------------------------------------------------
     torch.manual_seed(r.seed)
@@ -377,10 +379,12 @@ def train_from_polygons(
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=r.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, r.warmup))
+    schedule = {"factor": warmup_cosine(total, r.warmup)}  # replaced once a time budget fixes the step count
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: schedule["factor"](i))
     cw = _class_weights(split.train, k).to(dev) if r.class_weights else None
     subset_txt = (f", random binning into {max(MIN_TRAIN_BANDS, r.max_bands // 2)}-{r.max_bands} bands" if binning
-                  else f", random subsets of {r.band_subset[0]}-{r.band_subset[1]} bands" if r.band_subset else "")
+                  else f", random subsets of {r.band_subset[0]}-{r.band_subset[1]} bands in "
+                      f"{100 * (1 - r.full_band_share):.0f} % of the steps" if r.band_subset else "")
     say(f"training {'head on a frozen backbone' if frozen else f'{r.config} CARL end to end'} "
         f"({sum(p.numel() for p in params) / 1e6:.2f} M trainable parameters, patch {model.backbone.patch_size}) "
         f"on {dev}: up to {total} steps of {batch} chips of {chip} px{subset_txt}; "
@@ -388,6 +392,7 @@ def train_from_polygons(
 
     # ---- training loop ----------------------------------------------------------------------
     deadline = t0 + 60 * r.max_minutes if r.max_minutes else None
+    loop_start = time.perf_counter()
     best: tuple[float, float] | None = None  # (mIoU, -loss) of the best validation
     best_state: dict[str, torch.Tensor] | None = None
     best_step, stale, step, losses = 0, 0, 0, []
@@ -404,7 +409,7 @@ def train_from_polygons(
             n_bins = int(band_rng.integers(max(MIN_TRAIN_BANDS, r.max_bands // 2), r.max_bands + 1))
             edges = [random_bins(x.shape[1], n_bins, band_rng) for _ in range(batch)]
             x, wl_b = apply_bins(x, wl_t, bin_matrix(edges, x.shape[1]))
-        elif r.band_subset:
+        elif r.band_subset and band_rng.random() >= r.full_band_share:
             idx = draw_band_subsets(band_rng, batch, x.shape[1], *r.band_subset)
             x = torch.gather(x, 1, idx[:, :, None, None].expand(-1, -1, chip, chip))
             wl_b = wl_t[idx]
@@ -417,6 +422,15 @@ def train_from_polygons(
         sched.step()
         losses.append(float(loss.detach()))
         step += 1
+        if deadline is not None and step == TIMING_STEPS:  # the steps that fit the time budget, schedule to match
+            per_step = (time.perf_counter() - loop_start) / step * (1 + VALIDATION_SHARE)
+            fit = max(step + 1, int((deadline - loop_start) / per_step))
+            if fit < total:
+                say(f"time budget {r.max_minutes:g} min: {fit} steps of about {per_step:.2f} s (of {total} allowed)")
+                total = fit
+                schedule["factor"] = warmup_cosine(total, r.warmup)
+                if r.val_every > total // 4:
+                    r = r.replace(val_every=max(5, total // 8))
         if progress is not None and progress(step, total) is False:
             raise TrainingCancelled(f"training cancelled after {step} of {total} steps; nothing was written")
         last = step == total or (deadline is not None and time.perf_counter() > deadline)
@@ -430,7 +444,7 @@ def train_from_polygons(
                 stale += 1
             say(f"step {step}/{total}  loss {train_loss:.4f}  validation mIoU {score:.3f}"
                 + ("  (best)" if best_step == step else ""))
-            if stale >= r.patience:
+            if stale >= r.patience and step >= MIN_STEP_SHARE * total:
                 stop_reason = f"early stop: no better validation for {stale} checks"
                 break
         elif step % max(1, r.val_every) == 0:
@@ -479,6 +493,9 @@ def train_from_polygons(
     return TrainingResult(model_path=out, bundle=bundle, report=report, confusion_png=png)
 
 
+#: Steps timed before a time budget fixes the number of steps; share of time reserved for validations.
+TIMING_STEPS = 5
+VALIDATION_SHARE = 0.15
 #: Validation chips scored at every validation step.
 VAL_CHIPS = 24
 

@@ -52,6 +52,14 @@ def one_step_model() -> Any:
     for name, value in (("SENSOR", RGBN), ("TILE_SIZE", 64), ("OVERLAP", 16), ("BATCH_SIZE", 2), ("DEVICE", "cpu"),
                         ("OUTPUT_TYPE", "classes")):
         child.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
+    # the Model Designer's child dialog fills every other parameter with its default value
+    from qgis.core import QgsApplication, QgsProcessingDestinationParameter
+
+    alg = QgsApplication.processingRegistry().algorithmById("carl:segmentraster")
+    for param in alg.parameterDefinitions():
+        if param.name() not in child.parameterSources() and not isinstance(param, QgsProcessingDestinationParameter):
+            child.addParameterSources(param.name(),
+                                      [QgsProcessingModelChildParameterSource.fromStaticValue(param.defaultValue())])
     outputs = {}
     for name, child_output in (("classes", "OUTPUT"), ("polygons", "OUTPUT_POLYGONS")):
         out = QgsProcessingModelOutput(name, name)

@@ -69,8 +69,21 @@ CASES: dict[str, Callable[[dict[str, Path]], list[tuple[dict[str, Any], Path]]]]
 }
 
 
+#: Algorithms that write no file a user chose: the installer writes into the plugin's private folder, the
+#: weights download into carl_geo's cache (a user file named by CARL_GEO_WEIGHTS is never replaced: tests/test_entry_points_protect_inputs.py).
+NO_USER_OUTPUT = {"carl:installdependencies", "carl:downloadweights"}
+
+
 def test_every_algorithm_has_a_case(carl_provider: Any) -> None:
-    assert {f"carl:{a.name()}" for a in carl_provider.algorithms()} == set(CASES)
+    """A new algorithm that writes files must get a case here (or a reason in NO_USER_OUTPUT)."""
+    algs = {f"carl:{a.name()}": a for a in carl_provider.algorithms()}
+    assert set(algs) == set(CASES) | NO_USER_OUTPUT
+    from qgis.core import QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination
+
+    for alg_id in NO_USER_OUTPUT:
+        dests = [p.name() for p in algs[alg_id].parameterDefinitions()
+                 if isinstance(p, (QgsProcessingParameterFileDestination, QgsProcessingParameterRasterDestination))]
+        assert dests == [], (alg_id, dests)
 
 
 @pytest.mark.parametrize("alg_id", sorted(CASES))
