@@ -26,7 +26,8 @@ def test_patch_chip_and_batch_follow_the_scene():
     assert small_polys.patch_size == 2 and small_polys.chip_size == 32
     # cost per step bounded: a 200-band raster is binned to <= 24 bands
     hsi = plan_recipe(facts(n_bands=200)).recipe
-    assert hsi.max_bands == 24 and hsi.band_subset == (3, 24)
+    assert hsi.max_bands == 24 and hsi.band_subset is None  # binned: the prediction bins
+    assert plan_recipe(facts(n_bands=200), TrainingRecipe(band_subset=(3, 24))).recipe.band_subset == (3, 24)
     assert hsi.batch_size * (hsi.chip_size // hsi.patch_size) ** 2 * (24 + 8) <= 8 * 16 * 16 * 32
     gpu = plan_recipe(facts(device="cuda")).recipe
     assert gpu.batch_size > big.batch_size
@@ -133,3 +134,52 @@ def test_torch_free_name_lists_match_the_registries():
     from carl_geo.models.segmentation import HEADS
 
     assert sorted(CONFIG_NAMES) == sorted(CONFIGS) and sorted(HEAD_NAMES) == sorted(HEADS)
+
+
+def test_pixels_mode_for_small_polygons_on_many_bands_only():
+    hsi = plan_recipe(facts(n_bands=200, polygon_widths=(4.0, 5.0, 6.0))).recipe
+    assert (hsi.mode, hsi.patch_size, hsi.head, hsi.batch_size) == ("pixels", 1, "linear", 512)
+    assert hsi.max_steps == 1500 and hsi.chip_size == 16
+    assert plan_recipe(facts(n_bands=200)).recipe.mode == "chips"  # wide polygons
+    assert plan_recipe(facts(polygon_widths=(4.0, 5.0, 6.0))).recipe.mode == "chips"  # 6 bands
+    huge = facts(n_bands=200, polygon_widths=(4.0,), scene=(5000, 5000))
+    assert plan_recipe(huge).recipe.mode == "chips"  # too many pixels to predict one by one
+    assert plan_recipe(facts(), TrainingRecipe(mode="pixels")).recipe.patch_size == 1
+    with pytest.raises(ValueError, match="patch size 1"):
+        plan_recipe(facts(), TrainingRecipe(mode="pixels"), backbone_patch=8)
+    with pytest.raises(ValueError, match="normalization 'scene'"):
+        plan_recipe(facts(), TrainingRecipe(mode="pixels", normalization="chip"))
+    with pytest.raises(ValueError, match="mode must be"):
+        plan_recipe(facts(), TrainingRecipe(mode="tiles"))
+
+
+def test_pixelwise_segmenter_classifies_each_pixel_alone(tmp_path):
+    from carl_geo.models.config import scratch_variant
+
+    torch.manual_seed(0)
+    seg = CARLSegmenter(CARL(scratch_variant(tiny_config(), 1)), 3, "linear", max_bands=4, pixelwise=True).eval()
+    x = torch.randn(2, 6, 5, 7)
+    wl = torch.linspace(0.45, 2.2, 6)
+    with torch.no_grad():
+        out = seg(x, wl)
+        assert out.shape == (2, 3, 5, 7)
+        # a pixel's logits do not depend on its neighbours, nor on the chunking
+        assert torch.allclose(out[:, :, 1:2, 3:4], seg(x[:, :, 1:2, 3:4], wl), atol=1e-5)
+        seg.PIXEL_CHUNK = 4
+        assert torch.allclose(out, seg(x, wl), atol=1e-5)
+    path = carl_geo.save_bundle(carl_geo.make_bundle(seg, class_names=["a", "b", "c"]), tmp_path / "px.pt")
+    again = carl_geo.load_bundle(path).model
+    assert again.pixelwise and again.max_bands == 4
+    with pytest.raises(ValueError, match="patch size 1"):
+        CARLSegmenter(CARL(tiny_config()), 2, "linear", pixelwise=True)
+
+
+def test_schedule_by_share_of_the_budget():
+    from carl_geo.polygon_training.polygons import warmup_cosine, warmup_cosine_at
+
+    assert warmup_cosine_at(0.0, 0.1, first=0.01) == pytest.approx(0.01)
+    assert warmup_cosine_at(0.05, 0.1) == pytest.approx(0.5) and warmup_cosine_at(0.1, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine_at(0.55, 0.1) == pytest.approx(0.505)  # half-way through the decay
+    assert warmup_cosine_at(1.0, 0.1) == pytest.approx(0.01) and warmup_cosine_at(2.0, 0.1) == pytest.approx(0.01)
+    steps = warmup_cosine(100, 0.1)  # the step schedule is the same curve
+    assert steps(55) == pytest.approx(warmup_cosine_at(0.55, 0.1), abs=0.02)

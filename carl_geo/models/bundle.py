@@ -10,7 +10,7 @@ On disk a bundle is a ``torch.save`` dict of plain types and tensors only, so it
 ``torch.load(weights_only=True)``::
 
     {"format": "carl_geo", "version": 1, "kind": "segmentation",
-     "config": CARLConfig.to_dict(), "head": {"type", "num_classes", "kwargs", "max_bands"},
+     "config": CARLConfig.to_dict(), "head": {"type", "num_classes", "kwargs", "max_bands", "pixelwise"},
      "state_dict": CARLSegmenter.state_dict(), "classes": [...], "colors": [[r, g, b], ...],
      "class_values": [int, ...] | None,
      "wavelengths": [...], "band_names": [...], "sensor": str | None,
@@ -193,7 +193,7 @@ def load_bundle(path: str | os.PathLike, config: CARLConfig | None = None, which
         if kind == "segmentation":
             head = ckpt["head"]
             model: nn.Module = CARLSegmenter(CARL(cfg), int(head["num_classes"]), head["type"], head.get("kwargs"),
-                                             max_bands=head.get("max_bands"))
+                                             max_bands=head.get("max_bands"), pixelwise=bool(head.get("pixelwise")))
             load_backbone_weights(model, ckpt["state_dict"])
             task = "segmentation"
         else:

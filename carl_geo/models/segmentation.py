@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -113,13 +114,18 @@ class CARLSegmenter(nn.Module):
             by averaging neighbouring bands in wavelength order (equal-count bins, see
             :mod:`carl_geo.models.spectral_binning`). A model trained on binned many-band rasters
             then sees at prediction what it saw in training, and the cost stays bounded. None: all bands.
+        pixelwise: classify every pixel from its own spectrum: each pixel is one token (the backbone's
+            patch size must be 1) and the spatial encoder sees that token alone, in training and at
+            prediction alike. The model then uses no spatial context; polygon training chooses it where
+            chip models overfit the few training fields (small polygons, many bands).
 
     ``forward(img (B, C, H, W), wavelengths (C,) | (B, C) µm, band_mask=None)`` returns logits
     (B, K, H, W), bilinearly upsampled from the (ceil(H/p), ceil(W/p)) grid and cropped to H x W.
     """
 
     def __init__(self, backbone: CARL, num_classes: int, head: str = "linear",
-                 head_kwargs: dict[str, Any] | None = None, max_bands: int | None = None) -> None:
+                 head_kwargs: dict[str, Any] | None = None, max_bands: int | None = None,
+                 pixelwise: bool = False) -> None:
         super().__init__()
         if head not in HEADS:
             raise CarlGeoError(f"unknown head {head!r}; choose one of {sorted(HEADS)}")
@@ -133,19 +139,40 @@ class CARLSegmenter(nn.Module):
         if max_bands is not None and int(max_bands) < 1:
             raise CarlGeoError(f"max_bands must be >= 1 or None, got {max_bands!r}")
         self.max_bands = int(max_bands) if max_bands is not None else None
+        if pixelwise and backbone.patch_size != 1:
+            raise CarlGeoError(f"a pixelwise segmenter needs a backbone with patch size 1, got {backbone.patch_size}")
+        self.pixelwise = bool(pixelwise)
 
     def head_config(self) -> dict[str, Any]:
-        """Plain dict that rebuilds this head: ``{"type", "num_classes", "kwargs", "max_bands"}``."""
+        """Plain dict that rebuilds this head: ``{"type", "num_classes", "kwargs", "max_bands", "pixelwise"}``."""
         return {"type": self.head_name, "num_classes": self.num_classes, "kwargs": dict(self.head_kwargs),
-                "max_bands": self.max_bands}
+                "max_bands": self.max_bands, "pixelwise": self.pixelwise}
 
     def forward(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> Tensor:
         if self.max_bands is not None and img.shape[1] > self.max_bands and band_mask is None:
             from carl_geo.models.spectral_binning import bin_spectra
 
             img, wavelengths = bin_spectra(img, check_inputs(img, wavelengths), self.max_bands)
+        if self.pixelwise:
+            return self._per_pixel(img, wavelengths, band_mask)
         feats = self.backbone(img, wavelengths, band_mask).spatial
         return upsample_to(self.head(feats), img.shape[-2:], self.backbone.patch_size)
+
+    #: Pixels per backbone call of a pixelwise model (bounds the memory of a large tile).
+    PIXEL_CHUNK = 16384
+
+    def _per_pixel(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None) -> Tensor:
+        """(B, C, H, W) -> (B, K, H, W), each pixel through the backbone as its own 1 x 1 image."""
+        b, c, h, w = img.shape
+        px = img.permute(0, 2, 3, 1).reshape(b * h * w, c, 1, 1)
+        wl = wavelengths if wavelengths.dim() == 1 else wavelengths.repeat_interleave(h * w, dim=0)
+        bm = None if band_mask is None else band_mask.repeat_interleave(h * w, dim=0)
+        out = []
+        for i in range(0, px.shape[0], self.PIXEL_CHUNK):
+            j = i + self.PIXEL_CHUNK
+            feats = self.backbone(px[i:j], wl if wl.dim() == 1 else wl[i:j], None if bm is None else bm[i:j]).spatial
+            out.append(self.head(feats).reshape(-1, self.num_classes))
+        return torch.cat(out).reshape(b, h, w, self.num_classes).permute(0, 3, 1, 2)
 
 
 class CARLEmbedder(nn.Module):

@@ -56,13 +56,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--wavelengths", type=wavelength_list, metavar="UM,UM,...",
                    help="band centre wavelengths in µm, comma separated (nanometres are converted)")
     add_bands_argument(p, one_value=False)
+    p.add_argument("--mode", choices=("auto", "chips", "pixels"), default="auto",
+                   help="chips (spatial context) or pixels (each pixel from its own spectrum); auto: pixels for "
+                        "rasters with more than 24 bands, small polygons and at most 4 Mpx, else chips")
     p.add_argument("--max-steps", type=positive_int, help="optimiser steps at most (default 400; training stops "
                    "earlier when the held-out polygons stop improving)")
     p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop (default on a CPU "
                    "without --max-steps: 2.5; the step count is fitted to it)")
     p.add_argument("--band-subset", type=_band_subset, default="auto", metavar="MIN,MAX",
-                   help="random subsets of MIN..MAX bands per training chip, or 'none' (default: 3..all bands, up to "
-                        "24, when the raster has more than 3 bands; makes the model work with fewer bands)")
+                   help="random subsets of MIN..MAX bands per training chip, or 'none' (default: 3..all bands when the "
+                        "raster has 4-24 bands; makes the model work with fewer bands; with more than 24 bands, "
+                        "random binning into MIN..MAX broad bands)")
     p.add_argument("--full-band-share", type=float, default=0.5, metavar="SHARE",
                    help="share of the steps that see all bands when band subsets are on (default 0.5)")
     p.add_argument("--normalization", choices=NORMALIZATIONS, default="scene",
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from carl_geo.polygon_training.metrics import format_report
     from carl_geo.polygon_training.polygons import LEGACY_CHIPS_PER_EPOCH, train_from_polygons
 
-    settings = dict(band_subset=args.band_subset, normalization=args.normalization, config=args.config,
+    settings = dict(mode=args.mode, band_subset=args.band_subset, normalization=args.normalization, config=args.config,
                     head=args.head, patch_size=args.patch_size, chip_size=args.chip_size,
                     batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, seed=args.seed,
                     max_steps=args.max_steps, max_minutes=args.max_minutes, full_band_share=args.full_band_share)

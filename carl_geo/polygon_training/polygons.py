@@ -189,7 +189,8 @@ def _build_model(k: int, recipe: TrainingRecipe, weights: Path | None) -> tuple[
         cfg = scratch_variant(base, patch)  # the registered "tiny_polygons" is this of "tiny" at patch 4
         if head == "progressive":
             head_kwargs.setdefault("n_up", max(0, round(math.log2(patch))))
-        return CARLSegmenter(CARL(cfg), k, head, head_kwargs, max_bands=group), False
+        return CARLSegmenter(CARL(cfg), k, head, head_kwargs, max_bands=group,
+                             pixelwise=recipe.mode == "pixels"), False
     backbone = load_bundle(weights).backbone
     for p in backbone.parameters():
         p.requires_grad_(False)
@@ -332,6 +333,7 @@ def train_from_polygons(
     for notice in plan.notices:
         say(f"note: {notice}")
     chip, batch, total = int(r.chip_size), int(r.batch_size), int(r.max_steps)
+    train_size = 1 if r.mode == "pixels" else chip  # side of a training sample (px)
 
     split = holdout_split(mask, lab.polygon_ids, lab.class_names, val_fraction=r.val_fraction,
                           block=max(8, chip // 4), seed=r.seed)
@@ -379,31 +381,43 @@ def train_from_polygons(
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=r.weight_decay)
-    schedule = {"factor": warmup_cosine(total, r.warmup)}  # replaced once a time budget fixes the step count
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: schedule["factor"](i))
+    deadline = t0 + 60 * r.max_minutes if r.max_minutes else None
+    loop_start = time.perf_counter()
+
+    def progress_share(i: int) -> float:
+        """Share of the budget spent after ``i`` steps: steps, or time when a time budget runs out first."""
+        share = i / total
+        if deadline is not None:
+            share = max(share, (time.perf_counter() - loop_start) / max(1e-9, deadline - loop_start))
+        return min(1.0, share)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: warmup_cosine_at(progress_share(i), r.warmup, 1 / total))
     cw = _class_weights(split.train, k).to(dev) if r.class_weights else None
-    subset_txt = (f", random binning into {max(MIN_TRAIN_BANDS, r.max_bands // 2)}-{r.max_bands} bands" if binning
+    subset_txt = (f", {r.max_bands} equal bins" if binning and r.band_subset is None
+                  else f", random binning into {max(MIN_TRAIN_BANDS, r.max_bands // 2)}-{r.max_bands} bands in "
+                       f"{100 * (1 - r.full_band_share):.0f} % of the steps, {r.max_bands} equal bins in the others"
+                  if binning
                   else f", random subsets of {r.band_subset[0]}-{r.band_subset[1]} bands in "
                       f"{100 * (1 - r.full_band_share):.0f} % of the steps" if r.band_subset else "")
     say(f"training {'head on a frozen backbone' if frozen else f'{r.config} CARL end to end'} "
         f"({sum(p.numel() for p in params) / 1e6:.2f} M trainable parameters, patch {model.backbone.patch_size}) "
-        f"on {dev}: up to {total} steps of {batch} chips of {chip} px{subset_txt}; "
+        f"on {dev}: up to {total} steps of "
+        f"{f'{batch} single pixels' if r.mode == 'pixels' else f'{batch} chips of {chip} px'}{subset_txt}; "
         f"validation every {r.val_every} steps" if val_set else "")
 
     # ---- training loop ----------------------------------------------------------------------
-    deadline = t0 + 60 * r.max_minutes if r.max_minutes else None
-    loop_start = time.perf_counter()
+    next_check = r.val_every / total  # validations every val_every steps or that share of the time budget
     best: tuple[float, float] | None = None  # (mIoU, -loss) of the best validation
     best_state: dict[str, torch.Tensor] | None = None
-    best_step, stale, step, losses = 0, 0, 0, []
+    best_step, stale, step, shown, losses = 0, 0, 0, 0, []
     stop_reason = "step budget"
     while step < total:
         model.train()
         if frozen:
             model.backbone.eval()
-        x, y = chips(sampler.sample(batch, chip), chip, train_t)
+        x, y = chips(sampler.sample(batch, train_size), train_size, train_t)
         wl_b: torch.Tensor = wl_t
-        if binning and r.band_subset is None:  # the bins the model will see at prediction
+        if binning and (r.band_subset is None or band_rng.random() < r.full_band_share):  # the prediction bins
             x, wl_b = apply_bins(x, wl_t, bin_matrix([equal_bins(x.shape[1], r.max_bands)] * batch, x.shape[1]))
         elif binning:  # a random broad-band camera per sample
             n_bins = int(band_rng.integers(max(MIN_TRAIN_BANDS, r.max_bands // 2), r.max_bands + 1))
@@ -411,9 +425,10 @@ def train_from_polygons(
             x, wl_b = apply_bins(x, wl_t, bin_matrix(edges, x.shape[1]))
         elif r.band_subset and band_rng.random() >= r.full_band_share:
             idx = draw_band_subsets(band_rng, batch, x.shape[1], *r.band_subset)
-            x = torch.gather(x, 1, idx[:, :, None, None].expand(-1, -1, chip, chip))
+            x = torch.gather(x, 1, idx[:, :, None, None].expand(-1, -1, *x.shape[-2:]))
             wl_b = wl_t[idx]
-        x, y = augment(x, y, gen, r.intensity_jitter)
+        if r.mode != "pixels" or r.intensity_jitter:  # a single pixel has no orientation
+            x, y = augment(x, y, gen, r.intensity_jitter)
         logits = model(x.to(dev), wl_b.to(dev))
         loss = F.cross_entropy(logits, y.to(dev), weight=cw, ignore_index=IGNORE_INDEX)
         opt.zero_grad(set_to_none=True)
@@ -422,19 +437,17 @@ def train_from_polygons(
         sched.step()
         losses.append(float(loss.detach()))
         step += 1
-        if deadline is not None and step == TIMING_STEPS:  # the steps that fit the time budget, schedule to match
-            per_step = (time.perf_counter() - loop_start) / step * (1 + VALIDATION_SHARE)
-            fit = max(step + 1, int((deadline - loop_start) / per_step))
-            if fit < total:
-                say(f"time budget {r.max_minutes:g} min: {fit} steps of about {per_step:.2f} s (of {total} allowed)")
-                total = fit
-                schedule["factor"] = warmup_cosine(total, r.warmup)
-                if r.val_every > total // 4:
-                    r = r.replace(val_every=max(5, total // 8))
-        if progress is not None and progress(step, total) is False:
+        if deadline is not None:  # progress follows the clock when a time budget ends the run first
+            shown = max(shown, min(total, round(progress_share(step) * total)))
+        else:
+            shown = step
+        if progress is not None and progress(shown, total) is False:
             raise TrainingCancelled(f"training cancelled after {step} of {total} steps; nothing was written")
         last = step == total or (deadline is not None and time.perf_counter() > deadline)
-        if val_set and (step % r.val_every == 0 or last):
+        due = step % r.val_every == 0 or (deadline is not None and progress_share(step) >= next_check)
+        if due:
+            next_check = progress_share(step) + r.val_every / total
+        if val_set and (due or last):
             score = _validate(model, val_set, chips, val_t, wl_t, k, dev)
             train_loss = float(np.mean(losses[-r.val_every:]))
             if best is None or score > best[0] + 1e-4:
@@ -444,10 +457,10 @@ def train_from_polygons(
                 stale += 1
             say(f"step {step}/{total}  loss {train_loss:.4f}  validation mIoU {score:.3f}"
                 + ("  (best)" if best_step == step else ""))
-            if stale >= r.patience and step >= MIN_STEP_SHARE * total:
+            if stale >= r.patience and progress_share(step) >= MIN_STEP_SHARE:
                 stop_reason = f"early stop: no better validation for {stale} checks"
                 break
-        elif step % max(1, r.val_every) == 0:
+        elif due:
             say(f"step {step}/{total}  loss {float(np.mean(losses[-r.val_every:])):.4f}")
         if deadline is not None and time.perf_counter() > deadline:
             stop_reason = f"time budget of {r.max_minutes:g} min"
@@ -455,7 +468,7 @@ def train_from_polygons(
     if best_state is not None:
         model.load_state_dict(best_state)
     say(f"stopped after {step} steps ({stop_reason}); kept the model of step {best_step or step}")
-    if progress is not None and step < total:
+    if progress is not None and shown < total:
         progress(total, total)
 
     # ---- validation report --------------------------------------------------------------------
@@ -493,9 +506,6 @@ def train_from_polygons(
     return TrainingResult(model_path=out, bundle=bundle, report=report, confusion_png=png)
 
 
-#: Steps timed before a time budget fixes the number of steps; share of time reserved for validations.
-TIMING_STEPS = 5
-VALIDATION_SHARE = 0.15
 #: Validation chips scored at every validation step.
 VAL_CHIPS = 24
 
@@ -513,6 +523,16 @@ def _validate(model: CARLSegmenter, val_set: _ValidationSet, chips: Callable, va
         cm += confusion_matrix(y.numpy(), pred, k)
     model.train()
     return float(np.nan_to_num(mean_iou(cm)))
+
+
+def warmup_cosine_at(share: float, warmup: float, first: float = 0.0, floor: float = 0.01) -> float:
+    """LR factor at ``share`` (0..1) of the training budget: linear warm-up over the first ``warmup``
+    share (starting at ``first``), then a cosine decay to ``floor`` at 1. A time budget makes the
+    schedule follow the clock, so a slow or busy machine still ends its run at a low learning rate."""
+    if share < warmup:
+        return min(1.0, max(first, share / warmup))
+    t = min(1.0, (share - warmup) / max(1e-9, 1 - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def warmup_cosine(total: int, warmup: float, floor: float = 0.01) -> Callable[[int], float]:
