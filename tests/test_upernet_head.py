@@ -34,7 +34,8 @@ def test_pyramid_and_output_shapes():
     assert head.train()(torch.randn(1, 64, 4, 4)).shape == (1, 5, 8, 8)  # a training batch of one image
     seg = CARLSegmenter(carl_geo.CARL(carl_geo.tiny_config()), 3, "upernet", {"width": 16})
     assert seg(torch.randn(2, 6, 44, 36), torch.tensor(L7)).shape == (2, 3, 44, 36)  # cropped to the input
-    assert seg.head_config() == {"type": "upernet", "num_classes": 3, "kwargs": {"width": 16}, "max_bands": None}
+    assert seg.head_config() == {"type": "upernet", "num_classes": 3, "kwargs": {"width": 16}, "max_bands": None,
+                                 "pixelwise": False}
     with pytest.raises(ValueError, match="width must be >= 1"):
         UperNetHead(64, 3, width=0)
 
