@@ -197,3 +197,14 @@ def test_metrics_on_a_known_matrix():
     np.testing.assert_allclose(per_class_iou(cm), [2 / 4, 2 / 3, 0.0])
     assert mean_iou(cm) == pytest.approx((0.5 + 2 / 3 + 0) / 3)
     assert np.isnan(per_class_iou(np.zeros((2, 2), int))).all()
+
+
+def test_time_budget_ends_the_run_and_drives_progress(crop, tmp_path):
+    steps: list[tuple[int, int]] = []
+    res = train_from_polygons(crop.image, crop.polygons, "label", tmp_path / "t.pt", chip_size=32, batch_size=2,
+                              max_steps=100_000, max_minutes=0.05, patience=1000, device="cpu",
+                              progress=lambda d, t: steps.append((d, t)))
+    assert res.report["stop_reason"] == "time budget of 0.05 min" and 1 <= res.report["steps"] < 100_000
+    done = [d for d, _ in steps]
+    assert done == sorted(done) and steps[-1] == (100_000, 100_000)  # follows the clock up to the end
+    assert (tmp_path / "t.pt").is_file()
