@@ -175,11 +175,12 @@ def test_pixelwise_segmenter_classifies_each_pixel_alone(tmp_path):
 
 
 def test_schedule_by_share_of_the_budget():
-    from carl_geo.polygon_training.polygons import warmup_cosine, warmup_cosine_at
+    from carl_geo.polygon_training.polygons import warmup_cosine_at
+    from carl_geo.ssl.ema import warmup_cosine
 
     assert warmup_cosine_at(0.0, 0.1, first=0.01) == pytest.approx(0.01)
     assert warmup_cosine_at(0.05, 0.1) == pytest.approx(0.5) and warmup_cosine_at(0.1, 0.1) == pytest.approx(1.0)
     assert warmup_cosine_at(0.55, 0.1) == pytest.approx(0.505)  # half-way through the decay
     assert warmup_cosine_at(1.0, 0.1) == pytest.approx(0.01) and warmup_cosine_at(2.0, 0.1) == pytest.approx(0.01)
-    steps = warmup_cosine(100, 0.1)  # the step schedule is the same curve
-    assert steps(55) == pytest.approx(warmup_cosine_at(0.55, 0.1), abs=0.02)
+    # the step schedule of CARL-SSL training is the same curve
+    assert warmup_cosine(55, 100, 10, 0.01) == pytest.approx(warmup_cosine_at(0.55, 0.1), abs=1e-9)

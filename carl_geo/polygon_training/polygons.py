@@ -51,6 +51,7 @@ from carl_geo.models.spectral_binning import apply_bins, bin_matrix, equal_bins,
 from carl_geo.polygon_training.recipe import MIN_STEP_SHARE, MIN_TRAIN_BANDS, SceneFacts, TrainingRecipe, plan_recipe
 from carl_geo.polygon_training.outputs import check_training_paths, confusion_png_path
 from carl_geo.polygon_training.report import confusion_png
+from carl_geo.ssl.ema import cosine_decay
 from carl_geo.transforms import normalize, standardize_valid
 
 #: Head settings per backbone config (a narrow decoder keeps the tiny model fast on a CPU).
@@ -393,12 +394,16 @@ def train_from_polygons(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: warmup_cosine_at(progress_share(i), r.warmup, 1 / total))
     cw = _class_weights(split.train, k).to(dev) if r.class_weights else None
-    subset_txt = (f", {r.max_bands} equal bins" if binning and r.band_subset is None
-                  else f", random binning into {max(MIN_TRAIN_BANDS, r.max_bands // 2)}-{r.max_bands} bands in "
-                       f"{100 * (1 - r.full_band_share):.0f} % of the steps, {r.max_bands} equal bins in the others"
-                  if binning
-                  else f", random subsets of {r.band_subset[0]}-{r.band_subset[1]} bands in "
-                      f"{100 * (1 - r.full_band_share):.0f} % of the steps" if r.band_subset else "")
+    share = f"{100 * (1 - r.full_band_share):.0f} % of the steps"
+    if binning and r.band_subset is None:
+        subset_txt = f", {r.max_bands} equal bins"
+    elif binning:
+        subset_txt = (f", random binning into {max(MIN_TRAIN_BANDS, r.max_bands // 2)}-{r.max_bands} bands in "
+                      f"{share}, {r.max_bands} equal bins in the others")
+    elif r.band_subset:
+        subset_txt = f", random subsets of {r.band_subset[0]}-{r.band_subset[1]} bands in {share}"
+    else:
+        subset_txt = ""
     say(f"training {'head on a frozen backbone' if frozen else f'{r.config} CARL end to end'} "
         f"({sum(p.numel() for p in params) / 1e6:.2f} M trainable parameters, patch {model.backbone.patch_size}) "
         f"on {dev}: up to {total} steps of "
@@ -531,22 +536,7 @@ def warmup_cosine_at(share: float, warmup: float, first: float = 0.0, floor: flo
     schedule follow the clock, so a slow or busy machine still ends its run at a low learning rate."""
     if share < warmup:
         return min(1.0, max(first, share / warmup))
-    t = min(1.0, (share - warmup) / max(1e-9, 1 - warmup))
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-
-
-def warmup_cosine(total: int, warmup: float, floor: float = 0.01) -> Callable[[int], float]:
-    """LR factor per step: linear warm-up over ``warmup * total`` steps (at least one), then a cosine
-    decay to ``floor`` at ``total`` (works for any ``total`` >= 1)."""
-    w = max(1, round(warmup * total))
-
-    def factor(step: int) -> float:
-        if step < w:
-            return (step + 1) / w
-        t = min(1.0, (step - w) / max(1, total - w))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return factor
+    return cosine_decay((share - warmup) / max(1e-9, 1 - warmup), floor)
 
 
 def draw_band_subsets(rng: np.random.Generator, batch: int, n_bands: int, lo: int, hi: int) -> torch.Tensor:

@@ -69,6 +69,12 @@ class SceneFacts:
     device: str = "cpu"
 
     @property
+    def median_polygon_width(self) -> float:
+        """Median of :attr:`polygon_widths` (px); 8 when there is none."""
+        widths = sorted(self.polygon_widths) or [8.0]
+        return widths[len(widths) // 2]
+
+    @property
     def labelled_share(self) -> float:
         """Labelled pixels / pixels of the whole scene."""
         return sum(self.class_pixels) / max(1, self.scene[0] * self.scene[1])
@@ -196,9 +202,7 @@ def pixels_suit(facts: SceneFacts) -> bool:
     models overfit the few training fields (best mIoU 0.17, forest 0.49) while the pixel model reached 0.56
     after 1000 steps; on the multispectral scenes with large polygons chips win (NC: 0.349 vs forest 0.255).
     """
-    widths = sorted(facts.polygon_widths) or [8.0]
-    median = widths[len(widths) // 2]
-    return (facts.n_bands > PIXEL_MIN_BANDS and median < 8
+    return (facts.n_bands > PIXEL_MIN_BANDS and facts.median_polygon_width < 8
             and facts.scene[0] * facts.scene[1] <= PIXEL_MAX_SCENE)
 
 
@@ -252,9 +256,7 @@ def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, froz
     elif r.patch_size is not None:
         patch = int(r.patch_size)
     else:
-        widths = sorted(facts.polygon_widths) or [8.0]
-        median = widths[len(widths) // 2]
-        patch = 4 if median >= 8 else 2
+        patch = 4 if facts.median_polygon_width >= 8 else 2
 
     # bands: random subsets (multispectral) or random binning (more than max_bands bands)
     max_bands = r.max_bands

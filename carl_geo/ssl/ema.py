@@ -45,5 +45,10 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: flo
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
     span = max(total_steps - warmup_steps, 1)
-    progress = min(max(step - warmup_steps, 0) / span, 1.0)
+    return cosine_decay(max(step - warmup_steps, 0) / span, min_ratio)
+
+
+def cosine_decay(progress: float, min_ratio: float) -> float:
+    """Cosine from 1 at ``progress`` 0 to ``min_ratio`` at ``progress`` >= 1."""
+    progress = min(max(progress, 0.0), 1.0)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
