@@ -12,7 +12,8 @@ Scenes (all reachable offline):
   (:func:`carl_geo.sample_data.synthetic.hyperspectral_fields`), training polygons and test pixels in
   disjoint blocks.
 
-``BENCH_KEEP_MODELS=DIR`` keeps the trained CARL models there. Each (scene, method, seed) runs in its own process, so peak RSS is that run's own. Times are wall
+``BENCH_KEEP_MODELS=DIR`` keeps the trained CARL models there; ``BENCH_DEVICE=cuda`` trains and predicts
+CARL on a GPU (default ``cpu``, the 2-core reference of the README table). Each (scene, method, seed) runs in its own process, so peak RSS is that run's own. Times are wall
 seconds and CPU seconds of that process (the CPU figure is steadier on a shared machine).
 
     python benchmarks/bench_polygons.py                       # all scenes, CARL + forest, seed 0
@@ -113,6 +114,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
         from carl_geo.polygon_training import train_from_polygons
 
         torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count() or 1)
+        device = os.environ.get("BENCH_DEVICE", "cpu")
         settings = dict(settings)
         tiling = {}
         if "predict_tile" in settings:
@@ -122,7 +124,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
         keep = os.environ.get("BENCH_KEEP_MODELS")
         model_path = Path(keep) / f"{scene}_seed{seed}.pt" if keep else work / "model.pt"
         res = train_from_polygons(spec["image"], spec["polygons"], spec["label_field"], model_path,
-                                  device="cpu", seed=seed, log=log.append, **settings)
+                                  device=device, seed=seed, log=log.append, **settings)
         train_wall, train_cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
         names = list(res.bundle.class_names)
         variants = [("all bands", None)]
@@ -130,7 +132,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
             variants += list(S2_SUBSETS.items())
         for label, bands in variants:
             t = time.perf_counter()
-            predict_raster(res.bundle, spec["image"], work / "map.tif", device="cpu", bands=bands, **tiling)
+            predict_raster(res.bundle, spec["image"], work / "map.tif", device=device, bands=bands, **tiling)
             with rasterio.open(work / "map.tif") as src:
                 m = src.read(1, masked=True)
             pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
