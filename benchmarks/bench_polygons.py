@@ -194,7 +194,24 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                          f"| {row['bands']} | {row['oa']:.3f} | {row['miou']:.3f} | {r['train_wall_s']:.0f} | "
                          f"{r['train_cpu_s']:.0f} | {r['peak_rss_mib']} | "
                          f"{r.get('steps', '') if row['bands'] == 'all bands' else ''} |")
+    means = seed_means(results)
+    if any(len(v) > 1 for v in means.values()):
+        lines += ["", "Over seeds (mean, min-max of mIoU):", "",
+                  "| scene | method | bands at prediction | seeds | OA mean | mIoU mean | mIoU min-max |", "|---|---|---|---|---|---|---|"]
+        for (scene, method, bands), rows in means.items():
+            m = [x["miou"] for x in rows]
+            lines.append(f"| {scene} | {'CARL' if method == 'carl' else 'random forest'} | {bands} | {len(rows)} | "
+                         f"{np.mean([x['oa'] for x in rows]):.3f} | {np.mean(m):.3f} | {min(m):.3f}-{max(m):.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def seed_means(results: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """Rows grouped by (scene, method, bands at prediction), one entry per seed, in the results' order."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        for row in r["rows"]:
+            groups.setdefault((r["scene"], r["method"], row["bands"]), []).append(row)
+    return groups
 
 
 def figure(results: list[dict[str, Any]], path: Path) -> None:
@@ -203,11 +220,9 @@ def figure(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[str, dict[str, float]] = {}
-    for r in results:
-        for row in r["rows"]:
-            key = f"{r['scene']}\n{row['bands'].split(' (')[0]}"
-            groups.setdefault(key, {})[r["method"]] = row["miou"]
+    groups: dict[str, dict[str, float]] = {}  # mean mIoU over seeds
+    for (scene, method, bands), rows in seed_means(results).items():
+        groups.setdefault(f"{scene}\n{bands.split(' (')[0]}", {})[method] = float(np.mean([x["miou"] for x in rows]))
     keys = list(groups)
     x = np.arange(len(keys))
     fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 3.6))
@@ -218,7 +233,7 @@ def figure(results: list[dict[str, Any]], path: Path) -> None:
             if np.isfinite(v):
                 ax.text(xi + (j - 0.5) * 0.38, v + 0.01, f"{v:.2f}", ha="center", fontsize=7)
     ax.set_xticks(x, keys, fontsize=8)
-    ax.set_ylabel("mean IoU (held-out)")
+    ax.set_ylabel("mean IoU (held-out; mean over seeds)")
     ax.set_title("Polygon training: CARL vs per-pixel random forest", fontsize=10)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()

@@ -2,7 +2,8 @@
 (``Literal`` arguments, so LightningCLI rejects a bad value when it parses the config), GEO-Bench and
 the QGIS plugin build their option lists from these. The registries keyed by the same names are
 :data:`carl_geo.models.config.CONFIGS`, :data:`carl_geo.models.segmentation.HEADS`,
-:data:`carl_geo.inference.settings.OUTPUTS` and the trainers' modes (a test keeps them equal).
+:data:`carl_geo.inference.settings.OUTPUTS`, the trainers' modes and polygon training's modes (a test keeps
+them equal).
 """
 
 from typing import Literal, get_args
@@ -14,7 +15,11 @@ ConfigName = Literal["published", "tiny", "tiny_polygons"]
 HeadName = Literal["linear", "progressive", "upernet"]
 #: How a Lightning task trains the backbone (:class:`carl_geo.trainers.CARLSegmentationTask`).
 TaskMode = Literal["linear", "finetune", "scratch"]
+#: How polygon training feeds the model (:class:`carl_geo.polygon_training.TrainingRecipe`): image chips,
+#: single pixels, or chosen from the scene.
+TrainingModeName = Literal["auto", "chips", "pixels"]
 
 CONFIG_NAMES: tuple[str, ...] = get_args(ConfigName)
 HEAD_NAMES: tuple[str, ...] = get_args(HeadName)
 MODE_NAMES: tuple[str, ...] = get_args(TaskMode)
+TRAINING_MODE_NAMES: tuple[str, ...] = get_args(TrainingModeName)

@@ -36,7 +36,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``train`` sub-command."""
     from carl_geo.cli_args import add_bands_argument, positive_int, wavelength_list
     from carl_geo.inference.settings import DEVICES
-    from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES
+    from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES, TRAINING_MODE_NAMES
     from carl_geo.polygon_training.recipe import NORMALIZATIONS
 
     p = subparsers.add_parser(
@@ -56,7 +56,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--wavelengths", type=wavelength_list, metavar="UM,UM,...",
                    help="band centre wavelengths in µm, comma separated (nanometres are converted)")
     add_bands_argument(p, one_value=False)
-    p.add_argument("--mode", choices=("auto", "chips", "pixels"), default="auto",
+    p.add_argument("--mode", choices=TRAINING_MODE_NAMES, default="auto",
                    help="chips (spatial context) or pixels (each pixel from its own spectrum); auto: pixels for "
                         "rasters with more than 24 bands, small polygons and at most 4 Mpx, else chips")
     p.add_argument("--max-steps", type=positive_int, help="optimiser steps at most (default 400; training stops "

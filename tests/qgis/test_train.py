@@ -134,3 +134,21 @@ def test_train_cancel_writes_nothing(carl_provider: Any, nc_scene: Any, tmp_path
         processing.run("carl:trainfrompolygons", params, feedback=feedback)
     assert feedback.reports and feedback.reports[0] < 85
     assert not list(tmp_path.iterdir())
+
+
+def test_train_mode_and_time_budget_reach_the_recipe(carl_provider: Any, nc_scene: Any, tmp_path: Path) -> None:
+    """The advanced "Training mode" and "Training time at most" parameters reach the library: the model file
+    records a pixels-mode recipe (patch 1, pixelwise head) with the time budget, and the map is written."""
+    import processing
+    import rasterio
+
+    from carl_geo.models.bundle import load_bundle
+
+    params = {"INPUT": str(nc_scene.image), "POLYGONS": str(nc_scene.polygons), "FIELD": nc_scene.label_field,
+              "SENSOR": nc_scene.sensor, "MAX_STEPS": 3, "MODE": "pixels", "MAX_MINUTES": 0.5, "DEVICE": "cpu",
+              "OUTPUT_MODEL": str(tmp_path / "m.pt"), "OUTPUT": str(tmp_path / "c.tif")}
+    processing.run("carl:trainfrompolygons", params)
+    recipe = load_bundle(tmp_path / "m.pt").meta["training"]["recipe"]
+    assert recipe["mode"] == "pixels" and recipe["patch_size"] == 1 and recipe["max_minutes"] == 0.5
+    with rasterio.open(tmp_path / "c.tif") as src, rasterio.open(nc_scene.image) as ref:
+        assert src.crs == ref.crs and src.shape == ref.shape

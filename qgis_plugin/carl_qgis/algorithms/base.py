@@ -75,6 +75,12 @@ def config_names() -> list[str]:
     return list(names.CONFIG_NAMES) if names is not None else ["tiny", "published"]
 
 
+def training_modes() -> list[str]:
+    """Polygon-training modes offered (``carl_geo.models.names.TRAINING_MODE_NAMES``)."""
+    names = _library_module("carl_geo.models.names")
+    return list(getattr(names, "TRAINING_MODE_NAMES", ())) or ["auto", "chips", "pixels"]
+
+
 MODEL_FILE_FILTER = "CARL model files (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*.*)"
 
 

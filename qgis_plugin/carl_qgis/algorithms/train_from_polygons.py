@@ -39,6 +39,7 @@ from carl_qgis.algorithms.base import (
     predict_to_file,
     progress_bridge,
     set_advanced,
+    training_modes,
     user_error,
     warnings_to_feedback,
 )
@@ -99,6 +100,8 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
     CONFIG = "CONFIG"
     EPOCHS = "EPOCHS"  # deprecated (hidden): an old epoch was 64 chips
     MAX_STEPS = "MAX_STEPS"
+    MAX_MINUTES = "MAX_MINUTES"
+    MODE = "MODE"
     CHIP_SIZE = "CHIP_SIZE"
     TRAIN_BATCH_SIZE = "TRAIN_BATCH_SIZE"
     VAL_FRACTION = "VAL_FRACTION"
@@ -140,6 +143,12 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         self.addParameter(epochs)
         self.add_precision_parameter(advanced=True)
         advanced = [
+            choice_parameter(self.MODE, self.tr("Training mode (auto: chips for multispectral rasters, single "
+                                                "pixels for hyperspectral rasters with small polygons)"),
+                             training_modes(), "auto"),
+            QgsProcessingParameterNumber(self.MAX_MINUTES, self.tr("Training time at most, minutes (0 = automatic: "
+                                                                   "a few minutes on a CPU, steps only on a GPU)"),
+                                         NUMBER_DOUBLE, 0.0, minValue=0.0, maxValue=10000.0),
             choice_parameter(self.CONFIG, self.tr("Network size (without pretrained weights)"),
                              config_names(), "tiny"),
             QgsProcessingParameterNumber(self.CHIP_SIZE, self.tr("Training chip size in pixels (0 = automatic)"),
@@ -203,6 +212,8 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                         src, labels, field, model_out, weights=weights,
                         config=self.parameterAsEnumString(parameters, self.CONFIG, context) or "tiny",
                         max_steps=max_steps,
+                        max_minutes=self.parameterAsDouble(parameters, self.MAX_MINUTES, context) or None,
+                        mode=self.parameterAsEnumString(parameters, self.MODE, context) or "auto",
                         chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context) or None,
                         batch_size=self.parameterAsInt(parameters, self.TRAIN_BATCH_SIZE, context) or None,
                         val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
