@@ -45,6 +45,7 @@ from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.models import CARL, CARLSegmenter, ModelBundle, get_config, load_bundle, make_bundle, save_bundle
 from carl_geo.models.config import CONFIGS, SCRATCH_SPATIAL_KWARGS, scratch_variant  # noqa: F401
 from carl_geo.models.segmentation import HEADS
+from carl_geo.polygon_training.checkpoints import BestCheckpoint
 from carl_geo.polygon_training.chips import ChipSampler, augment, holdout_split, labels_window
 from carl_geo.polygon_training.metrics import confusion_matrix, mean_iou, segmentation_report
 from carl_geo.models.spectral_binning import apply_bins, bin_matrix, equal_bins, random_bins
@@ -412,9 +413,8 @@ def train_from_polygons(
 
     # ---- training loop ----------------------------------------------------------------------
     next_check = r.val_every / total  # validations every val_every steps or that share of the time budget
-    best: tuple[float, float] | None = None  # (mIoU, -loss) of the best validation
-    best_state: dict[str, torch.Tensor] | None = None
-    best_step, stale, step, shown, losses = 0, 0, 0, 0, []
+    keeper = BestCheckpoint(patience=r.patience, from_share=MIN_STEP_SHARE)
+    step, shown, losses = 0, 0, []
     stop_reason = "step budget"
     while step < total:
         model.train()
@@ -455,23 +455,22 @@ def train_from_polygons(
         if val_set and (due or last):
             score = _validate(model, val_set, chips, val_t, wl_t, k, dev)
             train_loss = float(np.mean(losses[-r.val_every:]))
-            if best is None or score > best[0] + 1e-4:
-                best, best_step, stale = (score, -train_loss), step, 0
-                best_state = {n: v.detach().clone() for n, v in model.state_dict().items()}
-            else:
-                stale += 1
+            share_now = progress_share(step)
+            stop = keeper.update(score, step, share_now, model, last=last)
             say(f"step {step}/{total}  loss {train_loss:.4f}  validation mIoU {score:.3f}"
-                + ("  (best)" if best_step == step else ""))
-            if stale >= r.patience and progress_share(step) >= MIN_STEP_SHARE:
-                stop_reason = f"early stop: no better validation for {stale} checks"
+                + ("  (best)" if keeper.is_new and keeper.step == step else
+                   "" if keeper.counts(share_now, last) else "  (checkpoints count from half the budget)"))
+            if stop:
+                stop_reason = f"early stop: no better validation for {keeper.stale} checks"
                 break
         elif due:
             say(f"step {step}/{total}  loss {float(np.mean(losses[-r.val_every:])):.4f}")
         if deadline is not None and time.perf_counter() > deadline:
             stop_reason = f"time budget of {r.max_minutes:g} min"
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if keeper.state is not None:
+        model.load_state_dict(keeper.state)
+    best_step = keeper.step
     say(f"stopped after {step} steps ({stop_reason}); kept the model of step {best_step or step}")
     if progress is not None and shown < total:
         progress(total, total)
