@@ -71,6 +71,25 @@ def test_time_budget_applies_on_a_cpu_only_when_no_budget_is_given():
     assert plan_recipe(facts(), TrainingRecipe(max_minutes=9.0)).recipe.max_minutes == 9.0
 
 
+def test_cpu_time_budget_grows_with_the_labelled_window():
+    """Chips mode on a CPU: time and steps scale with the labelled window above CPU_MINUTES_AREA pixels
+    (linearly, capped at CPU_MAX_MINUTES), with a notice; a GPU and explicit budgets are unaffected."""
+    from carl_geo.polygon_training.recipe import CPU_MAX_MINUTES, CPU_MINUTES, CPU_MINUTES_PIXELS, DEFAULT_STEPS
+
+    small = plan_recipe(facts(window=(300, 300), scene=(300, 300)))
+    assert (small.recipe.max_minutes, small.recipe.max_steps) == (CPU_MINUTES, DEFAULT_STEPS)
+    assert not any("Mpx" in n for n in small.notices)
+    double = plan_recipe(facts(window=(500, 1000), scene=(500, 1000)))  # 2 x 250,000 px
+    assert double.recipe.max_minutes == pytest.approx(2 * CPU_MINUTES) and double.recipe.max_steps == 2 * DEFAULT_STEPS
+    assert any("0.5 Mpx" in n and "max_minutes" in n for n in double.notices)
+    s2 = plan_recipe(facts(window=(768, 1536), scene=(768, 1536))).recipe  # the Sentinel-2 scene: capped
+    assert s2.max_minutes == CPU_MAX_MINUTES and s2.max_steps == round(DEFAULT_STEPS * CPU_MAX_MINUTES / CPU_MINUTES)
+    assert plan_recipe(facts(window=(768, 1536), device="cuda")).recipe.max_minutes is None
+    assert plan_recipe(facts(window=(768, 1536)), TrainingRecipe(max_minutes=3.0)).recipe.max_steps == DEFAULT_STEPS
+    hsi = plan_recipe(facts(n_bands=200, window=(768, 1536), polygon_widths=(4.0,))).recipe
+    assert hsi.mode == "pixels" and hsi.max_minutes == CPU_MINUTES_PIXELS  # pixels mode: its own budget
+
+
 def test_band_subsets_are_sorted_distinct_and_in_range():
     rng = np.random.default_rng(0)
     sizes = set()

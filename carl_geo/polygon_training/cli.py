@@ -37,6 +37,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     from carl_geo.cli_args import add_bands_argument, positive_int, wavelength_list
     from carl_geo.inference.settings import DEVICES
     from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES, TRAINING_MODE_NAMES
+    from carl_geo.polygon_training import recipe as rc
     from carl_geo.polygon_training.recipe import NORMALIZATIONS
 
     p = subparsers.add_parser(
@@ -59,10 +60,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=TRAINING_MODE_NAMES, default="auto",
                    help="chips (spatial context) or pixels (each pixel from its own spectrum); auto: pixels for "
                         "rasters with more than 24 bands, small polygons and at most 4 Mpx, else chips")
-    p.add_argument("--max-steps", type=positive_int, help="optimiser steps at most (default 400; training stops "
+    area = f"{rc.CPU_MINUTES_AREA / 1e6:g} Mpx"
+    p.add_argument("--max-steps", type=positive_int, help=f"optimiser steps at most (default {rc.DEFAULT_STEPS}, "
+                   f"{rc.PIXEL_STEPS} in pixels mode; more on a CPU for labelled areas above {area}; training stops "
                    "earlier when the held-out polygons stop improving)")
     p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop (default on a CPU "
-                   "without --max-steps: 2.5; the step count is fitted to it)")
+                   f"without --max-steps: {rc.CPU_MINUTES:g}, growing with the labelled area above {area} up to "
+                   f"{rc.CPU_MAX_MINUTES:g}; {rc.CPU_MINUTES_PIXELS:g} in pixels mode; the learning-rate schedule "
+                   "follows the clock when time runs out first)")
     p.add_argument("--band-subset", type=_band_subset, default="auto", metavar="MIN,MAX",
                    help="random subsets of MIN..MAX bands per training chip, or 'none' (default: 3..all bands when the "
                         "raster has 4-24 bands; makes the model work with fewer bands; with more than 24 bands, "
