@@ -20,7 +20,8 @@ For either scene the demo
 4. scores both on the held-out reference (overall accuracy, per-class IoU, mean IoU) and draws a
    side-by-side PNG (false colour | CARL | RandomForest | reference).
 
-CPU only by default; a few minutes on 2 cores (``--quick``: a smoke run, scores not meaningful).
+CPU only by default; about 3 minutes on 2 cores for nc, about 10 for sentinel2 (its larger labelled area gets
+a larger training budget; ``--quick``: a smoke run, scores not meaningful).
 """
 
 from __future__ import annotations
@@ -399,7 +400,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                     "scene, compare with a per-pixel RandomForest on held-out reference pixels. Scenes: nc "
                     "(GRASS GIS North Carolina Landsat 7, CC BY-SA 3.0; default) and sentinel2 (Sentinel-2 L1C "
                     "with OpenStreetMap land-use polygons, ODbL; also maps the scene from 4 bands with the same "
-                    "model). CPU, a few minutes.",
+                    "model). CPU: about 3 min (nc) or 10 min (sentinel2) on 2 cores.",
     )
     p.add_argument("--scene", default="nc", choices=SCENES, help="shipped scene (default nc)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")

@@ -460,7 +460,7 @@ def train_from_polygons(
             say(f"step {step}/{total}  loss {train_loss:.4f}  validation mIoU {score:.3f}"
                 + ("  (best)" if keeper.is_new and keeper.step == step else
                    "" if keeper.counts(share_now, last) else "  (checkpoints count from half the budget)"))
-            if stop:
+            if stop and not last:  # the last step ends the run anyway: its reason is the budget
                 stop_reason = f"early stop: no better validation for {keeper.stale} checks"
                 break
         elif due:

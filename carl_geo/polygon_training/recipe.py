@@ -117,7 +117,8 @@ class TrainingRecipe:
         val_fraction: share of each class's labelled pixels held out (whole polygons) for validation,
             early stopping and the report.
         val_every: steps between validations.
-        patience: validations without improvement before stopping early.
+        patience: validations without improvement before stopping early (only those from half the budget on
+            count, :data:`MIN_STEP_SHARE`).
         seed: seeds the split, the chips, the band subsets and the model initialisation.
     """
 
