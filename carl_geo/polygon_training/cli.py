@@ -72,8 +72,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="random subsets of MIN..MAX bands per training chip, or 'none' (default: 3..all bands when the "
                         "raster has 4-24 bands; makes the model work with fewer bands; with more than 24 bands, "
                         "random binning into MIN..MAX broad bands)")
-    p.add_argument("--full-band-share", type=float, default=0.5, metavar="SHARE",
-                   help="share of the steps that see all bands when band subsets are on (default 0.5)")
+    p.add_argument("--full-band-share", type=float, default=rc.TrainingRecipe.full_band_share, metavar="SHARE",
+                   help="share of the steps that see all bands when band subsets are on "
+                        f"(default {rc.TrainingRecipe.full_band_share:g})")
     p.add_argument("--normalization", choices=NORMALIZATIONS, default="scene",
                    help="scalar mean/std of the whole scene (default, stored in the model) or of each chip/tile")
     p.add_argument("--config", default="tiny", choices=CONFIG_NAMES, help="CARL size (default tiny)")
