@@ -38,7 +38,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     from carl_geo.inference.settings import DEVICES
     from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES, TRAINING_MODE_NAMES
     from carl_geo.polygon_training import recipe as rc
-    from carl_geo.polygon_training.recipe import NORMALIZATIONS
 
     p = subparsers.add_parser(
         "train", help="train a land-cover classifier from polygons on a raster",
@@ -59,7 +58,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     add_bands_argument(p, one_value=False)
     p.add_argument("--mode", choices=TRAINING_MODE_NAMES, default="auto",
                    help="chips (spatial context) or pixels (each pixel from its own spectrum); auto: pixels for "
-                        "rasters with more than 24 bands, small polygons and at most 4 Mpx, else chips")
+                        f"rasters with more than {rc.PIXEL_MIN_BANDS} bands, small polygons and at most "
+                        f"{rc.PIXEL_MAX_SCENE / 1e6:g} Mpx, else chips")
     area = f"{rc.CPU_MINUTES_AREA / 1e6:g} Mpx"
     p.add_argument("--max-steps", type=positive_int, help=f"optimiser steps at most (default {rc.DEFAULT_STEPS}, "
                    f"{rc.PIXEL_STEPS} in pixels mode; more on a CPU for labelled areas above {area}; training stops "
@@ -75,7 +75,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--full-band-share", type=float, default=rc.TrainingRecipe.full_band_share, metavar="SHARE",
                    help="share of the steps that see all bands when band subsets are on "
                         f"(default {rc.TrainingRecipe.full_band_share:g})")
-    p.add_argument("--normalization", choices=NORMALIZATIONS, default="scene",
+    p.add_argument("--normalization", choices=rc.NORMALIZATIONS, default="scene",
                    help="scalar mean/std of the whole scene (default, stored in the model) or of each chip/tile")
     p.add_argument("--config", default="tiny", choices=CONFIG_NAMES, help="CARL size (default tiny)")
     p.add_argument("--head", default="progressive", choices=HEAD_NAMES)
