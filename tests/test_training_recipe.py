@@ -203,3 +203,26 @@ def test_schedule_by_share_of_the_budget():
     assert warmup_cosine_at(1.0, 0.1) == pytest.approx(0.01) and warmup_cosine_at(2.0, 0.1) == pytest.approx(0.01)
     # the step schedule of CARL-SSL training is the same curve
     assert warmup_cosine(55, 100, 10, 0.01) == pytest.approx(warmup_cosine_at(0.55, 0.1), abs=1e-9)
+
+
+def test_one_validation_cadence_whether_steps_or_the_clock_lead():
+    from carl_geo.polygon_training.polygons import validation_due
+
+    def checks(shares: list[float], total: int, val_every: int) -> list[int]:
+        """Steps (1-based) at which the training loop validates, given the budget share after each step."""
+        done, next_check = [], val_every / total
+        for step, share in enumerate(shares, 1):
+            if validation_due(share, next_check, total):
+                done.append(step)
+                next_check = share + val_every / total
+        return done
+
+    total = 100
+    assert checks([i / total for i in range(1, total + 1)], total, 10) == list(range(10, 101, 10))  # steps only
+    # a clock a little ahead of the steps (time budget): still about ten checks, not the twenty that checking
+    # by steps and by time separately made
+    clock = [min(1.0, 1.03 * i / total) for i in range(1, total + 1)]
+    assert 9 <= len(checks(clock, total, 10)) <= 11
+    # a slow machine (the clock at twice the step share): checks follow the clock, one per tenth of the time
+    slow = [min(1.0, 2 * i / total) for i in range(1, total // 2 + 1)]
+    assert checks(slow, total, 10) == list(range(5, 51, 5))

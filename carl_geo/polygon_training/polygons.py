@@ -449,7 +449,7 @@ def train_from_polygons(
         if progress is not None and progress(shown, total) is False:
             raise TrainingCancelled(f"training cancelled after {step} of {total} steps; nothing was written")
         last = step == total or (deadline is not None and time.perf_counter() > deadline)
-        due = step % r.val_every == 0 or (deadline is not None and progress_share(step) >= next_check)
+        due = validation_due(progress_share(step), next_check, total)
         if due:
             next_check = progress_share(step) + r.val_every / total
         if val_set and (due or last):
@@ -527,6 +527,16 @@ def _validate(model: CARLSegmenter, val_set: _ValidationSet, chips: Callable, va
         cm += confusion_matrix(y.numpy(), pred, k)
     model.train()
     return float(np.nan_to_num(mean_iou(cm)))
+
+
+def validation_due(share: float, next_check: float, total: int) -> bool:
+    """True when a validation is due: the share of the budget spent (0..1, ``i / total`` after ``i`` steps, or
+    the share of a time budget when the clock runs ahead of the steps) has reached ``next_check`` (the last
+    validation's share + ``val_every / total``). Without a time budget that is every ``val_every`` steps.
+    One cadence: validating by steps AND by time doubled the validations of a run whose clock and steps
+    advance together, and so halved its patience: Sentinel-2 runs stopped early at 70 % and 90 % of their
+    budget, at a learning rate still high (held-out mIoU 0.223 / 0.226; runs of the whole budget 0.25-0.26)."""
+    return share >= next_check - 0.5 / total
 
 
 def warmup_cosine_at(share: float, warmup: float, first: float = 0.0, floor: float = 0.01) -> float:
