@@ -2,12 +2,14 @@
 # One command on the GPU machine (device tool): installs the carried wheels (rasterio & co.) into a
 # throw-away folder, then runs the speed benchmarks and writes everything to $OUT.
 #
-#   bash benchmarks/gpu/run.sh [all|model|predictor|upstream]      (default: all)
+#   bash benchmarks/gpu/run.sh [all|model|predictor|upstream|sweep]      (default: all)
 #
 # all: (1) bench_model.py: published config, 13 and 202 bands, batch 32, fp32 / bf16 / bf16+compile;
 #      (2) a generated 8192^2 13-band uint16 GeoTIFF; (3) bench_predictor.py on it, published config,
 #      bf16, then bf16 + torch.compile: (a) model only vs (b) predict_raster end to end;
 #      (4) bench_vs_upstream.py when benchmarks/gpu/upstream/carl was carried.
+# sweep (only on its own): polygon_sweep.py run $SWEEP_PLAN (default polygon_sweep_plan.json), $SWEEP_JOBS
+#      runs at once; carry benchmarks/gpu/sweep_data (made here by `polygon_sweep.py prep`) as well.
 # The whole run stays within CARL_BENCH_BUDGET seconds (default 540, the device tool allows 600 per
 # command): every step runs under `timeout` with its own cap, cut to the time left; a step that
 # fails or times out is recorded and the run goes on; later steps are skipped when time is out.
@@ -124,6 +126,14 @@ print(p, p.stat().st_size // 2**20, 'MiB', round(time.perf_counter() - t), 's')"
             --mem-sizes '' --min-seconds "$PMIN_S" --data "$RASTER" --out "$OUT/predictor_$mode"
         rm -f "$OUT/predictor_$mode"/_bench_*.tif  # left behind by a run cut short
     done
+fi
+if [[ $WHAT == sweep ]]; then  # polygon-recipe sweep (not part of "all"): see benchmarks/gpu/polygon_sweep.py
+    if [ -f benchmarks/gpu/sweep_data/scenes.pkl.gz ]; then
+        step sweep "$BUDGET" "$PY" benchmarks/gpu/polygon_sweep.py run "${SWEEP_PLAN:-benchmarks/gpu/polygon_sweep_plan.json}" \
+            "$OUT/sweep" --jobs "${SWEEP_JOBS:-16}" --budget "$((BUDGET - 60))"
+    else
+        status+=("$(printf '%-26s skipped (benchmarks/gpu/sweep_data not carried: polygon_sweep.py prep)' sweep)")
+    fi
 fi
 if [[ $WHAT == all || $WHAT == upstream ]]; then
     if [ -d benchmarks/gpu/upstream/carl ]; then
