@@ -206,16 +206,12 @@ def test_schedule_by_share_of_the_budget():
 
 
 def test_one_validation_cadence_whether_steps_or_the_clock_lead():
-    from carl_geo.polygon_training.polygons import validation_due
+    from carl_geo.polygon_training.polygons import ValidationCadence
 
     def checks(shares: list[float], total: int, val_every: int) -> list[int]:
         """Steps (1-based) at which the training loop validates, given the budget share after each step."""
-        done, next_check = [], val_every / total
-        for step, share in enumerate(shares, 1):
-            if validation_due(share, next_check, total):
-                done.append(step)
-                next_check = share + val_every / total
-        return done
+        cadence = ValidationCadence(total, val_every)
+        return [step for step, share in enumerate(shares, 1) if cadence.due(share)]
 
     total = 100
     assert checks([i / total for i in range(1, total + 1)], total, 10) == list(range(10, 101, 10))  # steps only

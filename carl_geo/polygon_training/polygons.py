@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -412,7 +412,7 @@ def train_from_polygons(
         f"validation every {r.val_every} steps" if val_set else "")
 
     # ---- training loop ----------------------------------------------------------------------
-    next_check = r.val_every / total  # validations every val_every steps or that share of the time budget
+    cadence = ValidationCadence(total, r.val_every)
     keeper = BestCheckpoint(patience=r.patience, from_share=MIN_STEP_SHARE)
     step, shown, losses = 0, 0, []
     stop_reason = "step budget"
@@ -449,9 +449,7 @@ def train_from_polygons(
         if progress is not None and progress(shown, total) is False:
             raise TrainingCancelled(f"training cancelled after {step} of {total} steps; nothing was written")
         last = step == total or (deadline is not None and time.perf_counter() > deadline)
-        due = validation_due(progress_share(step), next_check, total)
-        if due:
-            next_check = progress_share(step) + r.val_every / total
+        due = cadence.due(progress_share(step))
         if val_set and (due or last):
             score = _validate(model, val_set, chips, val_t, wl_t, k, dev)
             train_loss = float(np.mean(losses[-r.val_every:]))
@@ -529,14 +527,34 @@ def _validate(model: CARLSegmenter, val_set: _ValidationSet, chips: Callable, va
     return float(np.nan_to_num(mean_iou(cm)))
 
 
-def validation_due(share: float, next_check: float, total: int) -> bool:
-    """True when a validation is due: the share of the budget spent (0..1, ``i / total`` after ``i`` steps, or
-    the share of a time budget when the clock runs ahead of the steps) has reached ``next_check`` (the last
-    validation's share + ``val_every / total``). Without a time budget that is every ``val_every`` steps.
-    One cadence: validating by steps AND by time doubled the validations of a run whose clock and steps
-    advance together, and so halved its patience: Sentinel-2 runs stopped early at 70 % and 90 % of their
-    budget, at a learning rate still high (held-out mIoU 0.223 / 0.226; runs of the whole budget 0.25-0.26)."""
-    return share >= next_check - 0.5 / total
+@dataclass
+class ValidationCadence:
+    """When the training loop validates: every ``every`` of ``total`` steps, or every ``every / total`` of a time
+    budget when the clock runs ahead of the steps; one cadence either way. Validating by steps AND by time doubled
+    the validations of a run whose clock and steps advance together, and so halved its patience: Sentinel-2 runs
+    stopped early at 70 % and 90 % of their budget, at a learning rate still high (held-out mIoU 0.223 / 0.226;
+    runs of the whole budget 0.25-0.26).
+
+    Attributes:
+        total: steps in the budget.
+        every: steps between validations.
+        next_share: share of the budget (0..1) at which the next validation is due.
+    """
+
+    total: int
+    every: int
+    next_share: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.next_share = self.every / self.total
+
+    def due(self, share: float) -> bool:
+        """True when ``share`` (0..1: ``i / total`` after ``i`` steps, or the share of a time budget spent, whichever
+        is further on) has reached the next validation; the one after that is then ``every / total`` further on."""
+        if share < self.next_share - 0.5 / self.total:
+            return False
+        self.next_share = share + self.every / self.total
+        return True
 
 
 def warmup_cosine_at(share: float, warmup: float, first: float = 0.0, floor: float = 0.01) -> float:
