@@ -139,6 +139,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
             rows.append({"bands": label, **score(pred, names, spec["ref"], spec["ref_names"], names),
                          "predict_s": round(time.perf_counter() - t, 1)})
         extra = {"steps": res.report.get("steps"), "best_step": res.report.get("best_step"),
+                 "averaged_steps": res.report.get("averaged_steps"),
                  "stop_reason": res.report.get("stop_reason"), "recipe": res.bundle.meta["training"]["recipe"],
                  "val_miou": round(res.report["mean_iou"], 4), "notices": res.report.get("notices"),
                  "log_tail": log[-3:]}

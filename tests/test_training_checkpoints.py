@@ -1,10 +1,10 @@
-"""Which checkpoint polygon training keeps (carl_geo.polygon_training.checkpoints.BestCheckpoint)."""
+"""Which model state polygon training keeps (carl_geo.polygon_training.checkpoints: WeightAverage, BestCheckpoint)."""
 
 from __future__ import annotations
 
 import torch
 
-from carl_geo.polygon_training.checkpoints import BestCheckpoint
+from carl_geo.polygon_training.checkpoints import BestCheckpoint, WeightAverage
 
 
 def _model(value: float) -> torch.nn.Module:
@@ -12,6 +12,36 @@ def _model(value: float) -> torch.nn.Module:
     with torch.no_grad():
         m.weight.fill_(value)
     return m
+
+
+def _bn_model(value: float, batches: int) -> torch.nn.Module:
+    m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    with torch.no_grad():
+        m[0].weight.fill_(value)
+        m[1].running_mean.fill_(value)
+    m[1].num_batches_tracked.fill_(batches)
+    return m
+
+
+def test_the_average_is_the_mean_of_the_second_half() -> None:
+    """States before half the budget are left out; floats are averaged, BatchNorm's batch counter is the latest."""
+    average = WeightAverage(from_share=0.5)
+    added = [average.update(step, share, _bn_model(value, step))
+             for value, step, share in [(100.0, 10, 0.2), (1.0, 20, 0.5), (2.0, 30, 0.7), (6.0, 40, 0.9)]]
+    assert added == [False, True, True, True] and average.steps == [20, 30, 40]
+    assert torch.allclose(average.state["0.weight"], torch.full((2, 2), 3.0))
+    assert torch.allclose(average.state["1.running_mean"], torch.full((2,), 3.0))
+    assert int(average.state["1.num_batches_tracked"]) == 40
+
+
+def test_the_average_is_a_copy_and_a_short_run_keeps_its_last_state() -> None:
+    average = WeightAverage(from_share=0.5)
+    model = _model(4.0)
+    assert not average.update(5, 0.1, model)
+    assert average.update(9, 0.3, model, last=True) and average.steps == [9]
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+    assert float(average.state["weight"][0, 0]) == 4.0
 
 
 def test_a_lucky_early_score_is_not_kept() -> None:

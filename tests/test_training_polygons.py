@@ -19,6 +19,7 @@ from carl_geo.sample_data import nc_landsat7, write_crop
 from carl_geo.polygon_training import TrainingCancelled, train_from_polygons
 from carl_geo.polygon_training.chips import holdout_split
 from carl_geo.polygon_training.metrics import confusion_matrix, mean_iou, overall_accuracy, per_class_iou
+from carl_geo.polygon_training.recipe import AVERAGE_FROM_SHARE
 
 SCENE = nc_landsat7()
 #: 160 x 160 px: 5 classes, 9 polygons with >= 8 px, 4 classes with two polygons or more.
@@ -57,7 +58,9 @@ def test_training_learns_held_out_polygons(trained):
     assert rep["overall_accuracy"] > majority + 0.15, (rep["overall_accuracy"], majority)
     assert 0 < rep["mean_iou"] <= 1 and set(rep["per_class_iou"]) == set(rep["class_names"])
     assert steps[-1] == (96, 96) and [d for d, _ in steps[:-1]] == list(range(1, len(steps)))
-    assert rep["steps"] <= 96 and 1 <= rep["best_step"] <= rep["steps"]
+    assert rep["steps"] <= 96 and rep["best_step"] is None
+    assert len(rep["averaged_steps"]) >= 2 and rep["averaged_steps"][-1] == rep["steps"]  # the last quarter's checks
+    assert all(AVERAGE_FROM_SHARE * rep["steps"] - 1 <= s <= rep["steps"] for s in rep["averaged_steps"])
     assert any(s.startswith("stopped after") for s in lines) and any("validation mIoU" in s for s in lines)
     recipe = result.bundle.meta["training"]["recipe"]
     assert recipe["chip_size"] == 32 and recipe["batch_size"] == 8 and recipe["band_subset"] == [3, 6]
@@ -151,6 +154,7 @@ def test_raster_without_crs_and_bad_wavelengths(crop, tmp_path):
     _expect_error(tmp_path, "6 bands but 4 wavelengths", crop.image, crop.polygons, wavelengths=[0.5, 0.6, 0.7, 0.8])
     _expect_error(tmp_path, "chip_size must be a multiple of 8", crop.image, crop.polygons, chip_size=30)
     _expect_error(tmp_path, "val_fraction", crop.image, crop.polygons, val_fraction=1.0)
+    _expect_error(tmp_path, "keep must be one of average, best", crop.image, crop.polygons, keep="last")
     _expect_error(tmp_path, "raster not found", tmp_path / "none.tif", crop.polygons, exc=FileNotFoundError)
 
 
@@ -202,9 +206,10 @@ def test_metrics_on_a_known_matrix():
 def test_time_budget_ends_the_run_and_drives_progress(crop, tmp_path):
     steps: list[tuple[int, int]] = []
     res = train_from_polygons(crop.image, crop.polygons, "label", tmp_path / "t.pt", chip_size=32, batch_size=2,
-                              max_steps=100_000, max_minutes=0.05, patience=1000, device="cpu",
+                              max_steps=100_000, max_minutes=0.05, keep="best", patience=1000, device="cpu",
                               progress=lambda d, t: steps.append((d, t)))
     assert res.report["stop_reason"] == "time budget of 0.05 min" and 1 <= res.report["steps"] < 100_000
+    assert 1 <= res.report["best_step"] <= res.report["steps"] and res.report["averaged_steps"] is None
     done = [d for d, _ in steps]
     assert done == sorted(done) and steps[-1] == (100_000, 100_000)  # follows the clock up to the end
     assert (tmp_path / "t.pt").is_file()

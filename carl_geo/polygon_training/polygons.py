@@ -45,11 +45,12 @@ from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.models import CARL, CARLSegmenter, ModelBundle, get_config, load_bundle, make_bundle, save_bundle
 from carl_geo.models.config import CONFIGS, SCRATCH_SPATIAL_KWARGS, scratch_variant  # noqa: F401
 from carl_geo.models.segmentation import HEADS
-from carl_geo.polygon_training.checkpoints import BestCheckpoint
+from carl_geo.polygon_training.checkpoints import BestCheckpoint, WeightAverage
 from carl_geo.polygon_training.chips import ChipSampler, augment, holdout_split, labels_window
 from carl_geo.polygon_training.metrics import confusion_matrix, mean_iou, segmentation_report
 from carl_geo.models.spectral_binning import apply_bins, bin_matrix, equal_bins, random_bins
-from carl_geo.polygon_training.recipe import MIN_STEP_SHARE, MIN_TRAIN_BANDS, SceneFacts, TrainingRecipe, plan_recipe
+from carl_geo.polygon_training.recipe import (AVERAGE_FROM_SHARE, KEEP_CHOICES, MIN_STEP_SHARE, MIN_TRAIN_BANDS, SceneFacts,
+                                             TrainingRecipe, plan_recipe)
 from carl_geo.polygon_training.outputs import check_training_paths, confusion_png_path
 from carl_geo.polygon_training.report import confusion_png
 from carl_geo.ssl.ema import cosine_decay
@@ -100,6 +101,8 @@ def _check_args(raster: Path, out: Path, weights: Path | None, recipe: TrainingR
             raise CarlGeoError(f"{name} must be a positive integer, got {v!r}")
     if recipe.chip_size is not None and (recipe.chip_size < 16 or recipe.chip_size % 8):
         raise CarlGeoError(f"chip_size must be a multiple of 8 and at least 16 pixels, got {recipe.chip_size}")
+    if recipe.keep not in KEEP_CHOICES:
+        raise CarlGeoError(f"keep must be one of {', '.join(KEEP_CHOICES)}, got {recipe.keep!r}")
     if recipe.max_minutes is not None and not recipe.max_minutes > 0:
         raise CarlGeoError(f"max_minutes must be > 0, got {recipe.max_minutes}")
     if not 0 <= recipe.val_fraction < 1:
@@ -413,7 +416,8 @@ def train_from_polygons(
 
     # ---- training loop ----------------------------------------------------------------------
     cadence = ValidationCadence(total, r.val_every)
-    keeper = BestCheckpoint(patience=r.patience, from_share=MIN_STEP_SHARE)
+    keeper = BestCheckpoint(patience=r.patience, from_share=MIN_STEP_SHARE) if r.keep == "best" else None
+    average = WeightAverage(from_share=AVERAGE_FROM_SHARE) if r.keep == "average" else None
     step, shown, losses = 0, 0, []
     stop_reason = "step budget"
     while step < total:
@@ -449,27 +453,37 @@ def train_from_polygons(
         if progress is not None and progress(shown, total) is False:
             raise TrainingCancelled(f"training cancelled after {step} of {total} steps; nothing was written")
         last = step == total or (deadline is not None and time.perf_counter() > deadline)
-        due = cadence.due(progress_share(step))
-        if val_set and (due or last):
-            score = _validate(model, val_set, chips, val_t, wl_t, k, dev)
-            train_loss = float(np.mean(losses[-r.val_every:]))
-            share_now = progress_share(step)
-            stop = keeper.update(score, step, share_now, model, last=last)
-            say(f"step {step}/{total}  loss {train_loss:.4f}  validation mIoU {score:.3f}"
-                + ("  (best)" if keeper.is_new and keeper.step == step else
-                   "" if keeper.counts(share_now, last) else "  (checkpoints count from half the budget)"))
+        share_now = progress_share(step)
+        if cadence.due(share_now) or last:
+            line = f"step {step}/{total}  loss {float(np.mean(losses[-r.val_every:])):.4f}"
+            stop = False
+            if val_set:
+                score = _validate(model, val_set, chips, val_t, wl_t, k, dev)
+                line += f"  validation mIoU {score:.3f}"
+                if keeper is not None:
+                    stop = keeper.update(score, step, share_now, model, last=last)
+                    line += ("  (best)" if keeper.is_new and keeper.step == step else
+                             "" if keeper.counts(share_now, last) else "  (checkpoints count from half the budget)")
+            if average is not None and average.update(step, share_now, model, last=last):
+                line += "  (averaged)"
+            say(line)
             if stop and not last:  # the last step ends the run anyway: its reason is the budget
                 stop_reason = f"early stop: no better validation for {keeper.stale} checks"
                 break
-        elif due:
-            say(f"step {step}/{total}  loss {float(np.mean(losses[-r.val_every:])):.4f}")
         if deadline is not None and time.perf_counter() > deadline:
             stop_reason = f"time budget of {r.max_minutes:g} min"
             break
-    if keeper.state is not None:
+    if keeper is not None and keeper.state is not None:
         model.load_state_dict(keeper.state)
-    best_step = keeper.step
-    say(f"stopped after {step} steps ({stop_reason}); kept the model of step {best_step or step}")
+        kept = f"the model of step {keeper.step}"
+    elif average is not None and average.state is not None:
+        model.load_state_dict(average.state)
+        kept = (f"the average of the models at steps {', '.join(map(str, average.steps))}"
+                if len(average.steps) > 1 else f"the model of step {average.steps[0]}")
+    else:
+        kept = f"the model of step {step}"
+    best_step = keeper.step if keeper is not None and keeper.step else None
+    say(f"stopped after {step} steps ({stop_reason}); kept {kept}")
     if progress is not None and shown < total:
         progress(total, total)
 
@@ -484,7 +498,8 @@ def train_from_polygons(
     report = segmentation_report(cm, lab.class_names)
     report.pop("n_pixels")
     report.update(n_train_pixels=n_train, n_val_pixels=n_val, evaluated_on=evaluated_on, steps=step,
-                  best_step=best_step or step, stop_reason=stop_reason, notices=plan.notices,
+                  best_step=best_step, averaged_steps=list(average.steps) if average is not None else None,
+                  stop_reason=stop_reason, notices=plan.notices,
                   seconds=round(time.perf_counter() - t0, 2))
 
     # ---- write ------------------------------------------------------------------------------
