@@ -9,11 +9,12 @@ to the next (NC), and the best of a few validation polygons was a poor one as of
 average; Sentinel-2 seed 0 0.196 and 0.252 (:data:`~carl_geo.polygon_training.recipe.AVERAGE_FROM_SHARE` has
 the whole measurement).
 
-For ``keep="best"``: validation on held-out polygons is noisy (a few polygons, :data:`~carl_geo.polygon_training.polygons.VAL_CHIPS`
-chips per check), and a lucky score early in training used to win: on the NC scene a run kept step 120 of
-280 (validation mIoU 0.327, held-out map 0.238). So checkpoints only count from ``from_share`` of the budget
-on (the learning rate has then decayed from its peak), and early stopping compares only those. NC, seeds
-0 / 1 / 2, held-out mIoU: 0.238 / 0.324 / 0.249 before, 0.310 / 0.322 / 0.306 with this rule.
+For ``keep="best"``: validation on held-out polygons is noisy (a few polygons,
+:data:`~carl_geo.polygon_training.polygons.VAL_CHIPS` chips per check), and a lucky score early in training used
+to win: on the NC scene a run kept step 120 of 280 (validation mIoU 0.327, held-out map 0.238). So checkpoints
+only count from ``from_share`` of the budget on (the learning rate has then decayed from its peak), and early
+stopping compares only those. NC, seeds 0 / 1 / 2, held-out mIoU: 0.238 / 0.324 / 0.249 before, 0.310 / 0.322 /
+0.306 with this rule.
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ from carl_geo.polygon_training.checkpoints import BestCheckpoint, WeightAverage
 from carl_geo.polygon_training.chips import ChipSampler, augment, holdout_split, labels_window
 from carl_geo.polygon_training.metrics import confusion_matrix, mean_iou, segmentation_report
 from carl_geo.models.spectral_binning import apply_bins, bin_matrix, equal_bins, random_bins
-from carl_geo.polygon_training.recipe import (AVERAGE_FROM_SHARE, KEEP_CHOICES, MIN_STEP_SHARE, MIN_TRAIN_BANDS, SceneFacts,
-                                             TrainingRecipe, plan_recipe)
+from carl_geo.polygon_training.recipe import (AVERAGE_FROM_SHARE, KEEP_CHOICES, MIN_STEP_SHARE, MIN_TRAIN_BANDS,
+                                             SceneFacts, TrainingRecipe, plan_recipe)
 from carl_geo.polygon_training.outputs import check_training_paths, confusion_png_path
 from carl_geo.polygon_training.report import confusion_png
 from carl_geo.ssl.ema import cosine_decay

@@ -17,8 +17,8 @@ the Sentinel-2 Havelland and the generated 200-band scene; see the README table)
   ``val_every`` steps; the kept model is the average of the model states at the checks of the last quarter of
   the budget (:data:`AVERAGE_FROM_SHARE`; :mod:`~carl_geo.polygon_training.checkpoints` says why), or with
   ``keep="best"`` the best validation checkpoint of the second half (:data:`MIN_STEP_SHARE`), with early
-  stopping after ``patience`` checks. On a CPU without an explicit budget, training gets :data:`CPU_MINUTES` of wall time, and
-  the warm-up and cosine schedule follow the clock when the time runs out before the steps;
+  stopping after ``patience`` checks. On a CPU without an explicit budget, training gets :data:`CPU_MINUTES`
+  of wall time, and the warm-up and cosine schedule follow the clock when the time runs out before the steps;
 * **patch size**: 4 px when the median training polygon is at least 8 px across, else 2 px (a patch
   must fit inside the typical polygon so that pure patches exist);
 * **chip size**: about 16 patches across, never more than the labelled window;
@@ -46,8 +46,9 @@ from typing import Any, Literal
 from carl_geo.errors import CarlGeoError
 from carl_geo.models.names import TRAINING_MODE_NAMES, TrainingModeName
 
-#: What a run keeps (:attr:`TrainingRecipe.keep`): the average of the second half's checkpoints, or the best one.
-KEEP_CHOICES = ("average", "best")
+#: What a run keeps (:attr:`TrainingRecipe.keep`): the average of the last quarter's checkpoints, or the best one.
+KeepName = Literal["average", "best"]
+KEEP_CHOICES: tuple[KeepName, ...] = ("average", "best")
 #: Normalisation scopes: one scalar mean/std of the whole scene (stored in the model), or of each chip/tile.
 NORMALIZATIONS = ("scene", "chip")
 
@@ -151,7 +152,7 @@ class TrainingRecipe:
     intensity_jitter: float = 0.0
     val_fraction: float = 0.25
     val_every: int | None = None
-    keep: str = "average"
+    keep: KeepName = "average"
     patience: int = 4
     seed: int = 0
 
