@@ -62,8 +62,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         f"{rc.PIXEL_MAX_SCENE / 1e6:g} Mpx, else chips")
     area = f"{rc.CPU_MINUTES_AREA / 1e6:g} Mpx"
     p.add_argument("--max-steps", type=positive_int, help=f"optimiser steps at most (default {rc.DEFAULT_STEPS}, "
-                   f"{rc.PIXEL_STEPS} in pixels mode; more on a CPU for labelled areas above {area}; training stops "
-                   "earlier when the held-out polygons stop improving)")
+                   f"{rc.PIXEL_STEPS} in pixels mode; more on a CPU for labelled areas above {area}; the model kept is "
+                   "the average of the last quarter's checkpoints)")
     p.add_argument("--max-minutes", type=float, help="wall-time budget of the training loop (default on a CPU "
                    f"without --max-steps: {rc.CPU_MINUTES:g}, growing with the labelled area above {area} up to "
                    f"{rc.CPU_MAX_MINUTES:g}; {rc.CPU_MINUTES_PIXELS:g} in pixels mode; the learning-rate schedule "
