@@ -25,7 +25,18 @@ import torch
 
 
 @dataclass
-class BestCheckpoint:
+class _FromShare:
+    """What both keepers share: only states at or after ``from_share`` of the budget (or the run's last) count."""
+
+    from_share: float
+
+    def counts(self, share: float, last: bool = False) -> bool:
+        """True where a state at ``share`` of the step / time budget (0..1), or the run's last one, counts."""
+        return last or share >= self.from_share
+
+
+@dataclass
+class BestCheckpoint(_FromShare):
     """The best-scoring model state among validations made at or after ``from_share`` of the budget.
 
     Attributes:
@@ -38,16 +49,11 @@ class BestCheckpoint:
     """
 
     patience: int
-    from_share: float
     min_gain: float = 1e-4
     score: float | None = None
     step: int = 0
     stale: int = 0
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
-
-    def counts(self, share: float, last: bool = False) -> bool:
-        """True where a validation at ``share`` of the budget (or the run's last one) is a checkpoint candidate."""
-        return last or share >= self.from_share
 
     def update(self, score: float, step: int, share: float, model: torch.nn.Module, last: bool = False) -> bool:
         """Record a validation ``score`` (higher is better) at ``step``; True when the run should stop early.
@@ -69,7 +75,7 @@ class BestCheckpoint:
 
 
 @dataclass
-class WeightAverage:
+class WeightAverage(_FromShare):
     """The running mean of the model states recorded at or after ``from_share`` of the budget.
 
     Floating-point parameters and buffers (BatchNorm running statistics included) are averaged; integer buffers
@@ -81,13 +87,8 @@ class WeightAverage:
         state: the mean state_dict (None until a state was recorded).
     """
 
-    from_share: float
     steps: list[int] = field(default_factory=list)
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
-
-    def counts(self, share: float, last: bool = False) -> bool:
-        """True where a state at ``share`` of the budget (or the run's last one) joins the average."""
-        return last or share >= self.from_share
 
     def update(self, step: int, share: float, model: torch.nn.Module, last: bool = False) -> bool:
         """Add the model's state at ``step`` to the average where it counts; True when it was added."""
