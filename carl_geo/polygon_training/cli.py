@@ -84,7 +84,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--chip-size", type=positive_int, help="training chip side in pixels (default: 16 patches)")
     p.add_argument("--batch-size", type=positive_int, help="chips per step (default: from the band count and chip size)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--val-fraction", type=float, default=0.25, help="share of each class held out (whole polygons)")
+    p.add_argument("--val-fraction", type=float, default=0.25,
+                   help="share of each class held out (whole polygons) for the report; 0 trains on every polygon "
+                        "(the report then scores the training polygons)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--epochs", type=positive_int, help=argparse.SUPPRESS)  # deprecated: use --max-steps

@@ -121,7 +121,10 @@ class TrainingRecipe:
             class-balanced chip sampling).
         intensity_jitter: brightness/contrast augmentation of normalised chips (0: off).
         val_fraction: share of each class's labelled pixels held out (whole polygons) for validation,
-            early stopping and the report.
+            early stopping and the report. 0 trains on every polygon, and the report then scores the training
+            polygons (a fit, not an accuracy). Measured with 0 against 0.25 (2 CPU cores, seeds 0 / 1, same day):
+            Sentinel-2 mIoU 0.271 / 0.287 against 0.243 / 0.260, but NC 0.310 / 0.323 against 0.343 / 0.322
+            (water IoU 0.49 / 0.41 fell to 0.23 / 0.36: NC has four water polygons of 4-83 px).
         val_every: steps between validations (with a time budget that runs ahead of the steps: the same share of
             the time budget, one cadence either way).
         keep: which model the run keeps: ``"average"`` (the mean of the model states at the validation checks
