@@ -41,14 +41,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.models.names import TRAINING_MODE_NAMES, TrainingModeName
 
 #: What a run keeps (:attr:`TrainingRecipe.keep`): the average of the last quarter's checkpoints, or the best one.
 KeepName = Literal["average", "best"]
-KEEP_CHOICES: tuple[KeepName, ...] = ("average", "best")
+KEEP_CHOICES: tuple[KeepName, ...] = get_args(KeepName)
 #: Normalisation scopes: one scalar mean/std of the whole scene (stored in the model), or of each chip/tile.
 NORMALIZATIONS = ("scene", "chip")
 

@@ -135,7 +135,8 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean(self.PUBLISHED_BACKBONE, self.tr(PUBLISHED_CHOICE), False))
         self.addParameter(QgsProcessingParameterNumber(
             self.MAX_STEPS, self.tr("Training steps at most (0 = automatic; the model kept is the average "
-                                    "of the last quarter's checkpoints)"), NUMBER_INTEGER, 0, minValue=0, maxValue=100000))
+                                    "of the last quarter's checkpoints)"), NUMBER_INTEGER, 0,
+            minValue=0, maxValue=100000))
         self.add_device_parameter()
         epochs = QgsProcessingParameterNumber(self.EPOCHS, self.tr("Epochs (deprecated: use training steps)"),
                                               NUMBER_INTEGER, 0, minValue=0, maxValue=10000)
