@@ -1,4 +1,5 @@
-"""Polygon training on real and generated scenes: CARL defaults vs a per-pixel random forest.
+"""Polygon training on real and generated scenes: what `carl-geo train` keeps vs a per-pixel random forest on the
+bands (``rf``) and on the bands + window context (``rf_context``, the strong cheap baseline).
 
 Scenes (all reachable offline):
 
@@ -11,6 +12,12 @@ Scenes (all reachable offline):
 * ``hsi``: a generated 200-band, 145 x 145 px scene with 16 crop classes
   (:func:`carl_geo.sample_data.synthetic.hyperspectral_fields`), training polygons and test pixels in
   disjoint blocks.
+
+Methods (the JSON's ``method``): ``carl`` = the model ``train_from_polygons`` keeps by default (its ``kept``
+field names the candidate); ``carl_alone``, ``carl_forest``, ``carl_mlp`` = the other candidates of the same run
+(heads fitted on the training polygons only, not refitted); ``rf`` = a forest of 200 trees on the bands of every
+training pixel; ``rf_context`` = the same forest on the bands and the window means of their principal components
+(:class:`carl_geo.models.context_features.ContextFeatures`; at most 100,000 training pixels).
 
 ``BENCH_KEEP_MODELS=DIR`` keeps the trained CARL models there; ``BENCH_DEVICE=cuda`` trains and predicts
 CARL on a GPU (default ``cpu``, the 2-core reference of the README table). Each (scene, method, seed) runs in its own process, so peak RSS is that run's own. Times are wall
@@ -43,6 +50,12 @@ ROOT = Path(__file__).resolve().parents[1]
 S2_SUBSETS = {"4 bands (B02 B03 B04 B08)": ["B02", "B03", "B04", "B08"],
               "6 bands (B02 B03 B04 B8A B11 B12)": ["B02", "B03", "B04", "B8A", "B11", "B12"]}
 RF_TREES = 200
+#: Training pixels of the forest + context at most (all 250,000 of Sentinel-2 took 608 s).
+RF_CONTEXT_PIXELS = 100_000
+#: JSON method names of the other candidates of a `carl-geo train` run.
+CANDIDATE_METHODS = {"carl": "carl_alone"}
+METHOD_LABELS = {"carl": "CARL default (kept)", "carl_alone": "CARL model alone", "carl_forest": "CARL + forest",
+                 "carl_mlp": "CARL + MLP", "rf": "random forest", "rf_context": "forest + context"}
 
 
 # ---- scenes: image, training polygons, reference ---------------------------------------------
@@ -130,23 +143,34 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
         variants = [("all bands", None)]
         if scene == "s2":
             variants += list(S2_SUBSETS.items())
-        for label, bands in variants:
-            t = time.perf_counter()
-            predict_raster(res.bundle, spec["image"], work / "map.tif", device=device, bands=bands, **tiling)
-            with rasterio.open(work / "map.tif") as src:
-                m = src.read(1, masked=True)
-            pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
-            rows.append({"bands": label, **score(pred, names, spec["ref"], spec["ref_names"], names),
-                         "predict_s": round(time.perf_counter() - t, 1)})
+        def predict_rows(bundle: Any, variants: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+            out = []
+            for label, bands in variants:
+                t = time.perf_counter()
+                predict_raster(bundle, spec["image"], work / "map.tif", device=device, bands=bands, overwrite=True,
+                               **tiling)
+                with rasterio.open(work / "map.tif") as src:
+                    m = src.read(1, masked=True)
+                pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
+                out.append({"bands": label, **score(pred, names, spec["ref"], spec["ref_names"], names),
+                            "predict_s": round(time.perf_counter() - t, 1)})
+            return out
+
+        rows = predict_rows(res.bundle, variants)
+        candidate_rows = {CANDIDATE_METHODS.get(n, n): predict_rows(b, variants[:1]) for n, b in res.candidates.items()
+                          if n not in ("rf", "rf_context")}
         extra = {"steps": res.report.get("steps"), "best_step": res.report.get("best_step"),
-                 "averaged_steps": res.report.get("averaged_steps"),
+                 "averaged_steps": res.report.get("averaged_steps"), "kept": res.report.get("kept"),
+                 "kept_reason": res.report.get("kept_reason"), "candidates": res.report.get("candidates"),
                  "stop_reason": res.report.get("stop_reason"), "recipe": res.bundle.meta["training"]["recipe"],
                  "val_miou": round(res.report["mean_iou"], 4), "notices": res.report.get("notices"),
-                 "log_tail": log[-3:]}
-    elif method == "rf":
+                 "log_tail": log[-3:], "candidate_rows": candidate_rows}
+    elif method in ("rf", "rf_context"):
+        import torch
         from sklearn.ensemble import RandomForestClassifier
 
         from carl_geo.datasets.vector_labels import rasterize_labels, read_label_vector
+        from carl_geo.models.context_features import ContextFeatures
 
         with rasterio.open(spec["image"]) as src:
             data = src.read(masked=True)
@@ -157,6 +181,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
                                shape=shape, transform=transform, crs=crs)
         names = list(lab.class_names)
         train = valid & (lab.mask >= 0)
+        rng = np.random.default_rng(seed)
         variants = [("all bands", None)]
         if scene == "s2":
             variants += list(S2_SUBSETS.items())
@@ -164,10 +189,22 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
         for label, bands in variants:
             sel = list(range(img.shape[0])) if bands is None else [spec["band_names"].index(b) for b in bands]
             t, c = time.perf_counter(), time.process_time()
+            x = img[sel]
+            idx = np.flatnonzero(train.ravel())
+            if method == "rf_context":  # bands + window means of principal components, fitted on the scene
+                ctx = ContextFeatures(len(sel))
+                vals = x.reshape(len(sel), -1)[:, valid.ravel()]
+                ctx.fit(torch.from_numpy(vals[:, rng.choice(vals.shape[1], min(vals.shape[1], 200_000),
+                                                            replace=False)].T.copy()))
+                with torch.no_grad():
+                    x = ctx(torch.from_numpy(x)[None])[0].numpy()
+                if len(idx) > RF_CONTEXT_PIXELS:
+                    idx = np.sort(rng.choice(idx, RF_CONTEXT_PIXELS, replace=False))
+            flat = x.reshape(x.shape[0], -1)
             rf = RandomForestClassifier(RF_TREES, n_jobs=os.cpu_count() or 1, random_state=seed)
-            rf.fit(img[sel][:, train].T, lab.mask[train])
+            rf.fit(flat[:, idx].T, lab.mask.ravel()[idx])
             pred = np.full(shape, -1, dtype=np.int64)
-            pred[valid] = rf.predict(img[sel][:, valid].T)
+            pred[valid] = rf.predict(flat[:, valid.ravel()].T)
             if bands is None:
                 train_wall, train_cpu = time.perf_counter() - t, time.process_time() - c
             rows.append({"bands": label, **score(pred, names, spec["ref"], spec["ref_names"], names)})
@@ -182,27 +219,50 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
 
 # ---- report --------------------------------------------------------------------------------------
 
+def expand(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """One CARL run -> its ``carl`` result (the kept model) and one result per other candidate."""
+    cands = res.pop("candidate_rows", None) or {}
+    out = [res]
+    for method, rows in cands.items():
+        out.append({k: v for k, v in res.items() if k not in ("rows", "candidates", "kept_reason", "log_tail")}
+                   | {"method": method, "rows": rows})
+    return out
+
+
+def label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [f"# Polygon training benchmark ({meta['date']}, {meta['machine']})", "",
-             f"Load average at start / end: {meta['load_start']} / {meta['load_end']}. "
+             f"Load average at start / end: {meta['load_start']} / {meta['load_end']}"
+             + (" (above the core count: timings are slowed by other work)" if meta.get("loaded") else "") + ". "
              "CARL: `train_from_polygons` defaults (tiny config, from scratch)"
-             + (f" with {meta['settings']}" if meta["settings"] else "") + f"; forest: {RF_TREES} trees per pixel.", "",
-             "| scene | method | bands at prediction | OA | mIoU | training wall s | training CPU s | peak RSS MiB | steps |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             + (f" with {meta['settings']}" if meta["settings"] else "")
+             + f"; forests: {RF_TREES} trees per pixel (rf_context: at most {RF_CONTEXT_PIXELS:,} training pixels). "
+             "Candidate rows (CARL model alone, CARL + forest, CARL + MLP) are the same run's other candidates, their "
+             "heads fitted on the training polygons only; the kept model's head is refitted on every polygon.", "",
+             "| scene | method | kept | bands at prediction | OA | mIoU | training wall s | training CPU s | peak RSS MiB | "
+             "steps | predict s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for row in r["rows"]:
-            lines.append(f"| {r['scene']} | {'CARL' if r['method'] == 'carl' else 'random forest'} (seed {r['seed']}) "
-                         f"| {row['bands']} | {row['oa']:.3f} | {row['miou']:.3f} | {r['train_wall_s']:.0f} | "
-                         f"{r['train_cpu_s']:.0f} | {r['peak_rss_mib']} | "
-                         f"{r.get('steps', '') if row['bands'] == 'all bands' else ''} |")
+            kept = r.get("kept", "") if r["method"] == "carl" else ""
+            lines.append(f"| {r['scene']} | {label(r['method'])} (seed {r['seed']}) | {kept} | {row['bands']} | "
+                         f"{row['oa']:.3f} | {row['miou']:.3f} | {r['train_wall_s']:.0f} | {r['train_cpu_s']:.0f} | "
+                         f"{r['peak_rss_mib']} | {r.get('steps', '') if row['bands'] == 'all bands' else ''} | "
+                         f"{row.get('predict_s', '')} |")
     means = seed_means(results)
-    if any(len(v) > 1 for v in means.values()):
-        lines += ["", "Over seeds (mean, min-max of mIoU):", "",
-                  "| scene | method | bands at prediction | seeds | OA mean | mIoU mean | mIoU min-max |", "|---|---|---|---|---|---|---|"]
-        for (scene, method, bands), rows in means.items():
-            m = [x["miou"] for x in rows]
-            lines.append(f"| {scene} | {'CARL' if method == 'carl' else 'random forest'} | {bands} | {len(rows)} | "
-                         f"{np.mean([x['oa'] for x in rows]):.3f} | {np.mean(m):.3f} | {min(m):.3f}-{max(m):.3f} |")
+    lines += ["", "Over seeds (mean, min-max of mIoU):", "",
+              "| scene | method | bands at prediction | seeds | OA mean | mIoU mean | mIoU min-max |",
+              "|---|---|---|---|---|---|---|"]
+    for (scene, method, bands), rows in means.items():
+        m = [x["miou"] for x in rows]
+        lines.append(f"| {scene} | {label(method)} | {bands} | {len(rows)} | {np.mean([x['oa'] for x in rows]):.3f} | "
+                     f"{np.mean(m):.3f} | {min(m):.3f}-{max(m):.3f} |")
+    kept = [(r["scene"], r["seed"], r.get("kept")) for r in results if r["method"] == "carl"]
+    if kept:
+        lines += ["", "Kept candidate per run: " + "; ".join(f"{sc} seed {sd}: {k}" for sc, sd, k in kept)]
     return "\n".join(lines) + "\n"
 
 
@@ -215,6 +275,10 @@ def seed_means(results: list[dict[str, Any]]) -> dict[tuple[str, str, str], list
     return groups
 
 
+#: Bars of the figure: method, colour.
+FIGURE_METHODS = (("carl", "#2b6cb0"), ("carl_alone", "#90cdf4"), ("rf_context", "#975a16"), ("rf", "#ecc94b"))
+
+
 def figure(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -225,18 +289,21 @@ def figure(results: list[dict[str, Any]], path: Path) -> None:
     for (scene, method, bands), rows in seed_means(results).items():
         groups.setdefault(f"{scene}\n{bands.split(' (')[0]}", {})[method] = float(np.mean([x["miou"] for x in rows]))
     keys = list(groups)
+    methods = [(m, c) for m, c in FIGURE_METHODS if any(m in g for g in groups.values())]
+    width = 0.8 / max(1, len(methods))
     x = np.arange(len(keys))
-    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 3.6))
-    for j, (m, label, color) in enumerate((("carl", "CARL (defaults)", "#2b6cb0"), ("rf", "random forest", "#b7791f"))):
+    fig, ax = plt.subplots(figsize=(1.9 * len(keys) + 2, 3.8))
+    for j, (m, color) in enumerate(methods):
         vals = [groups[k].get(m, np.nan) for k in keys]
-        ax.bar(x + (j - 0.5) * 0.38, vals, 0.38, label=label, color=color)
+        off = (j - (len(methods) - 1) / 2) * width
+        ax.bar(x + off, vals, width, label=label(m), color=color)
         for xi, v in zip(x, vals):
             if np.isfinite(v):
-                ax.text(xi + (j - 0.5) * 0.38, v + 0.01, f"{v:.2f}", ha="center", fontsize=7)
+                ax.text(xi + off, v + 0.01, f"{v:.2f}", ha="center", fontsize=6)
     ax.set_xticks(x, keys, fontsize=8)
     ax.set_ylabel("mean IoU (held-out; mean over seeds)")
-    ax.set_title("Polygon training: CARL vs per-pixel random forest", fontsize=10)
-    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("Polygon training: what carl-geo train keeps vs forests", fontsize=10)
+    ax.legend(fontsize=7, frameon=False, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -253,7 +320,7 @@ def _parse_setting(text: str) -> tuple[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenes", default="nc,s2,hsi")
-    p.add_argument("--methods", default="carl,rf")
+    p.add_argument("--methods", default="carl,rf,rf_context")
     p.add_argument("--seeds", default="0")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="TrainingRecipe override for CARL, e.g. --set max_steps=200 --set 'band_subset=[3,16]'")
@@ -283,13 +350,16 @@ def main() -> None:
                     print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
                     raise SystemExit(f"{scene}/{method}/{seed} failed")
                 res = json.loads(line[0][7:])
-                results.append(res)
-                print(f"{scene:4s} {method:4s} seed {seed}: " + "; ".join(
-                    f"{r['bands']}: OA {r['oa']:.3f} mIoU {r['miou']:.3f}" for r in res["rows"])
-                    + f"  (train {res['train_wall_s']:.0f} s wall / {res['train_cpu_s']:.0f} s CPU, "
-                      f"RSS {res['peak_rss_mib']} MiB, steps {res.get('steps')}, {time.perf_counter() - t:.0f} s)",
-                    flush=True)
+                for entry in expand(res):
+                    results.append(entry)
+                    print(f"{scene:4s} {entry['method']:11s} seed {seed}: " + "; ".join(
+                        f"{r['bands']}: OA {r['oa']:.3f} mIoU {r['miou']:.3f}" for r in entry["rows"])
+                        + (f"  kept {entry.get('kept')}" if entry["method"] == "carl" else "")
+                        + f"  (train {entry['train_wall_s']:.0f} s wall / {entry['train_cpu_s']:.0f} s CPU, "
+                          f"RSS {entry['peak_rss_mib']} MiB, steps {entry.get('steps')}, {time.perf_counter() - t:.0f} s)",
+                        flush=True)
     meta["load_end"] = round(os.getloadavg()[0], 1)
+    meta["loaded"] = max(meta["load_start"], meta["load_end"]) > (os.cpu_count() or 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "bench_polygons" + (f"_{args.tag}" if args.tag else "")

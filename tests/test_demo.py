@@ -40,9 +40,11 @@ def test_quick_demo_writes_maps_figure_and_scores(tmp_path, capsys):
     out = tmp_path / "demo"
     res = run_demo(out, quick=True)
     paths = res["paths"]
-    for key in ("model", "geotiff", "baseline_geotiff", "png", "scores_json"):
+    for key in ("model", "geotiff", "baseline_geotiff", "forest_geotiff", "png", "scores_json"):
         assert (out / paths[key].split("/")[-1]).is_file(), key
-    for who in ("carl", "baseline"):
+    assert res["kept"] == res["training_report"]["kept"] and res["baseline_name"].startswith("forest + context")
+    assert {c["name"] for c in res["training_report"]["candidates"]} >= {"rf", "rf_context", "carl_ensemble"}
+    for who in ("carl", "baseline", "forest_on_bands"):
         s = res[who]
         assert 0 <= s["overall_accuracy"] <= 1 and 0 <= s["mean_iou"] <= 1, s
         assert s["overall_accuracy"] > 0.2  # far above chance for 7 classes even after 3 epochs

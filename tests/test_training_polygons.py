@@ -57,7 +57,9 @@ def test_training_learns_held_out_polygons(trained):
     assert rep["overall_accuracy"] >= MIN_HELDOUT_OA, rep
     assert rep["overall_accuracy"] > majority + 0.15, (rep["overall_accuracy"], majority)
     assert 0 < rep["mean_iou"] <= 1 and set(rep["per_class_iou"]) == set(rep["class_names"])
-    assert steps[-1] == (96, 96) and [d for d, _ in steps[:-1]] == list(range(1, len(steps)))
+    total = steps[-1][1]  # the CARL model's 96 steps, then the pixel heads (HEAD_PROGRESS_SHARE of the bar)
+    assert steps[-1] == (total, total) and total > 96 and [d for d, _ in steps[:96]] == list(range(1, 97))
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps)
     assert rep["steps"] <= 96 and rep["best_step"] is None
     assert len(rep["averaged_steps"]) >= 2 and rep["averaged_steps"][-1] == rep["steps"]  # the last quarter's checks
     assert all(AVERAGE_FROM_SHARE * rep["steps"] - 1 <= s <= rep["steps"] for s in rep["averaged_steps"])
@@ -211,5 +213,5 @@ def test_time_budget_ends_the_run_and_drives_progress(crop, tmp_path):
     assert res.report["stop_reason"] == "time budget of 0.05 min" and 1 <= res.report["steps"] < 100_000
     assert 1 <= res.report["best_step"] <= res.report["steps"] and res.report["averaged_steps"] is None
     done = [d for d, _ in steps]
-    assert done == sorted(done) and steps[-1] == (100_000, 100_000)  # follows the clock up to the end
+    assert done == sorted(done) and steps[-1][0] == steps[-1][1] > 100_000  # follows the clock up to the end
     assert (tmp_path / "t.pt").is_file()

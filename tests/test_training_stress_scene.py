@@ -72,8 +72,10 @@ def test_default_recipe_runs_a_many_band_scene(scene, carl):
     sc, _, ref, _ = scene
     res, lines, map_path = carl
     assert any("160 bands: neighbouring bands are averaged into 12-24 broader bands" in s for s in lines)
-    assert res.bundle.model.pixelwise and res.bundle.meta["training"]["recipe"]["mode"] == "pixels"
-    assert res.bundle.model.max_bands == 24 and res.report["steps"] <= STEPS
+    carl = res.bundle.model.carl  # the CARL part of the kept pixel classifier
+    assert carl.pixelwise and res.bundle.meta["training"]["recipe"]["mode"] == "pixels"
+    assert carl.max_bands == 24 and res.report["steps"] <= STEPS
+    assert res.report["kept"] in {c["name"] for c in res.report["candidates"]}
     assert res.report["averaged_steps"] and res.report["averaged_steps"][-1] == res.report["steps"]
     with rasterio.open(sc.image) as src, rasterio.open(map_path) as out:
         assert out.crs == src.crs and out.transform == src.transform and out.shape == src.shape

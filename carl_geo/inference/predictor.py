@@ -61,8 +61,9 @@ from carl_geo.inference.runner import (
     finish_spec,
     model_spec,
     resolve_device,
+    warn_band_path,
 )
-from carl_geo.inference.settings import PredictSettings, check_tiling, model_patch_size
+from carl_geo.inference.settings import PredictSettings, check_tiling
 from carl_geo.inference.tiling import TileGrid
 from carl_geo.inference.writer import GeoTiffWriter, class_tags
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
@@ -365,12 +366,13 @@ def predict_raster(
     dst = protect_inputs(src, dst, model, overwrite=overwrite)
     spec = model_spec(model, output, class_names, colors)
     fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
-    tile_size, overlap = cfg.tiling(model_patch_size(spec.module))
+    tile_size, overlap = cfg.tiling_for(spec.module)
     check_tiling(tile_size, overlap)
 
     with open_raster(src) as ds:
         sel = resolve_wavelengths(ds, wavelengths=wavelengths, sensor=sensor, bands=bands, fallback=spec.bundle)
         indexes = sel.band_indexes
+        warn_band_path(spec.module, sel.wavelengths)
         width, height, crs, transform = ds.width, ds.height, ds.crs, ds.transform
         grid = TileGrid.build(height, width, int(tile_size), int(overlap))
         with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision,

@@ -19,7 +19,8 @@ from carl_geo.devices import resolve_device  # noqa: F401  (re-exported: its hom
 from carl_geo.errors import CarlGeoError
 from carl_geo.inference.settings import OUTPUTS
 from carl_geo.models.bundle import ModelBundle, default_colors
-from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
+from carl_geo.models.pixel_classifier import is_segmentation_module
+from carl_geo.models.segmentation import CARLEmbedder
 
 #: Autocast dtype per precision (keys: :data:`carl_geo.inference.settings.PRECISIONS`); ``"int8"`` runs in
 #: ONNX Runtime (:mod:`carl_geo.inference.int8`), no autocast.
@@ -77,7 +78,7 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
         raise CarlGeoError(f"model must be a ModelBundle or a torch nn.Module, got {type(model).__name__}")
     k: int | None = None
     if output == "embeddings":
-        if isinstance(module, CARLSegmenter):
+        if is_segmentation_module(module):
             module = CARLEmbedder(module.backbone)
         if isinstance(module, CARLEmbedder):
             k = module.out_channels
@@ -85,7 +86,7 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
     if bundle is not None and bundle.task != "segmentation":
         raise CarlGeoError(f"this model is a feature extractor (no classes) and cannot produce {output!r}; "
                            "use output='embeddings' or a segmentation model file")
-    if isinstance(module, CARLSegmenter):
+    if is_segmentation_module(module):
         k = module.num_classes
     names = list(class_names) if class_names else list(bundle.class_names if bundle else [])
     cols = [tuple(int(v) for v in c) for c in colors] if colors else \
@@ -94,6 +95,25 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
     if k is not None:
         finish_spec(spec, k)
     return spec
+
+
+def warn_band_path(module: nn.Module, wavelengths: Sequence[float]) -> bool:
+    """Warn (one line, :class:`~carl_geo.errors.CarlGeoWarning`) when a polygon-trained model's pixel head cannot
+    read these bands, so that the map comes from its camera-agnostic CARL part alone; returns whether it warned."""
+    from carl_geo.models.pixel_classifier import PixelClassifier
+
+    if not isinstance(module, PixelClassifier) or module.uses_head(wavelengths):
+        return False
+    import warnings
+
+    from carl_geo.errors import CarlGeoWarning
+
+    trained = ", ".join(f"{w:g}" for w in module.wavelengths.tolist())
+    warnings.warn(f"the bands given ({len(wavelengths)}: {', '.join(f'{w:g}' for w in wavelengths)} µm) are not the "
+                  f"model's training bands ({len(module.wavelengths)}: {trained} µm): mapping with its camera-agnostic "
+                  "CARL part alone, without the pixel head; give the training bands for the full model",
+                  CarlGeoWarning, stacklevel=3)
+    return True
 
 
 def finish_spec(spec: ModelSpec, k: int) -> None:

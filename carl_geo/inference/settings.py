@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from carl_geo.errors import CarlGeoError, option
+from carl_geo.settings_options import add_options, from_options, option_meta
 
 #: Default tile side (px) of the predictors: the smallest per-pixel cost of CARL on a CPU among
 #: 256 / 384 / 512 (``benchmarks/bench_tiling.py``).
@@ -61,15 +62,6 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 
 #: Option groups of ``carl-geo predict`` (argparse group titles), in help order; None = the main group.
 GROUPS: tuple[str | None, ...] = (None, "bands and wavelengths", "tiling and device", "output file")
-
-
-def _cli(group: str | None, help: str, *, metavar: str | None = None, parse: Any = None, short: str | None = None,
-         cli_default: Any = dataclasses.MISSING) -> dict[str, Any]:
-    """Field metadata for the command line: option group, help text, metavar, value parser."""
-    meta: dict[str, Any] = {"group": group, "help": help, "metavar": metavar, "parse": parse, "short": short}
-    if cli_default is not dataclasses.MISSING:
-        meta["cli_default"] = cli_default
-    return {"cli": meta}
 
 
 def parse_normalization_text(text: str) -> Any:
@@ -159,37 +151,37 @@ class PredictSettings:
             None: two block rows of input and output, at least 64 MiB; 0: leave it alone.
     """
 
-    output: Output = field(default="classes", metadata=_cli(
+    output: Output = field(default="classes", metadata=option_meta(
         None, "what to write (default: classes for a segmentation model, embeddings otherwise)",
         short="-o", cli_default=None))
-    nodata: float | None = field(default=None, metadata=_cli(
+    nodata: float | None = field(default=None, metadata=option_meta(
         "bands and wavelengths", "input nodata value (default: the file's)", parse=float))
-    normalization: Any = field(default=None, metadata=_cli(
+    normalization: Any = field(default=None, metadata=option_meta(
         "bands and wavelengths", "input normalisation (default: the model's; scene = mean/std sampled from the "
         "raster)", metavar="model|scene|MEAN,STD", parse=parse_normalization_text))
-    tile_size: int | None = field(default=None, metadata=_cli(
+    tile_size: int | None = field(default=None, metadata=option_meta(
         "tiling and device", f"largest tile side in pixels (default: {TILE_PATCHES} model patches, "
         f"{DEFAULT_TILE_SIZE} for CARL's patch 8)", metavar="PX", parse=int))
-    overlap: int | None = field(default=None, metadata=_cli(
+    overlap: int | None = field(default=None, metadata=option_meta(
         "tiling and device", f"pixels shared by neighbouring tiles, < tile size / 2 (default: {OVERLAP_PATCHES} "
         f"model patches, {DEFAULT_OVERLAP} at patch 8)", metavar="PX", parse=int))
-    batch_size: int | Literal["auto"] = field(default=4, metadata=_cli(
+    batch_size: int | Literal["auto"] = field(default=4, metadata=option_meta(
         "tiling and device", "tiles per model call, or auto (sized to the GPU's free memory; default 4)",
         metavar="N|auto", parse=parse_batch_size_text))
-    device: str = field(default="auto", metadata=_cli(
+    device: str = field(default="auto", metadata=option_meta(
         "tiling and device", "auto, cpu, cuda, cuda:N or mps (default auto)"))
-    precision: Precision = field(default="fp32", metadata=_cli(
+    precision: Precision = field(default="fp32", metadata=option_meta(
         "tiling and device", "fp32 (default); int8: int8 weights on the CPU, 2-3x faster (needs pip install "
         "'carl-geo[int8]'); bf16/fp16: autocast on a GPU"))
-    compile: bool = field(default=False, metadata=_cli(
+    compile: bool = field(default=False, metadata=option_meta(
         "tiling and device", "torch.compile the model for this run (worth it on a GPU for large rasters)"))
-    probability_dtype: ProbabilityDtype = field(default="float32", metadata=_cli(
+    probability_dtype: ProbabilityDtype = field(default="float32", metadata=option_meta(
         "output file", "float32, or uint8 scaled 0..254 (default float32)"))
-    embedding_dtype: EmbeddingDtype = field(default="float32", metadata=_cli(
+    embedding_dtype: EmbeddingDtype = field(default="float32", metadata=option_meta(
         "output file", "float32 (default) or float16"))
-    cog: bool = field(default=False, metadata=_cli("output file", "write a Cloud Optimized GeoTIFF (with overviews)"))
-    overviews: bool = field(default=False, metadata=_cli("output file", "add internal overviews"))
-    gdal_cache_mb: float | None = field(default=None, metadata=_cli(
+    cog: bool = field(default=False, metadata=option_meta("output file", "write a Cloud Optimized GeoTIFF (with overviews)"))
+    overviews: bool = field(default=False, metadata=option_meta("output file", "add internal overviews"))
+    gdal_cache_mb: float | None = field(default=None, metadata=option_meta(
         "output file", "cap of GDAL's block cache in MiB during the run (default: two block rows of input and "
         "output, at least 64; 0: leave GDAL's cache alone)", metavar="MB", parse=float))
 
@@ -214,14 +206,26 @@ class PredictSettings:
         if self.gdal_cache_mb is not None and not (math.isfinite(self.gdal_cache_mb) and self.gdal_cache_mb >= 0):
             raise CarlGeoError(f"gdal_cache_mb must be >= 0 (0: leave GDAL's cache alone), got {self.gdal_cache_mb!r}")
 
-    def tiling(self, patch_size: int | None = None) -> tuple[int, int]:
+    def tiling(self, patch_size: int | None = None, min_overlap: int = 0) -> tuple[int, int]:
         """``(tile_size, overlap)`` in pixels: the settings' values, a None taking the default for a
         model of ``patch_size`` px (:data:`TILE_PATCHES` and :data:`OVERLAP_PATCHES` patches; None:
-        CARL's 8, i.e. :data:`DEFAULT_TILE_SIZE` / :data:`DEFAULT_OVERLAP`); the predictors tile with this."""
+        CARL's 8, i.e. :data:`DEFAULT_TILE_SIZE` / :data:`DEFAULT_OVERLAP`); the predictors tile with this.
+        A model whose output at a pixel reads ``min_overlap / 2`` px of context around it (the window features of a
+        polygon-trained pixel classifier) gets at least that default overlap and tiles of at least four times it, so
+        every pixel lies that far inside the tile that weighs most in the blend."""
         p = int(patch_size) if patch_size else 8
         tile = TILE_PATCHES * p if self.tile_size is None else self.tile_size
         overlap = OVERLAP_PATCHES * p if self.overlap is None else self.overlap
+        if self.overlap is None and min_overlap > overlap:
+            overlap = int(min_overlap)
+            if self.tile_size is None:
+                tile = max(tile, -(-4 * overlap // p) * p)
         return tile, overlap
+
+    def tiling_for(self, model: object) -> tuple[int, int]:
+        """:meth:`tiling` for a model (its patch size and the context its output reads, :func:`model_patch_size`,
+        :func:`model_min_overlap`)."""
+        return self.tiling(model_patch_size(model), model_min_overlap(model))
 
     def replace(self, **changes: Any) -> PredictSettings:
         """A copy with ``changes`` (field names; checked like the constructor's arguments).
@@ -250,45 +254,26 @@ def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(PredictSettings))
 
 
-def _choices(f: dataclasses.Field) -> tuple[str, ...] | None:
-    args = get_args(f.type) if not isinstance(f.type, str) else ()
-    if not args:  # annotations are strings under ``from __future__ import annotations``
-        names = {"Output": OUTPUTS, "Precision": PRECISIONS, "ProbabilityDtype": PROBABILITY_DTYPES,
-                 "EmbeddingDtype": EMBEDDING_DTYPES}
-        return names.get(str(f.type))
-    return tuple(a for a in args if isinstance(a, str)) or None
-
-
 def add_arguments(groups: Mapping[str | None, Any]) -> None:
     """Add one ``--option`` per :class:`PredictSettings` field to argparse ``groups`` (title -> parser
     or argument group, see :data:`GROUPS`), with the fields' defaults, choices and help."""
-    defaults = PredictSettings()
-    for f in dataclasses.fields(PredictSettings):
-        meta = f.metadata["cli"]
-        flags = ["--" + f.name.replace("_", "-")] + ([meta["short"]] if meta.get("short") else [])
-        target = groups[meta["group"]]
-        default = meta.get("cli_default", getattr(defaults, f.name))
-        if isinstance(getattr(defaults, f.name), bool):
-            target.add_argument(*flags, dest=f.name, action="store_true", help=meta["help"])
-            continue
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": meta["help"]}
-        choices = _choices(f)
-        if choices:
-            kwargs["choices"] = choices
-        if meta.get("parse") is not None:
-            kwargs["type"] = meta["parse"]
-        if meta.get("metavar"):
-            kwargs["metavar"] = meta["metavar"]
-        target.add_argument(*flags, **kwargs)
+    add_options(PredictSettings, groups)
 
 
 def from_arguments(args: argparse.Namespace, **overrides: Any) -> PredictSettings:
     """The settings parsed by the options of :func:`add_arguments` (``overrides`` win; an option left
     at None where the field has another default keeps the field's default)."""
-    values = {n: getattr(args, n) for n in field_names() if hasattr(args, n)}
-    defaults = PredictSettings()
-    values = {n: v for n, v in values.items() if v is not None or getattr(defaults, n) is None}
-    return PredictSettings(**{**values, **overrides})
+    return from_options(PredictSettings, args, **overrides)
+
+
+def model_min_overlap(module: object) -> int:
+    """The tile overlap (px) a model needs so that its output near tile edges sees its context: a module's (or a
+    bundle's model's) ``min_overlap`` attribute, else 0."""
+    for obj in (module, getattr(module, "model", None)):
+        v = getattr(obj, "min_overlap", None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return 0
 
 
 def model_patch_size(module: object) -> int | None:

@@ -20,8 +20,8 @@ from carl_geo.errors import CarlGeoError
 from carl_geo.inference.engine import run_array
 from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
 from carl_geo.inference.predictor import _encode, _output_layout
-from carl_geo.inference.runner import ModelRunner, check_precision, finish_spec, model_spec, resolve_device
-from carl_geo.inference.settings import PredictSettings, check_tiling, model_patch_size
+from carl_geo.inference.runner import ModelRunner, check_precision, finish_spec, model_spec, resolve_device, warn_band_path
+from carl_geo.inference.settings import PredictSettings, check_tiling
 from carl_geo.io.band_metadata import check_wavelengths, match_preset
 from carl_geo.io.wavelength_text import parse_wavelength_list
 from carl_geo.sensors import get_sensor
@@ -150,11 +150,12 @@ def predict_dataarray(
     check_precision(precision, dev)
 
     spec = model_spec(model, output, class_names, colors)
-    tile_size, overlap = cfg.tiling(model_patch_size(spec.module))
+    tile_size, overlap = cfg.tiling_for(spec.module)
     check_tiling(tile_size, overlap)
     if chunk_size < tile_size:
         raise CarlGeoError(f"chunk_size ({chunk_size}) must be >= the tile size ({tile_size})")
     wl = _band_wavelengths(da, band_dim, wavelengths, sensor, spec.bundle)
+    warn_band_path(spec.module, wl)
     if nodata is None:
         nodata = da.rio.nodata
     module = spec.module

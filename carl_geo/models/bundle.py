@@ -42,6 +42,7 @@ from carl_geo.models.checkpoint import (
     read_checkpoint,
 )
 from carl_geo.models.config import CARLConfig
+from carl_geo.models.pixel_classifier import PixelClassifier, build_pixel_classifier, is_segmentation_module
 from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
 
 SCENE_NORMALIZATION: dict[str, Any] = {"mode": "scene"}
@@ -165,7 +166,9 @@ def save_bundle(bundle: ModelBundle, path: str | os.PathLike) -> Path:
         "normalization": dict(bundle.normalization),
         "meta": dict(bundle.meta),
     }
-    if bundle.task == "segmentation":
+    if isinstance(bundle.model, PixelClassifier):
+        obj["head"] = {**bundle.model.carl.head_config(), "pixel": bundle.model.config()}
+    elif bundle.task == "segmentation":
         obj["head"] = bundle.model.head_config()
     else:
         obj["which"] = bundle.model.which
@@ -194,7 +197,12 @@ def load_bundle(path: str | os.PathLike, config: CARLConfig | None = None, which
             head = ckpt["head"]
             model: nn.Module = CARLSegmenter(CARL(cfg), int(head["num_classes"]), head["type"], head.get("kwargs"),
                                              max_bands=head.get("max_bands"), pixelwise=bool(head.get("pixelwise")))
+            if head.get("pixel") is not None:
+                model = _pixel_classifier(model, head["pixel"], ckpt["state_dict"])
             load_backbone_weights(model, ckpt["state_dict"])
+            for part in model.heads if isinstance(model, PixelClassifier) else []:
+                if hasattr(part, "check"):
+                    part.check()  # tree links of a damaged or hostile file
             task = "segmentation"
         else:
             model = CARLEmbedder(CARL(cfg), ckpt.get("which", "spatial"))
@@ -224,6 +232,41 @@ def load_bundle(path: str | os.PathLike, config: CARLConfig | None = None, which
         raise CheckpointError(f"{path}: malformed carl_geo model file ({type(e).__name__}: {e})") from None
 
 
+def _pixel_classifier(carl: CARLSegmenter, config: Mapping[str, Any], state: Mapping[str, Any]) -> PixelClassifier:
+    """The :class:`PixelClassifier` around ``carl`` described by ``config``. Every size in ``config`` is first
+    compared with the tensors stored beside it, so a file cannot make the loader allocate more than it holds."""
+    def size(key: str, dim: int = 0) -> int | None:
+        t = state.get(key)
+        return int(t.shape[dim]) if isinstance(t, torch.Tensor) and t.ndim > dim else None
+
+    try:
+        ctx, heads = config.get("context"), config.get("heads") or []
+        checks = []
+        if ctx:
+            checks += [("context n_bands", ctx["n_bands"], size("context.band_mean")),
+                       ("context n_components", ctx["n_components"], size("context.components"))]
+        for i, head in enumerate(heads):
+            kw, at = head["kwargs"], f"heads.{i}."
+            if head.get("type") == "forest":
+                checks += [("forest nodes", kw["n_nodes"], size(at + "feature")),
+                           ("forest trees", kw["n_trees"], size(at + "roots")),
+                           ("forest classes", kw["n_classes"], size(at + "value", 1))]
+                if not 0 <= int(kw["max_depth"]) < int(kw["n_nodes"]) + 1:
+                    checks.append(("forest depth", kw["max_depth"], None))
+            elif head.get("type") == "mlp":
+                layers = sum(1 for k in state if k.startswith(at + "net.") and k.endswith(".weight")) - 1
+                checks += [("MLP inputs", kw["in_dim"], size(at + "feat_mean")),
+                           ("MLP width", kw["hidden"], size(at + "net.0.weight")), ("MLP layers", kw["depth"], layers)]
+        for what, stated, stored in checks:
+            if stored is None or int(stated) != stored:
+                raise CheckpointError(f"the pixel classifier's {what} ({stated}) does not match the stored weights")
+        return build_pixel_classifier(carl, dict(config))
+    except CarlGeoError as e:
+        raise CheckpointError(str(e)) from None
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"malformed pixel classifier settings ({type(e).__name__}: {e})") from None
+
+
 def _from_lightning(ckpt: dict[str, Any]) -> dict[str, Any]:
     """A Lightning checkpoint of a carl_geo task (:mod:`carl_geo.trainers`) stores the bundle facts
     under ``"carl_geo"``; return it in the bundle layout (task prefix stripped from the weights).
@@ -248,7 +291,7 @@ def make_bundle(model: nn.Module, *, class_names: Sequence[str] = (), colors: Se
     each class in predicted rasters (the training labels' own numeric codes), or None for 0..K-1."""
     if isinstance(model, CARL):
         model = CARLEmbedder(model)
-    task = "segmentation" if isinstance(model, CARLSegmenter) else "features"
+    task = "segmentation" if is_segmentation_module(model) else "features"
     return ModelBundle(model=model, task=task, class_names=list(class_names),
                        colors=[tuple(c) for c in colors], wavelengths=list(wavelengths) if wavelengths else None,
                        band_names=list(band_names) if band_names else None, sensor=sensor,

@@ -18,8 +18,12 @@ TaskMode = Literal["linear", "finetune", "scratch"]
 #: How polygon training feeds the model (:class:`carl_geo.polygon_training.TrainingRecipe`): image chips,
 #: single pixels, or chosen from the scene.
 TrainingModeName = Literal["auto", "chips", "pixels"]
+#: The candidate models polygon training scores on held-out polygons
+#: (:data:`carl_geo.polygon_training.candidates.CANDIDATES`), and ``"auto"``: keep the best.
+SelectName = Literal["auto", "rf", "rf_context", "carl", "carl_forest", "carl_mlp", "carl_ensemble"]
 
 CONFIG_NAMES: tuple[str, ...] = get_args(ConfigName)
 HEAD_NAMES: tuple[str, ...] = get_args(HeadName)
 MODE_NAMES: tuple[str, ...] = get_args(TaskMode)
 TRAINING_MODE_NAMES: tuple[str, ...] = get_args(TrainingModeName)
+SELECT_NAMES: tuple[str, ...] = get_args(SelectName)

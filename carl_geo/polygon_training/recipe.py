@@ -40,17 +40,92 @@ the Sentinel-2 Havelland and the generated 200-band scene; see the README table)
 from __future__ import annotations
 
 import math
+import argparse
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from carl_geo.errors import CarlGeoError
-from carl_geo.models.names import TRAINING_MODE_NAMES, TrainingModeName
+from carl_geo.models.names import (CONFIG_NAMES, HEAD_NAMES, SELECT_NAMES, TRAINING_MODE_NAMES, ConfigName, HeadName,
+                                   SelectName, TrainingModeName)
+from carl_geo.settings_options import option_meta
 
 #: What a run keeps (:attr:`TrainingRecipe.keep`): the average of the last quarter's checkpoints, or the best one.
 KeepName = Literal["average", "best"]
 KEEP_CHOICES: tuple[KeepName, ...] = get_args(KeepName)
 #: Normalisation scopes: one scalar mean/std of the whole scene (stored in the model), or of each chip/tile.
-NORMALIZATIONS = ("scene", "chip")
+NormalizationName = Literal["scene", "chip"]
+NORMALIZATIONS: tuple[str, ...] = get_args(NormalizationName)
+
+
+def parse_band_subset(value: str) -> tuple[int, int] | None | str:
+    """``MIN,MAX`` (or ``MIN-MAX``, or one count) -> (min, max); ``auto``; ``none`` / ``off`` / ``all`` -> None."""
+    v = value.strip().lower()
+    if v == "auto":
+        return "auto"
+    if v in ("none", "off", "all"):
+        return None
+    try:
+        parts = [int(x) for x in v.replace("-", ",").split(",") if x.strip()]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not 1 <= parts[0] <= parts[1]:
+        raise argparse.ArgumentTypeError(f"--band-subset takes MIN,MAX band counts (e.g. 3,24), 'auto' or 'none', "
+                                         f"got {value!r}")
+    return parts[0], parts[1]
+
+#: Training band subsets: at least this many bands (a 3-band camera is the smallest one CARL should serve).
+MIN_TRAIN_BANDS = 3
+#: A class with fewer labelled pixels than this gets a notice (few chips can be centred on it).
+FEW_PIXELS = 50
+#: Steps per run by default, and the floor when labels are scarce.
+DEFAULT_STEPS = 400
+#: Default wall-time budget (minutes) of the training loop on a CPU when no step or time budget is given
+#: (chips; pixels mode, chosen for hyperspectral rasters, gets CPU_MINUTES_PIXELS: 394 steps in 2.5 min on
+#: one core gave mIoU 0.401 on the generated 200-band scene).
+CPU_MINUTES = 2.5
+CPU_MINUTES_PIXELS = 4.0
+#: Chips mode on a CPU: a labelled window larger than CPU_MINUTES_AREA pixels gets proportionally more time
+#: and steps, up to CPU_MAX_MINUTES. Sentinel-2 (1.2 Mpx window, 366 polygons): the CARL model alone scored mIoU
+#: 0.12-0.21 after 2.5 min, 0.264 after 8 min (1106 steps); its class probabilities feed the pixel heads, which take
+#: about a minute more there, so the loop gets 6 min and the whole run stays within 8.
+CPU_MINUTES_AREA = 250_000
+CPU_MAX_MINUTES = 6.0
+#: The kept model is the best validation checkpoint from this share of the budget on, and early stopping
+#: compares only those (:class:`~carl_geo.polygon_training.checkpoints.BestCheckpoint`): validation on a few
+#: held-out polygons is noisy, and early bests won (NC: step 80 of 400 gave mIoU 0.17 instead of 0.28; step
+#: 120 of 280 gave 0.238 where a full run's step 320 gave 0.325).
+MIN_STEP_SHARE = 0.5
+#: ``keep="average"`` averages the model states of the checks from this share of the budget on (three states with
+#: a check every tenth). Held-out mIoU per rule, one run per seed with every check scored (2 CPU cores): NC seeds
+#: 0-3 best validation checkpoint 0.283 (0.253-0.308), last state 0.307 (0.268-0.323), average from 0.5 0.317
+#: (0.284-0.333), from 0.75 0.310 (0.275-0.327); Sentinel-2 seed 0 0.196 / 0.253 / 0.244 / 0.252; generated
+#: 200-band scene seed 0 0.508 / 0.548 / 0.515 / 0.539: the two slower-learning scenes still improve in the
+#: second half, so the average starts late.
+AVERAGE_FROM_SHARE = 0.75
+#: Cost of a step ~ batch x tokens per chip x (bands + TOKEN_OVERHEAD): the spectral encoder grows with the
+#: bands, the spatial encoder and the head do not. Budget per step on a CPU (8 chips of 16 x 16 tokens
+#: with 13 bands: about 0.5 s on one core), and on a GPU; the batch is clamped to 4..32 (CPU) or 4..64 (GPU).
+TOKEN_OVERHEAD = 8
+CPU_STEP_BUDGET = 8 * 16 * 16 * (13 + TOKEN_OVERHEAD)
+GPU_STEP_BUDGET = 16 * CPU_STEP_BUDGET
+
+
+#: Steps by default in ``"pixels"`` mode (a step is cheaper; 150 steps left the generated scene at mIoU 0.11).
+PIXEL_STEPS = 1500
+#: Pixels per step in ``"pixels"`` mode on a CPU (x GPU_PIXEL_FACTOR on a GPU).
+PIXEL_BATCH = 512
+GPU_PIXEL_FACTOR = 8
+
+
+#: ``"pixels"`` is the default mode for rasters with more bands than this (hyperspectral), small polygons
+#: (median width < 8 px) and at most PIXEL_MAX_SCENE pixels (a pixel model predicts every pixel through the
+#: backbone: about 5,000 px/s per CPU core with 24 bands).
+PIXEL_MIN_BANDS = 24
+PIXEL_MAX_SCENE = 4_000_000
+
+
 
 
 @dataclass(frozen=True)
@@ -133,31 +208,91 @@ class TrainingRecipe:
             stopping after ``patience`` checks without improvement).
         patience: with ``keep="best"``: validations without improvement before stopping early (only those from
             half the budget on count).
-        seed: seeds the split, the chips, the band subsets and the model initialisation.
+        select: which candidate model the run keeps (:mod:`~carl_geo.polygon_training.candidates`): ``"auto"``
+            (``"carl_ensemble"``, unless another CARL candidate or a plain forest is clearly better on the held-out
+            polygons, :func:`~carl_geo.polygon_training.candidates.choose`), or a candidate's name: ``"rf"``,
+            ``"rf_context"``, ``"carl"`` (the CARL model alone, as before the pixel heads; no heads are fitted),
+            ``"carl_forest"``, ``"carl_mlp"``, ``"carl_ensemble"``.
+        seed: seeds the split, the chips, the band subsets, the model initialisation and the heads.
+
+    Every field is checked when the recipe is made (:class:`~carl_geo.errors.CarlGeoError` naming the field).
     """
 
-    mode: TrainingModeName = "auto"
-    config: str = "tiny"
-    head: str = "progressive"
-    patch_size: int | None = None
-    chip_size: int | None = None
-    batch_size: int | None = None
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    lr: float = 1e-3
+    mode: TrainingModeName = field(default="auto", metadata=option_meta(
+        None, "CARL model: chips (spatial context) or pixels (each pixel from its own spectrum); auto: pixels for "
+        f"rasters with more than {PIXEL_MIN_BANDS} bands, small polygons and at most {PIXEL_MAX_SCENE / 1e6:g} Mpx, "
+        "else chips"))
+    config: ConfigName = field(default="tiny", metadata=option_meta(None, "CARL size (default tiny)"))
+    head: HeadName = field(default="progressive", metadata=option_meta(None, "the CARL model's segmentation head"))
+    patch_size: int | None = field(default=None, metadata=option_meta(
+        None, "backbone patch size in pixels (default: 2 or 4 from the polygon sizes)", parse=int))
+    chip_size: int | None = field(default=None, metadata=option_meta(
+        None, "training chip side in pixels (default: 16 patches)", parse=int))
+    batch_size: int | None = field(default=None, metadata=option_meta(
+        None, "chips per step (default: from the band count and chip size)", parse=int))
+    max_steps: int | None = field(default=None, metadata=option_meta(
+        None, f"optimiser steps at most (default {DEFAULT_STEPS}, {PIXEL_STEPS} in pixels mode; more on a CPU for "
+        f"labelled areas above {CPU_MINUTES_AREA / 1e6:g} Mpx; the CARL model kept is the average of the last "
+        "quarter's checkpoints)", parse=int))
+    max_minutes: float | None = field(default=None, metadata=option_meta(
+        None, f"wall-time budget of the CARL training loop (default on a CPU without --max-steps: {CPU_MINUTES:g}, "
+        f"growing with the labelled area above {CPU_MINUTES_AREA / 1e6:g} Mpx up to {CPU_MAX_MINUTES:g}; "
+        f"{CPU_MINUTES_PIXELS:g} in pixels mode; the pixel heads take seconds to a minute more)", parse=float))
+    lr: float = field(default=1e-3, metadata=option_meta(None, "peak learning rate (default 1e-3)", parse=float))
     weight_decay: float = 0.05
     warmup: float = 0.1
-    band_subset: tuple[int, int] | None | Literal["auto"] = "auto"
-    full_band_share: float = 0.3
+    band_subset: tuple[int, int] | None | Literal["auto"] = field(default="auto", metadata=option_meta(
+        None, "random subsets of MIN..MAX bands per training chip, or 'none' (default: 3..all bands when the raster "
+        f"has 4-{PIXEL_MIN_BANDS} bands; makes the CARL model work with fewer bands; with more than "
+        f"{PIXEL_MIN_BANDS} bands, random binning into MIN..MAX broad bands)", metavar="MIN,MAX",
+        parse=parse_band_subset))
+    full_band_share: float = field(default=0.3, metadata=option_meta(
+        None, "share of the steps that see all bands when band subsets are on (default 0.3)", metavar="SHARE",
+        parse=float))
     max_bands: int | None = 24
-    normalization: str = "scene"
+    normalization: NormalizationName = field(default="scene", metadata=option_meta(
+        None, "scalar mean/std of the whole scene (default, stored in the model) or of each chip/tile (the CARL "
+        "model alone is kept then)"))
     class_weights: bool = False
     intensity_jitter: float = 0.0
-    val_fraction: float = 0.25
+    val_fraction: float = field(default=0.25, metadata=option_meta(
+        None, "share of each class held out (whole polygons) to score and choose the candidates; 0 trains on every "
+        "polygon (the candidates are then not compared: carl_ensemble is kept)", parse=float))
     val_every: int | None = None
     keep: KeepName = "average"
     patience: int = 4
-    seed: int = 0
+    select: SelectName = field(default="auto", metadata=option_meta(
+        None, "the model to keep: auto (the CARL ensemble, unless another candidate is clearly better on the held-out "
+        "polygons), or one candidate: rf, rf_context, carl (the CARL model alone, no pixel heads), carl_forest, "
+        "carl_mlp, carl_ensemble"))
+    seed: int = field(default=0, metadata=option_meta(None, "seeds the split, the chips and the models", parse=int))
+
+    def __post_init__(self) -> None:
+        choices = {"mode": TRAINING_MODE_NAMES, "config": CONFIG_NAMES, "head": HEAD_NAMES, "keep": KEEP_CHOICES,
+                   "normalization": NORMALIZATIONS, "select": SELECT_NAMES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise CarlGeoError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("max_steps", "batch_size", "patch_size", "chip_size", "val_every", "max_bands"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v < 1):
+                raise CarlGeoError(f"{name} must be a positive integer, got {v!r}")
+        if self.max_bands is not None and int(self.max_bands) < MIN_TRAIN_BANDS:
+            raise CarlGeoError(f"max_bands must be >= {MIN_TRAIN_BANDS} or None, got {self.max_bands!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise CarlGeoError(f"max_minutes must be > 0, got {self.max_minutes}")
+        if not 0 <= self.val_fraction < 1:
+            raise CarlGeoError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.full_band_share <= 1:
+            raise CarlGeoError(f"full_band_share must be in [0, 1], got {self.full_band_share}")
+        for name in ("lr", "warmup", "weight_decay", "intensity_jitter"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0) or (name == "lr" and v == 0):
+                raise CarlGeoError(f"{name} must be a {'positive' if name == 'lr' else 'non-negative'} number, got {v!r}")
+        if not isinstance(self.patience, int) or self.patience < 1:
+            raise CarlGeoError(f"patience must be a positive integer, got {self.patience!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise CarlGeoError(f"seed must be an integer, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -177,57 +312,14 @@ class Plan:
     notices: list[str] = field(default_factory=list)
 
 
-#: Training band subsets: at least this many bands (a 3-band camera is the smallest one CARL should serve).
-MIN_TRAIN_BANDS = 3
-#: A class with fewer labelled pixels than this gets a notice (few chips can be centred on it).
-FEW_PIXELS = 50
-#: Steps per run by default, and the floor when labels are scarce.
-DEFAULT_STEPS = 400
-#: Default wall-time budget (minutes) of the training loop on a CPU when no step or time budget is given
-#: (chips; pixels mode, chosen for hyperspectral rasters, gets CPU_MINUTES_PIXELS: 394 steps in 2.5 min on
-#: one core gave mIoU 0.401 on the generated 200-band scene).
-CPU_MINUTES = 2.5
-CPU_MINUTES_PIXELS = 4.0
-#: Chips mode on a CPU: a labelled window larger than CPU_MINUTES_AREA pixels gets proportionally more time
-#: and steps, up to CPU_MAX_MINUTES. Sentinel-2 (1.2 Mpx window, 366 polygons) needs the chips: mIoU 0.12-0.21
-#: after 2.5 min, 0.264 after 8 min (1106 steps); on a GPU (64 chips per step, 400 steps) 0.291, forest 0.299.
-#: At the CPU's 1280 steps of 8 chips, ten GPU runs scored 0.257 +- 0.013, and no other setting of the same cost
-#: (spectral depth / width, chip size, learning rate, class weights, EMA, label smoothing) beat that spread
-#: (benchmarks/results/gpu/polygon_sweep.md): the CPU budget, not the recipe, bounds this scene.
-CPU_MINUTES_AREA = 250_000
-CPU_MAX_MINUTES = 8.0
-#: The kept model is the best validation checkpoint from this share of the budget on, and early stopping
-#: compares only those (:class:`~carl_geo.polygon_training.checkpoints.BestCheckpoint`): validation on a few
-#: held-out polygons is noisy, and early bests won (NC: step 80 of 400 gave mIoU 0.17 instead of 0.28; step
-#: 120 of 280 gave 0.238 where a full run's step 320 gave 0.325).
-MIN_STEP_SHARE = 0.5
-#: ``keep="average"`` averages the model states of the checks from this share of the budget on (three states with
-#: a check every tenth). Held-out mIoU per rule, one run per seed with every check scored (2 CPU cores): NC seeds
-#: 0-3 best validation checkpoint 0.283 (0.253-0.308), last state 0.307 (0.268-0.323), average from 0.5 0.317
-#: (0.284-0.333), from 0.75 0.310 (0.275-0.327); Sentinel-2 seed 0 0.196 / 0.253 / 0.244 / 0.252; generated
-#: 200-band scene seed 0 0.508 / 0.548 / 0.515 / 0.539: the two slower-learning scenes still improve in the
-#: second half, so the average starts late.
-AVERAGE_FROM_SHARE = 0.75
-#: Cost of a step ~ batch x tokens per chip x (bands + TOKEN_OVERHEAD): the spectral encoder grows with the
-#: bands, the spatial encoder and the head do not. Budget per step on a CPU (8 chips of 16 x 16 tokens
-#: with 13 bands: about 0.5 s on one core), and on a GPU; the batch is clamped to 4..32 (CPU) or 4..64 (GPU).
-TOKEN_OVERHEAD = 8
-CPU_STEP_BUDGET = 8 * 16 * 16 * (13 + TOKEN_OVERHEAD)
-GPU_STEP_BUDGET = 16 * CPU_STEP_BUDGET
+#: An old "epoch" was 64 chips (``epochs`` argument of ``train_from_polygons`` and ``carl-geo train --epochs``).
+LEGACY_CHIPS_PER_EPOCH = 64
 
 
-#: Steps by default in ``"pixels"`` mode (a step is cheaper; 150 steps left the generated scene at mIoU 0.11).
-PIXEL_STEPS = 1500
-#: Pixels per step in ``"pixels"`` mode on a CPU (x GPU_PIXEL_FACTOR on a GPU).
-PIXEL_BATCH = 512
-GPU_PIXEL_FACTOR = 8
-
-
-#: ``"pixels"`` is the default mode for rasters with more bands than this (hyperspectral), small polygons
-#: (median width < 8 px) and at most PIXEL_MAX_SCENE pixels (a pixel model predicts every pixel through the
-#: backbone: about 5,000 px/s per CPU core with 24 bands).
-PIXEL_MIN_BANDS = 24
-PIXEL_MAX_SCENE = 4_000_000
+def steps_for_epochs(epochs: int, batch_size: int | None) -> int:
+    """The one epochs-to-steps rule of the deprecated ``epochs``: ``epochs * 64 / batch_size`` steps (batch 8
+    when not given), at least 1."""
+    return max(1, round(int(epochs) * LEGACY_CHIPS_PER_EPOCH / (batch_size or 8)))
 
 
 def pixels_suit(facts: SceneFacts) -> bool:
@@ -263,16 +355,14 @@ def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, froz
     """
     r = recipe or TrainingRecipe()
     notices: list[str] = []
-    if r.normalization not in NORMALIZATIONS:
-        raise CarlGeoError(f"normalization must be one of {NORMALIZATIONS}, got {r.normalization!r}")
+    if r.chip_size is not None and (r.chip_size < 16 or r.chip_size % 8):
+        raise CarlGeoError(f"chip_size must be a multiple of 8 and at least 16 pixels, got {r.chip_size}")
     h, w = facts.window
     short = min(h, w)
     c = facts.n_bands
 
     # mode: chips (spatial context) or pixels (spectra alone)
     mode = r.mode
-    if mode not in TRAINING_MODE_NAMES:
-        raise CarlGeoError(f"mode must be one of {', '.join(TRAINING_MODE_NAMES)}, got {mode!r}")
     if mode == "auto":
         mode = "pixels" if backbone_patch is None and r.patch_size is None and pixels_suit(facts) else "chips"
     if mode == "pixels":
@@ -295,8 +385,6 @@ def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, froz
 
     # bands: random subsets (multispectral) or random binning (more than max_bands bands)
     max_bands = r.max_bands
-    if max_bands is not None and int(max_bands) < MIN_TRAIN_BANDS:
-        raise CarlGeoError(f"max_bands must be >= {MIN_TRAIN_BANDS} or None, got {max_bands!r}")
     seen = min(c, max_bands) if max_bands else c  # bands the model sees at most
     subset = r.band_subset
     if subset == "auto" and max_bands and c > max_bands:
@@ -365,8 +453,6 @@ def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, froz
         notices.append(f"labels cover {100 * facts.labelled_share:.3f} % of the scene: the map will be uncertain "
                        "away from the polygons; draw polygons over more of the scene if you can")
 
-    if not 0 <= r.full_band_share <= 1:
-        raise CarlGeoError(f"full_band_share must be in [0, 1], got {r.full_band_share}")
     resolved = r.replace(mode=mode, patch_size=patch, chip_size=chip, batch_size=batch, max_steps=steps, band_subset=subset,
                          val_every=val_every, max_minutes=minutes)
     return Plan(resolved, notices)

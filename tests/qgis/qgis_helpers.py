@@ -130,6 +130,29 @@ class CancelAfterFirstStep:
         return _Feedback()
 
 
+class LogFeedback:
+    """Factory for a QgsProcessingFeedback that keeps every line the algorithm logs (``lines``)."""
+
+    @staticmethod
+    def make() -> Any:
+        from qgis.core import QgsProcessingFeedback
+
+        class _Feedback(QgsProcessingFeedback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lines: list[str] = []
+
+            def pushInfo(self, info: str) -> None:  # noqa: N802 (Qt API)
+                super().pushInfo(info)
+                self.lines.append(info)
+
+            def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802,N803 (Qt API)
+                super().reportError(error, fatalError)
+                self.lines.append(error)
+
+        return _Feedback()
+
+
 def make_wheel(folder: Path, name: str = "carl_tinydep", version: str = "1.0", body: str = "VALUE = 42\n") -> Path:
     """A minimal valid pure-Python wheel ``<name>-<version>-py3-none-any.whl`` (one module) in ``folder``."""
     import base64

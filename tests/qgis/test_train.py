@@ -16,6 +16,7 @@ pytest.importorskip("qgis.core", reason="needs QGIS's Python bindings (Debian py
 
 from qgis_helpers import (  # noqa: E402
     CancelAfterFirstStep,
+    LogFeedback,
     read_png_rgb,
     render_layer,
     save_output_copy,
@@ -52,10 +53,26 @@ def trained(carl_provider: Any, nc_scene: Any, tmp_path_factory: pytest.TempPath
               "SENSOR": nc_scene.sensor, "MAX_STEPS": 16, "CHIP_SIZE": 32, "TRAIN_BATCH_SIZE": 8, "DEVICE": "cpu",
               "TILE_SIZE": 128, "OVERLAP": 16, "OUTPUT_MODEL": str(out_dir / "nc_model.pt"),
               "OUTPUT": str(out_dir / "nc_classes.tif")}
-    result = processing.runAndLoadResults("carl:trainfrompolygons", params)
+    feedback = LogFeedback.make()
+    result = processing.runAndLoadResults("carl:trainfrompolygons", params, feedback=feedback)
     layers = [lyr for lyr in QgsProject.instance().mapLayers().values()
               if Path(lyr.source()) == out_dir / "nc_classes.tif"]
-    return {"result": result, "layers": layers, "out_dir": out_dir, "polygons": polygons}
+    return {"result": result, "layers": layers, "out_dir": out_dir, "polygons": polygons, "log": feedback.lines}
+
+
+def test_train_log_shows_the_candidates_and_the_kept_model(trained: dict[str, Any]) -> None:
+    import carl_geo
+
+    log = trained["log"]
+    report = carl_geo.load_bundle(trained["result"]["OUTPUT_MODEL"]).meta["report"]
+    header = next(i for i, line in enumerate(log) if line.startswith("candidate ") and "mIoU" in line)
+    rows = {line.split()[0]: line for line in log[header + 1:header + 1 + len(report["candidates"])]}
+    assert set(rows) == {"rf", "rf_context", "carl", "carl_forest", "carl_mlp", "carl_ensemble"}
+    for cand in report["candidates"]:  # the same held-out scores as the model file's evidence table
+        assert f"{cand['mean_iou']:6.3f}" in rows[cand["name"]]
+    assert rows[report["kept"]].endswith("<- kept")
+    assert any(line.startswith(f"kept: {report['kept']}") for line in log)
+    assert any(line.startswith(f"Model saved to {trained['result']['OUTPUT_MODEL']}: {report['kept']}") for line in log)
 
 
 def test_train_writes_model_with_polygon_classes(trained: dict[str, Any], nc_scene: Any) -> None:

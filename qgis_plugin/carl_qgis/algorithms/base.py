@@ -81,6 +81,22 @@ def training_modes() -> list[str]:
     return list(getattr(names, "TRAINING_MODE_NAMES", ())) or ["auto", "chips", "pixels"]
 
 
+def kept_model_choices() -> list[str]:
+    """What polygon training may keep (``carl_geo.models.names.SELECT_NAMES``: auto or a candidate's name)."""
+    names = _library_module("carl_geo.models.names")
+    return list(getattr(names, "SELECT_NAMES", ())) or ["auto"]
+
+
+def recipe_default(field: str, fallback: Any) -> Any:
+    """The default of a :class:`carl_geo.polygon_training.recipe.TrainingRecipe` field (``fallback`` when carl_geo
+    is not installed yet), so that the dialog offers the library's defaults."""
+    recipe = _library_module("carl_geo.polygon_training.recipe")
+    try:
+        return getattr(recipe.TrainingRecipe(), field)
+    except Exception:  # noqa: BLE001 - carl_geo missing or older: the plugin's own fallback
+        return fallback
+
+
 MODEL_FILE_FILTER = "CARL model files (*.pt *.pth *.ckpt *.safetensors *.bin);;All files (*.*)"
 
 

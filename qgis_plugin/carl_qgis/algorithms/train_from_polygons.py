@@ -34,10 +34,12 @@ from carl_qgis.algorithms.base import (
     choice_parameter,
     config_names,
     import_carl,
+    kept_model_choices,
     layer_file,
     library_errors,
     predict_to_file,
     progress_bridge,
+    recipe_default,
     set_advanced,
     training_modes,
     user_error,
@@ -105,6 +107,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
     CHIP_SIZE = "CHIP_SIZE"
     TRAIN_BATCH_SIZE = "TRAIN_BATCH_SIZE"
     VAL_FRACTION = "VAL_FRACTION"
+    SELECT = "SELECT"
     SEED = "SEED"
     OUTPUT_MODEL = "OUTPUT_MODEL"
     OVERALL_ACCURACY = "OVERALL_ACCURACY"
@@ -118,11 +121,13 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.tr(
-            "Trains a CARL segmentation model from polygons you digitised over a raster (one class per polygon, "
-            "read from a field), reports its accuracy on held-out polygons, saves the model file and classifies "
-            "the whole raster with it. Give pretrained backbone weights, or tick 'Use the published CARL-SSL "
-            "backbone' (downloaded once, 1.33 GB), to train only the head (faster, needs fewer polygons); without "
-            "them the small 'tiny' network is trained end to end.")
+            "Trains a land-cover model from polygons you digitised over a raster (one class per polygon, read from "
+            "a field): a small CARL network, then per-pixel heads on window context and CARL's class "
+            "probabilities. The log shows every candidate model scored on held-out polygons (a random forest on "
+            "the bands, a forest with window context, CARL alone, CARL + forest, CARL + MLP, their ensemble) and "
+            "which one is kept; the model file is saved and the whole raster is classified at pixel resolution. "
+            "Give pretrained backbone weights, or tick 'Use the published CARL-SSL backbone' (downloaded once, "
+            "1.33 GB), to train only CARL's head; without them the small 'tiny' network is trained end to end.")
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.add_input_raster()
@@ -156,10 +161,15 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                                          NUMBER_INTEGER, 0, minValue=0, maxValue=1024),
             QgsProcessingParameterNumber(self.TRAIN_BATCH_SIZE, self.tr("Training batch size (0 = automatic)"),
                                          NUMBER_INTEGER, 0, minValue=0, maxValue=1024),
-            QgsProcessingParameterNumber(self.VAL_FRACTION, self.tr("Share of polygons held out for validation"),
-                                         NUMBER_DOUBLE, 0.25, minValue=0.0, maxValue=0.9),
+            QgsProcessingParameterNumber(self.VAL_FRACTION, self.tr("Share of polygons held out to compare the "
+                                                                    "candidate models"),
+                                         NUMBER_DOUBLE, recipe_default("val_fraction", 0.25), minValue=0.0,
+                                         maxValue=0.9),
+            choice_parameter(self.SELECT, self.tr("Model to keep (auto: the CARL ensemble unless another candidate "
+                                                  "is clearly better on the held-out polygons)"),
+                             kept_model_choices(), "auto"),
             QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), NUMBER_INTEGER,
-                                         0, minValue=0),
+                                         recipe_default("seed", 0), minValue=0),
         ]
         for param in advanced:
             self.addParameter(set_advanced(param))
@@ -191,7 +201,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         max_steps = self.parameterAsInt(parameters, self.MAX_STEPS, context) or None
         epochs = self.parameterAsInt(parameters, self.EPOCHS, context) or None
         if epochs and not max_steps:  # models saved before training steps existed
-            max_steps = max(1, epochs * 8)
+            max_steps = import_carl("carl_geo.polygon_training.recipe").steps_for_epochs(epochs, None)
             feedback.pushInfo(f"'Epochs' is deprecated: training for at most {max_steps} steps")
         model_out = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
@@ -218,6 +228,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                         chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context) or None,
                         batch_size=self.parameterAsInt(parameters, self.TRAIN_BATCH_SIZE, context) or None,
                         val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
+                        select=self.parameterAsEnumString(parameters, self.SELECT, context) or "auto",
                         seed=self.parameterAsInt(parameters, self.SEED, context), device=tiling["device"],
                         progress=progress_bridge(feedback, 0.0, TRAIN_SHARE), log=feedback.pushInfo, **wl_args)
             except Exception as e:  # noqa: BLE001 - cancel may surface as any exception type
@@ -232,9 +243,11 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
             raise QgsProcessingException("CARL training was cancelled after the model was saved to "
                                          f"{result.model_path}; no classification was written.")
         report = result.report
-        feedback.pushInfo(f"Model saved to {result.model_path}; validation overall accuracy "
-                          f"{report.get('overall_accuracy', float('nan')):.3f}, mean IoU "
+        feedback.pushInfo(f"Model saved to {result.model_path}: {report.get('kept', 'carl')}; held-out overall "
+                          f"accuracy {report.get('overall_accuracy', float('nan')):.3f}, mean IoU "
                           f"{report.get('mean_iou', float('nan')):.3f}")
+        if report.get("warning"):
+            feedback.reportError(report["warning"], fatalError=False)
         for name, iou in (report.get("per_class_iou") or {}).items():
             feedback.pushInfo(f"  IoU {name}: {iou:.3f}")
 

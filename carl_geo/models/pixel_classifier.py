@@ -1,0 +1,200 @@
+"""The model polygon training keeps: a per-pixel head on pixel features, fused with CARL.
+
+:class:`PixelClassifier` maps a normalised image (B, C, H, W) and its wavelengths (µm) to per-pixel class
+log-probabilities (B, K, H, W) at the image's own resolution:
+
+1. pixel features (F channels): the bands and their window means (:class:`ContextFeatures`, optional) and
+   the class probabilities of a CARL segmenter (optional; the CARL model is camera agnostic);
+2. heads on each pixel's features: :class:`PixelMLP` and / or :class:`~carl_geo.models.tree_ensemble.TreeEnsemble`
+   (a random forest as tensors), or none (CARL alone);
+3. late fusion: ``p = w * p_carl + (1 - w) * mean(p_heads)`` (the ensemble of CARL, a forest and an MLP is
+   ``w = 1/3`` with two heads).
+
+The head reads band values in the order of the training bands, so it needs the training bands. With other
+bands (another camera of the family, a subset) the model predicts from the CARL part alone, which is
+wavelength conditioned: :meth:`PixelClassifier.uses_head` says which path a band set takes, and the
+predictor prints a one-line notice when it is the CARL part alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from carl_geo.errors import CarlGeoError
+from carl_geo.models.carl import check_inputs
+from carl_geo.models.context_features import ContextFeatures
+from carl_geo.models.segmentation import CARLSegmenter
+from carl_geo.models.tree_ensemble import TreeEnsemble
+
+#: Wavelengths (µm) closer than this are the same band.
+WAVELENGTH_TOLERANCE = 1e-3
+#: Floor of the probabilities before the log (the predictor's softmax gives the probabilities back).
+PROB_FLOOR = 1e-6
+
+
+class PixelMLP(nn.Module):
+    """An MLP applied to every pixel: standardise the F features, ``depth`` x (Linear, GELU, Dropout), Linear.
+
+    ``forward(x (P, F)) -> (P, K)`` logits. Buffers ``feat_mean`` / ``feat_std`` (F,) are set by training.
+    """
+
+    def __init__(self, in_dim: int, num_classes: int, hidden: int = 128, depth: int = 2, dropout: float = 0.2) -> None:
+        super().__init__()
+        if min(in_dim, num_classes, hidden, depth) < 1:
+            raise CarlGeoError("an MLP head needs at least one input, class, hidden unit and layer")
+        self.in_dim, self.num_classes, self.hidden, self.depth = int(in_dim), int(num_classes), int(hidden), int(depth)
+        self.dropout = float(dropout)
+        self.register_buffer("feat_mean", torch.zeros(in_dim))
+        self.register_buffer("feat_std", torch.ones(in_dim))
+        layers: list[nn.Module] = []
+        width = in_dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def config(self) -> dict[str, Any]:
+        return {"in_dim": self.in_dim, "num_classes": self.num_classes, "hidden": self.hidden, "depth": self.depth,
+                "dropout": self.dropout}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net((x.float() - self.feat_mean) / self.feat_std)
+
+
+HEAD_TYPES = {"mlp": PixelMLP, "forest": TreeEnsemble}
+
+
+class PixelClassifier(nn.Module):
+    """Per-pixel head on bands, window context and CARL class probabilities, fused with CARL.
+
+    Args:
+        carl: the CARL segmenter (its probabilities are a feature and the band-agnostic fallback).
+        wavelengths: (C,) µm of the training bands, in the order the heads read them.
+        context: bands + window means of principal components, or None (the heads read no band values).
+        carl_inputs: the heads also read CARL's K class probabilities.
+        heads: :class:`PixelMLP` (logits) and / or :class:`TreeEnsemble` (probabilities) modules, all reading the
+            same features; empty: CARL alone.
+        carl_weight: w in [0, 1] of the late fusion ``w * p_carl + (1 - w) * mean(p_heads)``.
+
+    ``forward(img (B, C, H, W) normalised, wavelengths (C,) | (B, C) µm) -> (B, K, H, W)`` log-probabilities.
+    """
+
+    def __init__(self, carl: CARLSegmenter, wavelengths: Sequence[float], context: ContextFeatures | None = None,
+                 carl_inputs: bool = False, heads: Sequence[PixelMLP | TreeEnsemble] = (),
+                 carl_weight: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= float(carl_weight) <= 1.0:
+            raise CarlGeoError(f"carl_weight must be in [0, 1], got {carl_weight}")
+        if not heads:
+            carl_weight = 1.0  # CARL alone
+        if heads and context is None and not carl_inputs:
+            raise CarlGeoError("a pixel head needs features: context, CARL probabilities or both")
+        self.carl = carl
+        self.num_classes = carl.num_classes
+        self.register_buffer("wavelengths", torch.as_tensor([float(w) for w in wavelengths], dtype=torch.float32))
+        self.context = context
+        self.carl_inputs = bool(carl_inputs)
+        self.heads = nn.ModuleList(heads)
+        self.carl_weight = float(carl_weight)
+        if context is not None and context.n_bands != len(wavelengths):
+            raise CarlGeoError(f"context features for {context.n_bands} bands, {len(wavelengths)} wavelengths given")
+        want = self.feature_channels
+        for head in self.heads:
+            got = head.in_dim if isinstance(head, PixelMLP) else head.n_features
+            if got != want:
+                raise CarlGeoError(f"the head reads {got} features, the pixel features have {want}")
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The CARL backbone (per-pixel embeddings come from it)."""
+        return self.carl.backbone
+
+    @property
+    def min_overlap(self) -> int:
+        """Tile overlap (px) the predictor should use: twice the window features' reach, so that every pixel lies
+        that far inside the tile that weighs most in the blend."""
+        return 2 * self.context.halo if self.context is not None and self.heads else 0
+
+    @property
+    def feature_channels(self) -> int:
+        """F: context channels + K when the head reads CARL's probabilities."""
+        return (self.context.out_channels if self.context is not None else 0) + (self.num_classes if self.carl_inputs else 0)
+
+    def config(self) -> dict[str, Any]:
+        """Plain dict (JSON types) that rebuilds this model's shape with :func:`build_pixel_classifier`."""
+        heads = [{"type": "mlp" if isinstance(h, PixelMLP) else "forest", "kwargs": h.config()} for h in self.heads]
+        return {"wavelengths": [float(w) for w in self.wavelengths.tolist()],
+                "context": self.context.config() if self.context is not None else None,
+                "carl_inputs": self.carl_inputs, "heads": heads, "carl_weight": self.carl_weight}
+
+    def band_order(self, wavelengths: Tensor | Sequence[float]) -> list[int] | None:
+        """Indexes that put the given bands in the training order, or None when they are not the training
+        bands (then only the CARL part can predict)."""
+        wl = torch.as_tensor(wavelengths, dtype=torch.float32).reshape(-1, torch.as_tensor(wavelengths).shape[-1])[0]
+        mine = self.wavelengths.to(wl.device)
+        if wl.numel() != mine.numel():
+            return None
+        dist = (mine[:, None] - wl[None, :]).abs()
+        order = dist.argmin(1)
+        if bool((dist.min(1).values > WAVELENGTH_TOLERANCE).any()) or len(set(order.tolist())) != len(order):
+            return None
+        return order.tolist()
+
+    def uses_head(self, wavelengths: Tensor | Sequence[float]) -> bool:
+        """True when these bands reach the heads (the training bands, any order); False: CARL alone."""
+        return not self.heads or self.band_order(wavelengths) is not None
+
+    def pixel_features(self, img: Tensor, p_carl: Tensor) -> Tensor:
+        """(B, F, H, W) features of an image in the training band order, with CARL's probabilities."""
+        parts = []
+        if self.context is not None:
+            parts.append(self.context(img))
+        if self.carl_inputs:
+            parts.append(p_carl)
+        return torch.cat(parts, dim=1)
+
+    def head_probabilities(self, feats: Tensor) -> Tensor:
+        """(B, F, H, W) features -> (B, K, H, W) mean class probabilities of the heads."""
+        b, f, h, w = feats.shape
+        flat = feats.permute(0, 2, 3, 1).reshape(-1, f)
+        prob = sum((hd(flat).softmax(-1) if isinstance(hd, PixelMLP) else hd(flat).to(feats.dtype))
+                   for hd in self.heads) / len(self.heads)
+        return prob.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+
+    def forward(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> Tensor:
+        wl = check_inputs(img, wavelengths, band_mask)
+        p_carl = self.carl(img, wl, band_mask).float().softmax(1)
+        order = None if not self.heads or band_mask is not None else self.band_order(wl)
+        if order is None:
+            return p_carl.clamp_min(PROB_FLOOR).log()
+        if order != list(range(len(order))):
+            img = img[:, order]
+        p_head = self.head_probabilities(self.pixel_features(img.float(), p_carl))
+        p = self.carl_weight * p_carl + (1.0 - self.carl_weight) * p_head
+        return p.clamp_min(PROB_FLOOR).log()
+
+
+def build_pixel_classifier(carl: CARLSegmenter, config: dict[str, Any]) -> PixelClassifier:
+    """An empty :class:`PixelClassifier` of the shape ``config`` (:meth:`PixelClassifier.config`) around ``carl``;
+    load the state dict into it afterwards."""
+    try:
+        ctx = ContextFeatures(**config["context"]) if config.get("context") else None
+        heads = []
+        for head in config.get("heads") or []:
+            if head["type"] not in HEAD_TYPES:
+                raise CarlGeoError(f"unknown pixel head type {head['type']!r}")
+            heads.append(HEAD_TYPES[head["type"]](**head["kwargs"]))
+        return PixelClassifier(carl, config["wavelengths"], context=ctx, carl_inputs=bool(config.get("carl_inputs")),
+                               heads=heads, carl_weight=float(config.get("carl_weight", 0.0)))
+    except (KeyError, TypeError) as e:
+        raise CarlGeoError(f"malformed pixel classifier settings ({type(e).__name__}: {e})") from None
+
+
+def is_segmentation_module(module: nn.Module) -> bool:
+    """A module with classes: a :class:`CARLSegmenter` or a :class:`PixelClassifier`."""
+    return isinstance(module, (CARLSegmenter, PixelClassifier))

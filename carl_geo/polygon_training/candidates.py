@@ -1,0 +1,200 @@
+"""Stage 6 of polygon training: candidate models, scored on the held-out polygons, and the one kept.
+
+Every run fits the same candidates on the same training pixels and scores each on the held-out polygons (whole
+polygons, or spatial blocks of a class with one polygon):
+
+============= ===================================================== ================= =========
+name          features                                              head(s)           uses CARL
+============= ===================================================== ================= =========
+rf            the bands                                             forest            no
+rf_context    the bands + window means of their principal components forest            no
+carl          the CARL model alone (chips or pixels mode)           --                yes
+carl_forest   context + CARL's class probabilities                  forest            yes
+carl_mlp      context + CARL's class probabilities                  MLP               yes
+carl_ensemble the mean of carl's, carl_forest's and carl_mlp's class probabilities          yes
+============= ===================================================== ================= =========
+
+:func:`choose` keeps ``carl_ensemble`` unless another CARL candidate scores a higher held-out mIoU by more than
+:data:`ENSEMBLE_MARGIN`, and a plain forest only when it beats the best CARL candidate by more than
+:data:`PLAIN_MARGIN`. Why (test mIoU on the bench's reference maps, one CARL model per scene, heads refitted on every
+polygon; ``benchmarks/bench_polygons.py``): no single head wins everywhere (NC: CARL alone 0.344, + forest 0.293,
++ MLP 0.259; Sentinel-2: 0.270 / 0.327 / 0.348; 200-band scene: 0.429 / 0.693 / 0.770), while the ensemble is above
+the forest + context on all three (NC 0.310 vs 0.276, Sentinel-2 0.358 vs 0.320, 200 bands 0.730 vs 0.628). The
+held-out polygons rank close candidates by chance (NC seed 1: carl_mlp 0.413 held out, 0.259 on the map), so close
+calls go to the ensemble.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from carl_geo.models.names import SELECT_NAMES
+from carl_geo.polygon_training.heads import fit_head, head_probabilities
+from carl_geo.polygon_training.metrics import confusion_matrix, segmentation_report
+from carl_geo.polygon_training.pixel_features import PixelSample
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """One kind of candidate: its name, its heads (``"forest"``, ``"mlp"``; none: CARL alone), the feature columns
+    they read (:data:`~carl_geo.polygon_training.pixel_features.COLUMN_SETS`), whether it uses CARL, the weight of
+    CARL's own probabilities in its output (``w * p_carl + (1 - w) * mean(p_heads)``) and a description."""
+
+    name: str
+    heads: tuple[str, ...]
+    columns: str | None
+    uses_carl: bool
+    carl_weight: float
+    features: str
+
+
+CANDIDATES: tuple[CandidateSpec, ...] = (
+    CandidateSpec("rf", ("forest",), "bands", False, 0.0, "bands"),
+    CandidateSpec("rf_context", ("forest",), "context", False, 0.0, "bands + window context"),
+    CandidateSpec("carl", (), None, True, 1.0, "CARL model alone"),
+    CandidateSpec("carl_forest", ("forest",), "all", True, 0.0, "context + CARL probabilities"),
+    CandidateSpec("carl_mlp", ("mlp",), "all", True, 0.0, "context + CARL probabilities"),
+    CandidateSpec("carl_ensemble", ("forest", "mlp"), "all", True, 1 / 3, "carl + carl_forest + carl_mlp"),
+)
+CANDIDATE_NAMES: tuple[str, ...] = tuple(c.name for c in CANDIDATES)
+assert ("auto", *CANDIDATE_NAMES) == SELECT_NAMES, "carl_geo.models.names.SelectName must list the candidates"
+#: The default candidate, and how much higher another CARL candidate's held-out mIoU must be to be kept instead.
+DEFAULT_CANDIDATE = "carl_ensemble"
+ENSEMBLE_MARGIN = 0.02
+#: A plain forest is kept over the best CARL candidate only when its held-out mIoU is higher by more than this.
+PLAIN_MARGIN = 0.02
+
+
+@dataclass
+class Candidate:
+    """A fitted candidate and its held-out scores.
+
+    Attributes:
+        spec: what it is.
+        heads: the fitted heads (none for CARL alone).
+        report: :func:`~carl_geo.polygon_training.metrics.segmentation_report` on the held-out pixels.
+        seconds: fitting + scoring time of its own heads (a head shared with another candidate counts once).
+        n_features: columns the heads read.
+    """
+
+    spec: CandidateSpec
+    heads: list[nn.Module]
+    report: dict[str, Any]
+    seconds: float
+    n_features: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def carl_weight(self) -> float:
+        return self.spec.carl_weight
+
+    @property
+    def miou(self) -> float:
+        return float(self.report["mean_iou"])
+
+    def row(self) -> dict[str, Any]:
+        """The candidate's line of the evidence table (JSON types)."""
+        return {"name": self.name, "features": self.spec.features, "n_features": self.n_features,
+                "head": "+".join(self.spec.heads) or "-", "uses_carl": self.spec.uses_carl,
+                "carl_weight": round(self.carl_weight, 2), "overall_accuracy": round(self.report["overall_accuracy"], 4),
+                "mean_iou": round(self.miou, 4), "seconds": round(self.seconds, 1)}
+
+
+def fit_candidates(train: PixelSample, val: PixelSample, k: int, class_names: list[str],
+                   columns: Callable[[str], slice], carl_columns: slice, seed: int = 0,
+                   specs: tuple[CandidateSpec, ...] = CANDIDATES,
+                   log: Callable[[str], None] | None = None) -> list[Candidate]:
+    """Fit every candidate on ``train`` and score it on ``val`` (a head used by several candidates is fitted once).
+
+    Args:
+        train, val: pixel features (the full stack) and classes.
+        columns: ``columns(which) -> slice`` of the feature stack.
+        carl_columns: the slice holding CARL's K class probabilities.
+    """
+    say = log or (lambda _m: None)
+    p_carl = val.features[:, carl_columns]
+    fitted: dict[tuple[str, str], tuple[nn.Module, np.ndarray]] = {}
+    out = []
+    for spec in specs:
+        t = time.perf_counter()
+        cols = columns(spec.columns or "all")
+        heads, probs = [], []
+        for kind in spec.heads:
+            key = (kind, spec.columns or "all")
+            if key not in fitted:
+                head = fit_head(kind, train.features[:, cols], train.labels, k, seed)
+                fitted[key] = (head, head_probabilities(head, val.features[:, cols]))
+            heads.append(fitted[key][0])
+            probs.append(fitted[key][1])
+        p = p_carl if not probs else spec.carl_weight * p_carl + (1 - spec.carl_weight) * sum(probs) / len(probs)
+        rep = segmentation_report(confusion_matrix(val.labels, p.argmax(1), k), class_names)
+        n_feat = int(train.features[:, cols].shape[1]) if spec.heads else 0
+        cand = Candidate(spec, heads, rep, time.perf_counter() - t, n_feat)
+        say(f"candidate {spec.name}: held-out mIoU {cand.miou:.3f} ({cand.seconds:.0f} s)")
+        out.append(cand)
+    return out
+
+
+def choose(candidates: list[Candidate], select: str = "auto") -> tuple[Candidate, str]:
+    """The candidate to keep and why (one line).
+
+    ``select="auto"``: :data:`DEFAULT_CANDIDATE`, unless another CARL candidate's held-out mIoU is higher by more than
+    :data:`ENSEMBLE_MARGIN` (then the best CARL candidate), and unless a plain forest beats the CARL candidate so
+    chosen by more than :data:`PLAIN_MARGIN`; a candidate name keeps that candidate.
+    """
+    by_name = {c.name: c for c in candidates}
+    if select != "auto":
+        return by_name[select], f"{select} was asked for"
+    with_carl = [c for c in candidates if c.spec.uses_carl]
+    plain = [c for c in candidates if not c.spec.uses_carl]
+    best_plain = max(plain, key=lambda c: c.miou) if plain else None
+    pick = by_name.get(DEFAULT_CANDIDATE)
+    best_carl = max(with_carl, key=lambda c: c.miou) if with_carl else None
+    if pick is None or (best_carl is not None and best_carl.miou > pick.miou + ENSEMBLE_MARGIN):
+        pick = best_carl
+    if pick is None or (best_plain is not None and best_plain.miou > pick.miou + PLAIN_MARGIN):
+        assert best_plain is not None
+        why = (f"{best_plain.name}, a plain forest, scored a held-out mIoU ({best_plain.miou:.3f}) more than "
+               f"{PLAIN_MARGIN:g} above the CARL candidates" + (f" ({pick.name} {pick.miou:.3f})" if pick else "")
+               + ": kept, since it maps these polygons better (it needs the training bands; the CARL part still "
+                 "maps other band sets)")
+        return best_plain, why
+    if pick.name == DEFAULT_CANDIDATE:
+        why = f"the default, held-out mIoU {pick.miou:.3f}"
+    else:
+        why = f"held-out mIoU {pick.miou:.3f}, more than {ENSEMBLE_MARGIN:g} above {DEFAULT_CANDIDATE}"
+    if best_plain is not None:
+        why += f"; best plain forest {best_plain.name} {best_plain.miou:.3f}"
+    return pick, why
+
+
+def near_chance(report: dict[str, Any], k: int) -> str | None:
+    """A one-line warning when a held-out ``report`` is close to what guessing scores (mIoU below twice the
+    1 / (2K - 1) of uniform guessing), else None."""
+    chance = 1.0 / max(1, 2 * k - 1)
+    if k < 2 or report["mean_iou"] >= 2 * chance:
+        return None
+    return (f"the held-out polygons score near chance (mIoU {report['mean_iou']:.2f}, OA "
+            f"{report['overall_accuracy']:.2f}; guessing among {k} classes gives mIoU about {chance:.2f}): the classes "
+            "are hardly told apart with these polygons and bands. Check the label field, draw more (and larger) "
+            "polygons per class, or give pretrained weights (--weights)")
+
+
+def evidence_table(rows: list[dict[str, Any]], kept: str) -> list[str]:
+    """The evidence table as text lines (fixed-width columns)."""
+    lines = [f"{'candidate':14s} {'features':38s} {'heads':11s} {'OA':>6s} {'mIoU':>6s} {'s':>4s}"]
+    for r in rows:
+        feats = f"{r['features']} ({r['n_features']})" if r["n_features"] else r["features"]
+        mark = "  <- kept" if r["name"] == kept else ""
+        lines.append(f"{r['name']:14s} {feats:38s} {r['head']:11s} {r['overall_accuracy']:6.3f} "
+                     f"{r['mean_iou']:6.3f} {r['seconds']:4.0f}{mark}")
+    return lines

@@ -1,0 +1,148 @@
+"""Stage 4 of polygon training: pixel features at the labelled pixels.
+
+One feature stack per pixel, computed through the inference engine exactly as the predictor computes it for a
+map (same tiles, same cosine blending): the normalised bands (C), the window means of their principal components
+(:class:`~carl_geo.models.context_features.ContextFeatures`, k x windows) and the CARL model's class probabilities
+(K). Each candidate head reads a prefix or all of these columns (:data:`COLUMN_SETS`), so the stack is computed
+once per run, and only in the tiles that hold a sampled pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from carl_geo.datasets.vector_labels import IGNORE_INDEX
+from carl_geo.inference.engine import run_array
+from carl_geo.inference.runner import ModelRunner
+from carl_geo.inference.settings import PredictSettings
+from carl_geo.models.context_features import ContextFeatures
+from carl_geo.models.segmentation import CARLSegmenter
+from carl_geo.polygon_training.scene import TrainingScene
+
+#: Pixels at most that fit the context statistics (principal components).
+FIT_PIXELS = 200_000
+
+
+class FeatureStack(nn.Module):
+    """``forward(img (B, C, H, W) normalised, wavelengths) -> (B, C + k * windows + K, H, W)``: bands, window means,
+    CARL class probabilities (the full stack every candidate head reads a prefix or all of)."""
+
+    def __init__(self, context: ContextFeatures, carl: CARLSegmenter) -> None:
+        super().__init__()
+        self.context, self.carl = context, carl
+        self.eval()  # features, never trained: the engine restores this mode after a run
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.carl.backbone
+
+    @property
+    def min_overlap(self) -> int:
+        """Tile overlap (px) the window features need (as the kept :class:`PixelClassifier`'s)."""
+        return 2 * self.context.halo
+
+    def forward(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> Tensor:
+        return torch.cat([self.context(img), self.carl(img, wavelengths).float().softmax(1)], dim=1)
+
+
+@dataclass
+class PixelSample:
+    """Features (N, F) float32 and classes (N,) int64 of sampled labelled pixels, and their flat indexes
+    in the scene window."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, rows: np.ndarray) -> "PixelSample":
+        return PixelSample(self.features[rows], self.labels[rows], self.index[rows])
+
+    @staticmethod
+    def concat(parts: list["PixelSample"]) -> "PixelSample":
+        return PixelSample(np.concatenate([p.features for p in parts]), np.concatenate([p.labels for p in parts]),
+                           np.concatenate([p.index for p in parts]))
+
+
+def fit_context(scene: TrainingScene, image: np.ndarray, seed: int = 0) -> ContextFeatures:
+    """Context features for the scene's bands, their statistics fitted on (a sample of) its valid pixels of the
+    normalised ``image`` (C, H, W)."""
+    ctx = ContextFeatures(image.shape[0])
+    flat = np.flatnonzero(scene.valid.ravel())
+    if len(flat) > FIT_PIXELS:
+        flat = np.random.default_rng(seed).choice(flat, FIT_PIXELS, replace=False)
+    pixels = image.reshape(image.shape[0], -1)[:, flat].T
+    return ctx.fit(torch.from_numpy(np.ascontiguousarray(pixels)))
+
+
+def sample_pixels(mask: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Flat indexes of at most ``n`` labelled pixels of ``mask`` (H, W) (uniform without replacement, sorted)."""
+    idx = np.flatnonzero(mask.ravel() != IGNORE_INDEX)
+    if len(idx) > n:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
+    return idx
+
+
+def stack_at(stack: nn.Module, image: np.ndarray, valid: np.ndarray, wavelengths: list[float], index: np.ndarray,
+             device: torch.device, settings: PredictSettings | None = None) -> np.ndarray:
+    """(N, F) features of ``stack`` at the flat pixel ``index`` of the normalised ``image`` (C, H, W), computed
+    by the inference engine with the predictor's tiles and blending (only tiles holding such a pixel run)."""
+    settings = settings or PredictSettings()
+    tile_size, overlap = settings.tiling_for(stack)
+    batch = settings.batch_size if isinstance(settings.batch_size, int) else 4
+    h, w = valid.shape
+    needed = np.zeros(h * w, dtype=bool)
+    needed[index] = True
+    needed = needed.reshape(h, w)
+    rows, cols = np.divmod(index, w)
+    order = np.argsort(rows, kind="stable")
+    out: np.ndarray | None = None
+
+    def emit(row0: int, blended: Tensor, _valid: np.ndarray) -> None:
+        nonlocal out
+        r1 = row0 + blended.shape[1]
+        lo, hi = np.searchsorted(rows[order], [row0, r1])
+        if hi <= lo:
+            return
+        sel = order[lo:hi]
+        vals = blended[:, rows[sel] - row0, cols[sel]].float().cpu().numpy().T
+        if out is None:
+            out = np.zeros((len(index), vals.shape[1]), dtype=np.float32)
+        out[sel] = vals
+
+    with ModelRunner(stack, wavelengths, output="embeddings", device=device) as runner:
+        run_array(runner.predict, np.ascontiguousarray(image, dtype=np.float32), valid, emit, tile_size=tile_size,
+                  overlap=overlap, batch_size=batch, mean=None, std=None, needed=needed)
+    return out if out is not None else np.zeros((len(index), 0), dtype=np.float32)
+
+
+def pixel_samples(scene: TrainingScene, stack: FeatureStack, image: np.ndarray, device: torch.device, *,
+                  train_pixels: int, val_pixels: int, seed: int) -> tuple[PixelSample, PixelSample]:
+    """Features of (a sample of) the training and validation pixels of ``scene``."""
+    tr = sample_pixels(scene.split.train, train_pixels, seed)
+    va = sample_pixels(scene.split.val, val_pixels, seed + 1)
+    index = np.concatenate([tr, va])
+    feats = stack_at(stack, image, scene.valid, scene.wavelengths, index, device)
+    train = PixelSample(feats[:len(tr)], scene.split.train.ravel()[tr], tr)
+    val = PixelSample(feats[len(tr):], scene.split.val.ravel()[va], va)
+    return train, val
+
+
+#: Columns of the feature stack each kind of head reads: ``"bands"`` (C), ``"context"`` (C + k * windows),
+#: ``"all"`` (context + the K CARL probabilities).
+COLUMN_SETS = ("bands", "context", "all")
+
+
+def columns(context: ContextFeatures, which: str) -> slice:
+    """The slice of the feature stack that ``which`` (:data:`COLUMN_SETS`) reads."""
+    if which == "bands":
+        return slice(0, context.n_bands)
+    if which == "context":
+        return slice(0, context.out_channels)
+    return slice(0, None)

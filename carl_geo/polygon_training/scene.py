@@ -1,0 +1,173 @@
+"""Stage 1 of polygon training: the scene. Everything a user can get wrong is checked here, before training.
+
+:func:`prepare_scene` resolves the bands and wavelengths (the predictor's rules), reads the labelled window of
+the raster with the library's one reader (:func:`carl_geo.inference.predictor.read_window`), measures the
+scene's scalar statistics the way the predictor does (:func:`carl_geo.inference.normalization.scene_statistics`
+on :func:`~carl_geo.inference.normalization.sample_windows`), burns the polygons into a class mask and holds
+out whole polygons (or spatial blocks) for validation. It returns a :class:`TrainingScene`: arrays in the
+pixel grid of the window, image (C, H, W) float32 in raw units, masks (H, W) int64 with
+:data:`~carl_geo.datasets.vector_labels.IGNORE_INDEX` where unlabelled.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from carl_geo.datasets.vector_labels import (
+    IGNORE_INDEX,
+    LabelRaster,
+    check_label_pixels,
+    polygons_on_grid,
+    rasterize_labels,
+    read_label_vector,
+)
+from carl_geo.errors import CarlGeoError
+from carl_geo.inference.normalization import sample_windows, scene_statistics
+from carl_geo.inference.predictor import read_window
+from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
+from carl_geo.polygon_training.chips import HoldoutSplit, holdout_split, labels_window
+from carl_geo.polygon_training.recipe import SceneFacts
+
+
+@dataclass
+class TrainingScene:
+    """The labelled window of a raster, ready for training.
+
+    Attributes:
+        raster, labels, label_field: the inputs.
+        image: (C, H, W) float32 raw pixel values of the window (0 where invalid).
+        valid: (H, W) bool, every band valid and finite.
+        labels_raster: the burnt polygons (:class:`~carl_geo.datasets.vector_labels.LabelRaster`).
+        mask: (H, W) int64 class index where labelled and valid, else IGNORE_INDEX.
+        split: training / validation masks (whole polygons or blocks held out).
+        band_indexes: 1-based bands read; wavelengths (µm), band_names and sensor as resolved.
+        mean, std: scalar statistics of the whole scene (the predictor's sample).
+        window: the window read; crs: the raster's CRS as text.
+        facts: what the recipe planner needs (:class:`~carl_geo.polygon_training.recipe.SceneFacts`).
+    """
+
+    raster: Path
+    labels: Path
+    label_field: str
+    image: np.ndarray
+    valid: np.ndarray
+    labels_raster: LabelRaster
+    mask: np.ndarray
+    split: HoldoutSplit
+    band_indexes: list[int]
+    wavelengths: list[float]
+    band_names: list[str] | None
+    sensor: str | None
+    mean: float
+    std: float
+    window: Window
+    crs: str
+    facts: SceneFacts
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.labels_raster.class_names)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels_raster.class_names)
+
+    @property
+    def n_train(self) -> int:
+        return int((self.split.train != IGNORE_INDEX).sum())
+
+    @property
+    def n_val(self) -> int:
+        return int((self.split.val != IGNORE_INDEX).sum())
+
+    def normalized(self) -> np.ndarray:
+        """(C, H, W) float32 ``(image - mean) / std`` (the bundle's fixed normalisation), 0 where invalid."""
+        from carl_geo.transforms import normalize
+
+        out = normalize(self.image, self.mean, self.std).astype(np.float32, copy=False)
+        out[:, ~self.valid] = 0.0
+        return out
+
+
+def polygon_widths(geoms: Any, transform: Any) -> tuple[float, ...]:
+    """Square root of each polygon's area in raster pixels (its typical width, px)."""
+    pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
+    areas = np.asarray(geoms.area, dtype=np.float64) / max(pixel_area, 1e-12)
+    return tuple(float(v) for v in np.sqrt(np.maximum(areas, 0)))
+
+
+def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_field: str, *,
+                  wavelengths: Sequence[float] | None = None, sensor: str | None = None,
+                  bands: Sequence[int | str] | None = None, margin: int = 64, device: str = "cpu") -> TrainingScene:
+    """Read and check the labelled window of ``raster``.
+
+    Args:
+        raster: any raster rasterio opens; must have a CRS.
+        labels: vector file (any OGR format, any CRS), one class per polygon in ``label_field``.
+        wavelengths / sensor / bands: band selection and wavelengths (µm), the predictor's rules.
+        margin: pixels read around the polygons' bounding box (context for chips at the edges).
+        device: the training device type (goes into the scene facts).
+
+    Nothing is held out yet: :func:`split_scene` does that once the recipe knows the block size.
+
+    Raises:
+        CarlGeoError: no CRS, no polygon on the raster, one class, classes with too few valid pixels,
+            wavelengths that do not match the bands.
+    """
+    raster, labels = Path(raster), Path(labels)
+    gdf = read_label_vector(labels, label_field)
+    notices: list[str] = []
+    with open_raster(raster) as src:
+        if src.crs is None:
+            raise CarlGeoError(f"{raster.name} has no coordinate reference system; assign one "
+                               "(e.g. gdal_edit.py -a_srs EPSG:xxxx) so the polygons can be placed on it")
+        res = resolve_wavelengths(src, wavelengths=wavelengths, sensor=sensor, bands=bands)
+        indexes = [int(i) for i in res.band_indexes]
+        geoms, inside = polygons_on_grid(gdf, src.crs, tuple(src.bounds))
+        window = labels_window(tuple(geoms[inside].total_bounds), src.transform, (src.height, src.width), int(margin))
+        lab = rasterize_labels(gdf, label_field, shape=(int(window.height), int(window.width)),
+                               transform=src.window_transform(window), crs=src.crs)
+        raw, valid = read_window(src, indexes, window)
+        image = np.asarray(raw, dtype=np.float32)
+        image[:, ~valid] = 0.0
+        check_label_pixels(lab, valid)
+
+        def reader(win: Window) -> tuple[np.ndarray, np.ndarray]:
+            return read_window(src, indexes, win)
+
+        mean, std = scene_statistics(reader, sample_windows(src.height, src.width))
+        scene_shape = (src.height, src.width)
+        widths = polygon_widths(geoms[inside], src.transform)
+        crs = src.crs.to_string()
+    k = len(lab.class_names)
+    mask = np.where(valid, lab.mask, IGNORE_INDEX)
+    facts = SceneFacts(n_bands=len(indexes), window=mask.shape, scene=scene_shape,
+                       class_pixels=tuple(int((mask == i).sum()) for i in range(k)), polygon_widths=widths,
+                       device=device)
+    if lab.n_polygons_outside:
+        notices.append(f"{lab.n_polygons_outside} polygon(s) lie outside the raster and were ignored")
+    if lab.n_conflict_pixels:
+        notices.append(f"{lab.n_conflict_pixels} px lie under polygons of different classes and were left out of "
+                       "training")
+    no_split = HoldoutSplit(mask.copy(), np.full_like(mask, IGNORE_INDEX), {n: "train only" for n in lab.class_names})
+    return TrainingScene(raster=raster, labels=labels, label_field=label_field, image=image, valid=valid,
+                          labels_raster=lab, mask=mask, split=no_split, band_indexes=indexes,
+                          wavelengths=[float(w) for w in res.wavelengths],
+                          band_names=list(res.band_names) if res.band_names else None, sensor=res.sensor,
+                          mean=float(mean), std=float(std), window=window, crs=crs, facts=facts, notices=notices)
+
+
+def split_scene(scene: TrainingScene, val_fraction: float, block: int, seed: int) -> HoldoutSplit:
+    """Hold out about ``val_fraction`` of each class's pixels as whole polygons (or ``block`` px blocks of a class
+    with one polygon), and set it on ``scene``."""
+    scene.split = holdout_split(scene.mask, scene.labels_raster.polygon_ids, scene.class_names,
+                                val_fraction=val_fraction, block=block, seed=seed)
+    return scene.split

@@ -1,0 +1,174 @@
+"""Polygon training's stages one by one (issue #27): scene preparation, the batch source, the loop's hooks,
+pixel features through the engine, the heads, the candidates' choice and the evidence table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from carl_geo.datasets.vector_labels import IGNORE_INDEX
+from carl_geo.errors import CarlGeoError
+from carl_geo.inference.normalization import sample_windows, scene_statistics
+from carl_geo.inference.predictor import read_window
+from carl_geo.inference.settings import PredictSettings
+from carl_geo.io.band_metadata import open_raster
+from carl_geo.polygon_training.batches import ChipBatches
+from carl_geo.polygon_training.candidates import (CANDIDATES, ENSEMBLE_MARGIN, PLAIN_MARGIN, Candidate, choose,
+                                                  evidence_table, fit_candidates, near_chance)
+from carl_geo.polygon_training.carl_model import build_carl
+from carl_geo.polygon_training.heads import fit_forest, fit_mlp, head_probabilities
+from carl_geo.polygon_training.loop import LoopHooks, train_loop
+from carl_geo.polygon_training.metrics import segmentation_report
+from carl_geo.polygon_training.pixel_features import FeatureStack, columns, fit_context, pixel_samples, stack_at
+from carl_geo.polygon_training.recipe import TrainingRecipe, plan_recipe
+from carl_geo.polygon_training.scene import prepare_scene, split_scene
+from carl_geo.sample_data import nc_landsat7, write_crop
+
+SCENE = nc_landsat7()
+
+
+@pytest.fixture(scope="module")
+def crop(tmp_path_factory):
+    return write_crop(SCENE, tmp_path_factory.mktemp("crop"), 112, 128, 160)
+
+
+@pytest.fixture(scope="module")
+def scene(crop):
+    sc = prepare_scene(crop.image, crop.polygons, "label", margin=16)
+    plan = plan_recipe(sc.facts, TrainingRecipe(chip_size=32, batch_size=4, max_steps=6, val_every=3))
+    split_scene(sc, plan.recipe.val_fraction, block=8, seed=0)
+    return sc, plan.recipe
+
+
+def test_scene_reads_the_window_with_the_predictors_reader_and_statistics(crop, scene):
+    sc, _ = scene
+    with open_raster(crop.image) as src:
+        raw, valid = read_window(src, sc.band_indexes, sc.window)
+        mean, std = scene_statistics(lambda w: read_window(src, sc.band_indexes, w), sample_windows(src.height, src.width))
+    np.testing.assert_array_equal(sc.valid, valid)
+    np.testing.assert_array_equal(sc.image[:, valid], raw[:, valid].astype(np.float32))
+    assert (sc.mean, sc.std) == (mean, std)
+    assert sc.wavelengths == pytest.approx([0.485, 0.56, 0.66, 0.835, 1.65, 2.22])
+    assert sc.n_classes == 5 and sc.n_train > 0 and sc.n_val > 0
+    assert not ((sc.split.train != IGNORE_INDEX) & (sc.split.val != IGNORE_INDEX)).any()
+    norm = sc.normalized()
+    assert abs(float(norm[:, sc.valid].mean())) < 0.5 and (norm[:, ~sc.valid] == 0).all()
+
+
+def test_recipe_is_checked_when_made():
+    for bad, match in (({"mode": "tiles"}, "mode must be one of"), ({"max_steps": 0}, "max_steps must be a positive"),
+                       ({"lr": 0.0}, "lr must be a positive"), ({"select": "svm"}, "select must be one of"),
+                       ({"val_fraction": 1.0}, "val_fraction"), ({"max_bands": 2}, "max_bands must be >= 3")):
+        with pytest.raises(CarlGeoError, match=match):
+            TrainingRecipe(**bad)
+    assert TrainingRecipe().replace(select="carl_mlp").select == "carl_mlp"
+
+
+def test_batches_and_loop_hooks(scene):
+    sc, recipe = scene
+    batches = ChipBatches(sc, recipe)
+    x, y, wl = batches.next()
+    assert x.shape[0] == 4 and x.shape[-1] == 32 and y.shape == (4, 32, 32) and wl.shape[-1] == x.shape[1]
+    assert "4 chips of 32 px" in batches.describe()
+    torch.manual_seed(0)
+    model, frozen = build_carl(sc.n_classes, recipe, None)
+    steps, checks = [], []
+    hooks = LoopHooks(on_step=lambda s, loss: steps.append((s, loss)),
+                      on_check=lambda s, share, score, m: checks.append((s, score)))
+    res = train_loop(model, batches, recipe, sc.n_classes, torch.device("cpu"), hooks=hooks)
+    assert not frozen and res.steps == 6 and [s for s, _ in steps] == list(range(1, 7))
+    assert all(np.isfinite(loss) for _, loss in steps)
+    assert [s for s, _ in checks] == [3, 6] and all(0 <= v <= 1 for _, v in checks)
+    assert res.averaged_steps and res.stop_reason == "step budget" and not model.training
+
+
+def test_pixel_features_equal_the_stack_on_the_whole_window(scene):
+    sc, recipe = scene
+    torch.manual_seed(0)
+    carl, _ = build_carl(sc.n_classes, recipe, None)
+    carl.eval()
+    image = sc.normalized()
+    ctx = fit_context(sc, image)
+    stack = FeatureStack(ctx, carl)
+    train, val = pixel_samples(sc, stack, image, torch.device("cpu"), train_pixels=300, val_pixels=200, seed=0)
+    assert train.features.shape == (300, ctx.out_channels + sc.n_classes) and len(val) == min(200, sc.n_val)
+    assert (train.labels == sc.split.train.ravel()[train.index]).all()
+    np.testing.assert_allclose(train.features[:, -sc.n_classes:].sum(1), 1, atol=1e-5)
+    # with one tile over the whole window, the engine's features are the stack's on the window (away from its
+    # border, where the engine reflects the image and the direct call clips the windows)
+    with torch.no_grad():
+        whole = stack(torch.from_numpy(image)[None], torch.tensor(sc.wavelengths))[0].numpy()
+    h, w = sc.valid.shape
+    rows, cols = np.divmod(train.index, w)
+    inner = train.index[(rows >= 24) & (rows < h - 24) & (cols >= 24) & (cols < w - 24)][:200]
+    one = stack_at(stack, image, sc.valid, sc.wavelengths, inner, torch.device("cpu"),
+                   PredictSettings(tile_size=256, overlap=32))
+    np.testing.assert_allclose(one, whole.reshape(whole.shape[0], -1)[:, inner].T, atol=2e-4)
+    # the default tiles (overlap >= twice the context reach) stay close to it
+    tiled = stack_at(stack, image, sc.valid, sc.wavelengths, inner, torch.device("cpu"))
+    assert np.abs(tiled[:, :ctx.out_channels] - one[:, :ctx.out_channels]).mean() < 0.05
+    assert columns(ctx, "bands") == slice(0, 6) and columns(ctx, "context") == slice(0, ctx.out_channels)
+
+
+def test_heads_learn_a_separable_problem():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
+    for fit in (fit_forest, fit_mlp):
+        head = fit(x[:1500], y[:1500], 3, seed=0)
+        p = head_probabilities(head, x[1500:])
+        assert p.shape == (500, 3) and np.allclose(p.sum(1), 1, atol=1e-3)
+        assert (p.argmax(1) == y[1500:]).mean() > 0.9, fit.__name__
+
+
+def _cand(name: str, miou: float) -> Candidate:
+    spec = next(c for c in CANDIDATES if c.name == name)
+    rep = {"mean_iou": miou, "overall_accuracy": miou + 0.2}
+    return Candidate(spec, [], rep, 1.0, 10 if spec.heads else 0)
+
+
+def test_choose_keeps_the_ensemble_unless_a_candidate_is_clearly_better():
+    close = [_cand("rf", 0.30), _cand("rf_context", 0.34), _cand("carl", 0.25), _cand("carl_forest", 0.35),
+             _cand("carl_mlp", 0.32), _cand("carl_ensemble", 0.34)]
+    kept, why = choose(close)
+    assert kept.name == "carl_ensemble" and why.startswith("the default") and "rf_context 0.340" in why
+    better = [*close[:3], _cand("carl_forest", 0.34 + ENSEMBLE_MARGIN + 0.01), *close[4:]]
+    kept, why = choose(better)
+    assert kept.name == "carl_forest" and f"more than {ENSEMBLE_MARGIN:g} above carl_ensemble" in why
+    far = close[:1] + [_cand("rf_context", 0.35 + PLAIN_MARGIN + 0.01)] + close[2:]
+    kept, why = choose(far)
+    assert kept.name == "rf_context" and "plain forest" in why and "maps these polygons better" in why
+    assert choose(close, "carl_mlp")[0].name == "carl_mlp"
+    lines = evidence_table([c.row() for c in close], "carl_ensemble")
+    assert len(lines) == 7 and lines[0].startswith("candidate") and lines[6].endswith("<- kept")
+    assert "0.340" in lines[2] and "forest+mlp" in lines[6] and "-" in lines[3].split()
+
+
+def test_near_chance_says_so():
+    assert near_chance({"mean_iou": 0.05, "overall_accuracy": 0.1}, 13) is not None
+    assert "near chance" in near_chance({"mean_iou": 0.1, "overall_accuracy": 0.3}, 6)
+    assert near_chance({"mean_iou": 0.4, "overall_accuracy": 0.7}, 6) is None
+
+
+def test_fit_candidates_scores_every_candidate_on_the_held_out_pixels():
+    from carl_geo.polygon_training.pixel_features import PixelSample
+
+    rng = np.random.default_rng(0)
+    n, k = 1200, 3
+    y = rng.integers(0, k, n)
+    bands = rng.normal(size=(n, 4)) + y[:, None] * 0.8
+    context = bands + rng.normal(size=(n, 4)) * 0.1
+    p_carl = np.eye(k)[y] * 0.5 + 0.5 / k
+    feats = np.concatenate([bands, context, p_carl], 1).astype(np.float32)
+    train, val = PixelSample(feats[:800], y[:800], np.arange(800)), PixelSample(feats[800:], y[800:], np.arange(400))
+    cols = {"bands": slice(0, 4), "context": slice(0, 8), "all": slice(0, None)}
+    cands = fit_candidates(train, val, k, ["a", "b", "c"], cols.__getitem__, slice(8, None), seed=0)
+    assert [c.name for c in cands] == [c.name for c in CANDIDATES]
+    by = {c.name: c for c in cands}
+    assert by["carl"].miou == pytest.approx(1.0) and by["carl"].heads == []
+    assert by["carl_forest"].n_features == 11 and by["rf"].n_features == 4 and 0 < by["rf"].miou < 1
+    # the ensemble reuses the forest and the MLP of carl_forest and carl_mlp (fitted once)
+    assert by["carl_ensemble"].heads[0] is by["carl_forest"].heads[0] and by["carl_ensemble"].heads[1] is by["carl_mlp"].heads[0]
+    assert by["carl_forest"].report == segmentation_report(np.asarray(by["carl_forest"].report["confusion_matrix"]),
+                                                           ["a", "b", "c"])
