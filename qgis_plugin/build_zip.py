@@ -47,13 +47,37 @@ def plugin_files(plugin_dir: Path = PLUGIN_DIR) -> list[Path]:
     return files
 
 
+#: setuptools that builds pyproject.toml (its SPDX ``license`` string needs 77; setuptools 65 failed on it).
+MIN_SETUPTOOLS = (77, 0)
+
+
+def local_setuptools_ok(version: str | None = None) -> bool:
+    """True when this Python has setuptools >= :data:`MIN_SETUPTOOLS` (then the wheel builds without network)."""
+    if version is None:
+        if importlib.util.find_spec("setuptools") is None:
+            return False
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
+
+        try:
+            version = dist_version("setuptools")
+        except PackageNotFoundError:
+            return False
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts) >= MIN_SETUPTOOLS
+
+
 def build_wheel(out_dir: Path, repo_root: Path = REPO_ROOT) -> Path:
     """Build the carl_geo wheel (``carl_geo-<version>-py3-none-any.whl``, no dependencies bundled)
     into ``out_dir`` and return its path.
 
     The sources (``pyproject.toml``, ``README.md``, ``carl_geo/``) are copied to a temporary folder
     first, so no stale ``build/`` folder of the repository can slip old files into the wheel. Uses
-    this Python's setuptools (no network); without setuptools pip fetches it (build isolation).
+    this Python's setuptools when it is new enough for the project (:data:`MIN_SETUPTOOLS`, no network); with an
+    older one or none, pip builds in an isolated environment with the ``[build-system]`` requirement.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +91,7 @@ def build_wheel(out_dir: Path, repo_root: Path = REPO_ROOT) -> Path:
         built = Path(tmp) / "wheel"
         cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
                "-w", str(built), str(src)]
-        if importlib.util.find_spec("setuptools") is not None:
+        if local_setuptools_ok():
             proc = subprocess.run([*cmd[:4], "--no-build-isolation", *cmd[4:]], capture_output=True, text=True)
         else:
             proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -211,6 +211,8 @@ def test_time_budget_ends_the_run_and_drives_progress(crop, tmp_path):
                               max_steps=100_000, max_minutes=0.05, keep="best", patience=1000, device="cpu",
                               progress=lambda d, t: steps.append((d, t)))
     assert res.report["stop_reason"] == "time budget of 0.05 min" and 1 <= res.report["steps"] < 100_000
+    assert any(n.startswith("the time budget of 0.05 min ended the CARL model's training after") and "--max-minutes" in n
+               for n in res.report["notices"])
     assert 1 <= res.report["best_step"] <= res.report["steps"] and res.report["averaged_steps"] is None
     done = [d for d, _ in steps]
     assert done == sorted(done) and steps[-1][0] == steps[-1][1] > 100_000  # follows the clock up to the end

@@ -14,12 +14,12 @@ from carl_geo.inference.predictor import read_window
 from carl_geo.inference.settings import PredictSettings
 from carl_geo.io.band_metadata import open_raster
 from carl_geo.polygon_training.batches import ChipBatches
-from carl_geo.polygon_training.candidates import (CANDIDATES, ENSEMBLE_MARGIN, PLAIN_MARGIN, Candidate, choose,
-                                                  evidence_table, fit_candidates, near_chance)
+from carl_geo.polygon_training.candidates import (CANDIDATES, Candidate, HeldOut, choose, evidence_table,
+                                                  fit_candidates, near_chance)
 from carl_geo.polygon_training.carl_model import build_carl
 from carl_geo.polygon_training.heads import fit_forest, fit_mlp, head_probabilities
 from carl_geo.polygon_training.loop import LoopHooks, train_loop
-from carl_geo.polygon_training.metrics import segmentation_report
+from carl_geo.polygon_training.metrics import confusion_matrix, segmentation_report
 from carl_geo.polygon_training.pixel_features import FeatureStack, columns, fit_context, pixel_samples, stack_at
 from carl_geo.polygon_training.recipe import TrainingRecipe, plan_recipe
 from carl_geo.polygon_training.scene import prepare_scene, split_scene
@@ -122,27 +122,61 @@ def test_heads_learn_a_separable_problem():
         assert (p.argmax(1) == y[1500:]).mean() > 0.9, fit.__name__
 
 
-def _cand(name: str, miou: float) -> Candidate:
+def _held_out(n_polygons: int = 12, per: int = 50, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Classes and polygon ids of held-out pixels: ``n_polygons`` polygons of ``per`` pixels, classes in turn."""
+    groups = np.repeat(np.arange(n_polygons), per)
+    return groups % k, groups
+
+
+def _cand(name: str, labels: np.ndarray, groups: np.ndarray, wrong: set[int], k: int = 3) -> Candidate:
+    """A candidate that gets every pixel right except those of the polygons in ``wrong``."""
     spec = next(c for c in CANDIDATES if c.name == name)
-    rep = {"mean_iou": miou, "overall_accuracy": miou + 0.2}
-    return Candidate(spec, [], rep, 1.0, 10 if spec.heads else 0)
+    pred = np.where(np.isin(groups, list(wrong)), (labels + 1) % k, labels)
+    rep = segmentation_report(confusion_matrix(labels, pred, k), ["a", "b", "c"])
+    return Candidate(spec, [], rep, 1.0, 10 if spec.heads else 0, pred)
 
 
 def test_choose_keeps_the_ensemble_unless_a_candidate_is_clearly_better():
-    close = [_cand("rf", 0.30), _cand("rf_context", 0.34), _cand("carl", 0.25), _cand("carl_forest", 0.35),
-             _cand("carl_mlp", 0.32), _cand("carl_ensemble", 0.34)]
-    kept, why = choose(close)
-    assert kept.name == "carl_ensemble" and why.startswith("the default") and "rf_context 0.340" in why
-    better = [*close[:3], _cand("carl_forest", 0.34 + ENSEMBLE_MARGIN + 0.01), *close[4:]]
-    kept, why = choose(better)
-    assert kept.name == "carl_forest" and f"more than {ENSEMBLE_MARGIN:g} above carl_ensemble" in why
-    far = close[:1] + [_cand("rf_context", 0.35 + PLAIN_MARGIN + 0.01)] + close[2:]
-    kept, why = choose(far)
+    labels, groups = _held_out()
+    held = HeldOut(labels, groups, 3)
+    names = ("rf", "rf_context", "carl", "carl_forest", "carl_mlp", "carl_ensemble")
+    # close calls (one polygon apart): the ensemble stays
+    close = [_cand(n, labels, groups, w) for n, w in zip(names, ({0, 1, 2, 3}, {0}, {0, 1, 2, 3, 4}, {1}, {2, 3},
+                                                                  {4, 5}))]
+    kept, why = choose(close, held_out=held)
+    assert kept.name == "carl_ensemble" and why.startswith("the default") and "best plain forest rf_context" in why
+    assert "not clearly better" in why and "--select rf_context" in why
+    # a CARL candidate right on every polygon where the ensemble misses six: clearly better
+    better = [*close[:3], _cand("carl_forest", labels, groups, set()), *close[4:5],
+              _cand("carl_ensemble", labels, groups, {0, 1, 2, 3, 4, 5})]
+    kept, why = choose(better, held_out=held)
+    assert kept.name == "carl_forest" and "better than carl_ensemble" in why
+    # a CARL model that failed: the forest + context wins on (nearly) every resample and is kept, saying why
+    failed = [close[0], _cand("rf_context", labels, groups, set())] + [
+        _cand(n, labels, groups, set(range(10))) for n in names[2:]]
+    kept, why = choose(failed, held_out=held)
     assert kept.name == "rf_context" and "plain forest" in why and "maps these polygons better" in why
     assert choose(close, "carl_mlp")[0].name == "carl_mlp"
     lines = evidence_table([c.row() for c in close], "carl_ensemble")
     assert len(lines) == 7 and lines[0].startswith("candidate") and lines[6].endswith("<- kept")
-    assert "0.340" in lines[2] and "forest+mlp" in lines[6] and "-" in lines[3].split()
+    assert "forest+mlp" in lines[6] and "-" in lines[3].split()
+
+
+def test_held_out_resampling_counts_whole_polygons():
+    labels, groups = _held_out(n_polygons=6, per=10)
+    held = HeldOut(labels, groups, 3, seed=1)
+    perfect, off = labels, np.where(groups == 0, (labels + 1) % 3, labels)
+    share = held.share_better(perfect, off, gain=0.01)  # resamples without polygon 0 are ties: no win
+    assert 0.55 < share < 0.8  # polygon 0 is drawn with probability 1 - (5/6) ** 6 = 0.67
+    assert held.share_better(off, perfect, gain=0.01) == 0.0 and held.share_better(perfect, perfect, gain=0.0) == 1.0
+
+
+def test_a_run_cut_short_by_the_clock_says_what_to_raise():
+    from carl_geo.polygon_training.polygons import cut_short
+
+    note = cut_short(43, 400, "time budget of 2.5 min")
+    assert "after 43 of 400 steps" in note and "--max-minutes" in note and "Training time at most" in note
+    assert cut_short(300, 400, "time budget of 2.5 min") is None and cut_short(43, 400, "step budget") is None
 
 
 def test_near_chance_says_so():

@@ -51,23 +51,26 @@ class FeatureStack(nn.Module):
 
 @dataclass
 class PixelSample:
-    """Features (N, F) float32 and classes (N,) int64 of sampled labelled pixels, and their flat indexes
-    in the scene window."""
+    """Features (N, F) float32 and classes (N,) int64 of sampled labelled pixels, their flat indexes in the scene
+    window and the polygon each lies in (``groups``, the label raster's polygon ids)."""
 
     features: np.ndarray
     labels: np.ndarray
     index: np.ndarray
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def take(self, rows: np.ndarray) -> "PixelSample":
-        return PixelSample(self.features[rows], self.labels[rows], self.index[rows])
+        return PixelSample(self.features[rows], self.labels[rows], self.index[rows],
+                           None if self.groups is None else self.groups[rows])
 
     @staticmethod
     def concat(parts: list["PixelSample"]) -> "PixelSample":
+        groups = None if any(p.groups is None for p in parts) else np.concatenate([p.groups for p in parts])
         return PixelSample(np.concatenate([p.features for p in parts]), np.concatenate([p.labels for p in parts]),
-                           np.concatenate([p.index for p in parts]))
+                           np.concatenate([p.index for p in parts]), groups)
 
 
 def fit_context(scene: TrainingScene, image: np.ndarray, seed: int = 0) -> ContextFeatures:
@@ -129,8 +132,9 @@ def pixel_samples(scene: TrainingScene, stack: FeatureStack, image: np.ndarray, 
     va = sample_pixels(scene.split.val, val_pixels, seed + 1)
     index = np.concatenate([tr, va])
     feats = stack_at(stack, image, scene.valid, scene.wavelengths, index, device)
-    train = PixelSample(feats[:len(tr)], scene.split.train.ravel()[tr], tr)
-    val = PixelSample(feats[len(tr):], scene.split.val.ravel()[va], va)
+    ids = scene.labels_raster.polygon_ids.ravel()
+    train = PixelSample(feats[:len(tr)], scene.split.train.ravel()[tr], tr, ids[tr])
+    val = PixelSample(feats[len(tr):], scene.split.val.ravel()[va], va, ids[va])
     return train, val
 
 

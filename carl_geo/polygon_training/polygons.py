@@ -40,7 +40,8 @@ from carl_geo.models import ModelBundle, make_bundle, save_bundle
 from carl_geo.models.context_features import ContextFeatures
 from carl_geo.models.pixel_classifier import PixelClassifier
 from carl_geo.polygon_training.batches import draw_band_subsets  # noqa: F401 (public name kept here)
-from carl_geo.polygon_training.candidates import DEFAULT_CANDIDATE, choose, evidence_table, fit_candidates, near_chance
+from carl_geo.polygon_training.candidates import (DEFAULT_CANDIDATE, HeldOut, choose, evidence_table, fit_candidates,
+                                                  near_chance)
 from carl_geo.polygon_training.carl_model import HEAD_KWARGS, backbone_patch, build_carl, train_carl  # noqa: F401
 from carl_geo.polygon_training.heads import fit_head
 from carl_geo.polygon_training.loop import LoopHooks, ValidationCadence, warmup_cosine_at  # noqa: F401
@@ -167,6 +168,20 @@ def refit_sample(train: PixelSample, val: PixelSample, n_train: int, n_val: int,
     return PixelSample.concat([train, val.take(keep)])
 
 
+#: A time budget that ends the CARL model's training before this share of its steps gets a notice.
+SHORT_RUN_SHARE = 0.5
+
+
+def cut_short(steps: int, planned: int, stop_reason: str) -> str | None:
+    """A one-line notice when the time budget ended training after fewer than :data:`SHORT_RUN_SHARE` of the planned
+    steps (a slow or busy CPU), saying what to raise; else None."""
+    if not stop_reason.startswith("time budget") or steps >= SHORT_RUN_SHARE * planned:
+        return None
+    return (f"the {stop_reason} ended the CARL model's training after {steps} of {planned} steps (a slow or busy "
+            "CPU): its part of the map is weaker than it could be; give more time (max_minutes, carl-geo train "
+            "--max-minutes, QGIS 'Training time at most') or train on a GPU")
+
+
 def train_from_polygons(
     raster: str | os.PathLike,
     labels: str | os.PathLike,
@@ -263,6 +278,10 @@ def train_from_polygons(
     heads_on = r.normalization == "scene" and r.select != "carl"
     loop_progress, heads_progress = _scaled_progress(progress, HEAD_PROGRESS_SHARE if heads_on else 0.0)
     carl, loop = train_carl(scene, r, weights, dev, progress=loop_progress, log=say, hooks=hooks)
+    short = cut_short(loop.steps, int(r.max_steps), loop.stop_reason)
+    if short:
+        say(f"note: {short}")
+        notices.append(short)
 
     # ---- 3. pixel features, candidates, the kept model --------------------------------------------------------
     image = scene.normalized() if r.normalization == "scene" else standardize_valid(
@@ -282,7 +301,8 @@ def train_from_polygons(
                                     seed=r.seed, log=say)
         heads_progress(0.8)
         if scene.n_val:
-            kept, why = choose(candidates, r.select)
+            held_out = HeldOut(val_px.labels, val_px.groups, k, seed=r.seed) if val_px.groups is not None else None
+            kept, why = choose(candidates, r.select, held_out)
         else:
             kept, _ = choose(candidates, r.select if r.select != "auto" else NO_HOLDOUT_SELECT)
             why = (f"no polygon could be held out to compare the candidates (their scores above are fits to the "

@@ -1,13 +1,23 @@
 """Resumable HTTP(S) download of one large file (standard library only).
 
-The file grows as ``<target>.partial`` and is renamed to ``<target>`` by the caller only after it has
-been verified, so a half-transferred file never looks like a finished one. A dropped connection is
-retried with an HTTP ``Range`` request that continues where the transfer stopped (and across runs:
-a ``.partial`` left by a killed process is resumed when it came from the same URL). An explicit
-cancel deletes the partial file.
+The file grows as ``<target>.carl-download`` and is renamed to ``<target>`` by the caller only after
+it has been verified, so a half-transferred file never looks like a finished one. A dropped
+connection is retried with an HTTP ``Range`` request that continues where the transfer stopped (and
+across runs: a ``.carl-download`` left by a killed process is resumed when its resume record
+``<target>.carl-download.json`` names the same URL). An explicit cancel deletes the partial file.
+
+Names: the download writes and deletes only names with a ``.carl-`` suffix (the data, its resume
+record and the lock ``<target>.carl-lock``), which no other program uses; a user's
+``<target>.partial``, ``<target>.json`` or ``<target>.lock`` is never read, replaced or deleted.
+
+Bounded: every read has a timeout (:data:`READ_TIMEOUT_S`), a stalled transfer is retried
+:data:`STALL_RETRIES` times, and one call makes at most :data:`MAX_REQUESTS` requests and receives
+at most :data:`MAX_TRANSFER_FACTOR` times the file's size, so a server that stalls, or that cuts
+every transfer and ignores ``Range``, ends the download with one line instead of looping. A redirect
+from https to plain http is refused.
 
 Network failures are turned into :class:`DownloadError` with one line that says what went wrong
-(no network, proxy, TLS interception, HTTP status, disk full) and what to do.
+(no network, proxy, TLS interception, HTTP status, stall, disk full) and what to do.
 """
 
 from __future__ import annotations
@@ -21,11 +31,13 @@ import socket
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from carl_geo.errors import Cancelled
 
@@ -36,6 +48,18 @@ USER_AGENT = "carl_geo-weights/1"
 CHUNK_BYTES = 1 << 20
 #: A lock file not refreshed for this long belongs to a download that died.
 LOCK_STALE_S = 300.0
+#: Suffixes of the names a download owns beside its target (data, resume record, lock).
+PARTIAL_SUFFIX = ".carl-download"
+STATE_SUFFIX = ".carl-download.json"
+LOCK_SUFFIX = ".carl-lock"
+#: Seconds without a byte from the server after which a request counts as stalled (``timeout=``).
+READ_TIMEOUT_S = 30.0
+#: How many stalled requests in a row are retried before the download stops (``stall_retries=``).
+STALL_RETRIES = 1
+#: Requests one download may make in all, retries and restarts included (``max_requests=``).
+MAX_REQUESTS = 100
+#: Bytes one download may receive, as a multiple of the file's size (``max_transfer_factor=``).
+MAX_TRANSFER_FACTOR = 3.0
 
 
 class DownloadError(OSError):
@@ -52,7 +76,7 @@ class DownloadResult:
     """What :func:`download_file` fetched.
 
     Attributes:
-        path: the complete file (still named ``<target>.partial``; the caller verifies and renames it).
+        path: the complete file (still named ``<target>.carl-download``; the caller verifies and renames it).
         size: its size in bytes (the server's announced size).
         resumed_from: bytes already on disk when the first request of this call was sent.
         requests: HTTP requests made (1 + the retries after dropped connections).
@@ -67,22 +91,25 @@ class DownloadResult:
 
 
 def partial_path(target: str | os.PathLike) -> Path:
+    """``<target>.carl-download``: the data of an unfinished download (a name only carl_geo uses)."""
     target = Path(target)
-    return target.with_name(target.name + ".partial")
+    return target.with_name(target.name + PARTIAL_SUFFIX)
 
 
 def _state_path(target: Path) -> Path:
-    return target.with_name(target.name + ".partial.json")
+    return target.with_name(target.name + STATE_SUFFIX)
 
 
 def remove_partial(target: str | os.PathLike) -> None:
-    """Delete ``<target>.partial`` and its resume record."""
+    """Delete ``<target>.carl-download`` and its resume record (carl_geo's own names, nothing else)."""
     for path in (partial_path(target), _state_path(Path(target))):
         path.unlink(missing_ok=True)
 
 
-def _lock_path(target: Path) -> Path:
-    return target.with_name(target.name + ".lock")
+def lock_path(target: str | os.PathLike) -> Path:
+    """``<target>.carl-lock``: held while a process downloads ``target``."""
+    target = Path(target)
+    return target.with_name(target.name + LOCK_SUFFIX)
 
 
 def _lock_is_stale(lock: Path) -> bool:
@@ -105,11 +132,11 @@ def _lock_is_stale(lock: Path) -> bool:
 
 @contextmanager
 def download_lock(target: str | os.PathLike) -> Iterator[Callable[[], None]]:
-    """``<target>.lock`` while this process downloads ``target``; a second download of the same file
-    (another QGIS window, a script) is refused instead of writing into the same partial file. A lock
-    left by a process that died is taken over. Yields ``touch()``, to call while the download runs."""
+    """``<target>.carl-lock`` while this process downloads ``target``; a second download of the same
+    file (another QGIS window, a script) is refused instead of writing into the same partial file. A
+    lock left by a process that died is taken over. Yields ``touch()``, to call while the download runs."""
     target = Path(target)
-    lock = _lock_path(target)
+    lock = lock_path(target)
     lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
         try:
@@ -141,9 +168,44 @@ def download_lock(target: str | os.PathLike) -> Iterator[Callable[[], None]]:
         lock.unlink(missing_ok=True)
 
 
+# -- redirects ------------------------------------------------------------------------------------------
+
+
+def refuse_downgrade(url: str, new_url: str) -> None:
+    """Raise :class:`DownloadError` when ``url`` (https) leads to ``new_url`` over plain http: the file
+    would travel unprotected and could be replaced on the way, whatever the https address promised."""
+    if (urllib.parse.urlsplit(url).scheme.lower() == "https"
+            and urllib.parse.urlsplit(new_url).scheme.lower() == "http"):
+        raise DownloadError(f"{url} redirected to {new_url}: carl_geo does not follow a redirect from https to "
+                            "plain http (the file could be replaced on the way); ask the publisher, or fetch the "
+                            "file by hand if you trust that address")
+
+
+class NoDowngradeRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """urllib's redirect handling, except that a redirect from https to plain http is refused."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        try:
+            refuse_downgrade(req.full_url, newurl)
+        except DownloadError:
+            fp.close()
+            raise
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def make_opener(*handlers: urllib.request.BaseHandler) -> urllib.request.OpenerDirector:
+    """``urllib.request.build_opener(*handlers)`` (proxies from ``HTTPS_PROXY``/``HTTP_PROXY``) that
+    refuses a redirect from https to plain http; the default opener of :func:`download_file`."""
+    return urllib.request.build_opener(NoDowngradeRedirectHandler(), *handlers)
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+
+
 def describe_network_error(exc: BaseException, url: str) -> str:
     """One line naming the cause of a failed request to ``url`` and what to do about it."""
-    host = urllib.request.urlparse(url).hostname or url
+    host = urllib.parse.urlparse(url).hostname or url
     reason = getattr(exc, "reason", exc)
     if isinstance(exc, urllib.error.HTTPError):
         if exc.code == 407:
@@ -185,12 +247,26 @@ def _retryable(exc: BaseException) -> bool:
                             socket.timeout)) or isinstance(reason, (ConnectionError, TimeoutError))
 
 
+def _is_stall(exc: BaseException) -> bool:
+    """True for a read timeout: the server (or the network) stopped sending."""
+    return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+
+
+def _kept(part: Path, offset: int) -> str:
+    if not offset:
+        return "nothing was kept"
+    return f"{offset} bytes are kept in {part} and the next download resumes from there"
+
+
+# -- the resume record ---------------------------------------------------------------------------------
+
+
 def _read_state(target: Path, url: str) -> dict:
     try:
         state = json.loads(_state_path(target).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return state if state.get("url") == url else {}
+    return state if isinstance(state, dict) and state.get("url") == url else {}
 
 
 def _write_state(target: Path, state: dict) -> None:
@@ -204,133 +280,288 @@ def _check_free_space(folder: Path, needed: int) -> None:
                             f"{free / 1e9:.2f} GB are free; free some space or set CARL_GEO_HOME to a larger disk")
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+# -- one download ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Budget:
+    """What one :func:`download_file` call may spend, so that no server keeps it busy forever: failed
+    requests in a row that got no further into the file, stalls in a row, requests and bytes in all.
+
+    Progress is the furthest byte the partial file ever reached in this call, not a chunk received: a
+    server that ignores ``Range`` and cuts every transfer restarts at byte 0 and never gets further."""
+
+    url: str
+    part: Path
+    retries: int
+    stall_retries: int
+    max_requests: int
+    max_transfer_factor: float
+    expected_size: int | None
+    timeout: float
+    requests: int = 0
+    received: int = 0
+    failures: int = 0
+    stalls: int = 0
+    furthest: int = 0
+
+    def request(self) -> None:
+        """Count a request; raise when the call has made :attr:`max_requests` already."""
+        if self.requests >= self.max_requests:
+            raise DownloadError(f"{self.url}: gave up after {self.requests} requests ({self.received} bytes received) "
+                                f"without completing the file; {_kept(self.part, _size(self.part))}")
+        self.requests += 1
+
+    def receive(self, n: int, total: int) -> None:
+        """Count ``n`` received bytes; raise when they exceed :attr:`max_transfer_factor` x the file size."""
+        self.received += n
+        size = total or self.expected_size
+        if size and self.received > self.max_transfer_factor * size:
+            raise DownloadError(
+                f"{self.url}: stopped after receiving {self.received} bytes in {self.requests} requests for a "
+                f"{size}-byte file ({self.max_transfer_factor:g} times its size): the server keeps cutting the "
+                f"transfer and does not resume it (HTTP Range); try again later; {_kept(self.part, _size(self.part))}")
+
+    def failed(self, exc: BaseException, offset: int, total: int) -> None:
+        """Count a failed request that left ``offset`` bytes on disk; raise :class:`DownloadError` (one
+        line) when it is not worth retrying or its retries are spent."""
+        if offset > self.furthest:
+            self.furthest, self.failures, self.stalls = offset, 0, 0
+        stalled = _is_stall(exc)
+        if (not _retryable(exc) or self.failures >= self.retries
+                or (stalled and self.stalls >= self.stall_retries)):
+            raise DownloadError(self.describe(exc, offset, total)) from None
+        self.failures += 1
+        self.stalls += stalled
+
+    def cause(self, exc: BaseException, offset: int, total: int) -> str:
+        """What went wrong with a request that left ``offset`` bytes on disk (one line)."""
+        if not _is_stall(exc):
+            return describe_network_error(exc, self.url)
+        host = urllib.parse.urlparse(self.url).hostname or self.url
+        where = f"at byte {offset}" + (f" of {total}" if total else "")
+        return f"{host} sent no data for {self.timeout:g} s (the transfer stalled {where})"
+
+    def describe(self, exc: BaseException, offset: int, total: int) -> str:
+        """One line: the cause of ``exc`` and what is kept of the partial file."""
+        if isinstance(exc, urllib.error.HTTPError) and not _retryable(exc):
+            return self.cause(exc, offset, total)
+        return f"{self.cause(exc, offset, total)}; {_kept(self.part, offset)}"
+
+
+@dataclass
+class _Job:
+    """The settings of one :func:`download_file` call."""
+
+    url: str
+    target: Path
+    opener: urllib.request.OpenerDirector
+    timeout: float
+    backoff: float
+    chunk_bytes: int
+    progress: Progress | None
+    sleep: Callable[[float], None]
+    log: Callable[[str], Any]
+    touch: Callable[[], None]
+    budget: _Budget
+    expected_size: int | None
+    state: dict = field(default_factory=dict)
+
+    @property
+    def part(self) -> Path:
+        return partial_path(self.target)
+
+
 def download_file(url: str, target: str | os.PathLike, *, progress: Progress | None = None,
-                  retries: int = 5, timeout: float = 60.0, backoff: float = 2.0,
+                  retries: int = 5, timeout: float | None = None, backoff: float = 2.0,
                   chunk_bytes: int = CHUNK_BYTES, opener: urllib.request.OpenerDirector | None = None,
-                  sleep: Callable[[float], None] = time.sleep) -> DownloadResult:
-    """Fetch ``url`` into ``<target>.partial``, resuming with HTTP Range requests.
+                  sleep: Callable[[float], None] = time.sleep, expected_size: int | None = None,
+                  restart: bool = False, stall_retries: int | None = None, max_requests: int | None = None,
+                  max_transfer_factor: float | None = None,
+                  log: Callable[[str], Any] | None = None) -> DownloadResult:
+    """Fetch ``url`` into ``<target>.carl-download``, resuming with HTTP Range requests.
 
     Args:
         url: http(s) URL of the file.
-        target: final path; the data go to ``<target>.partial`` (created with its folder).
+        target: final path; the data go to ``<target>.carl-download`` (created with its folder).
         progress: ``progress(done, total)`` after every chunk (``total`` 0 when the server does not say);
             return False to cancel.
-        retries: how many times a dropped connection or a 5xx answer is retried (each retry resumes).
-        timeout: seconds without data after which a connection counts as dropped.
+        retries: how many failed requests in a row that got no further into the file (dropped
+            connection, 5xx answer) are retried; each retry resumes.
+        timeout: seconds without data after which a request counts as stalled (default
+            :data:`READ_TIMEOUT_S`).
         backoff: seconds before the first retry, doubled for each further one (at most 60 s).
-        opener: a ``urllib`` opener (e.g. with a proxy handler); default ``urllib.request.build_opener()``
-            (honours ``HTTPS_PROXY``/``HTTP_PROXY``).
+        opener: a ``urllib`` opener (e.g. with a proxy handler); default :func:`make_opener` (honours
+            ``HTTPS_PROXY``/``HTTP_PROXY``, refuses a redirect from https to plain http).
+        expected_size: the file's published size, when known: a server that announces another size
+            is refused before any byte is written.
+        restart: delete this download's own partial file first and start from byte 0.
+        stall_retries: stalled requests in a row that are retried (default :data:`STALL_RETRIES`).
+        max_requests: requests in all (default :data:`MAX_REQUESTS`).
+        max_transfer_factor: bytes received in all, as a multiple of the file's size (default
+            :data:`MAX_TRANSFER_FACTOR`).
+        log: receives one line per retry (default: nothing).
 
     Returns:
-        a :class:`DownloadResult`; the complete file is still ``<target>.partial``.
+        a :class:`DownloadResult`; the complete file is still ``<target>.carl-download``.
 
     Raises:
         DownloadCancelled: ``progress`` returned False (the partial file was deleted).
-        DownloadError: the transfer failed for good (the partial file is kept for a later resume), or
-            another process is downloading the same file.
+        DownloadError: the transfer failed for good (the partial file is kept for a later resume and
+            named in the message), a bound was reached, or another process is downloading the same file.
     """
+    target = Path(target)
+    timeout = READ_TIMEOUT_S if timeout is None else timeout
+    budget = _Budget(url, partial_path(target), retries, STALL_RETRIES if stall_retries is None else stall_retries,
+                     MAX_REQUESTS if max_requests is None else max_requests,
+                     MAX_TRANSFER_FACTOR if max_transfer_factor is None else max_transfer_factor,
+                     expected_size, timeout)
     with download_lock(target) as touch:
-        return _download(url, Path(target), progress, retries, timeout, backoff, chunk_bytes, opener, sleep, touch)
+        job = _Job(url, target, opener or make_opener(), timeout, backoff, chunk_bytes, progress, sleep,
+                   log or (lambda _msg: None), touch, budget, expected_size)
+        if restart:
+            remove_partial(target)
+        return _download(job)
 
 
-def _download(url: str, target: Path, progress: Progress | None, retries: int, timeout: float, backoff: float,
-              chunk_bytes: int, opener: urllib.request.OpenerDirector | None, sleep: Callable[[float], None],
-              touch: Callable[[], None]) -> DownloadResult:
-    part = partial_path(target)
+class _Restart(Exception):
+    """The partial file belongs to another version of the file: start again from byte 0."""
+
+
+def _download(job: _Job) -> DownloadResult:
+    part, budget = job.part, job.budget
     part.parent.mkdir(parents=True, exist_ok=True)
-    opener = opener or urllib.request.build_opener()
-    state = _read_state(target, url)
-    if not state or not part.exists():
-        remove_partial(target)
-        state = {"url": url}
-    offset = part.stat().st_size if part.exists() else 0
-    resumed_from, requests, failures = offset, 0, 0
-    total = int(state.get("total") or 0)
-    while True:
-        if total and offset == total:
-            break
-        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-            if state.get("etag"):
-                headers["If-Range"] = state["etag"]
-        requests += 1
+    job.state = _read_state(job.target, job.url)
+    if not job.state or not part.exists():
+        remove_partial(job.target)
+        job.state = {"url": job.url}
+    offset = budget.furthest = _size(part)
+    resumed_from = offset
+    total = int(job.state.get("total") or 0)
+    while not (total and offset == total):
+        budget.request()
         try:
-            with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
-                if offset and resp.status == 206:
-                    start, _, size = (resp.headers.get("Content-Range") or "").removeprefix("bytes ").partition("/")
-                    first = int(start.split("-")[0]) if start.split("-")[0].isdigit() else -1
-                    if first != offset:
-                        raise DownloadError(f"{url}: the server resumed at byte {first}, not {offset}")
-                    total = int(size) if size.isdigit() else 0
-                    mode = "ab"
-                else:  # 200: the whole file (no Range support, or the file changed since the partial started)
-                    offset, mode = 0, "wb"
-                    total = int(resp.headers.get("Content-Length") or 0)
-                etag = resp.headers.get("ETag")
-                if etag and state.get("etag") not in (None, etag) and mode == "ab":
-                    # the file changed on the server and it ignored If-Range: start again
-                    remove_partial(target)
-                    offset, state, total = 0, {"url": url}, 0
-                    continue
-                state.update(total=total, etag=etag)
-                _write_state(target, state)
-                if total:
-                    _check_free_space(part.parent, total - offset)
-                with open(part, mode) as f:
-                    while True:
-                        chunk = resp.read(chunk_bytes)
-                        if not chunk:
-                            break
-                        f.write(chunk)
-                        offset += len(chunk)
-                        failures = 0
-                        touch()
-                        if progress is not None and progress(offset, total) is False:
-                            f.close()
-                            remove_partial(target)
-                            raise DownloadCancelled(f"download of {url} cancelled")
-            if total and offset < total:
-                raise http.client.IncompleteRead(b"", total - offset)
-            if not total:
-                total = offset
+            offset, total = _request(job, offset)
             break
+        except _Restart:
+            remove_partial(job.target)
+            offset, total, job.state = 0, 0, {"url": job.url}
+            continue
         except urllib.error.HTTPError as e:
             if e.code == 416 and offset:  # the partial file is already complete (or the file shrank)
-                length = _remote_size(opener, url, timeout)
-                if length == offset:
+                budget.request()
+                if _remote_size(job.opener, job.url, job.timeout) == offset:
                     total = offset
                     break
-                remove_partial(target)
-                offset, state, total = 0, {"url": url}, 0
+                remove_partial(job.target)
+                offset, total, job.state = 0, 0, {"url": job.url}
                 continue
-            if not _retryable(e) or failures >= retries:
-                raise DownloadError(describe_network_error(e, url)) from None
-            failures += 1
-        except OSError as e:
-            if isinstance(e, DownloadError):
-                raise
-            if e.errno == errno.ENOSPC:
-                raise DownloadError(f"the disk is full while writing {part}; free some space or set "
-                                    "CARL_GEO_HOME to a larger disk") from None
-            if getattr(e, "filename", None):  # a local file problem (permissions, ...), not the network
-                raise DownloadError(f"cannot write {e.filename}: {e.strerror or e}") from None
-            if not _retryable(e) or failures >= retries:
-                raise DownloadError(f"{describe_network_error(e, url)}; {offset} bytes are kept in {part} and the "
-                                    "next download resumes from there") from None
-            failures += 1
-        except http.client.HTTPException as e:
-            if failures >= retries:
-                raise DownloadError(f"{describe_network_error(e, url)}; {offset} bytes are kept in {part} and the "
-                                    "next download resumes from there") from None
-            failures += 1
-        offset = part.stat().st_size if part.exists() else 0
-        sleep(min(backoff * 2 ** (failures - 1), 60.0))
-    size = part.stat().st_size
+            error: BaseException = e
+        except (OSError, http.client.HTTPException) as e:
+            _raise_local(e, part)
+            error = e
+        offset = _size(part)
+        budget.failed(error, offset, total)
+        delay = min(job.backoff * 2 ** (budget.failures - 1), 60.0)
+        job.log(f"{budget.cause(error, offset, total)}; retrying in {delay:g} s")
+        job.sleep(delay)
+    size = _size(part)
     if total and size != total:
-        raise DownloadError(f"{url}: got {size} bytes, the server announced {total}")
-    _state_path(target).unlink(missing_ok=True)
-    return DownloadResult(part, size, resumed_from, requests, state.get("etag"))
+        raise DownloadError(f"{job.url}: got {size} bytes, the server announced {total}; {_kept(part, size)}")
+    _state_path(job.target).unlink(missing_ok=True)
+    return DownloadResult(part, size, resumed_from, budget.requests, job.state.get("etag"))
+
+
+def _raise_local(exc: BaseException, part: Path) -> None:
+    """Raise the errors that retrying cannot fix: ours, a full disk, a file that cannot be written."""
+    if isinstance(exc, DownloadError):
+        raise exc
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        raise DownloadError(f"the disk is full while writing {part}; free some space or set "
+                            "CARL_GEO_HOME to a larger disk") from None
+    if isinstance(exc, OSError) and getattr(exc, "filename", None):  # a local file problem, not the network
+        raise DownloadError(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
+
+
+def _request(job: _Job, offset: int) -> tuple[int, int]:
+    """One request from byte ``offset``; returns ``(offset, total)`` once the file is complete.
+
+    Raises:
+        _Restart: the server's file changed since the partial file was started.
+        DownloadError: a bad answer (wrong resume point, another size than the published one, https
+            redirected to http) or a bound was reached.
+        OSError, HTTPException: the transfer failed (the caller retries).
+    """
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        if job.state.get("etag"):
+            headers["If-Range"] = job.state["etag"]
+    with job.opener.open(urllib.request.Request(job.url, headers=headers), timeout=job.timeout) as resp:
+        refuse_downgrade(job.url, resp.geturl())
+        offset, total, mode = _answer(job, resp, offset)
+        etag = resp.headers.get("ETag")
+        if etag and job.state.get("etag") not in (None, etag) and mode == "ab":
+            raise _Restart  # the file changed on the server and it ignored If-Range
+        _check_announced(job, total, offset)
+        job.state.update(total=total, etag=etag)
+        _write_state(job.target, job.state)
+        if total:
+            _check_free_space(job.part.parent, total - offset)
+        offset = _receive(job, resp, mode, offset, total)
+    if total and offset < total:
+        raise http.client.IncompleteRead(b"", total - offset)
+    return offset, total or offset
+
+
+def _answer(job: _Job, resp: Any, offset: int) -> tuple[int, int, str]:
+    """``(offset, total, file mode)`` from the answer's status and headers: 206 continues at
+    ``offset`` (checked against ``Content-Range``), 200 is the whole file from byte 0."""
+    if resp.status == 206:
+        start, _, size = (resp.headers.get("Content-Range") or "").removeprefix("bytes ").partition("/")
+        first = start.split("-")[0]
+        if not first.isdigit() or int(first) != offset:
+            said = f"from byte {first}" if first.isdigit() else "without a valid Content-Range"
+            raise DownloadError(
+                f"{job.url}: asked to resume at byte {offset}, the server answered {said}; the partial download "
+                f"{job.part} was kept: run 'carl-geo weights download --force' (force=True) to delete it and "
+                "start over")
+        return offset, int(size) if size.isdigit() else 0, "ab"
+    if resp.status != 200:
+        raise DownloadError(f"{job.url}: unexpected answer HTTP {resp.status} {resp.reason}")
+    # 200: the whole file (no Range support, or the file changed since the partial started)
+    return 0, int(resp.headers.get("Content-Length") or 0), "wb"
+
+
+def _check_announced(job: _Job, total: int, offset: int) -> None:
+    """Refuse a server whose file has another size than the published one, before writing to disk."""
+    if job.expected_size is not None and total and total != job.expected_size:
+        kept = f"; {_kept(job.part, offset)}" if offset else ""
+        raise DownloadError(f"{job.url} announces {total} bytes, the published file has {job.expected_size}: "
+                            f"it serves another file, which carl_geo does not download{kept}")
+
+
+def _receive(job: _Job, resp: Any, mode: str, offset: int, total: int) -> int:
+    """Append the body of ``resp`` to the partial file; returns the new offset."""
+    limit = total or job.expected_size
+    with open(job.part, mode) as f:
+        while chunk := resp.read(job.chunk_bytes):
+            f.write(chunk)
+            offset += len(chunk)
+            job.budget.receive(len(chunk), total)
+            job.touch()
+            if limit and offset > limit:
+                raise DownloadError(f"{job.url} sent more than the {limit} bytes of the file; "
+                                    f"{_kept(job.part, offset)}")
+            if job.progress is not None and job.progress(offset, total) is False:
+                f.close()
+                remove_partial(job.target)
+                raise DownloadCancelled(f"download of {job.url} cancelled")
+    return offset
 
 
 def _remote_size(opener: urllib.request.OpenerDirector, url: str, timeout: float) -> int:

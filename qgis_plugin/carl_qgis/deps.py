@@ -176,10 +176,42 @@ def pip_command(python: str | None = None, requirement: str | None = None,
 
 
 def find_module(name: str) -> None:
-    """Raise ModuleNotFoundError unless ``name`` is installed; never imports it (``import carl_geo``
-    loads torch and torchgeo, seconds that QGIS start-up should not pay)."""
-    if importlib.util.find_spec(name) is None:
+    """Raise ModuleNotFoundError unless ``name`` is installed where the heavy work runs: in the Python of the
+    worker process (:func:`carl_qgis.child.worker_python`; asked once, a fraction of a second, nothing imported),
+    or in QGIS's own Python when that Python is the worker's. Never imports the module (``import carl_geo`` loads
+    torch, which must not enter QGIS's process)."""
+    found = worker_modules().get(name)
+    if found is None:
+        found = importlib.util.find_spec(name) is not None
+    if not found:
         raise ModuleNotFoundError(f"No module named {name!r}")
+
+
+_worker_modules: dict[str, bool] | None = None
+
+FIND_CODE = ("import importlib.util, json, sys; "
+             "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in sys.argv[1:]}))")
+
+
+def worker_modules(modules: Sequence[str] = REQUIRED_MODULES) -> dict[str, bool]:
+    """Which of ``modules`` the worker's Python has (``{}`` when it cannot be asked: then QGIS's own Python is
+    checked). Cached per session (:func:`reset`)."""
+    global _worker_modules
+    if _worker_modules is None:
+        import json
+        import subprocess
+
+        from carl_qgis.child import child_environment, worker_python
+
+        try:
+            out = subprocess.run([worker_python(), "-c", FIND_CODE, *modules], capture_output=True, text=True,
+                                 timeout=60, env=child_environment(), cwd=os.path.expanduser("~"),
+                                 creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+            _worker_modules = {k: bool(v) for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()} \
+                if out.returncode == 0 and out.stdout.strip() else {}
+        except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+            _worker_modules = {}
+    return _worker_modules
 
 
 def check_dependencies(modules: Sequence[str] = REQUIRED_MODULES,
@@ -199,41 +231,6 @@ def check_dependencies(modules: Sequence[str] = REQUIRED_MODULES,
     return DependencyStatus(ok=not missing, missing=tuple(missing), python=qgis_python())
 
 
-def bundled_proj_library(dist_files: Sequence[object] | None = None) -> str | None:
-    """The PROJ library shipped inside an installed pyproj wheel (``pyproj.libs/libproj-*.so*``),
-    or None (pyproj built against the system PROJ, or not installed). Does not import pyproj."""
-    if dist_files is None:
-        try:
-            from importlib.metadata import PackageNotFoundError, files
-        except ImportError:
-            return None
-        try:
-            dist_files = files("pyproj") or []
-        except PackageNotFoundError:
-            return None
-    for item in dist_files:
-        path = str(item).replace("\\", "/")
-        if path.startswith("pyproj.libs/") and "libproj" in path:
-            return path
-    return None
-
-
-def proj_clash_message(platform: str | None = None, dist_files: Sequence[object] | None = None) -> str:
-    """A warning when, on Linux, pyproj brings its own PROJ: inside the QGIS program its symbols
-    clash with QGIS's PROJ (seen: ``qgis_process`` aborting at exit). Empty when there is no clash."""
-    platform = sys.platform if platform is None else platform
-    if not platform.startswith("linux"):
-        return ""
-    lib = bundled_proj_library(dist_files)
-    if lib is None:
-        return ""
-    return (f"CARL plugin: pyproj in QGIS's Python carries its own PROJ library ({lib}). On Linux it clashes "
-            "with QGIS's PROJ and QGIS may crash when it closes. Rebuild pyproj against the system PROJ "
-            "(needs the PROJ development package, e.g. libproj-dev, and a C compiler):\n"
-            f"{pip_command(requirement='--force-reinstall --no-deps --no-binary pyproj pyproj')}\n"
-            "(with PROJ older than 9.2 use 'pyproj<3.7' and Cython < 3.1; see the plugin's README).")
-
-
 _status: DependencyStatus | None = None
 
 
@@ -247,6 +244,7 @@ def status(refresh: bool = False) -> DependencyStatus:
 
 def reset() -> None:
     """Forget the cached status (tests; after the user installed the packages)."""
-    global _status
+    global _status, _worker_modules
     _status = None
+    _worker_modules = None
 

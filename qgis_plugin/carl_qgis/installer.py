@@ -53,6 +53,7 @@ out = {"python": sys.version.split()[0]}
 import torch
 out["torch"] = torch.__version__
 out["cuda"] = bool(torch.cuda.is_available())
+out["torch_cuda"] = torch.version.cuda
 import carl_geo
 out["carl_geo"] = carl_geo.__version__
 out["carl_geo_file"] = carl_geo.__file__
@@ -64,6 +65,39 @@ with torch.no_grad():
 out["forward"] = list(y.shape)
 print("CARL_QGIS_VERIFY " + json.dumps(out))
 """
+
+
+#: pip's retries per request and socket timeout (pip's defaults, 5 and 15 s, retried one unreachable index for
+#: 12 minutes over its many requests).
+PIP_RETRIES = 1
+PIP_TIMEOUT_S = 20
+#: Environment folders older than this that are not the active one are removed after an installation.
+STALE_ENV_S = 6 * 3600
+#: Seconds the probe of the PyTorch index may take.
+PROBE_TIMEOUT_S = 15
+
+
+def probe_index(url: str, proxy: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """GET the index page ``url`` once (``torch/`` below it); raises OSError (urllib's URLError) when it cannot be
+    reached."""
+    import urllib.request
+
+    handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy})] if proxy else []
+    opener = urllib.request.build_opener(*handlers)
+    with opener.open(url.rstrip("/") + "/torch/", timeout=timeout) as response:
+        response.read(1024)
+
+
+def installed_build(versions: dict[str, Any]) -> str:
+    """``"CPU"`` or ``"CUDA x.y"`` from the verified versions (``torch.version.cuda``; a ``+cpu`` / ``+cuXYZ``
+    local version when that is missing)."""
+    cuda = versions.get("torch_cuda")
+    if cuda:
+        return f"CUDA {cuda}"
+    local = str(versions.get("torch", "")).partition("+")[2]
+    if local.startswith("cu") and local[2:].isdigit():
+        return f"CUDA {local[2:-1]}.{local[-1]}"
+    return "CPU"
 
 
 class InstallCancelled(Exception):
@@ -246,13 +280,15 @@ class Installer:
             self._step(98, "activating")
             environment.write_current(plan.base, {"env": env.name, "python": versions.get("python"),
                                                   "torch": versions.get("torch"), "cuda": versions.get("cuda"),
-                                                  "carl_geo": versions.get("carl_geo"), "torch_build": variant,
+                                                  "carl_geo": versions.get("carl_geo"), "torch_build": versions.get("build"),
+                                                  "torch_requested": variant,
                                                   "installed": datetime.datetime.now().isoformat(timespec="seconds"),
                                                   "log": str(self.log_path)})
-            environment.remove_unused_envs(plan.base)
+            # only old leftovers: an environment another QGIS is building right now is younger than this
+            environment.remove_unused_envs(plan.base, min_age_s=STALE_ENV_S)
             self._step(100, "done")
             seconds = time.time() - t0
-            self._say(f"installed in {seconds:.0f} s: torch {versions.get('torch')} "
+            self._say(f"installed in {seconds:.0f} s: torch {versions.get('torch')}, {versions.get('build')} "
                       f"(CUDA available: {versions.get('cuda')}), carl_geo {versions.get('carl_geo')} in {env}")
             return InstallResult(env, environment.site_packages(env), self.log_path, versions, variant, seconds)
         except InstallCancelled:
@@ -318,7 +354,9 @@ class Installer:
         return [py, "-m", "pip"]
 
     def _common_pip_args(self) -> list[str]:
-        args = ["--disable-pip-version-check", "--no-input", "--progress-bar", "off", "--no-warn-script-location"]
+        # bounded retries: an unreachable index fails in about a minute, not after 500 retries in 12 minutes
+        args = ["--disable-pip-version-check", "--no-input", "--progress-bar", "off", "--no-warn-script-location",
+                "--retries", str(PIP_RETRIES), "--timeout", str(PIP_TIMEOUT_S)]
         if self.plan.proxy:
             args += ["--proxy", self.plan.proxy]
         return args
@@ -334,6 +372,8 @@ class Installer:
             return "wheelhouse"
         choice = plan.torch
         while True:
+            if choice is not None and choice.index_url is not None:
+                self._probe_index(choice.index_url)  # one probe: fail fast with the cause, never fall back silently
             source = ([] if choice is None or choice.index_url is None
                       else ["--index-url", choice.index_url, "--extra-index-url", PYPI_INDEX])
             try:
@@ -347,6 +387,17 @@ class Installer:
                           f"trying the {fallback.label} build")
                 choice = fallback
 
+    def _probe_index(self, url: str) -> None:
+        """One request to the PyTorch index (with the plan's proxy); an unreachable index is one line, at once."""
+        self._say(f"checking {url}")
+        try:
+            probe_index(url, self.plan.proxy)
+        except OSError as e:
+            reason = getattr(e, "reason", None) or e
+            raise InstallFailed(Cause("network", f"the PyTorch package index {url} cannot be reached ({reason}); "
+                                                 "check the network or proxy (QGIS Settings > Options > Network), "
+                                                 "or install from a folder of wheel files")) from None
+
     def _verify(self, env: Path) -> dict[str, Any]:
         code = f"MODULES = {list(self.plan.verify_modules)!r}\n" + VERIFY_CODE
         out = self._run_checked([str(environment.env_python(env)), "-c", code], 92, 98, dll_check=True)
@@ -354,6 +405,12 @@ class Installer:
         if not m:
             raise InstallFailed(Cause("verify", "the new environment did not report its versions; see the log"))
         versions = json.loads(m.group(1))
+        build = installed_build(versions)
+        versions["build"] = build
+        wanted = self.plan.torch
+        if self.plan.wheelhouse is None and wanted is not None and wanted.variant == "cpu" and build != "CPU":
+            raise InstallFailed(Cause("variant", f"the CPU build of PyTorch was chosen but {build} "
+                                                 f"(torch {versions.get('torch')}) was installed; nothing was changed"))
         site = str(environment.site_packages(env).resolve())
         if not str(Path(versions["carl_geo_file"]).resolve()).startswith(site):
             self._say(f"note: carl_geo loads from {versions['carl_geo_file']}, not from the new environment")

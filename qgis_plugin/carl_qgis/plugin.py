@@ -25,13 +25,13 @@ class CarlPlugin:
     ``qgis_process``), then :meth:`initGui` in the desktop application, and :meth:`unload`."""
 
     _dependency_message_shown = False  # one message per QGIS session, however often the plugin reloads
-    _proj_warning_shown = False
 
     def __init__(self, iface: Any = None) -> None:
         self.iface = iface
         self.provider: CarlProvider | None = None
         self.actions: list[Any] = []
         self.dialogs: list[Any] = []  # keep open dialogs alive
+        self._installer: Any = None  # the installer dialog last opened (shown again while it installs)
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS API)
         """Register the provider (always: without carl_geo its algorithms say what to install)."""
@@ -83,6 +83,7 @@ class CarlPlugin:
                 remove(MENU, action)
             action.deleteLater()
         self.actions = []
+        self._installer = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
@@ -92,10 +93,18 @@ class CarlPlugin:
         return self.iface.mainWindow() if self.iface is not None and hasattr(self.iface, "mainWindow") else None
 
     def show_installer(self) -> Any:
-        """Open the "Install CARL dependencies" dialog (non-modal); returns it."""
+        """Open the "Install CARL dependencies" dialog (non-modal); returns it. While an installation runs, the
+        dialog that runs it is shown again (not a fresh "Ready." one that could start a second installation)."""
         from carl_qgis.gui.installer_dialog import InstallerDialog
 
+        running = self._installer if self._installer is not None and self._installer.running else None
+        if running is not None:
+            running.show()
+            running.raise_()
+            running.activateWindow()
+            return running
         dialog = InstallerDialog(self._parent(), on_installed=lambda _result: self._dependencies_installed())
+        self._installer = dialog
         return self._show(dialog)
 
     def show_weights_download(self) -> Any:
@@ -126,10 +135,6 @@ class CarlPlugin:
         """Check carl_geo/torch once; if missing, show one message (message bar with an "Install…"
         button + log) that says how to install them. Never installs anything unasked, never raises."""
         status = deps.status()
-        clash = deps.proj_clash_message()
-        if clash and not CarlPlugin._proj_warning_shown:
-            CarlPlugin._proj_warning_shown = True
-            QgsMessageLog.logMessage(clash, LOG_TAG, MESSAGE_WARNING)
         update = deps.update_message() if status.ok else ""
         if update and not CarlPlugin._dependency_message_shown:
             CarlPlugin._dependency_message_shown = True

@@ -158,18 +158,6 @@ def test_update_note_when_the_plugin_carries_another_carl_geo(installed_plugin: 
     assert "carries carl_geo 0.2.0" in note and "has carl_geo 0.1.0" in note and "Install CARL dependencies" in note
 
 
-def test_proj_clash_warning_only_for_a_bundled_proj_on_linux(installed_plugin: Any) -> None:
-    deps = sys.modules["carl_qgis.deps"]
-    wheel = ["pyproj/__init__.py", "pyproj.libs/libproj-1eb8c554.so.25.9.5.1", "pyproj.libs/libsqlite3-341faa0b.so"]
-    source_build = ["pyproj/__init__.py", "pyproj/_crs.cpython-311-x86_64-linux-gnu.so"]
-    message = deps.proj_clash_message("linux", wheel)
-    assert "pyproj.libs/libproj-1eb8c554.so.25.9.5.1" in message and "--no-binary pyproj" in message
-    assert deps.proj_clash_message("linux", source_build) == ""
-    assert deps.proj_clash_message("win32", wheel) == ""
-    # this test environment builds pyproj against Debian's PROJ (scripts/setup_qgis_env.sh)
-    assert deps.bundled_proj_library() is None and deps.proj_clash_message() == ""
-
-
 @pytest.mark.skipif(system_python_has_carl_geo(), reason="the system Python has carl_geo installed")
 def test_plugin_in_a_qgis_python_without_carl_geo(plugin_zip: Path, tmp_path: Path) -> None:
     """Really missing packages: Debian's own /usr/bin/python3 has QGIS but neither torch nor

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import sysconfig
 import zipfile
 from pathlib import Path
@@ -72,3 +73,34 @@ def test_qgis_process_lists_and_runs_segment_raster(qgis_process_env: dict[str, 
     with rasterio.open(out) as a, rasterio.open(ref) as b:
         assert a.crs == b.crs and a.transform == b.transform
         np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
+def test_qgis_process_trains_and_segments_in_a_child_and_exits_cleanly(qgis_process_env: dict[str, str],
+                                                                         tmp_path: Path) -> None:
+    """Train from polygons, then segment with the trained model, in ``qgis_process`` (QGIS's own GEOS, PROJ and
+    GDAL loaded first, as in the desktop): the work runs in the plugin's worker process, and QGIS exits with 0
+    (it died on signal 11 in shapely, and aborted at exit after pyproj, when training ran inside it)."""
+    import json
+
+    import rasterio
+    from carl_geo.sample_data import nc_landsat7
+
+    scene = nc_landsat7()
+    polygons = Path(shutil.copy(scene.polygons, tmp_path / "polygons.gpkg"))
+    env = {**qgis_process_env, "CARL_QGIS_PYTHON": sys.executable, "CARL_QGIS_ENV_DIR": str(tmp_path / "env")}
+    model, classes = tmp_path / "model.pt", tmp_path / "classes.tif"
+    trained = qgis_process(["run", "carl:trainfrompolygons", "--json", "--", f"INPUT={scene.image}",
+                            f"POLYGONS={polygons}", f"FIELD={scene.label_field}", "MAX_STEPS=8", "CHIP_SIZE=32",
+                            "TRAIN_BATCH_SIZE=8", "DEVICE=cpu", f"OUTPUT_MODEL={model}", f"OUTPUT={classes}"], env)
+    assert trained.returncode == 0, f"rc {trained.returncode}: {trained.stderr[-3000:]}"
+    results = json.loads(trained.stdout)["results"]
+    assert Path(results["OUTPUT_MODEL"]) == model and model.is_file() and 0 <= results["MEAN_IOU"] <= 1
+    segmented = tmp_path / "segmented.tif"
+    ran = qgis_process(["run", "carl:segmentraster", "--", f"INPUT={scene.image}", f"MODEL={model}", "DEVICE=cpu",
+                        f"OUTPUT={segmented}"], env)
+    assert ran.returncode == 0, f"rc {ran.returncode}: {ran.stderr[-3000:]}"
+    with rasterio.open(classes) as a, rasterio.open(segmented) as b, rasterio.open(scene.image) as src:
+        assert a.crs == src.crs and a.transform == src.transform
+        np.testing.assert_array_equal(a.read(1), b.read(1))  # the same model, the same map
+    logs = list((tmp_path / "env" / "logs").glob("worker-*.log"))
+    assert len(logs) >= 2  # each job ran in a worker process with its own log

@@ -46,6 +46,22 @@ def test_metadata_declares_qt6() -> None:
     meta.read(PLUGIN / "metadata.txt", encoding="utf-8")
     assert meta["general"]["supportsQt6"] == "True"
     assert meta["general"]["qgisMinimumVersion"] == "3.22"
+    # since May 2026 plugins.qgis.org lists a plugin for QGIS 4 only when its maximum version reaches 4.0
+    # (supportsQt6 alone is ignored)
+    maximum = tuple(int(v) for v in meta["general"]["qgisMaximumVersion"].split("."))
+    assert maximum >= (4, 0) and maximum < (5, 0)
+
+
+def test_build_zip_uses_the_local_setuptools_only_when_it_can_build_the_project() -> None:
+    import sys
+
+    sys.path.insert(0, str(PLUGIN.parent))
+    import build_zip
+
+    assert not build_zip.local_setuptools_ok("65.5.0") and not build_zip.local_setuptools_ok("76.1")
+    assert build_zip.local_setuptools_ok("77.0.3") and build_zip.local_setuptools_ok("80.9.0")
+    pyproject = (PLUGIN.parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'requires = ["setuptools>=77"]' in pyproject  # what an isolated build then installs
 
 
 def code_lines(path: Path) -> list[str]:

@@ -49,6 +49,8 @@ def published(tiny_ckpt: tuple[bytes, Any], tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("CARL_GEO_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("CARL_GEO_WEIGHTS", raising=False)
     monkeypatch.delenv("CARL_GEO_OFFLINE", raising=False)
+    # the published entry is patched in this process: the plugin runs its jobs here too (CARL_QGIS_IN_PROCESS)
+    monkeypatch.setenv("CARL_QGIS_IN_PROCESS", "1")
     with serve(served) as url:
         monkeypatch.setitem(PUBLISHED, "carl_ssl", CARL_SSL.with_(url=url, layout=lambda: layout, config="tiny",
                                                                    size_hint="6 MB"))
@@ -158,7 +160,7 @@ def test_weights_dialog_progress_cancel_then_download(installed_plugin: Any, pub
     assert dialog.status.text().startswith("Downloading: ") and " of 5.8 MB" in dialog.status.text()
     dialog.cancel()
     assert dialog.job.wait(20)
-    assert isinstance(dialog.error, weights.DownloadCancelled)
+    assert getattr(dialog.error, "cancelled", False)
     assert dialog.status.text() == "Cancelled; the partial file was deleted."
     cache = published["path"].parent
     assert not cache.exists() or list(cache.iterdir()) == []

@@ -1,8 +1,10 @@
 """What the CARL Processing algorithms share: dependency gate, common parameters, input
-checks, progress/cancel bridge and error translation.
+checks, the child-process runner for the heavy work and error translation.
 
-carl_geo (and with it torch) is imported only inside :meth:`CarlAlgorithm.processAlgorithm`
-and :func:`sensor_presets`, never when QGIS loads the plugin module.
+QGIS's own process imports only carl_geo's torch-free modules (choice names, settings, wavelength text);
+training, prediction, feature extraction, class polygons and the weights download run in a child process of
+the plugin's environment (:mod:`carl_qgis.child`), so torch and the GEOS / PROJ / GDAL copies inside the
+shapely, pyproj and rasterio wheels never meet QGIS's own.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -391,89 +391,56 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
 
 
 def library_errors() -> tuple[type[BaseException], ...]:
-    """What the algorithms turn into one-line Processing errors: carl_geo's error family
-    (:class:`carl_geo.errors.CarlGeoError`: bad input, settings or files) and files the system cannot
-    read or write (OSError, rasterio's errors). Anything else is a bug and keeps its traceback."""
-    errors = import_carl("carl_geo.errors")
-    kinds: list[type[BaseException]] = [errors.CarlGeoError, OSError]
-    rasterio_errors = sys.modules.get("rasterio.errors")
-    if rasterio_errors is not None:
-        kinds.append(rasterio_errors.RasterioError)
-    return tuple(kinds)
+    """What the algorithms turn into one-line Processing errors when they call carl_geo's torch-free helpers in
+    QGIS's process: carl_geo's error family (:class:`carl_geo.errors.CarlGeoError`) and OSError."""
+    return (import_carl("carl_geo.errors").CarlGeoError, OSError)
 
 
 def user_error(exc: BaseException) -> QgsProcessingException:
-    """A carl_geo error (CarlGeoError, FileNotFoundError, a rasterio read error, ...) as an analyst-readable
-    Processing error. The message is the library's (it already says what to fix), plus where to
-    fix wavelength problems (:class:`carl_geo.errors.WavelengthError`) in the algorithm dialog."""
+    """A carl_geo error as an analyst-readable Processing error (first letter capitalised)."""
     text = str(exc) or type(exc).__name__
-    text = text[0].upper() + text[1:]
-    if isinstance(exc, import_carl("carl_geo.errors").WavelengthError):
-        text += (". In this algorithm: choose the sensor preset, or type one wavelength (µm) per band in "
-                 "'Band wavelengths' under Advanced Parameters (and pick bands with 'Bands to use' there).")
-    return QgsProcessingException(text)
+    return QgsProcessingException(text[0].upper() + text[1:])
 
 
-def load_model_file(path: str) -> Any:
-    """A carl_geo model bundle from ``path`` (``weights_only`` load); problems with the file become a
-    QgsProcessingException that says what is wrong with it."""
-    load_bundle = import_carl("carl_geo").load_bundle
-    try:
-        return load_bundle(path)
-    except library_errors() as e:
-        raise user_error(e) from e
+#: Added to a wavelength error in the algorithm dialogs: where to fix it.
+WAVELENGTH_HINT = (". In this algorithm: choose the sensor preset, or type one wavelength (µm) per band in 'Band "
+                   "wavelengths' under Advanced Parameters (and pick bands with 'Bands to use' there).")
 
 
-def predict_to_file(bundle: Any, src: str, dst: str, feedback: QgsProcessingFeedback, *, cancelled: str,
-                    start: float = 0.0, span: float = 100.0, **kwargs: Any) -> Any:
-    """:func:`carl_geo.inference.predict_raster` with the plugin's error handling: progress and
-    cancel through ``feedback`` (mapped onto ``start .. start + span`` percent); carl_geo's warnings
-    go to the log. The predictor writes atomically and refuses an output that is a file it reads
-    (the input raster, a VRT's sources, the model file), so on cancel or error the file at ``dst``
-    (if any) is untouched and a QgsProcessingException says what happened (``cancelled`` is the
-    message for a cancel). Returns the PredictionResult."""
-    inference = import_carl("carl_geo.inference")
-    try:
-        with warnings_to_feedback(feedback):
-            return inference.predict_raster(bundle, src, dst, progress=progress_bridge(feedback, start, span),
-                                            **kwargs)
-    except inference.PredictionCancelled:
-        raise QgsProcessingException(cancelled) from None
-    except library_errors() as e:
-        raise user_error(e) from e
+def run_child(job: str, args: dict[str, Any], feedback: QgsProcessingFeedback, *, start: float = 0.0,
+              span: float = 100.0, cancelled: str = "Cancelled; nothing was written.") -> dict[str, Any]:
+    """Run a carl_geo job in the child process (:func:`carl_qgis.child.run_job`) with progress mapped onto
+    ``start .. start + span`` percent, its log lines and warnings in the algorithm's log and Cancel ending it.
+    Its error is one QgsProcessingException line (``cancelled`` on a cancel; a crash names the child's log)."""
+    from carl_qgis import child
 
+    def progress(done: int, total: int) -> None:
+        feedback.setProgress(start + span * min(max(done / max(1, total), 0.0), 1.0))
 
-@contextmanager
-def warnings_to_feedback(feedback: QgsProcessingFeedback) -> Iterator[None]:
-    """carl_geo's warnings (CarlGeoWarning: input on another scale than the model, labels left out,
-    ...) raised in the block are shown in the algorithm's log; other warnings go where they went."""
-    category = import_carl("carl_geo.errors").CarlGeoWarning
     push = getattr(feedback, "pushWarning", None) or (lambda message: feedback.reportError(message, False))
-
-    def show(message: Any, cat: type[Warning], filename: str, lineno: int, file: Any = None,
-             line: str | None = None) -> None:
-        if issubclass(cat, category):
-            push(f"Warning: {message}")
-        else:
-            original(message, cat, filename, lineno, file, line)
-
-    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
-        original = warnings.showwarning
-        warnings.simplefilter("always", category)
-        warnings.showwarning = show
-        yield
-
-
-def check_output_files(outputs: Sequence[tuple[str, str | None]], reads: Sequence[tuple[str, str | None]],
-                       rasters: Sequence[tuple[str, str | None]] = ()) -> None:
-    """Refuse, before any work, an output that is a file the algorithm reads: ``rasters`` (with
-    their VRT sources) and ``reads``, compared as real paths (symlinks resolved). Existing outputs
-    may be replaced: the Processing dialog has asked about that already."""
-    paths = import_carl("carl_geo.io.output_paths")
     try:
-        paths.check_outputs(outputs, paths.reads_of(rasters, reads), overwrite=True)
-    except library_errors() as e:
-        raise user_error(e) from e
+        return child.run_job(job, args, on_progress=progress, on_log=feedback.pushInfo,
+                             on_warning=lambda text: push(f"Warning: {text}"), is_cancelled=feedback.isCanceled)
+    except child.WorkerError as e:
+        if e.cancelled:
+            raise QgsProcessingException(cancelled) from None
+        text = e.text[0].upper() + e.text[1:] if e.text else "The CARL worker failed"
+        if "wavelength" in text.lower() and not e.crashed:
+            text += WAVELENGTH_HINT
+        raise QgsProcessingException(text) from None
+
+
+def predict_to_file(model_path: str, src: str, dst: str, feedback: QgsProcessingFeedback, *, cancelled: str,
+                    start: float = 0.0, span: float = 100.0, protect: Sequence[tuple[str, str | None]] = (),
+                    **kwargs: Any) -> dict[str, Any]:
+    """:func:`carl_geo.inference.predict_raster` of the model file in the child process (:func:`run_child`). The
+    predictor writes atomically and refuses an output that is a file it reads (the input raster, a VRT's
+    sources, the model file, and the files in ``protect``), so on cancel or error the file at ``dst`` (if any)
+    is untouched. Returns the result: ``path``, ``count``, ``output``, ``seconds`` and the model's
+    ``class_names``, ``colors``, ``class_values``."""
+    args = {"model": model_path, "src": src, "dst": dst, "overwrite": True,
+            "protect": [[label, path] for label, path in protect if path], **kwargs}
+    return run_child("predict", args, feedback, start=start, span=span, cancelled=cancelled)
 
 
 def layer_file(layer: Any) -> str | None:

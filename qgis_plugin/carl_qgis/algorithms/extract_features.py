@@ -17,7 +17,6 @@ from qgis.core import (
 from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
-    load_model_file,
     predict_to_file,
 )
 from carl_qgis.algorithms.published_weights import PUBLISHED_CHOICE, published_weights_path
@@ -72,10 +71,8 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
         dtype = self.parameterAsEnumString(parameters, self.DTYPE, context) or "float32"
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
-        bundle = load_model_file(model_path)
-        result = predict_to_file(bundle, src, dst, feedback, output="embeddings", embedding_dtype=dtype,
+        result = predict_to_file(model_path, src, dst, feedback, output="embeddings", embedding_dtype=dtype,
                                  **wl_args, **tiling,
                                  cancelled="CARL extract features was cancelled; no output was written.")
-        feedback.pushInfo(f"Wrote {result.path}: {result.count} feature bands, {result.width} x {result.height} px, "
-                          f"{result.seconds:.1f} s")
+        feedback.pushInfo(f"Wrote {result['path']}: {result['count']} feature bands in {result['seconds']:.1f} s")
         return {self.OUTPUT: dst}

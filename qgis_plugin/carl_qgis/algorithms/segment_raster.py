@@ -16,7 +16,6 @@ from qgis.core import (
 from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
-    load_model_file,
     predict_to_file,
 )
 from carl_qgis.algorithms.class_polygons import (
@@ -53,6 +52,11 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.add_input_raster()
         self.add_model_file(self.tr("CARL model file (segmentation bundle)"))
+        from carl_qgis.algorithms.train_from_polygons import project_models
+
+        trained = project_models()
+        if trained:  # the newest model trained in this project
+            self.parameterDefinition(self.MODEL).setDefaultValue(trained[0])
         self.add_wavelength_parameters()
         self.add_tiling_parameters()
         self.add_device_parameter()
@@ -73,22 +77,19 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
         if wants_polygons(parameters) and output != "classes":
             raise QgsProcessingException("Class polygons need the output 'classes'; choose it, or skip the polygons.")
 
-        bundle = load_model_file(model_path)
-        if bundle.task != "segmentation":
-            raise QgsProcessingException(
-                f"Model file {model_path} holds a feature extractor (no classes); use 'CARL extract features' "
-                "for it, or choose a segmentation model file (e.g. one made by 'CARL train from polygons').")
-        feedback.pushInfo(f"Model: {len(bundle.class_names)} classes ({', '.join(bundle.class_names)}); "
-                          f"input: {src} ({layer.bandCount()} bands, {layer.width()} x {layer.height()} px)")
-        result = predict_to_file(bundle, src, dst, feedback, output=output, **wl_args, **tiling,
+        feedback.pushInfo(f"Input: {src} ({layer.bandCount()} bands, {layer.width()} x {layer.height()} px); "
+                          f"model: {model_path}")
+        result = predict_to_file(model_path, src, dst, feedback, output=output, **wl_args, **tiling,
                                  cancelled="CARL segment raster was cancelled; no output was written.")
-        feedback.pushInfo(f"Wrote {result.path}: {result.width} x {result.height} px, {result.count} band(s), "
-                          f"{result.tiles} tiles in {result.seconds:.1f} s")
+        names = result["class_names"]
+        feedback.pushInfo(f"Wrote {result['path']}: {result['count']} band(s), {len(names)} classes "
+                          f"({', '.join(names)}) in {result['seconds']:.1f} s")
         results = {self.OUTPUT: dst}
         if output == "classes":
-            style_on_load(context, dst, bundle.class_names, bundle.colors, values=bundle.class_values)
-            polygons = write_class_polygons(self, parameters, context, feedback, dst, bundle.class_names)
+            colors = [tuple(c) for c in result["colors"]]
+            style_on_load(context, dst, names, colors, values=result["class_values"])
+            polygons = write_class_polygons(self, parameters, context, feedback, dst, names, result["class_values"])
             if polygons is not None:
-                style_polygons_on_load(context, polygons, bundle.class_names, bundle.colors)
+                style_polygons_on_load(context, polygons, names, colors)
                 results[OUTPUT_POLYGONS] = polygons
         return results

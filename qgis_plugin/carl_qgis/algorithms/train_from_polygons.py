@@ -1,11 +1,13 @@
-"""Processing algorithm "CARL train from polygons" (``carl:trainfrompolygons``): train a CARL
-segmentation model from labelled polygons with :func:`carl_geo.polygon_training.train_from_polygons`,
-then classify the whole raster with :func:`carl_geo.inference.predict_raster`."""
+"""Processing algorithm "CARL train from polygons" (``carl:trainfrompolygons``): train a land-cover model from
+labelled polygons with :func:`carl_geo.polygon_training.train_from_polygons`, then classify the whole raster
+with :func:`carl_geo.inference.predict_raster`; both run in a child process (:mod:`carl_qgis.child`)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +27,24 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingUtils,
+    QgsProject,
     QgsVectorFileWriter,
 )
 
 from carl_qgis.algorithms.base import (
+    AUTO,
+    DEVICES,
     CarlAlgorithm,
-    check_output_files,
     choice_parameter,
     config_names,
     import_carl,
     kept_model_choices,
     layer_file,
-    library_errors,
     predict_to_file,
-    progress_bridge,
     recipe_default,
+    run_child,
     set_advanced,
     training_modes,
-    user_error,
-    warnings_to_feedback,
 )
 from carl_qgis.algorithms.published_weights import PUBLISHED_CHOICE, published_weights_path
 from carl_qgis.compat import NUMBER_DOUBLE, NUMBER_INTEGER, PARAM_HIDDEN, SOURCE_POLYGON
@@ -51,6 +52,40 @@ from carl_qgis.styling import style_on_load
 
 #: Share of the progress bar used by training; the rest is the prediction of the whole raster.
 TRAIN_SHARE = 85.0
+#: Fields that GIS formats add as feature ids (never a class).
+GENERATED_ID_FIELDS = ("fid", "ogc_fid")
+#: Folder beside the saved project where models are kept when no model file was chosen.
+MODELS_FOLDER = "carl_models"
+#: Project entry (scope, key) listing the models trained in the project, newest first.
+PROJECT_MODELS = ("carl_qgis", "models")
+
+
+def kept_model_path(chosen: str | None, raster_name: str) -> str:
+    """Where the model goes: the chosen file, else (no file, or Processing's temporary output) a new file in
+    :data:`MODELS_FOLDER` beside the saved project (in the home folder when the project is not saved yet)."""
+    temp = QgsProcessingUtils.tempFolder()
+    if chosen and not os.path.abspath(chosen).startswith(os.path.abspath(temp) + os.sep):
+        return chosen
+    home = QgsProject.instance().homePath() or str(Path.home())
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in raster_name)[:40] or "model"
+    folder = Path(home) / MODELS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"{stem}_{time.strftime('%Y%m%d-%H%M%S')}.pt")
+
+
+def remember_model(path: str) -> None:
+    """Add ``path`` to the project's list of trained models (:data:`PROJECT_MODELS`; 'CARL segment raster' offers
+    the newest)."""
+    project = QgsProject.instance()
+    models, _ok = project.readListEntry(*PROJECT_MODELS)
+    models = [path] + [m for m in (models or []) if m != path]
+    project.writeEntry(*PROJECT_MODELS, models[:20])
+
+
+def project_models() -> list[str]:
+    """The models trained in the current project that still exist, newest first."""
+    models, _ok = QgsProject.instance().readListEntry(*PROJECT_MODELS)
+    return [m for m in (models or []) if os.path.isfile(m)]
 
 
 def export_labels(source: QgsFeatureSource, field: str, folder: str) -> Path:
@@ -127,7 +162,14 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
             "the bands, a forest with window context, CARL alone, CARL + forest, CARL + MLP, their ensemble) and "
             "which one is kept; the model file is saved and the whole raster is classified at pixel resolution. "
             "Give pretrained backbone weights, or tick 'Use the published CARL-SSL backbone' (downloaded once, "
-            "1.33 GB), to train only CARL's head; without them the small 'tiny' network is trained end to end.")
+            "1.33 GB), to train only CARL's head; without them the small 'tiny' network is trained end to end.\n\n"
+            "Training steps and time: 0 = automatic (a few minutes on a CPU; the CARL model kept is the average of "
+            "the last quarter's checkpoints). Training mode auto: image chips for multispectral rasters, single "
+            "pixels for hyperspectral rasters with small polygons. Model to keep auto: the CARL ensemble, unless "
+            "another candidate is clearly better on the held-out polygons. Without a model file name the model is "
+            "kept in the project's folder (carl_models/), and 'CARL segment raster' offers it next time. Training "
+            "and classification run in a separate process: if they fail, QGIS keeps running and the log names the "
+            "process's log file.")
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802
         self.add_input_raster()
@@ -139,21 +181,17 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         self.add_model_file(self.tr("Pretrained backbone weights (optional)"), self.WEIGHTS, optional=True)
         self.addParameter(QgsProcessingParameterBoolean(self.PUBLISHED_BACKBONE, self.tr(PUBLISHED_CHOICE), False))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MAX_STEPS, self.tr("Training steps at most (0 = automatic; the model kept is the average "
-                                    "of the last quarter's checkpoints)"), NUMBER_INTEGER, 0,
+            self.MAX_STEPS, self.tr("Training steps at most (0 = automatic)"), NUMBER_INTEGER, 0,
             minValue=0, maxValue=100000))
-        self.add_device_parameter()
+        self.addParameter(set_advanced(choice_parameter(self.DEVICE, self.tr("Device"), DEVICES, AUTO)))
         epochs = QgsProcessingParameterNumber(self.EPOCHS, self.tr("Epochs (deprecated: use training steps)"),
                                               NUMBER_INTEGER, 0, minValue=0, maxValue=10000)
         epochs.setFlags(epochs.flags() | PARAM_HIDDEN)
         self.addParameter(epochs)
         self.add_precision_parameter(advanced=True)
         advanced = [
-            choice_parameter(self.MODE, self.tr("Training mode (auto: chips for multispectral rasters, single "
-                                                "pixels for hyperspectral rasters with small polygons)"),
-                             training_modes(), "auto"),
-            QgsProcessingParameterNumber(self.MAX_MINUTES, self.tr("Training time at most, minutes (0 = automatic: "
-                                                                   "a few minutes on a CPU, steps only on a GPU)"),
+            choice_parameter(self.MODE, self.tr("Training mode"), training_modes(), "auto"),
+            QgsProcessingParameterNumber(self.MAX_MINUTES, self.tr("Training time at most, minutes (0 = automatic)"),
                                          NUMBER_DOUBLE, 0.0, minValue=0.0, maxValue=10000.0),
             choice_parameter(self.CONFIG, self.tr("Network size (without pretrained weights)"),
                              config_names(), "tiny"),
@@ -161,13 +199,10 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                                          NUMBER_INTEGER, 0, minValue=0, maxValue=1024),
             QgsProcessingParameterNumber(self.TRAIN_BATCH_SIZE, self.tr("Training batch size (0 = automatic)"),
                                          NUMBER_INTEGER, 0, minValue=0, maxValue=1024),
-            QgsProcessingParameterNumber(self.VAL_FRACTION, self.tr("Share of polygons held out to compare the "
-                                                                    "candidate models"),
+            QgsProcessingParameterNumber(self.VAL_FRACTION, self.tr("Share of polygons held out"),
                                          NUMBER_DOUBLE, recipe_default("val_fraction", 0.25), minValue=0.0,
                                          maxValue=0.9),
-            choice_parameter(self.SELECT, self.tr("Model to keep (auto: the CARL ensemble unless another candidate "
-                                                  "is clearly better on the held-out polygons)"),
-                             kept_model_choices(), "auto"),
+            choice_parameter(self.SELECT, self.tr("Model to keep"), kept_model_choices(), "auto"),
             QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), NUMBER_INTEGER,
                                          recipe_default("seed", 0), minValue=0),
         ]
@@ -175,10 +210,18 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
             self.addParameter(set_advanced(param))
         self.add_tiling_parameters(advanced=True)
         self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_MODEL, self.tr("Model file"), fileFilter="CARL model (*.pt)"))
+            self.OUTPUT_MODEL, self.tr("Model file"), fileFilter="CARL model (*.pt)", optional=True,
+            createByDefault=True))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Classification")))
         self.addOutput(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, self.tr("Validation overall accuracy")))
         self.addOutput(QgsProcessingOutputNumber(self.MEAN_IOU, self.tr("Validation mean IoU")))
+
+    def postProcessAlgorithm(self, context: QgsProcessingContext,  # noqa: N802 (Qt API; runs in the main thread)
+                             feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        trained = getattr(self, "_trained_model", None)
+        if trained:
+            remember_model(trained)
+        return {}
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -203,59 +246,59 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         if epochs and not max_steps:  # models saved before training steps existed
             max_steps = import_carl("carl_geo.polygon_training.recipe").steps_for_epochs(epochs, None)
             feedback.pushInfo(f"'Epochs' is deprecated: training for at most {max_steps} steps")
-        model_out = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        if field.lower() in GENERATED_ID_FIELDS:
+            raise QgsProcessingException(f"The class field {field!r} of layer '{source.sourceName()}' is the feature "
+                                         "id that GeoPackage adds, not a class: choose the field that holds each "
+                                         "polygon's class.")
+        model_out = kept_model_path(self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context), layer.name())
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         polygons_file = layer_file(self.parameterAsVectorLayer(parameters, self.POLYGONS, context))
-        check_output_files([("model file", model_out), ("classification", dst)],
-                           [("polygon layer file", polygons_file), ("pretrained weights file", weights)],
-                           rasters=[("input raster", src)])
-
-        train_from_polygons = import_carl("carl_geo.polygon_training").train_from_polygons
-
+        protect = [["polygon layer file", polygons_file], ["pretrained weights file", weights],
+                   ["classification", dst]]
         workdir = tempfile.mkdtemp(prefix="carl_train_", dir=QgsProcessingUtils.tempFolder())
         try:
             labels = export_labels(source, field, workdir)
             feedback.pushInfo(f"Training on {src} ({layer.bandCount()} bands) with {source.featureCount()} "
                               f"polygons, class field {field!r}")
-            try:  # the model file is written atomically: on error or cancel, nothing (new) is there
-                with warnings_to_feedback(feedback):
-                    result = train_from_polygons(
-                        src, labels, field, model_out, weights=weights,
-                        config=self.parameterAsEnumString(parameters, self.CONFIG, context) or "tiny",
-                        max_steps=max_steps,
-                        max_minutes=self.parameterAsDouble(parameters, self.MAX_MINUTES, context) or None,
-                        mode=self.parameterAsEnumString(parameters, self.MODE, context) or "auto",
-                        chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context) or None,
-                        batch_size=self.parameterAsInt(parameters, self.TRAIN_BATCH_SIZE, context) or None,
-                        val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
-                        select=self.parameterAsEnumString(parameters, self.SELECT, context) or "auto",
-                        seed=self.parameterAsInt(parameters, self.SEED, context), device=tiling["device"],
-                        progress=progress_bridge(feedback, 0.0, TRAIN_SHARE), log=feedback.pushInfo, **wl_args)
-            except Exception as e:  # noqa: BLE001 - cancel may surface as any exception type
-                if feedback.isCanceled():
-                    raise QgsProcessingException("CARL training was cancelled; no model was written.") from None
-                if isinstance(e, library_errors()):
-                    raise user_error(e) from e
-                raise
+            # the model file is written atomically: on error or cancel, nothing (new) is there
+            args = {"raster": src, "labels": str(labels), "label_field": field, "out": model_out, "weights": weights,
+                    "config": self.parameterAsEnumString(parameters, self.CONFIG, context) or "tiny",
+                    "max_steps": max_steps,
+                    "max_minutes": self.parameterAsDouble(parameters, self.MAX_MINUTES, context) or None,
+                    "mode": self.parameterAsEnumString(parameters, self.MODE, context) or "auto",
+                    "chip_size": self.parameterAsInt(parameters, self.CHIP_SIZE, context) or None,
+                    "batch_size": self.parameterAsInt(parameters, self.TRAIN_BATCH_SIZE, context) or None,
+                    "val_fraction": self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
+                    "select": self.parameterAsEnumString(parameters, self.SELECT, context) or "auto",
+                    "seed": self.parameterAsInt(parameters, self.SEED, context), "device": tiling["device"],
+                    "protect": [p for p in protect if p[1]], "protect_rasters": [["input raster", src]], **wl_args}
+            try:
+                trained = run_child("train", args, feedback, start=0.0, span=TRAIN_SHARE,
+                                    cancelled="CARL training was cancelled; no model was written.")
+            except QgsProcessingException as e:  # name the user's layer, not the exported copy
+                raise QgsProcessingException(str(e).replace(str(labels), f"layer '{source.sourceName()}'")) from None
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if feedback.isCanceled():
             raise QgsProcessingException("CARL training was cancelled after the model was saved to "
-                                         f"{result.model_path}; no classification was written.")
-        report = result.report
-        feedback.pushInfo(f"Model saved to {result.model_path}: {report.get('kept', 'carl')}; held-out overall "
+                                         f"{trained['model_path']}; no classification was written.")
+        report = trained["report"]
+        feedback.pushInfo(f"Model saved to {trained['model_path']}: {report.get('kept', 'carl')}; held-out overall "
                           f"accuracy {report.get('overall_accuracy', float('nan')):.3f}, mean IoU "
                           f"{report.get('mean_iou', float('nan')):.3f}")
         if report.get("warning"):
             feedback.reportError(report["warning"], fatalError=False)
         for name, iou in (report.get("per_class_iou") or {}).items():
-            feedback.pushInfo(f"  IoU {name}: {iou:.3f}")
+            feedback.pushInfo(f"  IoU {name}: {'n/a' if iou is None else f'{iou:.3f}'}")
 
-        bundle = result.bundle
-        predict_to_file(bundle, src, dst, feedback, output="classes", start=TRAIN_SHARE, span=100.0 - TRAIN_SHARE,
-                        **wl_args, **tiling,
-                        cancelled=f"Classification cancelled; the trained model was kept at {result.model_path}.")
-        style_on_load(context, dst, bundle.class_names, bundle.colors, values=bundle.class_values)
-        return {self.OUTPUT_MODEL: str(result.model_path), self.OUTPUT: dst,
+        result = predict_to_file(trained["model_path"], src, dst, feedback, output="classes", start=TRAIN_SHARE,
+                                 span=100.0 - TRAIN_SHARE, protect=[("polygon layer file", polygons_file)],
+                                 **wl_args, **tiling,
+                                 cancelled=f"Classification cancelled; the trained model was kept at "
+                                           f"{trained['model_path']}.")
+        style_on_load(context, dst, result["class_names"], [tuple(c) for c in result["colors"]],
+                      values=result["class_values"])
+        self._trained_model = str(trained["model_path"])
+        return {self.OUTPUT_MODEL: str(trained["model_path"]), self.OUTPUT: dst,
                 self.OVERALL_ACCURACY: float(report.get("overall_accuracy", float("nan"))),
                 self.MEAN_IOU: float(report.get("mean_iou", float("nan")))}

@@ -204,6 +204,11 @@ class InstallerDialog(QDialog):
         self.job = BackgroundJob(work, self._on_event, self._on_done)
         self.job.start()
 
+    @property
+    def running(self) -> bool:
+        """An installation started from this dialog is running."""
+        return self.job is not None and self.job.running
+
     def cancel(self) -> None:
         if self.job is not None and self.job.running:
             self._set_status("Cancelling…")
@@ -230,8 +235,9 @@ class InstallerDialog(QDialog):
             _refresh_provider()
             self.progress.setValue(100)
             v = getattr(result, "versions", {}) or {}
-            self._set_status(f"Installed: torch {v.get('torch')} (CUDA available: {v.get('cuda')}), carl_geo "
-                             f"{v.get('carl_geo')}. The CARL algorithms are ready." + (f" {note}" if note else ""))
+            self._set_status(f"Installed: torch {v.get('torch')}, {v.get('build', 'build unknown')} (CUDA available: "
+                             f"{v.get('cuda')}), carl_geo {v.get('carl_geo')}. The CARL algorithms are ready."
+                             + (f" {note}" if note else ""))
             self.current_label.setText(self._current_text())
             if self._on_installed is not None:
                 self._on_installed(result)

@@ -133,27 +133,20 @@ class WeightsDialog(QDialog):
         self.state_label.setText(state)
 
     def start(self, force: bool = False) -> None:
-        """Download (or resume) and verify, in a background thread."""
-        from carl_qgis.network import proxy_opener
+        """Download (or resume) and verify, in a child process (:mod:`carl_qgis.child`: verifying loads the
+        checkpoint with torch, which never enters QGIS's process), watched from a background thread."""
+        from carl_qgis import child
 
-        weights, spec = self.weights, self.spec
-        kwargs: dict[str, Any] = {}
-        opener = proxy_opener()
-        if opener is not None:
-            kwargs["opener"] = opener
         self._set_running(True)
         self.status.setText("Connecting…")
         self.status.setStyleSheet("")
         self._started = time.time()
-        self._resumed = int(weights.status(spec)["partial_bytes"])
+        self._resumed = int(self.weights.status(self.spec)["partial_bytes"])
 
         def work(post: Callable[[str, Any], None], cancelled: Callable[[], bool]) -> Any:
-            def progress(done: int, total: int) -> bool:
-                post("progress", (done, total))
-                return not cancelled()
-
-            return weights.download_weights(spec, force=force, progress=progress, log=lambda m: post("line", m),
-                                            **kwargs)
+            result = child.run_job("weights", {"force": bool(force)}, on_progress=lambda d, t: post("progress", (d, t)),
+                                   on_log=lambda m: post("line", m), is_cancelled=cancelled)
+            return result["path"]
 
         self.job = BackgroundJob(work, self._on_event, self._on_done)
         self.job.start()
@@ -182,7 +175,7 @@ class WeightsDialog(QDialog):
             self.progress.setValue(1000)
             self.status.setText(f"Ready and verified: {result}. Choose 'Use the published CARL-SSL backbone' in "
                                 "'CARL train from polygons' or 'CARL extract features'.")
-        elif isinstance(error, self.weights.DownloadCancelled):
+        elif getattr(error, "cancelled", False) or isinstance(error, self.weights.DownloadCancelled):
             self.progress.setValue(0)
             self.status.setText("Cancelled; the partial file was deleted.")
             self.status.setStyleSheet("color: #b00020;")
