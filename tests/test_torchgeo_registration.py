@@ -11,6 +11,7 @@ import torch
 pytest.importorskip("torchgeo")
 
 import carl_geo  # noqa: E402
+import carl_geo.weights  # noqa: E402
 from torchgeo.models import get_model, get_model_weights, get_weight, list_models  # noqa: E402
 
 
@@ -49,7 +50,10 @@ def test_weights_load_from_a_local_file(tmp_path, monkeypatch):
     # a file in the published layout (random weights here) loads through the torchgeo API
     ref = carl_geo.CARL(carl_geo.published_config())
     ckpt = tmp_path / "ssl_checkpoint_carl.ckpt"
-    state = {f"model.{k}": v for k, v in ref.state_dict().items()} | {f"teacher.{k}": v for k, v in ref.state_dict().items()}
+    state = {f"model.{k}": v for k, v in ref.state_dict().items()}
+    state |= {f"teacher.{k}": v.clone() for k, v in ref.state_dict().items()}  # own storage, as in the real file
+    layout = carl_geo.weights.published_layout()  # the rest of the published file (predictors, ...): zeros
+    state |= {k: torch.zeros(t.shape, dtype=getattr(torch, t.dtype)) for k, t in layout.tensors.items() if k not in state}
     torch.save({"state_dict": state, "epoch": 0}, ckpt)
     monkeypatch.setenv("CARL_GEO_WEIGHTS", str(ckpt))
     model = get_model("carl", weights=weight)

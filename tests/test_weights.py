@@ -31,7 +31,7 @@ from carl_geo.weights import (
     verify_weights,
     weights_path,
 )
-from carl_geo.weights.download import describe_network_error, partial_path
+from carl_geo.weights.download import describe_network_error, lock_path, partial_path
 from carl_geo.weights.layout import load_state_dict
 from carl_geo.weights.store import manifest_path, read_manifest
 from weights_server import ServedFile, serve, tiny_ssl_checkpoint
@@ -322,7 +322,7 @@ def test_a_second_download_of_the_same_file_is_refused(tiny_ckpt, home: Path) ->
     data, _, layout = tiny_ckpt
     target = home / "ssl_checkpoint_carl.ckpt"
     home.mkdir(parents=True)
-    lock = target.with_name(target.name + ".lock")
+    lock = lock_path(target)  # <file>.carl-lock: a user's <file>.lock is never touched
     lock.write_text(f"{os.getpid()} {socket.gethostname()}\n")  # a live process holds it
     served = ServedFile(data)
     with serve(served) as url:

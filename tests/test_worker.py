@@ -110,14 +110,20 @@ def test_cancel_by_sigterm_leaves_no_model_file(tmp_path):
 
 
 def test_runner_relays_events_and_reports_a_crashed_child(model_and_raster, tmp_path):
-    model, raster = model_and_raster
+    import torch
+
+    _, raster = model_and_raster
+    torch.manual_seed(0)  # a model that stored the statistics of data on a 0-1 scale; the raster is 100-4000
+    model = save_bundle(make_bundle(CARLSegmenter(CARL(tiny_config()), 3).eval(), class_names=["a", "b", "c"],
+                                    wavelengths=WL4, normalization={"mode": "fixed", "mean": 0.3, "std": 0.1}),
+                    tmp_path / "m01.pt")
     seen: dict[str, list] = {"progress": [], "log": [], "warning": []}
     result = child.run_job("predict", {"model": str(model), "src": str(raster), "dst": str(tmp_path / "o.tif"),
-                                       "wavelengths": WL4, "normalization": [0.0, 1.0]},
+                                       "wavelengths": WL4},
                            on_progress=lambda d, t: seen["progress"].append((d, t)), on_log=seen["log"].append,
                            on_warning=seen["warning"].append, python=sys.executable, log_path=tmp_path / "w.log")
     assert result["path"] == str(tmp_path / "o.tif") and seen["progress"][-1][0] == seen["progress"][-1][1]
-    assert any("scale" in w for w in seen["warning"])  # CarlGeoWarning: the input is far from (0, 1)
+    assert any("scale" in w for w in seen["warning"])  # CarlGeoWarning: the input is far from the model's scale
     with pytest.raises(child.WorkerError, match="does not exist|not found") as info:
         child.run_job("predict", {"model": str(tmp_path / "none.pt"), "src": str(raster), "dst": str(tmp_path / "x.tif")},
                       python=sys.executable, log_path=tmp_path / "w2.log")

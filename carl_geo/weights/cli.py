@@ -11,9 +11,10 @@ examples:
   carl-geo weights list                   # what is cached, where, and from which URL
   carl-geo weights download               # fetch the CARL-SSL checkpoint (1.33 GB, resumable)
   carl-geo weights verify                 # size, hash, keys and shapes of the cached file
+  carl-geo weights download --force       # start over (deletes carl_geo's own partial download)
   carl-geo weights path                   # print the file's path (e.g. for --model)
 environment: CARL_GEO_HOME (cache folder, default ~/.cache/carl_geo), CARL_GEO_WEIGHTS (path of the
-CARL-SSL file), CARL_GEO_OFFLINE=1 (never download)."""
+CARL-SSL file), CARL_GEO_OFFLINE=1/true/yes/on (never download; 0/false/no/off or unset: download)."""
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -29,7 +30,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     sub.add_parser("list", help="known weights, their URL, cache path and state").set_defaults(func=_list)
     d = sub.add_parser("download", help="download (or resume) and verify")
     d.add_argument("name", nargs="?", default="carl_ssl", choices=names)
-    d.add_argument("--force", action="store_true", help="fetch again even if a verified file is present")
+    d.add_argument("--force", action="store_true",
+                   help="fetch again even if a verified file is present, and start over: delete carl_geo's own "
+                        "partial download (e.g. one the server could not resume) first")
     d.set_defaults(func=_download)
     v = sub.add_parser("verify", help="check size, hash, keys, shapes and dtypes")
     v.add_argument("name", nargs="?", default="carl_ssl", choices=names)
@@ -78,16 +81,23 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from carl_geo.weights.store import get_weights_file, verify_weights, weights_path
+    from carl_geo.weights.store import (
+        NOT_PINNED,
+        get_weights_file,
+        verify_weights,
+        weights_path,
+    )
 
     spec = get_weights_file(args.name)
     path = args.file or weights_path(spec)
-    check = verify_weights(path, spec.layout())
+    layout = spec.layout()
+    check = verify_weights(path, layout, expected_size=spec.size, expected_sha256=spec.sha256)
     if not check.ok:
         print(f"carl-geo weights: error: {path}: {check.message}", file=sys.stderr)
         return 2
     sha = f", SHA-256 {check.sha256}" if check.sha256 else ""
-    print(f"{path}: OK ({check.size} bytes, {check.n_tensors} tensors match the {spec.layout().name}{sha})")
+    pinned = "" if check.pinned else f"; {NOT_PINNED}"
+    print(f"{path}: OK ({check.size} bytes, {check.n_tensors} tensors match the {layout.name}{sha}{pinned})")
     return 0
 
 

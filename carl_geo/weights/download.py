@@ -54,7 +54,7 @@ STATE_SUFFIX = ".carl-download.json"
 LOCK_SUFFIX = ".carl-lock"
 #: Seconds without a byte from the server after which a request counts as stalled (``timeout=``).
 READ_TIMEOUT_S = 30.0
-#: How many stalled requests in a row are retried before the download stops (``stall_retries=``).
+#: How many stalled requests one download retries before it stops (``stall_retries=``).
 STALL_RETRIES = 1
 #: Requests one download may make in all, retries and restarts included (``max_requests=``).
 MAX_REQUESTS = 100
@@ -290,10 +290,12 @@ def _size(path: Path) -> int:
 @dataclass
 class _Budget:
     """What one :func:`download_file` call may spend, so that no server keeps it busy forever: failed
-    requests in a row that got no further into the file, stalls in a row, requests and bytes in all.
+    requests in a row that got no further into the file, stalls, requests and bytes in all.
 
     Progress is the furthest byte the partial file ever reached in this call, not a chunk received: a
-    server that ignores ``Range`` and cuts every transfer restarts at byte 0 and never gets further."""
+    server that ignores ``Range`` and cuts every transfer restarts at byte 0 and never gets further.
+    Stalls are counted in all, progress or not: each costs a whole ``timeout``, and a server that
+    sends a little and then stalls every time would otherwise take ``max_requests`` timeouts."""
 
     url: str
     part: Path
@@ -316,21 +318,22 @@ class _Budget:
                                 f"without completing the file; {_kept(self.part, _size(self.part))}")
         self.requests += 1
 
-    def receive(self, n: int, total: int) -> None:
-        """Count ``n`` received bytes; raise when they exceed :attr:`max_transfer_factor` x the file size."""
+    def receive(self, n: int, total: int, offset: int) -> None:
+        """Count ``n`` received bytes (the partial file now has ``offset``); raise when the bytes of this
+        call exceed :attr:`max_transfer_factor` x the file size."""
         self.received += n
         size = total or self.expected_size
         if size and self.received > self.max_transfer_factor * size:
             raise DownloadError(
                 f"{self.url}: stopped after receiving {self.received} bytes in {self.requests} requests for a "
                 f"{size}-byte file ({self.max_transfer_factor:g} times its size): the server keeps cutting the "
-                f"transfer and does not resume it (HTTP Range); try again later; {_kept(self.part, _size(self.part))}")
+                f"transfer and does not resume it (HTTP Range); try again later; {_kept(self.part, offset)}")
 
     def failed(self, exc: BaseException, offset: int, total: int) -> None:
         """Count a failed request that left ``offset`` bytes on disk; raise :class:`DownloadError` (one
         line) when it is not worth retrying or its retries are spent."""
         if offset > self.furthest:
-            self.furthest, self.failures, self.stalls = offset, 0, 0
+            self.furthest, self.failures = offset, 0
         stalled = _is_stall(exc)
         if (not _retryable(exc) or self.failures >= self.retries
                 or (stalled and self.stalls >= self.stall_retries)):
@@ -400,7 +403,7 @@ def download_file(url: str, target: str | os.PathLike, *, progress: Progress | N
         expected_size: the file's published size, when known: a server that announces another size
             is refused before any byte is written.
         restart: delete this download's own partial file first and start from byte 0.
-        stall_retries: stalled requests in a row that are retried (default :data:`STALL_RETRIES`).
+        stall_retries: stalled requests that are retried, in all (default :data:`STALL_RETRIES`).
         max_requests: requests in all (default :data:`MAX_REQUESTS`).
         max_transfer_factor: bytes received in all, as a multiple of the file's size (default
             :data:`MAX_TRANSFER_FACTOR`).
@@ -464,7 +467,7 @@ def _download(job: _Job) -> DownloadResult:
         except (OSError, http.client.HTTPException) as e:
             _raise_local(e, part)
             error = e
-        offset = _size(part)
+        offset, total = _size(part), int(job.state.get("total") or 0)
         budget.failed(error, offset, total)
         delay = min(job.backoff * 2 ** (budget.failures - 1), 60.0)
         job.log(f"{budget.cause(error, offset, total)}; retrying in {delay:g} s")
@@ -546,22 +549,37 @@ def _check_announced(job: _Job, total: int, offset: int) -> None:
 
 
 def _receive(job: _Job, resp: Any, mode: str, offset: int, total: int) -> int:
-    """Append the body of ``resp`` to the partial file; returns the new offset."""
+    """Append the body of ``resp`` to the partial file; returns the new offset.
+
+    Every byte is written as soon as it arrives (``read1``), so a transfer that stalls or drops keeps
+    all it received; ``progress`` is called once per ``chunk_bytes`` and at the end."""
     limit = total or job.expected_size
+    read = getattr(resp, "read1", resp.read)
+    pending = 0
     with open(job.part, mode) as f:
-        while chunk := resp.read(job.chunk_bytes):
-            f.write(chunk)
-            offset += len(chunk)
-            job.budget.receive(len(chunk), total)
+        while piece := read(job.chunk_bytes - pending):
+            f.write(piece)
+            offset += len(piece)
+            pending += len(piece)
+            job.budget.receive(len(piece), total, offset)
             job.touch()
             if limit and offset > limit:
                 raise DownloadError(f"{job.url} sent more than the {limit} bytes of the file; "
                                     f"{_kept(job.part, offset)}")
-            if job.progress is not None and job.progress(offset, total) is False:
-                f.close()
-                remove_partial(job.target)
-                raise DownloadCancelled(f"download of {job.url} cancelled")
+            if pending >= job.chunk_bytes:
+                pending = 0
+                _report(job, f, offset, total)
+        if pending:
+            _report(job, f, offset, total)
     return offset
+
+
+def _report(job: _Job, f: Any, offset: int, total: int) -> None:
+    """Call ``progress``; when it returns False, delete the partial file and raise DownloadCancelled."""
+    if job.progress is not None and job.progress(offset, total) is False:
+        f.close()
+        remove_partial(job.target)
+        raise DownloadCancelled(f"download of {job.url} cancelled")
 
 
 def _remote_size(opener: urllib.request.OpenerDirector, url: str, timeout: float) -> int:

@@ -294,8 +294,9 @@ def _hash_problem(path: Path, pinned: str | None, recorded: Any) -> tuple[str | 
         return digest, None
     if pinned:
         return digest, f"SHA-256 {digest[:16]}... differs from the published {pinned[:16]}..."
-    return digest, (f"SHA-256 {digest[:16]}... differs from the {reference[:16]}... recorded at download: "
-                    "the file changed since")
+    record = manifest_path(path) if manifest_path(path).is_file() else legacy_manifest_path(path)
+    return digest, (f"SHA-256 {digest[:16]}... differs from the {reference[:16]}... recorded when it was "
+                    f"downloaded: the file changed since (if on purpose, delete {record})")
 
 
 def quick_check(path: str | os.PathLike, expected_size: int | None = None) -> str | None:
@@ -371,8 +372,9 @@ def download_weights(spec: WeightsFile | str = "carl_ssl", *, path: str | os.Pat
             damage = check.message
             say(f"{path} fails verification ({damage}); fetching it again")
     if offline():
-        raise _offline_error(spec, path, f"the weights file is damaged ({damage}) and must be fetched again"
-                             if damage else "the weights file is missing")
+        why = ("the weights file is missing" if not path.exists() else "force asks to fetch the weights file again"
+               if not damage else f"the weights file is damaged ({damage}) and must be fetched again")
+        raise _offline_error(spec, path, why)
     say(f"downloading {spec.url} ({spec.size_hint or 'size unknown'}) to {path}")
     if force and partial_path(path).exists():
         say(f"force: deleting the partial download {partial_path(path)} and starting over")
@@ -412,8 +414,8 @@ def _verify_download(spec: WeightsFile, result: DownloadResult, layout: Checkpoi
     the size (pinned, else announced) and the layout."""
     digest = sha256_file(result.path)
     if spec.sha256 and digest != spec.sha256.lower():
-        return Verification(result.path, False, (f"SHA-256 {digest[:16]}... differs from the published "
-                                                 f"{spec.sha256[:16]}...",), result.size, digest)
+        problem = f"SHA-256 {digest[:16]}... differs from the published {spec.sha256[:16]}..."
+        return Verification(result.path, False, (problem,), result.size, digest)
     size = spec.size if spec.size is not None else result.size
     check = verify_weights(result.path, layout, expected_size=size, check_hash=False)
     return replace(check, sha256=digest, pinned=bool(spec.sha256))
@@ -443,7 +445,7 @@ def _record_first_check(spec: WeightsFile, path: Path, check: Verification, say:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _in_cache(path: Path) -> bool:
