@@ -28,11 +28,38 @@ def wavelength_list(text: str) -> list[float]:
     """``"0.49,0.56,0.665"`` (µm) or ``"490,560,665"`` (nm, converted) -> µm values."""
     try:
         values = parse_wavelength_list(text)
-    except CarlGeoError:
+    except CarlGeoError as e:
+        if "mix units" in str(e):
+            raise argparse.ArgumentTypeError(str(e)) from None
         values = []
     if not values:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers (µm), got {text!r}")
+    bad = [v for v in values if not v > 0]
+    if bad:
+        raise argparse.ArgumentTypeError(f"wavelengths must be positive (µm), got {', '.join(f'{v:g}' for v in bad)}")
     return values
+
+
+#: Options whose value may start with "-" (a negative number the user typed by mistake must reach the value check,
+#: not argparse's "expected one argument").
+VALUE_OPTIONS = ("--wavelengths",)
+
+
+def join_option_values(argv: list[str], options: tuple[str, ...] = VALUE_OPTIONS) -> list[str]:
+    """``["--wavelengths", "-0.49,0.56"]`` -> ``["--wavelengths=-0.49,0.56"]`` for :data:`VALUE_OPTIONS`, so that a
+    value starting with "-" is read as the option's value."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if arg in options and nxt is not None and nxt.startswith("-") and re.match(r"^-[\d.]", nxt):
+            out.append(f"{arg}={nxt}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
 
 
 def band_items(text: str) -> list[int | str]:

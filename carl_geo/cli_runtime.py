@@ -19,6 +19,7 @@ Imports nothing heavy (the CLI answers ``--help`` without torch).
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 import threading
@@ -93,7 +94,7 @@ def one_line_warnings(prefix: str) -> Iterator[None]:
     def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
              line: str | None = None) -> None:
         if issubclass(category, CarlGeoWarning):
-            print(f"{prefix}: warning: {message}", file=file or sys.stderr)
+            print(f"{prefix}: warning: {printable(message)}", file=file or sys.stderr)
         else:
             original(message, category, filename, lineno, file, line)
 
@@ -169,4 +170,18 @@ def _os_reason(messages: list[str]) -> str | None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip()) or "error"
+    return printable(" ".join(part.strip() for part in str(text).strip().splitlines() if part.strip()) or "error")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe_print(*values: Any, **kwargs: Any) -> None:
+    """``print`` with :func:`printable` text (class and band names come from users' files)."""
+    print(*(printable(v) for v in values), **kwargs)
+
+
+def printable(text: str) -> str:
+    """``text`` with terminal control characters (escape sequences from a file's band names, ...) shown as
+    ``\\xNN`` instead of acting on the user's terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))

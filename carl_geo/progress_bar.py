@@ -24,8 +24,10 @@ class ProgressBar:
         self.bar.update(done - self.bar.n)
 
     def log(self, msg: str) -> None:
-        """Print ``msg`` without breaking the bar."""
-        (self.bar.write if self.bar is not None else print)(msg)
+        """Print ``msg`` without breaking the bar (terminal control characters shown as ``\\xNN``)."""
+        from carl_geo.cli_runtime import printable
+
+        (self.bar.write if self.bar is not None else print)(printable(msg))
 
     def close(self) -> None:
         if self.bar is not None:

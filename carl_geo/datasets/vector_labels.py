@@ -76,11 +76,12 @@ def read_label_vector(path: str | os.PathLike, label_field: str) -> gpd.GeoDataF
         ValueError: unreadable file, no CRS, missing column, no features, or a column that is
             not categorical (non-integer numbers, or more than :data:`MAX_CLASSES` values).
     """
+    source = os.fspath(path)  # GDAL's virtual file systems (/vsizip/, /vsicurl/, ...) as given: predict reads them
     path = Path(path)
-    if not path.exists():
+    if not source.startswith("/vsi") and not path.exists():
         raise FileNotFoundError(f"label file not found: {path}")
     try:
-        gdf = gpd.read_file(path)
+        gdf = gpd.read_file(source)
     except (RuntimeError, OSError, ValueError) as e:  # pyogrio's errors are RuntimeErrors
         raise CarlGeoError(f"cannot read {path} as a vector file: {e}") from None
     if label_field not in gdf.columns or label_field == gdf.geometry.name:
@@ -89,7 +90,16 @@ def read_label_vector(path: str | os.PathLike, label_field: str) -> gpd.GeoDataF
     if gdf.crs is None:
         raise CarlGeoError(f"{path.name} has no coordinate reference system; "
                            "set one (e.g. with QGIS or ogr2ogr -a_srs)")
-    gdf = _polygons_only(gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty], path.name)
+    has_geometry = gdf.geometry.notna() & ~gdf.geometry.is_empty
+    if not has_geometry.all():  # say how many, per class: a class can vanish this way
+        lost = gdf.loc[~has_geometry, label_field].fillna("(no class)").astype(str).value_counts()
+        per_class = ", ".join(f"{name}: {n}" for name, n in lost.sort_index().items())
+        kept_classes = set(gdf.loc[has_geometry, label_field].dropna().astype(str))
+        gone = sorted(set(lost.index) - kept_classes - {"(no class)"})
+        warnings.warn(f"{int((~has_geometry).sum())} feature(s) in {path.name} have no geometry (or an empty one) and "
+                      f"were left out ({per_class})" + (f"; class(es) {', '.join(gone)} have no polygon left"
+                                                        if gone else ""), CarlGeoWarning, stacklevel=2)
+    gdf = _polygons_only(gdf[has_geometry], path.name)
     missing = gdf[label_field].isna()
     if missing.any() and not missing.all():
         warnings.warn(f"{int(missing.sum())} of the {len(gdf)} polygons in {path.name} have no value in field "

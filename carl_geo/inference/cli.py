@@ -57,10 +57,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from carl_geo.cli_runtime import safe_print as print  # noqa: A001 (control characters shown as \\xNN)
+
     from carl_geo.inference.settings import from_arguments
     from carl_geo.io.output_paths import check_outputs, reads_of
 
     settings = from_arguments(args)  # cheap checks before the model loads
+    if args.quicklook:
+        from carl_geo.inference.quicklook import check_quicklook_path
+
+        check_quicklook_path(args.quicklook)
     model_path = Path(args.model)
     if not model_path.is_file():
         raise FileNotFoundError(f"model file not found: {model_path}")

@@ -48,6 +48,19 @@ def _stretch(data: np.ma.MaskedArray) -> np.ndarray:
     return out
 
 
+#: File types the quick look can be written as (matplotlib's raster and vector formats without extra packages).
+QUICKLOOK_FORMATS = ("png", "jpg", "jpeg", "pdf", "svg", "tif", "tiff", "webp")
+
+
+def check_quicklook_path(path: str | os.PathLike[str]) -> None:
+    """Raise a one-line :class:`~carl_geo.errors.CarlGeoError` (before any prediction) when ``path``'s extension is
+    not a file type the quick look can be written as (:data:`QUICKLOOK_FORMATS`)."""
+    suffix = Path(path).suffix.lstrip(".").lower()
+    if suffix not in QUICKLOOK_FORMATS:
+        raise CarlGeoError(f"the quick look {path} must end in one of .{', .'.join(QUICKLOOK_FORMATS)} (got "
+                           f"{'.' + suffix if suffix else 'no extension'}); e.g. {Path(path).with_suffix('.png')}")
+
+
 def write_quicklook(src: str | os.PathLike, prediction_tif: str | os.PathLike, png_path: str | os.PathLike,
                     class_names: Sequence[str] | None, colors: Sequence[Sequence[int]] | None,
                     rgb_bands: Sequence[int] | None = None, *, wavelengths: Sequence[float] | None = None,

@@ -46,5 +46,13 @@ def parse_wavelength_list(text: str | Sequence[float | str], units: str | None =
         return [1e4 / v if v else math.nan for v in values]
     factor = _UNIT_FACTORS.get(key)
     if factor is None:
-        factor = 1e-3 if values and min(values) > MAX_WAVELENGTH_UM else 1.0
+        large = [v for v in values if v > MAX_WAVELENGTH_UM]
+        if large and len(large) < len(values):  # one mistyped value must not rescale the others
+            small = [v for v in values if v <= MAX_WAVELENGTH_UM]
+            odd, rest, unit = (large, small, "nanometres") if len(large) <= len(small) else (small, large,
+                                                                                              "micrometres")
+            raise CarlGeoError(f"the wavelengths mix units: {', '.join(f'{v:g}' for v in odd)} {'looks' if len(odd) == 1 else 'look'} like {unit} "
+                               f"among {', '.join(f'{v:g}' for v in rest[:4])}{', ...' if len(rest) > 4 else ''}; "
+                               "give every wavelength in µm (or every one in nm)")
+        factor = 1e-3 if large else 1.0
     return [v * factor for v in values]

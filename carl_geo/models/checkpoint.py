@@ -75,6 +75,30 @@ def _what_file_is(path: Path) -> str | None:
             f"(it starts with bytes {head[:8].hex(' ')}, {size} bytes in all)")
 
 
+#: A torch.save archive stores its tensors uncompressed: an archive whose members unpack to more than this factor of
+#: its size on disk (plus a little) is a zip bomb, refused before any byte is inflated (a 6 MB file had unpacked to
+#: 4.16 GB of memory before it was rejected).
+MAX_UNPACK_FACTOR = 4
+UNPACK_ALLOWANCE = 64 * 2**20
+
+
+def _check_archive_sizes(path: Path) -> None:
+    """Raise :class:`CheckpointError` when the zip directory of ``path`` announces members that unpack to far more
+    than the file holds (reads the directory only)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load's own error says what is wrong
+    size = path.stat().st_size
+    if total > MAX_UNPACK_FACTOR * size + UNPACK_ALLOWANCE:
+        raise CheckpointError(f"refusing to load {path}: its archive unpacks to {total / 2**20:.0f} MiB from "
+                              f"{size / 2**20:.1f} MiB on disk (torch files are stored uncompressed: a damaged or "
+                              "hostile file)")
+
+
 def _is_safetensors(path: Path) -> bool:
     """safetensors layout: an 8-byte little-endian header length, then a JSON header."""
     with open(path, "rb") as f:
@@ -104,6 +128,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if kind is not None:
         raise CheckpointError(f"{path} is not a model file: it is {kind}. Give a CARL model file "
                               "(.pt from carl-geo train, .safetensors from carl-geo export, or a CARL .ckpt)")
+    _check_archive_sizes(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

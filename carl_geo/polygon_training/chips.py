@@ -152,15 +152,3 @@ def augment(img: Tensor, mask: Tensor, generator: torch.Generator | None = None,
         out_i.append(a)
         out_m.append(m)
     return torch.stack(out_i), torch.stack(out_m)
-
-
-def tiles(shape: tuple[int, int], tile: int, overlap: int) -> list[tuple[int, int]]:
-    """Top-left corners (row, col) of ``tile`` x ``tile`` windows covering an array of ``shape``
-    with at least ``overlap`` pixels of overlap (the last row/column of tiles is flush with the edge)."""
-    def starts(n: int) -> list[int]:
-        if n <= tile:
-            return [0]
-        step = max(1, tile - overlap)
-        s = list(range(0, n - tile, step))
-        return s + [n - tile]
-    return [(r, c) for r in starts(shape[0]) for c in starts(shape[1])]

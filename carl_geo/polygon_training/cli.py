@@ -49,6 +49,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from carl_geo.cli_runtime import safe_print as print  # noqa: A001 (control characters shown as \\xNN)
+
     import sys
 
     from carl_geo.polygon_training.outputs import check_training_paths

@@ -3,8 +3,10 @@
 :func:`train_from_polygons <carl_geo.polygon_training.train_from_polygons>` writes the model file ``out``
 and a confusion-matrix PNG beside it (:func:`confusion_png_path`). :func:`check_training_paths`
 refuses, before any pixel is read, an ``out`` (or PNG) that is the raster (also through a symlink,
-or a file a VRT raster reads), the label file (or a Shapefile's ``.dbf`` / ``.shx`` / ...), or the
-weights file.
+a file a VRT raster reads at any depth, or the archive of a ``/vsizip/`` raster), a file the labels
+are read from (a Shapefile's ``.dbf`` / ``.shx`` / ..., the CSV an OGR VRT names, every layer of a
+folder given as the labels, the archive of ``/vsizip/`` labels), or the weights file; and an input
+that is a FIFO or a device (:func:`~carl_geo.io.output_paths.check_input_file`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from carl_geo.io.output_paths import check_outputs, reads_of
+from carl_geo.io.output_paths import VECTOR_COMPANIONS, check_outputs, dataset_files, reads_of
 
-#: Files that make up one Shapefile / MapInfo layer besides the one the user names.
-VECTOR_COMPANIONS = {".shp": (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".qmd"),
-                     ".tab": (".dat", ".id", ".map", ".ind"), ".gpkg": ("-wal", "-shm")}
+#: VECTOR_COMPANIONS moved to carl_geo.io.output_paths; importing it from here keeps working.
+__all__ = ["VECTOR_COMPANIONS", "check_training_paths", "confusion_png_path", "vector_files"]
 
 
 def confusion_png_path(out: str | os.PathLike[str]) -> Path:
@@ -26,22 +27,22 @@ def confusion_png_path(out: str | os.PathLike[str]) -> Path:
 
 
 def vector_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The label file and its companion files (a Shapefile's ``.dbf``, ``.shx``, ...)."""
-    p = Path(path)
-    extra = VECTOR_COMPANIONS.get(p.suffix.lower(), ())
-    companions = [p.with_suffix(e) if e.startswith(".") else p.with_name(p.name + e) for e in extra]
-    return [p, *companions]
+    """The label file and every file OGR reads for it (:func:`~carl_geo.io.output_paths.dataset_files`):
+    a Shapefile's ``.dbf``, ``.shx``, ...; the sources of an OGR VRT, at any depth; every layer of a
+    folder; the archive of a ``/vsizip/`` path."""
+    return dataset_files(path)
 
 
 def check_training_paths(raster: str | os.PathLike[str], labels: str | os.PathLike[str],
                          out: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None, *,
                          overwrite: bool = True) -> None:
-    """Refuse a model file ``out`` (or its confusion PNG) that is a file the run reads, or (with
-    ``overwrite=False``) that exists.
+    """Refuse a model file ``out`` (or its confusion PNG) that is a file the run reads, that exists
+    and is not a regular file, or (with ``overwrite=False``) that exists.
 
     Raises:
         OutputPathError: naming the output and the file it would destroy.
+        InputError: the raster, labels or weights (or a file they read) is a FIFO or a device.
     """
-    files = [("label file", f) for f in vector_files(labels)] + [("weights file", weights)]
     check_outputs([("model file", out), ("confusion matrix PNG", confusion_png_path(out))],
-                  reads_of([("raster", raster)], files), overwrite=overwrite)
+                  reads_of([("raster", raster)], [("label file", labels), ("weights file", weights)]),
+                  overwrite=overwrite)

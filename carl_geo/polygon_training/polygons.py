@@ -32,7 +32,7 @@ import torch
 
 from carl_geo.datasets.vector_labels import IGNORE_INDEX, class_codes
 from carl_geo.devices import resolve_device
-from carl_geo.errors import Cancelled, CarlGeoError
+from carl_geo.errors import Cancelled, CarlGeoError, OutputPathError
 from carl_geo.inference.engine import run_array
 from carl_geo.inference.runner import ModelRunner
 from carl_geo.inference.settings import PredictSettings
@@ -83,12 +83,27 @@ class TrainingResult:
 
 
 def _check_args(raster: Path, out: Path, weights: Path | None) -> None:
-    if not raster.exists():
+    if not str(raster).startswith("/vsi") and not raster.exists():
         raise FileNotFoundError(f"raster not found: {raster}")
     if weights is not None and not weights.exists():
         raise FileNotFoundError(f"weights file not found: {weights}")
     if out.exists() and out.is_dir():
         raise CarlGeoError(f"out must be a file path, {out} is a folder")
+    check_writable_folder(out.parent)
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Raise a one-line :class:`~carl_geo.errors.OutputPathError` now, before minutes of training, when no file can
+    be created in ``folder`` (read-only, no permission, a file in the way); creates a missing folder."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".carl_write_test_"):
+            pass
+    except OSError as e:
+        raise OutputPathError(f"cannot write the model into {folder}: {e.strerror or e}; choose another folder for "
+                              "the model file") from None
 
 
 def score_holdout(model: torch.nn.Module, image: np.ndarray, valid: np.ndarray, wavelengths: Sequence[float],
@@ -240,6 +255,7 @@ def train_from_polygons(
     """
     t0 = time.perf_counter()
     say = log or (lambda _msg: None)
+    raster_source, labels_source = os.fspath(raster), os.fspath(labels)  # /vsizip/... kept as given
     raster, labels, out = Path(raster), Path(labels), Path(out)
     weights = Path(weights) if weights is not None else None
     recipe = recipe or TrainingRecipe()
@@ -260,7 +276,7 @@ def train_from_polygons(
 
     # ---- 1. the scene: everything a user can get wrong is checked here, before any training ------------------
     dev = resolve_device(device)
-    scene = prepare_scene(raster, labels, label_field, wavelengths=wavelengths, sensor=sensor, bands=bands,
+    scene = prepare_scene(raster_source, labels_source, label_field, wavelengths=wavelengths, sensor=sensor, bands=bands,
                           margin=int(recipe.chip_size or 64), device=dev.type)
     plan = plan_recipe(scene.facts, recipe, frozen=weights is not None, backbone_patch=backbone_patch(weights))
     r = plan.recipe

@@ -122,10 +122,11 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
         CarlGeoError: no CRS, no polygon on the raster, one class, classes with too few valid pixels,
             wavelengths that do not match the bands.
     """
+    gdf = read_label_vector(labels, label_field)  # /vsizip/... paths go to GDAL as given
+    raster_source = os.fspath(raster)
     raster, labels = Path(raster), Path(labels)
-    gdf = read_label_vector(labels, label_field)
     notices: list[str] = []
-    with open_raster(raster) as src:
+    with open_raster(raster_source) as src:
         if src.crs is None:
             raise CarlGeoError(f"{raster.name} has no coordinate reference system; assign one "
                                "(e.g. gdal_edit.py -a_srs EPSG:xxxx) so the polygons can be placed on it")
