@@ -13,19 +13,24 @@ Where things live (one folder per kind of code, torchgeo's layout; issue #19):
 
 * ``models/``: the CARL backbone, heads, named configs and weight files (torch + timm only);
   ``models/names.py``: every registered choice as a torch-free name list / ``Literal`` type;
-* ``datasets/``, ``datamodules/``, ``samplers/``, ``trainers/``: torchgeo-style datasets, every
-  LightningDataModule, every batch sampler, every LightningModule (the CARL-SSL and GEO-Bench ones too);
-* ``ssl/``: the parts of CARL-SSL pre-training (masking, loss, EMA, predictors, data layouts, export);
+* ``datasets/``, ``datamodules/``, ``samplers/``, ``trainers/``: every torch Dataset (GEO-Bench's reader and
+  upstream's pre-training corpora too), every LightningDataModule, every batch sampler, every
+  LightningModule (the CARL-SSL and GEO-Bench ones too);
+* ``ssl/``: the parts of CARL-SSL pre-training (masking, loss, EMA, predictors, the k-NN vote, export);
 * ``inference/``: tiled prediction of rasters and DataArrays (``settings.py``: :class:`PredictSettings`
   of every prediction; ``engine.py``: tiles, batches, blending);
 * ``polygon_training/``: a plain-torch loop that trains a model from an analyst's polygons
   (``carl-geo train``; formerly ``carl_geo.training``, still importable under that name);
-* ``evaluation/``: GEO-Bench and the shared k-NN vote; ``weights/``: the published checkpoint;
+* ``evaluation/``: the GEO-Bench runner, results and command line; ``weights/``: the published checkpoint;
   ``io/``: band metadata, wavelength text, output paths, I/O failures; ``sample_data/``: shipped scenes;
 * one module per shared mechanism: ``errors.py`` (the error family), ``validation.py`` (input checks),
   ``transforms.py`` (the normalisation), ``devices.py`` (device choice), ``sensors.py`` (band presets),
   ``cli.py`` / ``cli_args.py`` / ``cli_runtime.py`` (the command line), ``lightning_cli.py`` (the one
-  LightningCLI wrapper).
+  LightningCLI wrapper), ``ssl_cli.py`` (``carl-geo pretrain`` / ``export``).
+
+Imports point one way (issue #29; ``tests/test_layout.py`` checks it), lowest first: the shared modules
+(errors, validation, transforms, devices, sensors, io, weights, ...) < datasets < samplers < datamodules <
+models < ssl < trainers < polygon_training / inference < evaluation < the command-line modules.
 
 Names load on first use, so ``import carl_geo`` (and the ``carl-geo`` command line) does not
 import torch until a model is needed. CARL is registered with torchgeo's model API

@@ -48,7 +48,8 @@ def alias_module(old: str, new: str) -> Any:
     import sys
     import warnings
 
-    warnings.warn(f"{old} moved to {new}; import it from there", DeprecationWarning, stacklevel=3)
+    warnings.warn(f"{old} moved to {new} and will be removed in carl_geo 0.3; import it from there",
+                  DeprecationWarning, stacklevel=3)
     module = importlib.import_module(new)
     sys.modules[old] = module
     return module
@@ -94,7 +95,8 @@ def alias_package(old: str, new: str, namespace: dict[str, Any]) -> Callable[[st
     import sys
     import warnings
 
-    warnings.warn(f"{old} was renamed {new}; import from {new}", DeprecationWarning, stacklevel=3)
+    warnings.warn(f"{old} was renamed {new} and will be removed in carl_geo 0.3; import from {new}",
+                  DeprecationWarning, stacklevel=3)
     if not any(isinstance(f, _PackageAlias) and f.old == old for f in sys.meta_path):
         sys.meta_path.insert(0, _PackageAlias(old, new))
 

@@ -77,21 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    importlib.import_module("carl_geo.ssl.cli").register_export(sub)
+    importlib.import_module("carl_geo.ssl_cli").register_export(sub)
     return parser
 
 
 def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "pretrain":
-        from carl_geo.ssl.cli import run_pretrain
+        from carl_geo.ssl_cli import run_pretrain
 
         return run_pretrain(argv[1:])
     if argv and argv[0] in LIGHTNING_SUBCOMMANDS and is_lightning_call(argv):
         from carl_geo.lightning_cli import run
+        from carl_geo.trainers.base import CARLTaskBase
 
-        return run(argv)
+        return run(argv, model_class=CARLTaskBase)
+    from carl_geo.cli_args import join_option_values
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_option_values(argv))
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -1,5 +1,6 @@
 """The one place that turns a device name into a torch device: :func:`resolve_device`
-(the predictor, polygon training and the QGIS plugin use it)."""
+(the predictor, polygon training and the QGIS plugin use it), and that says whether a Lightning
+accelerator name runs on a CUDA GPU: :func:`uses_cuda` (the GEO-Bench runner)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise CarlGeoError(f"unsupported device {device!r}; use auto, cpu, cuda or mps")
     return dev
+
+
+def uses_cuda(accelerator: str) -> bool:
+    """Whether a Lightning ``accelerator`` name (``"auto"``, ``"gpu"``, ``"cuda"``, ``"cpu"``, ...) runs on a
+    CUDA GPU: one of the first three, and torch sees a CUDA device."""
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()

@@ -14,14 +14,32 @@ This module imports nothing heavy: the CLI loads it before deciding what else it
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 __all__ = [
     "CarlGeoError", "Cancelled", "CarlGeoWarning", "InputError", "ModelFileError", "OutputPathError",
-    "RasterIOError", "WavelengthError", "interface", "option", "set_interface",
+    "RasterIOError", "WavelengthError", "check_choice", "interface", "option", "set_interface",
 ]
 
 
 class CarlGeoError(ValueError):
     """A problem with the user's input, settings or files; the message says what to fix."""
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """``value`` if it is one of ``choices``, else a :class:`CarlGeoError` worded the same everywhere:
+    ``"<name> must be one of a, b, c, got 'x'"``.
+
+    Args:
+        name: the setting as the message names it (e.g. ``"mode"``).
+        value: the value given.
+        choices: the allowed values.
+    """
+    allowed = tuple(choices)
+    if value not in allowed:
+        raise CarlGeoError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value
 
 
 class WavelengthError(CarlGeoError):

@@ -15,14 +15,15 @@ from typing import Any
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
-def run(args: Sequence[str], model_class: type | None = None, trainer_defaults: dict[str, Any] | None = None) -> int:
+def run(args: Sequence[str], model_class: type, trainer_defaults: dict[str, Any] | None = None) -> int:
     """Run LightningCLI with ``args`` (starting with the sub-command): the one LightningCLI wrapper of
     carl_geo (``carl-geo fit|validate|test|predict`` and ``carl-geo pretrain``).
 
     Args:
         args: the sub-command and its options.
-        model_class: the task class or base class (default :class:`~carl_geo.trainers.base.CARLTaskBase`:
-            any carl_geo task named by ``model.class_path``); subclasses are accepted.
+        model_class: the task class or base class; subclasses are accepted (``carl-geo fit`` passes
+            :class:`~carl_geo.trainers.base.CARLTaskBase`: any carl_geo task named by ``model.class_path``;
+            ``carl-geo pretrain`` passes :class:`~carl_geo.trainers.CARLPretrainTask`).
         trainer_defaults: Trainer defaults (e.g. ``{"use_distributed_sampler": False}``).
 
     A checkpoint given with ``--ckpt_path`` is read with ``weights_only=True`` unless ``--weights_only``
@@ -33,10 +34,6 @@ def run(args: Sequence[str], model_class: type | None = None, trainer_defaults: 
 
     from carl_geo.lightning_outputs import files_read, safe_save_config_callback
 
-    if model_class is None:
-        from carl_geo.trainers.base import CARLTaskBase
-
-        model_class = CARLTaskBase
     args = list(args)
     resuming = any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in args)
     if resuming and not any(a.startswith("--weights_only") for a in args):

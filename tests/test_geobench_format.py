@@ -19,8 +19,8 @@ from carl_geo.evaluation.geobench import (
     load_task,
     read_sample,
 )
-from carl_geo.evaluation.geobench.dataset import corrected_wavelengths
-from carl_geo.evaluation.geobench.pickles import (
+from carl_geo.datasets.geobench.dataset import corrected_wavelengths
+from carl_geo.datasets.geobench.pickles import (
     UnsafePickleError,
     dump_geobench_pickle,
     load_geobench_pickle,

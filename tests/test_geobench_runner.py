@@ -17,7 +17,7 @@ from carl_geo.evaluation.geobench import (
     run_geobench,
 )
 from carl_geo.evaluation.geobench.results import PAPER_RESULTS, markdown_table, summarize
-from carl_geo.evaluation.geobench.synthetic import write_synthetic_task
+from carl_geo.datasets.geobench.synthetic import write_synthetic_task
 
 TASKS = {"m-synth-cls": ("classification", "Accuracy"), "m-synth-multilabel": ("multilabel", "MicroAP"),
          "m-synth-seg": ("segmentation", "mIoU")}

@@ -124,7 +124,7 @@ def test_one_normalisation_formula() -> None:
 
 
 def test_one_knn_vote() -> None:
-    from carl_geo.evaluation import knn as shared
+    from carl_geo.ssl import knn as shared
     from carl_geo.evaluation.geobench import knn as geobench_knn
     from carl_geo.ssl.knn import KNNMonitor
 

@@ -15,8 +15,8 @@ import torch
 import yaml
 
 import carl_geo
-from carl_geo.datamodules.carl_ssl import LabelledRasterChips, LabelRasterSource, RandomChips
-from carl_geo.ssl.cli import register_export, run_pretrain
+from carl_geo.datasets.raster_chips import LabelledRasterChips, LabelRasterSource, RandomChips
+from carl_geo.ssl_cli import register_export, run_pretrain
 from carl_geo.transforms import standardize_image
 import helpers
 from helpers import MICRO_BACKBONE, MICRO_PREDICTOR, ROOT

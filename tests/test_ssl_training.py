@@ -14,7 +14,7 @@ import carl_geo
 from carl_geo.datasets.collate import same_sensor_collate
 from carl_geo.ssl import CARLPretrainTask, SSLDataModule, export_backbone
 from carl_geo.ssl.ema import ema_momentum, warmup_cosine
-from carl_geo.ssl.synthetic import SyntheticSpectralDataset
+from carl_geo.datasets.synthetic_spectra import SyntheticSpectralDataset
 from helpers import MICRO_BACKBONE, MICRO_PREDICTOR
 
 S2 = [0.443, 0.49, 0.56, 0.665, 0.705, 0.74, 0.783, 0.842, 0.865, 0.945, 1.375, 1.61, 2.19]

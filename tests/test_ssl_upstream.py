@@ -19,11 +19,11 @@ import yaml
 from torch.utils.data import Dataset
 
 from carl_geo.ssl import CARLPretrainTask, SSLDataModule
-from carl_geo.ssl.band_subset import RandomBandSubset
+from carl_geo.datasets.band_subset import RandomBandSubset
 from carl_geo.datamodules.carl_ssl import RasterSSLDataModule
 from carl_geo.samplers import BalancedSourceBatchSampler
-from carl_geo.ssl.layouts import BIGEARTHNET_BANDS_NM, BigEarthNetS2, HySpecNet11k, SpectralEarth
-from carl_geo.ssl.synthetic import SyntheticSpectralDataset
+from carl_geo.datasets.pretraining_corpora import BIGEARTHNET_BANDS_NM, BigEarthNetS2, HySpecNet11k, SpectralEarth
+from carl_geo.datasets.synthetic_spectra import SyntheticSpectralDataset
 from carl_geo.transforms import standardize_image
 from helpers import MICRO_BACKBONE, MICRO_PREDICTOR, ROOT, write_raster
 
@@ -298,7 +298,7 @@ def test_pretrain_data_module_with_the_three_layouts(tmp_path):
 
 def test_upstream_config_runs_through_the_pretrain_cli(tmp_path):
     """configs/ssl_upstream.yaml, shrunk (micro model, no downloads, tiny generated layouts), runs end to end."""
-    from carl_geo.ssl.cli import run_pretrain
+    from carl_geo.ssl_cli import run_pretrain
 
     rng = np.random.default_rng(4)
     wl_file = tmp_path / "wl.txt"

@@ -1,19 +1,19 @@
 """Data for CARL-SSL pre-training: unlabelled chips of several sensors, one sensor per batch.
 
-* :class:`RandomChips`: ``length`` random chips of a torchgeo GeoDataset (e.g.
-  :class:`~carl_geo.datasets.SpectralRaster`) drawn by torchgeo's ``RandomGeoSampler``, redrawn
-  every epoch; samples ``image`` (C, H, W) standardised per image (one scalar mean/std, as
-  upstream) and ``wavelengths`` (C,) µm.
+* :class:`~carl_geo.datasets.RandomChips` (:mod:`carl_geo.datasets.raster_chips`, re-exported here):
+  ``length`` random chips of a torchgeo GeoDataset (e.g. :class:`~carl_geo.datasets.SpectralRaster`) drawn by
+  torchgeo's ``RandomGeoSampler``, redrawn every epoch; samples ``image`` (C, H, W) standardised per image
+  (one scalar mean/std, as upstream) and ``wavelengths`` (C,) µm.
 * :class:`SSLDataModule`: any map-style datasets (one per sensor) -> training batches from
   :class:`~carl_geo.samplers.SensorGroupBatchSampler` (``batching="group"``: one sensor per batch,
   all batches of every source), :class:`~carl_geo.samplers.BalancedSourceBatchSampler` (``"balanced"``: upstream's
   ``MultiDataLoader``, every source truncated to the batch count of the smallest) or padded mixed
   batches with ``band_mask`` (``"pad"``); optional random band subsets per sample
-  (``band_subset``, upstream's ``n_channels``, :class:`~carl_geo.ssl.band_subset.RandomBandSubset`);
+  (``band_subset``, upstream's ``n_channels``, :class:`~carl_geo.datasets.band_subset.RandomBandSubset`);
   optional labelled k-NN monitor sets (bank + query) as two validation loaders.
 * :class:`RasterSSLDataModule`: the same from raster files (:class:`RasterSource`), upstream's
-  pre-training folders (:class:`~carl_geo.ssl.layouts.LayoutSource`: HySpecNet-11k,
-  SpectralEarth, BigEarthNet) and labelled chip folders (:class:`~carl_geo.datamodules.ChipSource`,
+  pre-training folders (:class:`~carl_geo.datasets.pretraining_corpora.LayoutSource`: HySpecNet-11k,
+  SpectralEarth, BigEarthNet) and labelled chip folders (:class:`~carl_geo.datasets.ChipSource`,
   ``train`` = bank, ``val`` = queries); the LightningCLI data module of ``carl-geo pretrain``.
 
 Distributed training: batches are sharded over ranks here (:class:`~carl_geo.samplers.EpochBatchSampler`:
@@ -27,7 +27,6 @@ The CARL-SSL Lightning module is :class:`carl_geo.trainers.CARLPretrainTask`; th
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,15 +35,14 @@ import lightning as L
 import torch
 from torch.utils.data import BatchSampler, ConcatDataset, DataLoader, Dataset, RandomSampler
 
-from carl_geo.errors import CarlGeoError
+from carl_geo.datasets.band_subset import MIN_SSL_BANDS, RandomBandSubset
 from carl_geo.datasets.collate import pad_bands_collate, same_sensor_collate
+from carl_geo.datasets.pretraining_corpora import LayoutSource
+from carl_geo.datasets.raster_chips import LabelledRasterChips, LabelRasterSource, RandomChips
+from carl_geo.errors import CarlGeoError, check_choice
 from carl_geo.samplers.balanced_source import BalancedSourceBatchSampler
 from carl_geo.samplers.epochs import EpochBatchSampler
 from carl_geo.samplers.sensor_group import SensorGroupBatchSampler
-from carl_geo.ssl.band_subset import RandomBandSubset
-from carl_geo.ssl.layouts import LayoutSource
-from carl_geo.ssl.masking import MIN_SSL_BANDS
-from carl_geo.transforms import standardize_image
 
 BATCHINGS = ("group", "balanced", "pad")
 
@@ -73,140 +71,6 @@ class RasterSource:
     filename_glob: str | None = None
     chips_per_epoch: int | None = None
     band_subset: int | None = None
-
-
-class RandomChips(Dataset):
-    """``length`` random chips of ``dataset`` per epoch, drawn by torchgeo's ``RandomGeoSampler``.
-
-    Args:
-        dataset: a GeoDataset whose samples carry ``image`` (C, H, W) and ``wavelengths`` (C,) µm.
-        chip_size: chip side in pixels.
-        length: chips per epoch.
-        seed: epoch ``e`` draws with seed ``seed + e`` (:meth:`set_epoch`).
-        nodata: pixel value that marks missing data when every band has it (e.g. outside the
-            scene footprint); such pixels are set to the mean of the chip's valid pixels before
-            standardisation, so they do not dominate its mean and std. None: no such value.
-    """
-
-    def __init__(self, dataset: Any, chip_size: int, length: int, seed: int = 0, nodata: float | None = None) -> None:
-        if length < 1:
-            raise CarlGeoError("chips_per_epoch must be >= 1")
-        self.dataset, self.chip_size, self.length, self.seed = dataset, chip_size, length, seed
-        self.nodata = nodata
-        self.wavelengths = torch.as_tensor(dataset.wavelengths, dtype=torch.float32)
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw this epoch's chip locations (deterministic in ``seed + epoch``)."""
-        from torchgeo.samplers import RandomGeoSampler
-
-        seed = self.seed + epoch
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # renamed RandomPatchSampler in torchgeo 0.10
-            sampler = RandomGeoSampler(self.dataset, size=self.chip_size, length=self.length,
-                                       generator=torch.Generator().manual_seed(seed))
-            if not sampler.bounds:
-                raise CarlGeoError(f"no raster of this source is at least {self.chip_size}x{self.chip_size} pixels; "
-                                   "lower chip_size")
-            with torch.random.fork_rng(devices=[]):  # the sampler picks tiles with the global RNG
-                torch.manual_seed(seed)
-                self.slices = list(sampler)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.dataset[self.slices[index]]
-        image = torch.as_tensor(sample["image"], dtype=torch.float32)
-        if self.nodata is not None:
-            missing = (image == self.nodata).all(dim=0)  # (H, W)
-            if bool(missing.any()) and not bool(missing.all()):
-                image = torch.where(missing, image[:, ~missing].mean(dim=1)[:, None, None], image)
-        return {"image": standardize_image(image), "wavelengths": torch.as_tensor(sample["wavelengths"],
-                                                                                 dtype=torch.float32)}
-
-
-@dataclass
-class LabelRasterSource:
-    """A labelled scene for the k-NN monitor: an image and a class raster on the same pixel grid.
-
-    Non-overlapping ``chip_size`` chips are labelled with their majority class; chips whose
-    majority covers less than ``min_purity`` of the chip's labelled pixels, or with fewer than half
-    of their pixels labelled, are skipped. The chips form a checkerboard: the "white" squares
-    are the bank, the "black" ones the queries.
-
-    Attributes:
-        image: multi-band raster.
-        labels: single-band class raster (same width/height as ``image``).
-        sensor, wavelengths, bands: band facts of ``image`` (as :class:`RasterSource`).
-        chip_size: chip side (pixels).
-        min_purity: minimum majority-class fraction.
-        ignore_value: label value that means "no label".
-    """
-
-    image: str
-    labels: str
-    sensor: str | None = None
-    wavelengths: list[float] | None = None
-    bands: list[int | str] | None = None
-    chip_size: int = 32
-    min_purity: float = 0.6
-    ignore_value: int | None = 0
-
-
-class LabelledRasterChips(Dataset):
-    """The bank or query chips of a :class:`LabelRasterSource` (samples: ``image`` (C, s, s)
-    standardised, ``wavelengths`` (C,) µm, ``label`` () int64: the class value of the label raster;
-    :attr:`classes` lists the values present)."""
-
-    def __init__(self, source: LabelRasterSource, split: str) -> None:
-        import numpy as np
-        import rasterio
-
-        from carl_geo.io.band_metadata import resolve_wavelengths
-
-        if split not in ("bank", "query"):
-            raise CarlGeoError("split must be 'bank' or 'query'")
-        s = source.chip_size
-        with rasterio.open(source.image) as src:
-            sel = resolve_wavelengths(src, wavelengths=source.wavelengths, sensor=source.sensor, bands=source.bands)
-            data = src.read(list(sel.band_indexes), masked=True).astype(np.float32)
-        with rasterio.open(source.labels) as lab:
-            labels = lab.read(1)
-        if labels.shape != data.shape[1:]:
-            raise CarlGeoError(f"{source.labels} is {labels.shape[1]}x{labels.shape[0]} px but {source.image} is "
-                               f"{data.shape[2]}x{data.shape[1]}; the label raster must share the image grid")
-        self.wavelengths = torch.tensor(sel.wavelengths, dtype=torch.float32)
-        chips = []
-        for i in range(labels.shape[0] // s):
-            for j in range(labels.shape[1] // s):
-                win = labels[i * s:(i + 1) * s, j * s:(j + 1) * s].ravel()
-                if source.ignore_value is not None:
-                    win = win[win != source.ignore_value]
-                if win.size < s * s / 2:
-                    continue
-                values, counts = np.unique(win, return_counts=True)
-                if counts.max() / win.size >= source.min_purity:
-                    chips.append((i, j, int(values[counts.argmax()])))
-        self.classes = sorted({c for _, _, c in chips})
-        parity = 0 if split == "bank" else 1
-        self.items = []
-        for i, j, c in chips:
-            if (i + j) % 2 == parity:
-                block = data[:, i * s:(i + 1) * s, j * s:(j + 1) * s]
-                fill = float(block.mean()) if block.count() else 0.0
-                image = standardize_image(torch.from_numpy(np.ma.filled(block, fill)))
-                self.items.append((image, c))
-        if not self.items:
-            raise CarlGeoError(f"no {split} chips of {s} px with a majority class >= {source.min_purity} in "
-                               f"{source.labels}; lower chip_size or min_purity")
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image, label = self.items[index]
-        return {"image": image, "wavelengths": self.wavelengths, "label": torch.tensor(label)}
 
 
 def _sensor_of(dataset: Any) -> str | None:
@@ -253,8 +117,7 @@ class SSLDataModule(L.LightningDataModule):
                  knn_batch_size: int = 64, batching: str = "group", num_workers: int = 0, seed: int = 0,
                  band_subset: int | None = None) -> None:
         super().__init__()
-        if batching not in BATCHINGS:
-            raise CarlGeoError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+        check_choice("batching", batching, BATCHINGS)
         if band_subset is not None and band_subset < MIN_SSL_BANDS:
             raise CarlGeoError(f"band_subset must be >= {MIN_SSL_BANDS} (CARL-SSL masks band blocks), got {band_subset}")
         if batch_size < 2:
@@ -369,13 +232,13 @@ class RasterSSLDataModule(SSLDataModule):
     Args:
         sources: one :class:`RasterSource` (or dict of its fields) per sensor (may be empty when
             ``layouts`` are given).
-        layouts: upstream's pre-training sources (:class:`~carl_geo.ssl.layouts.LayoutSource` or
+        layouts: upstream's pre-training sources (:class:`~carl_geo.datasets.pretraining_corpora.LayoutSource` or
             dicts: ``layout`` hyspecnet11k / spectralearth / bigearthnet, ``root``, ...), one
             training set each, after the raster sources.
         chip_size: side of the random chips (pixels); the task crops/resizes them to its image_size.
         chips_per_epoch: random chips per source and epoch (unless the source sets its own).
         knn_sources: labelled chip folders (``root/{train,val}/<class>/*.tif``, see
-            :class:`~carl_geo.datamodules.ChipSource`; ``train`` = bank, ``val`` = queries) for the
+            :class:`~carl_geo.datasets.ChipSource`; ``train`` = bank, ``val`` = queries) for the
             k-NN monitor, or None.
         knn_rasters: labelled scenes (:class:`LabelRasterSource`) for the k-NN monitor, or None.
         batch_size, knn_batch_size, batching, num_workers, seed, band_subset: see
@@ -430,7 +293,7 @@ class RasterSSLDataModule(SSLDataModule):
                 self.train_sets.append(self._with_subset(reader, self._subset_of(layout), i))
             self._subsets_applied = True
         if stage in ("fit", "validate", None) and self.knn_sources and not self.knn_bank:
-            from carl_geo.datamodules.chips import ChipFolderDataset, ChipSource
+            from carl_geo.datasets.chips import ChipFolderDataset, ChipSource
 
             srcs = [s if isinstance(s, ChipSource) else ChipSource(**s) for s in self.knn_sources]
             bank = [ChipFolderDataset(srcs[0], "train")]
@@ -448,4 +311,4 @@ class RasterSSLDataModule(SSLDataModule):
 
 
 __all__ = ["BalancedSourceBatchSampler", "EpochBatchSampler", "LabelRasterSource", "LabelledRasterChips", "RandomChips",
-           "RasterSSLDataModule", "RasterSource", "SSLDataModule"]  # the samplers: re-exported from carl_geo.samplers
+           "RasterSSLDataModule", "RasterSource", "SSLDataModule"]  # samplers, chips: re-exported from their homes

@@ -6,9 +6,9 @@ from __future__ import annotations
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from carl_geo.datasets.geobench.dataset import GeoBenchDataset
+from carl_geo.datasets.geobench.reader import GeoBenchTask
 from carl_geo.errors import CarlGeoError
-from carl_geo.evaluation.geobench.dataset import GeoBenchDataset
-from carl_geo.evaluation.geobench.reader import GeoBenchTask
 
 
 class GeoBenchDataModule(LightningDataModule):

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import check_choice
 from carl_geo.io.output_paths import check_outputs, reads_of
 from carl_geo.models.checkpoint import (
     CheckpointError,
@@ -40,8 +40,7 @@ def export_backbone(checkpoint: str | os.PathLike, out: str | os.PathLike, which
     """
     from carl_geo.models.carl import CARL
 
-    if which not in WHICH:
-        raise CarlGeoError(f"which must be one of {WHICH}, got {which!r}")
+    check_choice("which", which, WHICH)
     out = check_outputs([("output", out)], reads_of(files=[("checkpoint", checkpoint)]), overwrite=overwrite)[0]
     ckpt = read_checkpoint(checkpoint)
     ssl_meta: dict[str, Any] = dict(ckpt.get("carl_ssl") or {})

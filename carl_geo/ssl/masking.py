@@ -33,12 +33,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from carl_geo.datasets.band_subset import MIN_SSL_BANDS
 from carl_geo.errors import CarlGeoError
 
 #: Upstream retries a block placement this many times before relaxing a constraint.
 PLACEMENT_TRIES = 20
-#: Fewest bands for which a spectral mask exists (one masked band, more than 3 kept).
-MIN_SSL_BANDS = 5
 
 
 def apply_masks(x: Tensor, masks: Sequence[Tensor]) -> Tensor:

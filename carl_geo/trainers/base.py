@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import check_choice
 from carl_geo.models.carl import CARL
 from carl_geo.models.checkpoint import load_carl
 from carl_geo.models.config import get_config
@@ -57,9 +57,7 @@ class CARLTaskBase(BaseTask):
     ignore = None  # torchgeo's BaseTask drops a ``weights`` argument; ours is a file path worth keeping
 
     def _setup_backbone_mode(self) -> None:
-        mode = self.hparams["mode"]
-        if mode not in MODES:
-            raise CarlGeoError(f"mode must be one of {MODES}, got {mode!r}")
+        mode = check_choice("mode", self.hparams["mode"], MODES)
         if mode == "linear":
             for p in self.model.backbone.parameters():
                 p.requires_grad_(False)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import CarlGeoError, check_choice
 from carl_geo.models.carl import CARL, check_inputs
 from carl_geo.models.checkpoint import (
     FORMAT,
@@ -40,8 +40,7 @@ from carl_geo.models.checkpoint import (
 from carl_geo.models.config import CARLConfig, get_config
 from carl_geo.ssl.augment import SSLAugment
 from carl_geo.ssl.ema import ema_momentum, ema_update, teacher_pairs, warmup_cosine
-from carl_geo.evaluation.knn import pooled_features
-from carl_geo.ssl.knn import KNNMonitor
+from carl_geo.ssl.knn import KNNMonitor, pooled_features
 from carl_geo.ssl.loss import SSLLoss
 from carl_geo.ssl.masking import SpatialMasking, SpatialMasks, SpectralMasking, SpectralMasks
 from carl_geo.ssl.model import CARLSSLModel, student_forward, teacher_targets
@@ -128,10 +127,8 @@ class CARLPretrainTask(L.LightningModule):
             raise CarlGeoError(f"ema must be [start, end] momenta with 0 <= start <= end <= 1, got {list(ema)}")
         if lr <= 0 or min_lr < 0 or min_lr > lr:
             raise CarlGeoError(f"need 0 <= min_lr <= lr and lr > 0, got lr={lr}, min_lr={min_lr}")
-        if knn_backbone not in ("student", "teacher"):
-            raise CarlGeoError("knn_backbone must be 'student' or 'teacher'")
-        if lr_schedule not in LR_SCHEDULES:
-            raise CarlGeoError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        check_choice("knn_backbone", knn_backbone, ("student", "teacher"))
+        check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         if lr_schedule == "epoch_cosine" and warmup_steps:
             raise CarlGeoError("lr_schedule 'epoch_cosine' (upstream's) has no warm-up: set warmup_steps to 0")
         self.config = resolve_backbone(backbone)

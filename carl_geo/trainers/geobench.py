@@ -6,7 +6,8 @@ before issue #19; that name still imports; the runner is :mod:`carl_geo.evaluati
 (frozen backbone in ``mode="linear"``, global average pool + linear layer, or a 1x1 conv head)
 and add what upstream's ``cls_trainer.py`` / ``seg_trainer.py`` do besides:
 
-* the input pipeline of :mod:`.augment` (resize to ``image_size``, flips, random resized crops);
+* the input pipeline of :mod:`carl_geo.datasets.geobench.augment` (resize to ``image_size``, flips,
+  random resized crops);
 * a cosine learning-rate schedule over the epochs (upstream ``CosineAnnealingLR``); AdamW with
   ``weight_decay=0`` equals upstream's Adam;
 * segmentation: logits = bilinear upsampling of the 1x1-conv output straight to the label size
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from carl_geo.evaluation.geobench.augment import eval_transform, train_transform
+from carl_geo.datasets.geobench.augment import eval_transform, train_transform
 from carl_geo.models.names import ConfigName, HeadName, TaskMode
 from carl_geo.trainers.classification import CARLClassificationTask
 from carl_geo.trainers.segmentation import CARLSegmentationTask

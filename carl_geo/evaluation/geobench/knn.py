@@ -3,7 +3,7 @@
 Features are the globally average-pooled spatial features (B, D) of the frozen backbone on the
 evaluation pipeline (image resized to ``image_size``), L2-normalised. Each query's class scores
 are the neighbours' labels weighted by ``exp(cosine / T)`` (DINO's weighted k-NN, T = 0.07; the vote of
-:mod:`carl_geo.evaluation.knn`);
+:mod:`carl_geo.ssl.knn`);
 ``k`` is chosen on the validation split among ``ks`` and the test split is scored once.
 """
 
@@ -24,9 +24,9 @@ from torchmetrics.classification import (
     MultilabelF1Score,
 )
 
-from carl_geo.evaluation.geobench.augment import eval_transform
-from carl_geo.evaluation.knn import knn_scores, pooled_features
+from carl_geo.datasets.geobench.augment import eval_transform
 from carl_geo.models.carl import CARL
+from carl_geo.ssl.knn import knn_scores, pooled_features
 
 DEFAULT_KS = (5, 10, 20)
 TEMPERATURE = 0.07

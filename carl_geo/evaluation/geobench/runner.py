@@ -8,7 +8,8 @@ Output folder layout::
     OUT/results.csv, results.json, results.md, results.png, runs.csv
 
 Runs go in sequence. ``devices > 1`` trains each run data-parallel with Lightning's own DDP
-launch (``strategy="ddp"``); only global rank 0 writes files.
+launch (``strategy="ddp"``); only global rank 0 writes files. What runs and how:
+:class:`~carl_geo.evaluation.geobench.settings.GeoBenchSettings` (re-exported here).
 """
 
 from __future__ import annotations
@@ -25,159 +26,15 @@ from typing import Any
 
 import torch
 
+from carl_geo.datamodules.geobench import GeoBenchDataModule
+from carl_geo.datasets.geobench.dataset import GeoBenchDataset
+from carl_geo.datasets.geobench.reader import GeoBenchTask, find_tasks, load_task
+from carl_geo.devices import uses_cuda
 from carl_geo.errors import CarlGeoError
 from carl_geo.evaluation.geobench import results as res
-from carl_geo.datamodules.geobench import GeoBenchDataModule
-from carl_geo.evaluation.geobench.dataset import GeoBenchDataset
-from carl_geo.evaluation.geobench.options import AUTO, BAND_ORDERS, MODES, NORMALIZATIONS, RANDOM
-from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES
-from carl_geo.evaluation.geobench.reader import GeoBenchTask, find_tasks, load_task
+from carl_geo.evaluation.geobench.options import RANDOM
+from carl_geo.evaluation.geobench.settings import SIGNATURE_FIELDS, GeoBenchSettings  # noqa: F401 (re-exported)
 from carl_geo.io.output_paths import atomic_path
-
-#: Settings stored in ``OUT/settings.json``; a resumed evaluation must use the same values.
-SIGNATURE_FIELDS = ("checkpoint", "config", "epochs", "batch_size", "lr", "weight_decay", "backbone_lr_factor",
-                    "image_size", "normalization", "band_order", "head", "head_width", "max_samples", "val_every")
-
-
-@dataclass
-class GeoBenchSettings:
-    """What to evaluate and how (defaults: upstream's linear probe).
-
-    Attributes:
-        root: GEO-Bench folder (``ROOT/classification_v1.0/m-eurosat/...``, a benchmark folder, or
-            a folder of task folders).
-        checkpoint: weights file (CARL-SSL ``.ckpt``, carl_geo ``.pt``/``.safetensors``, ...) or
-            ``"random"``: no SSL checkpoint, the backbone starts from ``spatial_init`` /
-            ``spectral_init`` (by default upstream's no-SSL baseline with the published config).
-        out: output folder.
-        tasks: task names; ``None`` = the five tasks with a published CARL number; ``["all"]`` = every task found.
-        mode: ``"linear"`` (frozen backbone + linear head), ``"finetune"`` (backbone at
-            ``lr * backbone_lr_factor``), ``"scratch"`` (everything trained at ``lr``) or
-            ``"knn"`` (weighted k-NN on frozen features; classification only, seed-independent).
-        seeds: number of seeds (``first_seed``, ``first_seed + 1``, ...).
-        config: ``"published"`` (72 M parameters; with a checkpoint, the config stored in it wins)
-            or ``"tiny"``.
-        epochs, batch_size, lr, weight_decay, backbone_lr_factor: optimisation (upstream 50, 16,
-            1e-3, Adam = AdamW without weight decay).
-        image_size: images are resized to this side (upstream 128; 0 = native size).
-        normalization: ``"image"`` (upstream scalar mean/std) or ``"band"`` (GEO-Bench statistics).
-        band_order: ``"stored"`` (upstream) or ``"corrected"`` (m-eurosat / m-brick-kiln fix).
-        head: segmentation head, ``"linear"`` (1x1 conv, upstream), ``"progressive"`` or ``"upernet"``.
-        head_width: channels of the progressive / UperNet head (None: the head's default).
-        spatial_init, spectral_init: initial encoder weights with ``checkpoint="random"`` (ignored
-            otherwise): ``"random"``, ``"timm"`` (upstream: timm's EVA-02 trunk, DINOv2 blocks in the
-            spectral encoder), a local timm weights file, or ``"auto"``: ``"timm"`` for the published
-            config (upstream's "no SSL checkpoint" baseline), ``"random"`` for the tiny one.
-        partition: ``"default"`` or a reduced-train partition (``"0.01x_train"``, ``"0.10x"``).
-        max_samples: use only the first N samples of each split (smoke tests).
-        val_every: validate every N epochs (upstream 5; capped at ``epochs``).
-        num_workers, accelerator, devices, strategy, precision: loader and Lightning Trainer
-            settings; ``precision=None`` = ``"bf16-mixed"`` on a GPU, ``"32-true"`` on CPU.
-        progress: progress bars.
-    """
-
-    root: Path
-    checkpoint: str
-    out: Path
-    tasks: list[str] | None = None
-    mode: str = "linear"
-    seeds: int = 3
-    first_seed: int = 0
-    config: str = "published"
-    epochs: int = 50
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    backbone_lr_factor: float = 0.1
-    image_size: int = 128
-    normalization: str = "image"
-    band_order: str = "stored"
-    head: str = "linear"
-    head_width: int | None = None
-    spatial_init: str = AUTO
-    spectral_init: str = AUTO
-    partition: str = "default"
-    max_samples: int | None = None
-    val_every: int = 5
-    num_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
-    precision: str | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        self.root = Path(self.root)
-        self.out = Path(self.out)
-
-    def validate(self) -> None:
-        """Check every user-settable value; raises ValueError / FileNotFoundError that say what to fix."""
-        if self.mode not in MODES:
-            raise CarlGeoError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.config not in CONFIG_NAMES:
-            raise CarlGeoError(f"config must be one of {', '.join(CONFIG_NAMES)}, got {self.config!r}")
-        if self.normalization not in NORMALIZATIONS:
-            raise CarlGeoError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
-        if self.band_order not in BAND_ORDERS:
-            raise CarlGeoError(f"band order must be one of {BAND_ORDERS}, got {self.band_order!r}")
-        if self.head not in HEAD_NAMES:
-            raise CarlGeoError(f"head must be one of {', '.join(HEAD_NAMES)}, got {self.head!r}")
-        if self.head_width is not None and (self.head_width < 1 or self.head == "linear"):
-            raise CarlGeoError(f"head_width must be >= 1 and needs a progressive or upernet head, got {self.head_width} "
-                             f"with head {self.head!r}")
-        for name in ("seeds", "epochs", "batch_size", "val_every"):
-            if int(getattr(self, name)) < 1:
-                raise CarlGeoError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.image_size < 0 or self.num_workers < 0 or (self.max_samples is not None and self.max_samples < 1):
-            raise CarlGeoError("image_size and num_workers must be >= 0, max_samples >= 1")
-        if self.lr <= 0:
-            raise CarlGeoError(f"lr must be > 0, got {self.lr}")
-        if self.checkpoint != RANDOM and not Path(self.checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {self.checkpoint} (give a weights file or 'random')")
-        self.encoder_inits()  # encoder weight files exist
-
-    @property
-    def weights(self) -> str | None:
-        return None if self.checkpoint == RANDOM else str(Path(self.checkpoint).resolve())
-
-    def encoder_inits(self) -> tuple[str | None, str | None]:
-        """(spatial, spectral) initial weights of a run without SSL checkpoint, resolved: ``None``
-        (random), ``"timm"`` or an absolute file path; (None, None) with a checkpoint.
-
-        Raises:
-            FileNotFoundError: a weights file that does not exist.
-        """
-        from carl_geo.models.timm_weights import normalize_source
-
-        if self.weights is not None:
-            return None, None
-        default = "timm" if self.config == "published" else RANDOM
-        return tuple(normalize_source(default if v == AUTO else v)  # type: ignore[return-value]
-                     for v in (self.spatial_init, self.spectral_init))
-
-    def head_kwargs(self) -> dict[str, Any] | None:
-        return None if self.head_width is None else {"width": int(self.head_width)}
-
-    def seed_list(self) -> list[int]:
-        """Seeds to run (k-NN has no randomness: one run)."""
-        n = 1 if self.mode == "knn" else self.seeds
-        return list(range(self.first_seed, self.first_seed + n))
-
-    def signature(self) -> dict[str, Any]:
-        """The settings that change the numbers (stored in ``OUT/settings.json``)."""
-        sig = {k: getattr(self, k) for k in SIGNATURE_FIELDS}
-        spatial, spectral = self.encoder_inits()
-        sig["spatial_init"], sig["spectral_init"] = spatial, spectral
-        if self.weights is not None:
-            sig["checkpoint"] = self.weights
-            sig["checkpoint_bytes"] = Path(self.weights).stat().st_size
-        return sig
-
-    def resolved_precision(self) -> str:
-        if self.precision:
-            return self.precision
-        gpu = self.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-        return "bf16-mixed" if gpu else "32-true"
 
 
 @dataclass
@@ -268,7 +125,7 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def _device_name(accelerator: str) -> str:
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+    if uses_cuda(accelerator):
         return torch.cuda.get_device_name(0)
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
@@ -350,8 +207,7 @@ def knn_run(task: GeoBenchTask, settings: GeoBenchSettings, seed: int) -> dict[s
     spatial_init, spectral_init = settings.encoder_inits()
     backbone = build_backbone(settings.config, settings.weights, spatial_init=spatial_init,
                               spectral_init=spectral_init)
-    gpu = settings.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    device = torch.device("cuda" if gpu else "cpu")
+    device = torch.device("cuda" if uses_cuda(settings.accelerator) else "cpu")
     t0 = time.perf_counter()
     loaders = {s: dm.loader(s) for s in ("train", "valid", "test")}
     out = run_knn(backbone, loaders, task.num_classes, task.kind == "multilabel", settings.image_size, device,
