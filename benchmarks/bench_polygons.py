@@ -338,6 +338,10 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores", "load_start": round(os.getloadavg()[0], 1), "settings": settings}
     results = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "bench_polygons" + (f"_{args.tag}" if args.tag else "")
+    partial = out / f"{stem}.partial.json"  # what is measured so far, so an interrupted run keeps it
     for scene in args.scenes.split(","):
         for method in args.methods.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
@@ -358,14 +362,13 @@ def main() -> None:
                         + f"  (train {entry['train_wall_s']:.0f} s wall / {entry['train_cpu_s']:.0f} s CPU, "
                           f"RSS {entry['peak_rss_mib']} MiB, steps {entry.get('steps')}, {time.perf_counter() - t:.0f} s)",
                         flush=True)
+                partial.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     meta["load_end"] = round(os.getloadavg()[0], 1)
     meta["loaded"] = max(meta["load_start"], meta["load_end"]) > (os.cpu_count() or 1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "bench_polygons" + (f"_{args.tag}" if args.tag else "")
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     (out / f"{stem}.md").write_text(markdown(results, meta))
     figure(results, out / f"{stem}.png")
+    partial.unlink(missing_ok=True)
     print(f"wrote {out / stem}.{{json,md,png}}")
 
 
