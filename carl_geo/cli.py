@@ -31,6 +31,7 @@ from carl_geo.cli_runtime import (
     error_line,
     one_line_warnings,
     quiet_gdal_log,
+    set_gdal_network_defaults,
     sigterm_as_interrupt,
 )
 from carl_geo.errors import CarlGeoError, set_interface
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), "")
     prefix = f"carl-geo {command}".strip()
     previous = set_interface("cli")
+    set_gdal_network_defaults()
     try:
         with sigterm_as_interrupt(), one_line_warnings(prefix), quiet_gdal_log(not debug) as gdal_messages:
             try:

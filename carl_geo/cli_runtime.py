@@ -19,6 +19,7 @@ Imports nothing heavy (the CLI answers ``--help`` without torch).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import sys
@@ -41,6 +42,19 @@ EXIT_IO = 1
 class Terminated(KeyboardInterrupt):
     """The process received SIGTERM."""
 
+
+#: GDAL's network settings that the command line and the worker set when the user has not: a ``/vsicurl/`` (or
+#: ``https://``) input on a stalled server then ends with GDAL's error after these seconds instead of blocking in C,
+#: where neither Ctrl-C nor SIGTERM reach Python.
+GDAL_NETWORK_DEFAULTS = {"GDAL_HTTP_CONNECTTIMEOUT": "20", "GDAL_HTTP_TIMEOUT": "60", "GDAL_HTTP_MAX_RETRY": "2",
+                         "GDAL_HTTP_RETRY_DELAY": "2"}
+
+
+def set_gdal_network_defaults() -> None:
+    """Set :data:`GDAL_NETWORK_DEFAULTS` in the environment where the user has not set them (GDAL reads its
+    configuration options from the environment when it opens a connection)."""
+    for key, value in GDAL_NETWORK_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:

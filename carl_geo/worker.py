@@ -159,8 +159,16 @@ JOBS: dict[str, Callable[[dict[str, Any], Events], dict[str, Any]]] = {
 
 def run(job: dict[str, Any], events: Events) -> int:
     """Run ``job`` and send its events; returns the exit status."""
-    from carl_geo.cli_runtime import EXIT_TERMINATED, error_line, quiet_gdal_log, sigterm_as_interrupt
+    from carl_geo.cli_runtime import (
+        EXIT_TERMINATED,
+        error_line,
+        quiet_gdal_log,
+        set_gdal_network_defaults,
+        sigterm_as_interrupt,
+    )
     from carl_geo.errors import Cancelled, CarlGeoWarning
+
+    set_gdal_network_defaults()
 
     name = job.get("job")
     if name not in JOBS:

@@ -128,3 +128,110 @@ def test_a_zip_bomb_model_is_refused_before_it_unpacks(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="unpacks to 256 MiB"):
         load_bundle(bomb)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB: nothing was inflated
+
+
+def test_gdal_scale_and_offset_tags_are_applied_on_read(tmp_path: Path) -> None:
+    """Issue #28: a DN raster with scale / offset tags maps like the reflectance it encodes (a model with stored
+    statistics of reflectance); the output records what was applied, and training says so in its notices."""
+    import json
+
+    import rasterio
+    import torch
+
+    from carl_geo.inference import predict_raster
+    from carl_geo.inference.predictor import read_window, scale_offset
+    from carl_geo.models import CARL, CARLSegmenter, make_bundle, tiny_config
+
+    rng = np.random.default_rng(0)
+    reflectance = rng.uniform(0.02, 0.45, (4, 40, 48)).astype(np.float32)
+    dn = np.round((reflectance + 0.2) / 2.75e-5).astype(np.uint16)  # Landsat Collection 2: DN x 2.75e-5 - 0.2
+    refl_path = write_raster(tmp_path / "refl.tif", (dn * np.float32(2.75e-5) - np.float32(0.2)).astype(np.float32))
+    dn_path = write_raster(tmp_path / "dn.tif", dn)
+    with rasterio.open(dn_path, "r+") as ds:
+        ds.scales, ds.offsets = (2.75e-5,) * 4, (-0.2,) * 4
+    with rasterio.open(dn_path) as ds:
+        data, valid = read_window(ds, [1, 2, 3, 4], rasterio.windows.Window(0, 0, 48, 40))
+        assert data.dtype == np.float32 and valid.all() and scale_offset(ds, [1, 2]) is not None
+        np.testing.assert_allclose(data, reflectance, atol=3e-5)
+    torch.manual_seed(0)
+    bundle = make_bundle(CARLSegmenter(CARL(tiny_config()), 3).eval(), class_names=["a", "b", "c"],
+                         wavelengths=[0.49, 0.56, 0.665, 0.842], normalization={"mode": "fixed", "mean": 0.235, "std": 0.124})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CarlGeoWarning)  # no "another scale" warning: the tags were applied
+        a = predict_raster(bundle, refl_path, tmp_path / "a.tif", tile_size=32, overlap=8, device="cpu")
+        b = predict_raster(bundle, dn_path, tmp_path / "b.tif", tile_size=32, overlap=8, device="cpu")
+    with rasterio.open(a.path) as fa, rasterio.open(b.path) as fb:
+        assert (fa.read(1) == fb.read(1)).mean() > 0.99
+        assert "CARL_SCALE_OFFSET" not in fa.tags()
+        assert json.loads(fb.tags()["CARL_SCALE_OFFSET"])["offset"] == pytest.approx([-0.2] * 4)
+
+
+def test_a_stalled_vsicurl_input_ends_by_itself_in_one_line(tmp_path: Path) -> None:
+    """Issue #28: a /vsicurl/ input on a server that accepts and never answers ends with one line (GDAL's HTTP
+    timeouts, which the command line sets when the user has not; shortened here) instead of blocking in C."""
+    import os
+    import socket
+    import threading
+
+    from carl_geo.cli_runtime import GDAL_NETWORK_DEFAULTS
+    from carl_geo.models import CARL, CARLSegmenter, make_bundle, save_bundle, tiny_config
+
+    assert int(GDAL_NETWORK_DEFAULTS["GDAL_HTTP_TIMEOUT"]) <= 120
+    model = save_bundle(make_bundle(CARLSegmenter(CARL(tiny_config()), 2), class_names=["a", "b"],
+                                    wavelengths=[0.49, 0.56, 0.665]), tmp_path / "m.pt")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])  # never answered
+            except OSError:
+                pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        url = f"/vsicurl/http://127.0.0.1:{server.getsockname()[1]}/scene.tif"
+        env = {**os.environ, "GDAL_HTTP_TIMEOUT": "3", "GDAL_HTTP_MAX_RETRY": "0"}
+        start = time.time()
+        proc = subprocess.run([sys.executable, "-m", "carl_geo.cli", "predict", url, str(tmp_path / "o.tif"),
+                               "--model", str(model)], capture_output=True, text=True, timeout=120, env=env)
+        assert time.time() - start < 90
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode != 0 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "scene.tif" in lines[0] and held  # it did reach the server, and gave up on it
+        assert not (tmp_path / "o.tif").exists()
+    finally:
+        stop.set()
+        for s in held:
+            s.close()
+        server.close()
+
+
+def test_written_files_get_the_users_permissions(tmp_path: Path) -> None:
+    """Issue #28: an exported .safetensors came out 0600 (safetensors' own choice); carl_geo's writer gives a new
+    file 0666 less the umask, and a replaced file keeps its mode."""
+    import os
+    import stat
+
+    from carl_geo.io.output_paths import atomic_path
+
+    new = tmp_path / "new.safetensors"
+    with atomic_path(new) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~umask
+    kept = tmp_path / "kept.pt"
+    kept.write_bytes(b"old")
+    kept.chmod(0o640)
+    with atomic_path(kept) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"new")
+        os.close(fd)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_bytes() == b"new"

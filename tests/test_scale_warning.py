@@ -22,6 +22,12 @@ def test_scale_mismatch_rule() -> None:
     assert "another scale" in scale_mismatch((0.22, 0.1), model)  # reflectance 0-1
     assert "another scale" in scale_mismatch((22500.0, 10000.0), model)  # scaled by 10
     assert scale_mismatch((2250.0, 1.0), model) is not None  # a near-constant input
+    # with the model's own bands, smaller drifts that change maps (benchmarks/bench_scale_shift.py) are named too
+    assert scale_mismatch((2250.0, 1000.0), model, drift=True) is None
+    assert scale_mismatch((2260.0, 1020.0), model, drift=True) is None  # within 0.15 std and 5 %
+    drifted = scale_mismatch((2000.0, 900.0), model, drift=True)  # 10 % darker
+    assert drifted is not None and "another scale" not in drifted and "mean -0.25 of its std, spread -10 %" in drifted
+    assert "another scale" in scale_mismatch((0.22, 0.1), model, drift=True)
 
 
 def test_input_on_another_scale_warns_once(tmp_path: Path, capsys) -> None:

@@ -61,37 +61,57 @@ def scene_statistics(reader: WindowReader, windows: Sequence[Window]) -> tuple[f
 
 
 #: The input's sampled mean may lie this many of the model's stds from the model's mean, and its std
-#: may differ from the model's by this factor, before :func:`scale_mismatch` reports a mismatch.
-#: (Scenes of the same sensor and product level differ far less; another scale, e.g. reflectance
-#: 0-1 against digital numbers 0-10000, differs by orders of magnitude.)
+#: may differ from the model's by this factor, before :func:`scale_mismatch` reports "another scale".
+#: (Another scale, e.g. reflectance 0-1 against digital numbers 0-10000, differs by orders of magnitude.)
 FAR_MEAN_STDS = 5.0
 FAR_STD_FACTOR = 5.0
+#: Smaller drifts that still change the map, reported when the input has the model's own bands (``drift=True``).
+#: Measured (``benchmarks/bench_scale_shift.py``, the kept polygon models of the bench, their own scene multiplied
+#: by a factor): x1.1 moved NC's mIoU from 0.308 to 0.283, x0.9 to 0.215, x1.25 to 0.160; Sentinel-2 x0.9 from
+#: 0.345 to 0.221. A 5 % change of the std or 0.15 of the model's std in the mean is already more than a scene
+#: shows against its own statistics (0).
+DRIFT_MEAN_STDS = 0.15
+DRIFT_STD_FACTOR = 1.05
 
 
-def scale_mismatch(scene: tuple[float, float], model: tuple[float, float]) -> str | None:
-    """A one-line warning when the input's statistics ``scene`` (mean, std) are far from the model's
-    stored normalisation ``model`` (mean, std), else None."""
+def _beyond(scene: tuple[float, float], model: tuple[float, float], mean_stds: float, std_factor: float) -> bool:
     (ms, ss), (mm, sm) = scene, model
     ref = max(sm, EPS)
     ratio = max(ss, EPS) / ref
-    if abs(ms - mm) <= FAR_MEAN_STDS * ref and 1 / FAR_STD_FACTOR <= ratio <= FAR_STD_FACTOR:
-        return None
-    return (f"the input's values (sampled mean {ms:.4g}, std {ss:.4g}) are far from the statistics the model "
-            f"was trained with (mean {mm:.4g}, std {sm:.4g}): the input is probably on another scale (e.g. "
-            "reflectance 0-1 vs. 0-10000, or another data type) and the map may come out as one class; "
-            f"rescale the input like the training data, or normalise with the input's own statistics: "
-            f"{option('normalization', 'scene', repr('scene'))}")
+    return abs(ms - mm) > mean_stds * ref or not 1 / std_factor <= ratio <= std_factor
 
 
-def warn_scale_mismatch(reader: WindowReader, windows: Sequence[Window], model: tuple[float, float]) -> bool:
+def scale_mismatch(scene: tuple[float, float], model: tuple[float, float], drift: bool = False) -> str | None:
+    """A one-line warning when the input's statistics ``scene`` (mean, std) are far from the model's
+    stored normalisation ``model`` (mean, std) ("another scale": :data:`FAR_MEAN_STDS`, :data:`FAR_STD_FACTOR`),
+    or, with ``drift`` (the input has the bands the model was trained on), when they drifted enough to change
+    the map (:data:`DRIFT_MEAN_STDS`, :data:`DRIFT_STD_FACTOR`); else None."""
+    (ms, ss), (mm, sm) = scene, model
+    if _beyond(scene, model, FAR_MEAN_STDS, FAR_STD_FACTOR):
+        return (f"the input's values (sampled mean {ms:.4g}, std {ss:.4g}) are far from the statistics the model "
+                f"was trained with (mean {mm:.4g}, std {sm:.4g}): the input is probably on another scale (e.g. "
+                "reflectance 0-1 vs. 0-10000, or another data type) and the map may come out as one class; "
+                f"rescale the input like the training data, or normalise with the input's own statistics: "
+                f"{option('normalization', 'scene', repr('scene'))}")
+    if drift and _beyond(scene, model, DRIFT_MEAN_STDS, DRIFT_STD_FACTOR):
+        return (f"the input's values (sampled mean {ms:.4g}, std {ss:.4g}) differ from the statistics the model was "
+                f"trained with (mean {mm:.4g}, std {sm:.4g}): mean {(ms - mm) / max(sm, EPS):+.2f} of its std, spread "
+                f"{100 * (ss / max(sm, EPS) - 1):+.0f} %. Maps of models trained on one scene change with drifts of "
+                "this size (an input 10 % brighter or darker cost 8-36 % of the mIoU on the sample scenes); use the "
+                "product and processing level the model was trained on, or train on this scene")
+    return None
+
+
+def warn_scale_mismatch(reader: WindowReader, windows: Sequence[Window], model: tuple[float, float],
+                        drift: bool = False) -> bool:
     """Sample the input (:func:`scene_statistics`) and warn (:class:`~carl_geo.errors.CarlGeoWarning`)
-    when :func:`scale_mismatch` finds it far from the model's ``(mean, std)``; returns whether it warned.
-    An input without valid pixels in the sample is not judged."""
+    when :func:`scale_mismatch` finds it far from (or, with ``drift``, drifted from) the model's ``(mean, std)``;
+    returns whether it warned. An input without valid pixels in the sample is not judged."""
     try:
         scene = scene_statistics(reader, windows)
     except InputError:
         return False
-    message = scale_mismatch(scene, model)
+    message = scale_mismatch(scene, model, drift)
     if message:
         warnings.warn(message, CarlGeoWarning, stacklevel=3)
     return message is not None

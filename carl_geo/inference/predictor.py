@@ -56,11 +56,10 @@ from carl_geo.inference.runner import (
     ModelRunner,
     ModelSpec,
     auto_batch_size,
-    check_precision,
     class_defaults,
     finish_spec,
+    inference_device,
     model_spec,
-    resolve_device,
     warn_band_path,
 )
 from carl_geo.inference.settings import PredictSettings, check_tiling
@@ -110,9 +109,32 @@ class PredictionResult:
     device: str = "cpu"
 
 
+def scale_offset(ds: Any, indexes: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The GDAL scale and offset tags of bands ``indexes`` (1-based) as (C,) float32 arrays, so that
+    ``value = raw x scale + offset`` (e.g. Landsat Collection 2 reflectance = DN x 2.75e-5 - 0.2); None when every
+    band has scale 1 and offset 0 (nothing to apply)."""
+    scales = np.array([1.0 if ds.scales[i - 1] is None else ds.scales[i - 1] for i in indexes], dtype=np.float64)
+    offsets = np.array([0.0 if ds.offsets[i - 1] is None else ds.offsets[i - 1] for i in indexes], dtype=np.float64)
+    if np.all(scales == 1.0) and np.all(offsets == 0.0):
+        return None
+    return scales.astype(np.float32), offsets.astype(np.float32)
+
+
+def describe_scale_offset(applied: tuple[np.ndarray, np.ndarray] | None) -> str | None:
+    """One line for a log / notice: which scale and offset were applied (None when none was)."""
+    if applied is None:
+        return None
+    scale, offset = ((f"{a[0]:.6g}" if np.all(a == a[0]) else "per band") for a in applied)
+    return (f"the input's GDAL scale/offset tags were applied (value = raw x {scale} + {offset}), "
+            "in training and prediction alike")
+
+
 def read_window(ds: Any, indexes: Sequence[int], window: Window, nodata: float | None = None,
                 out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw pixels of ``window`` and the (h, w) valid mask (every band valid and finite).
+    """Pixels of ``window`` and the (h, w) valid mask (every band valid and finite).
+
+    Values are the file's, with its GDAL scale / offset tags applied when a band has them
+    (:func:`scale_offset`; the data are then float32, nodata compared on the raw values first).
 
     Args:
         ds: an open rasterio dataset.
@@ -125,6 +147,22 @@ def read_window(ds: Any, indexes: Sequence[int], window: Window, nodata: float |
         ``(data (C, h, w), valid (h, w) bool)``; ``data`` is ``out`` when given, else in the file's dtype.
     """
     indexes = list(indexes)
+    arr, valid = _read_raw(ds, indexes, window, nodata, out)
+    applied = scale_offset(ds, indexes)
+    if applied is None:
+        return arr, valid
+    if arr.dtype.kind != "f":
+        if out is not None:
+            raise TypeError("a buffer for scaled bands must be float (strip_dtype gives float32 for them)")
+        arr = arr.astype(np.float32)
+    arr *= applied[0][:, None, None]
+    arr += applied[1][:, None, None]
+    return arr, valid
+
+
+def _read_raw(ds: Any, indexes: list[int], window: Window, nodata: float | None,
+              out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The file's values of ``window`` (no scale / offset) and the valid mask."""
     flags = [ds.mask_flag_enums[i - 1] for i in indexes]
     if nodata is not None or all(MaskFlags.all_valid in f or MaskFlags.nodata in f for f in flags):
         # nodata values: compare ourselves, no second pass for GDAL's mask bands
@@ -147,7 +185,10 @@ def read_window(ds: Any, indexes: Sequence[int], window: Window, nodata: float |
 
 
 def strip_dtype(ds: Any, indexes: Sequence[int]) -> np.dtype:
-    """dtype of the raw strip buffer: the bands' common dtype if it is a <= 32-bit int or float, else float32."""
+    """dtype of the strip buffer: the bands' common dtype if it is a <= 32-bit int or float, else float32
+    (also when scale / offset tags are applied)."""
+    if scale_offset(ds, indexes) is not None:
+        return np.dtype(np.float32)
     kinds = {np.dtype(ds.dtypes[i - 1]) for i in indexes}
     if len(kinds) == 1:
         dt = kinds.pop()
@@ -189,7 +230,7 @@ def protect_inputs(src: Any, dst: str | os.PathLike, model: Any, *, overwrite: b
     """Refuse an output ``dst`` that is a file the run reads: the input raster (also through a
     symlink), a file a VRT input reads, or the model file; with ``overwrite=False`` also an existing
     file. Returns ``dst`` as a Path."""
-    model_file = getattr(model, "path", None)
+    model_file = model if isinstance(model, (str, os.PathLike)) else getattr(model, "path", None)
     reads = reads_of([("input raster", src)] if isinstance(src, (str, os.PathLike)) else [],
                      [("model file", model_file)])
     return check_outputs([("output", dst)], reads, overwrite=overwrite)[0]
@@ -321,7 +362,8 @@ def predict_raster(
     """Predict a whole raster tile by tile and write a GeoTIFF on the input's grid.
 
     Args:
-        model: a :class:`~carl_geo.models.ModelBundle`, or an ``nn.Module`` called as
+        model: a :class:`~carl_geo.models.ModelBundle`, a model file's path (as ``--model`` takes it), or an
+            ``nn.Module`` called as
             ``model(img (B, C, H, W), wavelengths (C,) µm) -> (B, K, H, W)``.
         src: anything rasterio opens (GeoTIFF, VRT, ENVI, ``netcdf:file.nc:var``).
         dst: output GeoTIFF path (written atomically: nothing appears there unless the run succeeds;
@@ -361,8 +403,7 @@ def predict_raster(
     cfg = PredictSettings.resolve(settings, **overrides)
     output, nodata = cfg.output, cfg.nodata
     normalization, precision = cfg.normalization, cfg.precision
-    dev = resolve_device("cpu" if precision == "int8" and cfg.device == "auto" else cfg.device)  # int8: CPU only
-    check_precision(precision, dev)
+    dev = inference_device(cfg.device, precision)
     dst = protect_inputs(src, dst, model, overwrite=overwrite)
     spec = model_spec(model, output, class_names, colors)
     fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
@@ -395,11 +436,17 @@ def predict_raster(
                 else:
                     mean, std = fixed
                     if normalization is None:  # the model's stored statistics: is the input on its scale?
-                        warn_scale_mismatch(sample, sample_windows(height, width), fixed)
+                        same_bands = spec.bundle is not None and spec.bundle.wavelengths is not None and \
+                            len(spec.bundle.wavelengths) == len(sel.wavelengths) and \
+                            np.allclose(spec.bundle.wavelengths, sel.wavelengths, atol=1e-3)
+                        warn_scale_mismatch(sample, sample_windows(height, width), fixed, drift=same_bands)
                 tags = {"CARL_OUTPUT": output, "CARL_WAVELENGTHS_UM": json.dumps(sel.wavelengths),
                         "CARL_INPUT_BANDS": json.dumps(indexes),
                         "CARL_NORMALIZATION": json.dumps({"mean": mean, "std": std}),
                         "CARL_TILING": json.dumps({"tile_size": int(tile_size), "overlap": int(overlap)})}
+                applied = scale_offset(ds, indexes)
+                if applied is not None:
+                    tags["CARL_SCALE_OFFSET"] = json.dumps({"scale": applied[0].tolist(), "offset": applied[1].tolist()})
 
                 pool = BufferPool((n_batch, len(indexes), grid.tile_h, grid.tile_w), pin=dev.type == "cuda")
 

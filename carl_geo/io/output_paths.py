@@ -416,6 +416,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     tmp = partial_path(target, suffix)
     try:
         yield tmp
+        _give_mode(tmp, target if existed else None)
         if existed:
             os.replace(tmp, target)
         else:
@@ -425,6 +426,33 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
             tmp.unlink()
         except FileNotFoundError:
             pass
+
+
+def _give_mode(tmp: Path, replaced: Path | None) -> None:
+    """Give the finished file the permissions a user expects: those of the file it replaces, else a new file's
+    (0666 less the umask), whatever the writer chose (safetensors writes 0600)."""
+    try:
+        if replaced is not None and replaced.is_file():
+            mode = stat.S_IMODE(os.stat(replaced).st_mode)
+        else:
+            mode = 0o666 & ~_umask()
+        if tmp.exists() and stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+            os.chmod(tmp, mode)
+    except OSError:
+        pass  # a file system without permissions (FAT, some shares): the file is still complete
+
+
+def _umask() -> int:
+    """The process's umask (read from /proc where it is, else set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _move_exclusive(tmp: Path, target: Path) -> None:

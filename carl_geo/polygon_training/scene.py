@@ -30,7 +30,7 @@ from carl_geo.datasets.vector_labels import (
 )
 from carl_geo.errors import CarlGeoError
 from carl_geo.inference.normalization import sample_windows, scene_statistics
-from carl_geo.inference.predictor import read_window
+from carl_geo.inference.predictor import describe_scale_offset, read_window, scale_offset
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.polygon_training.chips import HoldoutSplit, holdout_split, labels_window
 from carl_geo.polygon_training.recipe import SceneFacts
@@ -145,6 +145,9 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
             return read_window(src, indexes, win)
 
         mean, std = scene_statistics(reader, sample_windows(src.height, src.width))
+        applied = describe_scale_offset(scale_offset(src, indexes))
+        if applied:
+            notices.append(applied)
         scene_shape = (src.height, src.width)
         widths = polygon_widths(geoms[inside], src.transform)
         crs = src.crs.to_string()
