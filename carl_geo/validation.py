@@ -24,6 +24,10 @@ from carl_geo.errors import InputError, WavelengthError, option
 #: Wavelengths above this value (µm) are taken to be nanometres by mistake.
 MAX_WAVELENGTH_UM = 100.0
 
+#: Wavelength (µm) written into padded band slots of mixed-band-count batches (models/carl.py pads with it too,
+#: datasets/collate.py fills with it); any finite value works since those bands are masked.
+PAD_WAVELENGTH_UM = 1.0
+
 
 def _example() -> str:
     return option("wavelengths", "0.49,0.56,0.665", "[0.49, 0.56, 0.665]")

@@ -482,6 +482,29 @@ def test_carl_bundle_with_sentinel2_band_names(tmp_path: Path, carl_bundle) -> N
     assert feats.shape == (carl_bundle.backbone.embed_dim, 70, 60) and np.isfinite(feats).all()
 
 
+def test_a_model_file_path_is_taken_as_the_command_line_takes_it(tmp_path: Path, carl_bundle) -> None:
+    """predict_raster / predict_dataarray load a model file's path (issue #31); the file is never an output."""
+    import rioxarray  # noqa: F401  (the .rio accessor)
+
+    from carl_geo.inference import predict_dataarray
+
+    model_file = carl_geo.save_bundle(carl_bundle, tmp_path / "model.pt")
+    src = write_raster(tmp_path / "in.tif", smooth_image(4, 40, 36))
+    kw = dict(wavelengths=WL4, tile_size=32, overlap=8, device="cpu")
+    by_path = predict_raster(str(model_file), src, tmp_path / "a.tif", **kw)
+    by_bundle = predict_raster(carl_bundle, src, tmp_path / "b.tif", **kw)
+    with rasterio.open(by_path.path) as a, rasterio.open(by_bundle.path) as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+        assert json.loads(a.tags()["CLASS_NAMES"]) == ["water", "forest", "urban"]
+    da = rioxarray.open_rasterio(src)
+    np.testing.assert_array_equal(predict_dataarray(model_file, da, chunk_size=40, **kw).values,
+                                  predict_dataarray(carl_bundle, da, chunk_size=40, **kw).values)
+    before = model_file.read_bytes()
+    with pytest.raises(ValueError, match="model file"):
+        predict_raster(model_file, src, model_file, **kw)
+    assert model_file.read_bytes() == before
+
+
 def test_feature_bundle_cannot_make_classes(tmp_path: Path) -> None:
     bundle = carl_geo.make_bundle(carl_geo.CARL(carl_geo.tiny_config()))
     src = write_raster(tmp_path / "in.tif", smooth_image(4, 20, 20))

@@ -31,7 +31,7 @@ from carl_geo.weights import (
     verify_weights,
     weights_path,
 )
-from carl_geo.weights.download import describe_network_error, lock_path, partial_path
+from carl_geo.weights.download import describe_network_error, lock_path, download_part_path
 from carl_geo.weights.layout import load_state_dict
 from carl_geo.weights.store import manifest_path, read_manifest
 from weights_server import ServedFile, serve, tiny_ssl_checkpoint
@@ -109,7 +109,7 @@ def test_full_download_verifies_and_records_size_and_hash(tiny_ckpt, home: Path)
     import hashlib
 
     assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
-    assert not partial_path(path).exists()
+    assert not download_part_path(path).exists()
     # present and verified: no second request
     with serve(served) as url:
         assert download_weights(spec_for(url, layout)) == path
@@ -136,12 +136,12 @@ def test_interrupted_download_resumes_in_a_later_run(tiny_ckpt, home: Path) -> N
             download_weights(spec_for(url, layout), retries=0)
         assert "\n" not in str(info.value)
         # the partial file keeps its own name: nothing looks like a finished download
-        assert not target.exists() and partial_path(target).stat().st_size == cut
+        assert not target.exists() and download_part_path(target).stat().st_size == cut
         assert "partial download" in _cli_output(["weights", "list"])
         path = download_weights(spec_for(url, layout))
     assert path.read_bytes() == data
     assert served.requests == [("GET", None), ("GET", f"bytes={cut}-")]
-    assert not partial_path(target).exists()
+    assert not download_part_path(target).exists()
 
 
 def test_server_without_range_support_restarts_from_zero(tiny_ckpt, home: Path) -> None:
@@ -185,7 +185,7 @@ def test_a_file_of_another_layout_is_refused_and_not_kept(tiny_ckpt, home: Path,
         with pytest.raises(VerificationError, match="not the expected weights.*249 missing keys.*1 unexpected keys: x"):
             download_weights(spec_for(url, layout))
     target = home / "ssl_checkpoint_carl.ckpt"
-    assert not target.exists() and not partial_path(target).exists()
+    assert not target.exists() and not download_part_path(target).exists()
 
 
 def test_cancel_leaves_no_partial_file(tiny_ckpt, home: Path) -> None:

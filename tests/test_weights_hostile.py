@@ -33,7 +33,7 @@ from carl_geo.weights import (
     verify_weights,
 )
 from carl_geo.weights import download as download_module
-from carl_geo.weights.download import lock_path, partial_path
+from carl_geo.weights.download import lock_path, download_part_path
 from carl_geo.weights.layout import load_state_dict
 from carl_geo.weights.store import (
     NOT_PINNED,
@@ -199,12 +199,12 @@ def test_pinned_size_and_hash_refuse_zero_weights_with_the_published_keys(tiny_c
     text = one_line(info)
     assert f"announces {len(zeros)} bytes, the published file has {size}" in text
     assert len(served.requests) == 1 and time.monotonic() - start < 5
-    assert not target.exists() and not partial_path(target).exists()
+    assert not target.exists() and not download_part_path(target).exists()
     # only the hash is pinned: the same keys and shapes do not make it the published file
     with serve(ServedFile(changed(data))) as url, pytest.raises(VerificationError) as info:
         download_weights(spec_for(url, layout, sha256=sha))
     assert "differs from the published" in one_line(info)
-    assert not target.exists() and not partial_path(target).exists()
+    assert not target.exists() and not download_part_path(target).exists()
     # the published file passes, and says its checksum was checked
     lines: list[str] = []
     with serve(ServedFile(data)) as url:
@@ -266,7 +266,7 @@ def test_https_redirected_to_http_is_refused(tiny_ckpt, home: Path) -> None:
         assert len(served.requests) == 3
         # http -> http is an ordinary redirect
         assert download_weights(spec_for(http_url, layout)).read_bytes() == data
-    assert not partial_path(target).exists()
+    assert not download_part_path(target).exists()
 
 
 # -- 3. nothing that hangs --------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ def test_server_that_cuts_every_transfer_without_range_support_stops(tiny_ckpt, 
     start = time.monotonic()
     with serve(served) as url, pytest.raises(DownloadError) as info:
         download_weights(spec_for(url, layout), sleep=no_sleep)
-    assert str(partial_path(home / FILENAME)) in one_line(info)
+    assert str(download_part_path(home / FILENAME)) in one_line(info)
     assert len(served.requests) == 6 and time.monotonic() - start < 10
     # each transfer a little longer than the last: progress every time, so the byte budget stops it
     served = ServedFile(data, ranges=False, drops=[len(data) * k // 10 for k in range(1, 10)])
@@ -306,7 +306,7 @@ def test_stalled_server_is_reported_in_one_line(tiny_ckpt, home: Path, monkeypat
     elapsed = time.monotonic() - start
     text = one_line(info)
     assert f"sent no data for 0.5 s (the transfer stalled at byte {2 * third} of {len(data)})" in text
-    assert str(partial_path(home / FILENAME)) in text
+    assert str(download_part_path(home / FILENAME)) in text
     assert any("sent no data for 0.5 s" in line and "retrying" in line for line in lines)  # reported, not silent
     assert served.requests == [("GET", None), ("GET", f"bytes={third}-")]
     assert elapsed < 5
@@ -320,7 +320,7 @@ def test_stalled_server_is_reported_in_one_line(tiny_ckpt, home: Path, monkeypat
 def test_bad_resume_names_the_partial_file_and_force_starts_over(tiny_ckpt, home: Path) -> None:
     data, layout, _ = tiny_ckpt
     target = home / FILENAME
-    part = partial_path(target)
+    part = download_part_path(target)
     cut = len(data) // 3
     served = ServedFile(data, drops=[cut])
     with serve(served) as url:
@@ -345,7 +345,7 @@ def test_bad_resume_names_the_partial_file_and_force_starts_over(tiny_ckpt, home
 def test_cli_download_force_clears_a_partial_file_that_cannot_be_resumed(tiny_ckpt, home: Path, capsys,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     data, layout, _ = tiny_ckpt
-    part = partial_path(home / FILENAME)
+    part = download_part_path(home / FILENAME)
     served = ServedFile(data, drops=[len(data) // 2])
     with serve(served) as url:
         monkeypatch.setitem(PUBLISHED, "carl_ssl", spec_for(url, layout))

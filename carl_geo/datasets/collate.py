@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from carl_geo.errors import CarlGeoError
-from carl_geo.models.carl import PAD_WAVELENGTH_UM
+from carl_geo.validation import PAD_WAVELENGTH_UM
 
 _STACKED_KEYS = ("mask", "label")
 

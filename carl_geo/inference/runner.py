@@ -7,6 +7,7 @@ for ``"embeddings"``. :func:`auto_batch_size` sizes batches to the device.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +17,9 @@ import torch
 from torch import nn
 
 from carl_geo.devices import resolve_device  # noqa: F401  (re-exported: its home is carl_geo.devices)
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import CarlGeoError, check_choice
 from carl_geo.inference.settings import OUTPUTS
-from carl_geo.models.bundle import ModelBundle, default_colors
+from carl_geo.models.bundle import ModelBundle, default_colors, load_bundle
 from carl_geo.models.pixel_classifier import is_segmentation_module
 from carl_geo.models.segmentation import CARLEmbedder
 
@@ -30,8 +31,7 @@ PRECISIONS = {"fp32": None, "int8": None, "bf16": torch.bfloat16, "fp16": torch.
 def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for ``"fp32"`` (None), ``"bf16"``, ``"fp16"`` (GPU only), ``"int8"`` (None; CPU
     only, needs the optional int8 packages: checked here, before any pixel is read)."""
-    if precision not in PRECISIONS:
-        raise CarlGeoError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_choice("precision", precision, PRECISIONS)
     if precision == "fp16" and device.type == "cpu":
         raise CarlGeoError("precision 'fp16' needs a GPU; on CPU use 'int8', 'bf16' or 'fp32'")
     if precision == "int8":
@@ -41,6 +41,15 @@ def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
 
         require_int8()
     return PRECISIONS[precision]
+
+
+def inference_device(device: str | torch.device, precision: str) -> torch.device:
+    """The device a prediction runs on, its precision checked (:func:`check_precision`): ``device`` resolved
+    (:func:`~carl_geo.devices.resolve_device`), except that ``"auto"`` with ``precision="int8"`` is the CPU
+    (int8 runs in ONNX Runtime on the CPU only)."""
+    dev = resolve_device("cpu" if precision == "int8" and str(device) == "auto" else device)
+    check_precision(precision, dev)
+    return dev
 
 
 @dataclass
@@ -63,15 +72,17 @@ class ModelSpec:
 
 def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None,
                colors: Sequence[Sequence[int]] | None = None) -> ModelSpec:
-    """Adapt a :class:`ModelBundle` or a bare ``nn.Module`` to ``output``.
+    """Adapt a :class:`ModelBundle`, a model file's path (loaded with :func:`~carl_geo.models.load_bundle`) or
+    a bare ``nn.Module`` to ``output``.
 
     A segmentation bundle asked for ``"embeddings"`` yields its backbone's per-pixel features.
 
     Raises:
         ValueError: a feature model asked for classes, or wrong class name / colour counts.
     """
-    if output not in OUTPUTS:
-        raise CarlGeoError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    check_choice("output", output, OUTPUTS)
+    if isinstance(model, (str, os.PathLike)):  # a model file, as the command line's --model takes it
+        model = load_bundle(model)
     bundle = model if isinstance(model, ModelBundle) else None
     module = bundle.model if bundle is not None else model
     if not isinstance(module, nn.Module):

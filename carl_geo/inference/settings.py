@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from carl_geo.errors import CarlGeoError, option
+from carl_geo.errors import CarlGeoError, check_choice, option
 from carl_geo.settings_options import add_options, from_options, option_meta
 
 #: Default tile side (px) of the predictors: the smallest per-pixel cost of CARL on a CPU among
@@ -191,10 +191,8 @@ class PredictSettings:
         b = self.batch_size
         if b != "auto" and (isinstance(b, (str, bool)) or not isinstance(b, (int, float)) or int(b) != b or b < 1):
             raise CarlGeoError(f"{option('batch_size')} must be a positive integer or 'auto', got {b!r}")
-        if self.output not in OUTPUTS:
-            raise CarlGeoError(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
-        if self.precision not in PRECISIONS:
-            raise CarlGeoError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_choice("output", self.output, OUTPUTS)
+        check_choice("precision", self.precision, PRECISIONS)
         if self.probability_dtype not in PROBABILITY_DTYPES:
             raise CarlGeoError(f"probability_dtype must be 'float32' or 'uint8', got {self.probability_dtype!r}")
         if self.embedding_dtype not in EMBEDDING_DTYPES:

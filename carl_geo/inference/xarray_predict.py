@@ -20,7 +20,13 @@ from carl_geo.errors import CarlGeoError
 from carl_geo.inference.engine import run_array
 from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
 from carl_geo.inference.predictor import _encode, _output_layout
-from carl_geo.inference.runner import ModelRunner, check_precision, finish_spec, model_spec, resolve_device, warn_band_path
+from carl_geo.inference.runner import (
+    ModelRunner,
+    finish_spec,
+    inference_device,
+    model_spec,
+    warn_band_path,
+)
 from carl_geo.inference.settings import PredictSettings, check_tiling
 from carl_geo.io.band_metadata import check_wavelengths, match_preset
 from carl_geo.io.wavelength_text import parse_wavelength_list
@@ -102,7 +108,7 @@ def predict_dataarray(
     """Predict a (band, y, x) DataArray chunk by chunk with dask.
 
     Args:
-        model: a :class:`~carl_geo.models.ModelBundle` or ``nn.Module`` (see
+        model: a :class:`~carl_geo.models.ModelBundle`, a model file's path or an ``nn.Module`` (see
             :func:`~carl_geo.inference.predict_raster`).
         da: (band, y, x) array, numpy- or dask-backed; rioxarray CRS/transform are carried over.
         wavelengths, sensor: as in ``predict_raster``; otherwise a ``wavelength`` coordinate or
@@ -146,8 +152,7 @@ def predict_dataarray(
     y_dim, x_dim = da.rio.y_dim, da.rio.x_dim
     band_dim = next(d for d in da.dims if d not in (y_dim, x_dim))
     da = da.transpose(band_dim, y_dim, x_dim)
-    dev = resolve_device("cpu" if precision == "int8" and cfg.device == "auto" else cfg.device)  # int8: CPU only
-    check_precision(precision, dev)
+    dev = inference_device(cfg.device, precision)
 
     spec = model_spec(model, output, class_names, colors)
     tile_size, overlap = cfg.tiling_for(spec.module)

@@ -28,13 +28,12 @@ from carl_geo.models.spatial_encoder import SpatialEncoder
 from carl_geo.models.spectral_encoder import SpectralEncoder
 from carl_geo.validation import (  # noqa: F401 (MAX_WAVELENGTH_UM: public name kept here)
     MAX_WAVELENGTH_UM,
+    PAD_WAVELENGTH_UM,
     as_wavelength_tensor,
     check_image,
     check_wavelength_tensor,
 )
 
-#: Wavelength (µm) written into padded band slots; any finite value works since those bands are masked.
-PAD_WAVELENGTH_UM = 1.0
 
 
 class CARLOutput(NamedTuple):

@@ -44,7 +44,7 @@ import argparse
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, get_args
 
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import CarlGeoError, check_choice
 from carl_geo.models.names import (CONFIG_NAMES, HEAD_NAMES, SELECT_NAMES, TRAINING_MODE_NAMES, ConfigName, HeadName,
                                    SelectName, TrainingModeName)
 from carl_geo.settings_options import option_meta
@@ -271,8 +271,7 @@ class TrainingRecipe:
         choices = {"mode": TRAINING_MODE_NAMES, "config": CONFIG_NAMES, "head": HEAD_NAMES, "keep": KEEP_CHOICES,
                    "normalization": NORMALIZATIONS, "select": SELECT_NAMES}
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise CarlGeoError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+            check_choice(name, getattr(self, name), allowed)
         for name in ("max_steps", "batch_size", "patch_size", "chip_size", "val_every", "max_bands"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v < 1):

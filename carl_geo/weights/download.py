@@ -90,7 +90,7 @@ class DownloadResult:
     etag: str | None
 
 
-def partial_path(target: str | os.PathLike) -> Path:
+def download_part_path(target: str | os.PathLike) -> Path:
     """``<target>.carl-download``: the data of an unfinished download (a name only carl_geo uses)."""
     target = Path(target)
     return target.with_name(target.name + PARTIAL_SUFFIX)
@@ -102,7 +102,7 @@ def _state_path(target: Path) -> Path:
 
 def remove_partial(target: str | os.PathLike) -> None:
     """Delete ``<target>.carl-download`` and its resume record (carl_geo's own names, nothing else)."""
-    for path in (partial_path(target), _state_path(Path(target))):
+    for path in (download_part_path(target), _state_path(Path(target))):
         path.unlink(missing_ok=True)
 
 
@@ -376,7 +376,7 @@ class _Job:
 
     @property
     def part(self) -> Path:
-        return partial_path(self.target)
+        return download_part_path(self.target)
 
 
 def download_file(url: str, target: str | os.PathLike, *, progress: Progress | None = None,
@@ -419,7 +419,7 @@ def download_file(url: str, target: str | os.PathLike, *, progress: Progress | N
     """
     target = Path(target)
     timeout = READ_TIMEOUT_S if timeout is None else timeout
-    budget = _Budget(url, partial_path(target), retries, STALL_RETRIES if stall_retries is None else stall_retries,
+    budget = _Budget(url, download_part_path(target), retries, STALL_RETRIES if stall_retries is None else stall_retries,
                      MAX_REQUESTS if max_requests is None else max_requests,
                      MAX_TRANSFER_FACTOR if max_transfer_factor is None else max_transfer_factor,
                      expected_size, timeout)

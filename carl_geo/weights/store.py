@@ -38,7 +38,7 @@ from carl_geo.weights.download import (
     DownloadResult,
     Progress,
     download_file,
-    partial_path,
+    download_part_path,
     remove_partial,
 )
 from carl_geo.weights.layout import CheckpointLayout, load_state_dict, published_layout
@@ -376,8 +376,8 @@ def download_weights(spec: WeightsFile | str = "carl_ssl", *, path: str | os.Pat
                if not damage else f"the weights file is damaged ({damage}) and must be fetched again")
         raise _offline_error(spec, path, why)
     say(f"downloading {spec.url} ({spec.size_hint or 'size unknown'}) to {path}")
-    if force and partial_path(path).exists():
-        say(f"force: deleting the partial download {partial_path(path)} and starting over")
+    if force and download_part_path(path).exists():
+        say(f"force: deleting the partial download {download_part_path(path)} and starting over")
     settings = {"expected_size": spec.size, "restart": force, "log": say, **download_kwargs}
     result = download_file(spec.url, path, progress=progress, **settings)
     if result.resumed_from:
@@ -488,7 +488,7 @@ def status(spec: WeightsFile | str = "carl_ssl") -> dict[str, Any]:
     """What is on disk for ``spec``: path, present, size, partial bytes, manifest (for listings)."""
     spec = get_weights_file(spec)
     path = weights_path(spec)
-    part = partial_path(path)
+    part = download_part_path(path)
     return {"name": spec.name, "path": str(path), "url": spec.url, "present": path.is_file(),
             "size": path.stat().st_size if path.is_file() else 0,
             "partial_bytes": part.stat().st_size if part.is_file() else 0,
