@@ -61,6 +61,25 @@ RULES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: Lines of pip's and the environment's output that say nothing a user can act on: they go to the installer's log
+#: file only, not to the dialog (pip's notices about itself, its "Can't uninstall" of packages QGIS's Python owns,
+#: scripts outside PATH, matplotlib's 3-D toolkit and unclosed-file warnings of the probes).
+NOISE_PATTERNS = (
+    re.compile(r"^\s*\[notice\]"),
+    re.compile(r"Can't uninstall '"),
+    re.compile(r"^\s*WARNING: The scripts? .* (is|are) installed in .* which is not on PATH"),
+    re.compile(r"^\s*Consider adding this directory to PATH"),
+    re.compile(r"Unable to import Axes3D"),
+    re.compile(r"ResourceWarning: unclosed"),
+    re.compile(r"^\s*DEPRECATION: .* pip 2\d"),
+)
+
+
+def is_noise(line: str) -> bool:
+    """Whether an output line is noise (:data:`NOISE_PATTERNS`): kept in the log file, not shown to the user."""
+    return any(p.search(line) for p in NOISE_PATTERNS)
+
+
 def classify(output: str, wheelhouse: bool = False) -> Cause | None:
     """The first known cause found in ``output`` (pip's or Python's text), else None.
 

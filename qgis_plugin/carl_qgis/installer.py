@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from carl_qgis import environment
-from carl_qgis.install_errors import Cause, classify, last_error_line
+from carl_qgis.install_errors import Cause, classify, is_noise, last_error_line
 from carl_qgis.torch_choice import PYPI_INDEX, TorchChoice
 
 WHEELS_DIR = Path(__file__).with_name("wheels")
@@ -468,7 +468,7 @@ class Installer:
                 done = True
             elif text:
                 output.append(text)
-                self._say(text)
+                self._say(text, show=not is_noise(text))
                 if tracker is not None:
                     pct, what = tracker.update(text)
                     self._step(pct, what, quiet=True)
@@ -493,11 +493,12 @@ class Installer:
         return out
 
     # -- reporting ----------------------------------------------------------------------------------
-    def _say(self, text: str) -> None:
+    def _say(self, text: str, show: bool = True) -> None:
+        """Write ``text`` to the log file, and show it in the dialog unless ``show`` is False (noise)."""
         if self._log is not None:
             self._log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
             self._log.flush()
-        if self._line_cb is not None:
+        if show and self._line_cb is not None:
             self._line_cb(text)
 
     def _step(self, percent: float, text: str, quiet: bool = False) -> None:

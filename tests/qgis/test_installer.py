@@ -147,7 +147,9 @@ def test_install_offline_then_cancel_and_failure_keep_it_working(plugin_zip: Pat
     site = Path(first["ENVIRONMENT"])
     assert site == active and (active / "pyvenv.cfg").is_file()
     assert "carl_geo 0.1.0" in first["VERSIONS"] and Path(first["LOG"]).is_file()
-    assert out["current"]["torch_build"] == "wheelhouse"
+    import torch  # the torch the private environment sees (QGIS's site packages here): recorded truthfully
+
+    assert out["current"]["torch_build"] == (f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU")
     assert out["first_progress"][1] == 100 and out["first_progress"][2]  # progress rises to 100
     log = Path(first["LOG"]).read_text()
     assert "--no-index --find-links" in log and "CARL_QGIS_VERIFY" in log
@@ -206,6 +208,19 @@ def test_causes_are_one_line_each(installed_plugin: Any) -> None:
     wheelhouse = classify("ERROR: No matching distribution found for torch>=2.4", wheelhouse=True)
     assert wheelhouse.kind == "wheelhouse" and "torch>=2.4" in wheelhouse.message
     assert classify("all good") is None
+
+
+def test_noise_stays_out_of_the_users_log(installed_plugin: Any) -> None:
+    from carl_qgis.install_errors import is_noise
+
+    noise = ["[notice] A new release of pip is available: 24.0 -> 25.3",
+             "  Can't uninstall 'numpy'. No files were found to uninstall.",
+             "  WARNING: The scripts f2py and numpy-config are installed in '/x/bin' which is not on PATH.",
+             "/x/matplotlib/projections/__init__.py:63: UserWarning: Unable to import Axes3D. This may be due to ...",
+             "sys:1: ResourceWarning: unclosed file <_io.TextIOWrapper name=3>"]
+    kept = ["Collecting torch==2.14.1", "ERROR: Could not install packages due to an OSError: [Errno 28] No space",
+            "Successfully installed carl-geo-0.2.0", "WARNING: Retrying (Retry(total=0)) after connection broken"]
+    assert all(is_noise(line) for line in noise) and not any(is_noise(line) for line in kept)
 
 
 def test_torch_build_choice(installed_plugin: Any) -> None:

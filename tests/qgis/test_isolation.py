@@ -33,7 +33,8 @@ from processing.core.Processing import Processing
 Processing.initialize()
 import processing
 from carl_qgis.provider import CarlProvider
-QgsApplication.processingRegistry().addProvider(CarlProvider())
+provider = CarlProvider()  # kept referenced: a provider Python no longer holds is collected with its algorithms
+QgsApplication.processingRegistry().addProvider(provider)
 args = json.loads(sys.argv[1])
 trained = processing.run("carl:trainfrompolygons", args["train"])
 processing.run("carl:segmentraster", {**args["segment"], "MODEL": trained["OUTPUT_MODEL"]})

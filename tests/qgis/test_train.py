@@ -65,7 +65,7 @@ def test_train_log_shows_the_candidates_and_the_kept_model(trained: dict[str, An
 
     log = trained["log"]
     report = carl_geo.load_bundle(trained["result"]["OUTPUT_MODEL"]).meta["report"]
-    header = next(i for i, line in enumerate(log) if line.startswith("candidate ") and "mIoU" in line)
+    header = next(i for i, line in enumerate(log) if line.split()[:3] == ["candidate", "features", "heads"])
     rows = {line.split()[0]: line for line in log[header + 1:header + 1 + len(report["candidates"])]}
     assert set(rows) == {"rf", "rf_context", "carl", "carl_forest", "carl_mlp", "carl_ensemble"}
     for cand in report["candidates"]:  # the same held-out scores as the model file's evidence table

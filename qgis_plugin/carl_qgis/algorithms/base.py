@@ -418,8 +418,13 @@ def run_child(job: str, args: dict[str, Any], feedback: QgsProcessingFeedback, *
         feedback.setProgress(start + span * min(max(done / max(1, total), 0.0), 1.0))
 
     push = getattr(feedback, "pushWarning", None) or (lambda message: feedback.reportError(message, False))
+
+    def log(text: str) -> None:  # one log line per line (the evidence table arrives as one message)
+        for line in text.splitlines() or [""]:
+            feedback.pushInfo(line)
+
     try:
-        return child.run_job(job, args, on_progress=progress, on_log=feedback.pushInfo,
+        return child.run_job(job, args, on_progress=progress, on_log=log,
                              on_warning=lambda text: push(f"Warning: {text}"), is_cancelled=feedback.isCanceled)
     except child.WorkerError as e:
         if e.cancelled:
@@ -427,6 +432,9 @@ def run_child(job: str, args: dict[str, Any], feedback: QgsProcessingFeedback, *
         text = e.text[0].upper() + e.text[1:] if e.text else "The CARL worker failed"
         if "wavelength" in text.lower() and not e.crashed:
             text += WAVELENGTH_HINT
+        if "is a feature extractor (no classes)" in text and not e.crashed:  # the library's words are Python's
+            text = ("This model is a feature extractor (no classes): use it with 'CARL extract features', or choose a "
+                    "model trained with 'CARL train from polygons' to classify")
         raise QgsProcessingException(text) from None
 
 
