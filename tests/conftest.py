@@ -17,6 +17,16 @@ import carl_geo
 os.environ.setdefault("CARL_GEO_OFFLINE", "1")
 
 
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty weights cache folder (``$CARL_GEO_HOME``), downloads allowed, no CARL_GEO_WEIGHTS override
+    (the weights tests serve files from a loopback server)."""
+    monkeypatch.setenv("CARL_GEO_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CARL_GEO_WEIGHTS", raising=False)
+    monkeypatch.delenv("CARL_GEO_OFFLINE", raising=False)
+    return tmp_path / "cache"
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> carl_geo.CARL:
     torch.manual_seed(0)

@@ -47,15 +47,6 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, dict, Ch
     return path.read_bytes(), student, layout
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty cache folder, downloads allowed, no CARL_GEO_WEIGHTS override."""
-    monkeypatch.setenv("CARL_GEO_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CARL_GEO_WEIGHTS", raising=False)
-    monkeypatch.delenv("CARL_GEO_OFFLINE", raising=False)
-    return tmp_path / "cache"
-
-
 def spec_for(url: str, layout: CheckpointLayout):
     return CARL_SSL.with_(url=url, layout=lambda: layout, config="tiny", size_hint="6 MB")
 

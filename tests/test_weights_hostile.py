@@ -59,15 +59,6 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Checkpoi
     return path.read_bytes(), layout, zeros.read_bytes()
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty cache folder, downloads allowed, no CARL_GEO_WEIGHTS override."""
-    monkeypatch.setenv("CARL_GEO_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CARL_GEO_WEIGHTS", raising=False)
-    monkeypatch.delenv("CARL_GEO_OFFLINE", raising=False)
-    return tmp_path / "cache"
-
-
 def spec_for(url: str, layout: CheckpointLayout, **pins):
     return CARL_SSL.with_(url=url, layout=lambda: layout, config="tiny", size_hint="6 MB", **pins)
 
