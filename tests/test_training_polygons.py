@@ -14,6 +14,7 @@ from shapely.geometry import box
 import carl_geo
 from carl_geo.cli import main as cli_main
 from carl_geo.datasets.vector_labels import IGNORE_INDEX
+from carl_geo.errors import CarlGeoWarning
 from carl_geo.inference import predict_raster
 from carl_geo.sample_data import nc_landsat7, write_crop
 from carl_geo.polygon_training import TrainingCancelled, train_from_polygons
@@ -94,6 +95,15 @@ def test_bundle_round_trip_through_the_predictor(trained, crop, tmp_path):
                                transform=src.transform, crs=src.crs)
     labelled = lab.mask >= 0
     assert (pred[labelled] == lab.mask[labelled]).mean() > 0.75  # train + held-out pixels
+    # four of the six bands: the band-agnostic path (a forest fitted on the stored training pixels, with CARL)
+    bank = bundle.model.bank
+    assert bank is not None and bank.n_pixels == len(bank.labels) >= 200
+    with pytest.warns(CarlGeoWarning, match="forest fitted on these wavelengths"):
+        predict_raster(bundle, crop.image, tmp_path / "four.tif", device="cpu", bands=[1, 2, 3, 4])
+    with rasterio.open(tmp_path / "four.tif") as out:
+        four = out.read(1)
+    print("agreement with the labels from 4 bands", (four[labelled] == lab.mask[labelled]).mean())
+    assert (four[labelled] == lab.mask[labelled]).mean() > 0.75
 
 
 def test_cli_train_prints_the_report(crop, tmp_path, capsys):

@@ -109,8 +109,10 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
 
 
 def warn_band_path(module: nn.Module, wavelengths: Sequence[float]) -> bool:
-    """Warn (one line, :class:`~carl_geo.errors.CarlGeoWarning`) when a polygon-trained model's pixel head cannot
-    read these bands, so that the map comes from its camera-agnostic CARL part alone; returns whether it warned."""
+    """Warn (one line, :class:`~carl_geo.errors.CarlGeoWarning`) when a polygon-trained model's pixel heads cannot
+    read these bands: the map then comes from its band-agnostic path (heads fitted here on its stored training
+    pixels, interpolated to these wavelengths; fitted now, so the line says how long it took) or from its
+    camera-agnostic CARL part alone; returns whether it warned."""
     from carl_geo.models.pixel_classifier import PixelClassifier
 
     if not isinstance(module, PixelClassifier) or module.uses_head(wavelengths):
@@ -120,10 +122,19 @@ def warn_band_path(module: nn.Module, wavelengths: Sequence[float]) -> bool:
     from carl_geo.errors import CarlGeoWarning
 
     trained = ", ".join(f"{w:g}" for w in module.wavelengths.tolist())
-    warnings.warn(f"the bands given ({len(wavelengths)}: {', '.join(f'{w:g}' for w in wavelengths)} µm) are not the "
-                  f"model's training bands ({len(module.wavelengths)}: {trained} µm): mapping with its camera-agnostic "
-                  "CARL part alone, without the pixel head; give the training bands for the full model",
-                  CarlGeoWarning, stacklevel=3)
+    given = (f"the bands given ({len(wavelengths)}: {', '.join(f'{w:g}' for w in wavelengths)} µm) are not the "
+             f"model's training bands ({len(module.wavelengths)}: {trained} µm)")
+    adapter = module.adapter(wavelengths)
+    if adapter is not None:
+        msg = (f"{given}: mapping with its CARL part and a forest fitted on these wavelengths from the "
+               f"{adapter.n_pixels:,} labelled training pixels the model carries ({adapter.seconds:.0f} s); "
+               "give the training bands for the full model")
+    else:
+        why = ("some lie outside the range of its stored training pixels" if module.bank is not None
+               else "the model carries no training pixels")
+        msg = (f"{given} and {why}: mapping with its camera-agnostic CARL part alone, without the pixel heads; "
+               "give the training bands for the full model")
+    warnings.warn(msg, CarlGeoWarning, stacklevel=3)
     return True
 
 

@@ -257,6 +257,13 @@ def _pixel_classifier(carl: CARLSegmenter, config: Mapping[str, Any], state: Map
                 layers = sum(1 for k in state if k.startswith(at + "net.") and k.endswith(".weight")) - 1
                 checks += [("MLP inputs", kw["in_dim"], size(at + "feat_mean")),
                            ("MLP width", kw["hidden"], size(at + "net.0.weight")), ("MLP layers", kw["depth"], layers)]
+        bank = config.get("bank")
+        if bank:
+            checks += [("exemplar pixels", bank["n_pixels"], size("bank.values")),
+                       ("exemplar labels", bank["n_pixels"], size("bank.labels")),
+                       ("exemplar bands", len(bank["wavelengths"]), size("bank.values", 1)),
+                       ("exemplar wavelengths", len(bank["wavelengths"]), size("bank.wavelengths")),
+                       ("exemplar windows", 1 + len(bank["windows"]), size("bank.values", 2))]
         for what, stated, stored in checks:
             if stored is None or int(stated) != stored:
                 raise CheckpointError(f"the pixel classifier's {what} ({stated}) does not match the stored weights")

@@ -10,10 +10,13 @@ log-probabilities (B, K, H, W) at the image's own resolution:
 3. late fusion: ``p = w * p_carl + (1 - w) * mean(p_heads)`` (the ensemble of CARL, a forest and an MLP is
    ``w = 1/3`` with two heads).
 
-The head reads band values in the order of the training bands, so it needs the training bands. With other
-bands (another camera of the family, a subset) the model predicts from the CARL part alone, which is
-wavelength conditioned: :meth:`PixelClassifier.uses_head` says which path a band set takes, and the
-predictor prints a one-line notice when it is the CARL part alone.
+The heads read band values in the order of the training bands, so they need the training bands. With other
+bands (another camera of the family, a subset) the model takes its band-agnostic path: the labelled training
+pixels it carries (:class:`~carl_geo.models.band_adapter.ExemplarBank`) are interpolated in wavelength onto the
+new bands and a forest on their context features is fitted once for that band set (seconds), fused with the CARL
+part (which is wavelength conditioned) as the heads are. Bands outside the stored range, or a model without a
+bank, map with the CARL part alone. :meth:`PixelClassifier.band_path` says which path a band set takes, and the
+predictor prints a one-line notice for the other two.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from carl_geo.errors import CarlGeoError
+from carl_geo.models.band_adapter import ExemplarBank
 from carl_geo.models.carl import check_inputs
 from carl_geo.models.context_features import ContextFeatures
 from carl_geo.models.segmentation import CARLSegmenter
@@ -80,13 +84,15 @@ class PixelClassifier(nn.Module):
         heads: :class:`PixelMLP` (logits) and / or :class:`TreeEnsemble` (probabilities) modules, all reading the
             same features; empty: CARL alone.
         carl_weight: w in [0, 1] of the late fusion ``w * p_carl + (1 - w) * mean(p_heads)``.
+        bank: labelled training pixels by wavelength for other band sets (the band-agnostic path), or None
+            (other bands: CARL alone).
 
     ``forward(img (B, C, H, W) normalised, wavelengths (C,) | (B, C) µm) -> (B, K, H, W)`` log-probabilities.
     """
 
     def __init__(self, carl: CARLSegmenter, wavelengths: Sequence[float], context: ContextFeatures | None = None,
                  carl_inputs: bool = False, heads: Sequence[PixelMLP | TreeEnsemble] = (),
-                 carl_weight: float = 0.0) -> None:
+                 carl_weight: float = 0.0, bank: ExemplarBank | None = None) -> None:
         super().__init__()
         if not 0.0 <= float(carl_weight) <= 1.0:
             raise CarlGeoError(f"carl_weight must be in [0, 1], got {carl_weight}")
@@ -101,6 +107,9 @@ class PixelClassifier(nn.Module):
         self.carl_inputs = bool(carl_inputs)
         self.heads = nn.ModuleList(heads)
         self.carl_weight = float(carl_weight)
+        if bank is not None and (not self.heads or bank.num_classes != self.num_classes):
+            raise CarlGeoError("an exemplar bank goes with pixel heads and the model's classes")
+        self.bank = bank
         if context is not None and context.n_bands != len(wavelengths):
             raise CarlGeoError(f"context features for {context.n_bands} bands, {len(wavelengths)} wavelengths given")
         want = self.feature_channels
@@ -130,7 +139,8 @@ class PixelClassifier(nn.Module):
         heads = [{"type": "mlp" if isinstance(h, PixelMLP) else "forest", "kwargs": h.config()} for h in self.heads]
         return {"wavelengths": [float(w) for w in self.wavelengths.tolist()],
                 "context": self.context.config() if self.context is not None else None,
-                "carl_inputs": self.carl_inputs, "heads": heads, "carl_weight": self.carl_weight}
+                "carl_inputs": self.carl_inputs, "heads": heads, "carl_weight": self.carl_weight,
+                "bank": self.bank.config() if self.bank is not None else None}
 
     def band_order(self, wavelengths: Tensor | Sequence[float]) -> list[int] | None:
         """Indexes that put the given bands in the training order, or None when they are not the training
@@ -146,8 +156,24 @@ class PixelClassifier(nn.Module):
         return order.tolist()
 
     def uses_head(self, wavelengths: Tensor | Sequence[float]) -> bool:
-        """True when these bands reach the heads (the training bands, any order); False: CARL alone."""
+        """True when these bands reach the heads (the training bands, any order); False: another path."""
         return not self.heads or self.band_order(wavelengths) is not None
+
+    def band_path(self, wavelengths: Tensor | Sequence[float]) -> str:
+        """Which part maps these bands (µm): ``"heads"`` (the training bands, any order, or a model without heads),
+        ``"adapted"`` (other bands within the training pixels' range: the band-agnostic path) or ``"carl"`` (the
+        CARL part alone)."""
+        if self.uses_head(wavelengths):
+            return "heads"
+        wl = _first_row(wavelengths)
+        return "adapted" if self.bank is not None and self.bank.covers(wl) else "carl"
+
+    def adapter(self, wavelengths: Tensor | Sequence[float]) -> nn.Module | None:
+        """The band-agnostic head fitted for these bands (µm, in the image's order; cached per band set), or None
+        when they take another path (:meth:`band_path`)."""
+        if self.bank is None or self.uses_head(wavelengths):
+            return None
+        return self.bank.adapt(_first_row(wavelengths))
 
     def pixel_features(self, img: Tensor, p_carl: Tensor) -> Tensor:
         """(B, F, H, W) features of an image in the training band order, with CARL's probabilities."""
@@ -171,12 +197,22 @@ class PixelClassifier(nn.Module):
         p_carl = self.carl(img, wl, band_mask).float().softmax(1)
         order = None if not self.heads or band_mask is not None else self.band_order(wl)
         if order is None:
-            return p_carl.clamp_min(PROB_FLOOR).log()
-        if order != list(range(len(order))):
-            img = img[:, order]
-        p_head = self.head_probabilities(self.pixel_features(img.float(), p_carl))
+            adapter = None if band_mask is not None else self.adapter(wl)
+            if adapter is None:
+                return p_carl.clamp_min(PROB_FLOOR).log()
+            p_head = adapter.to(img.device)(img.float())
+        else:
+            if order != list(range(len(order))):
+                img = img[:, order]
+            p_head = self.head_probabilities(self.pixel_features(img.float(), p_carl))
         p = self.carl_weight * p_carl + (1.0 - self.carl_weight) * p_head
         return p.clamp_min(PROB_FLOOR).log()
+
+
+def _first_row(wavelengths: Tensor | Sequence[float]) -> list[float]:
+    """The wavelengths (µm) of the first image of a (C,) or (B, C) list."""
+    wl = torch.as_tensor(wavelengths, dtype=torch.float32)
+    return wl.reshape(-1, wl.shape[-1])[0].tolist()
 
 
 def build_pixel_classifier(carl: CARLSegmenter, config: dict[str, Any]) -> PixelClassifier:
@@ -189,8 +225,9 @@ def build_pixel_classifier(carl: CARLSegmenter, config: dict[str, Any]) -> Pixel
             if head["type"] not in HEAD_TYPES:
                 raise CarlGeoError(f"unknown pixel head type {head['type']!r}")
             heads.append(HEAD_TYPES[head["type"]](**head["kwargs"]))
+        bank = ExemplarBank(**config["bank"]) if config.get("bank") else None
         return PixelClassifier(carl, config["wavelengths"], context=ctx, carl_inputs=bool(config.get("carl_inputs")),
-                               heads=heads, carl_weight=float(config.get("carl_weight", 0.0)))
+                               heads=heads, carl_weight=float(config.get("carl_weight", 0.0)), bank=bank)
     except (KeyError, TypeError) as e:
         raise CarlGeoError(f"malformed pixel classifier settings ({type(e).__name__}: {e})") from None
 

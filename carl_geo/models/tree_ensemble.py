@@ -70,6 +70,15 @@ class TreeEnsemble(nn.Module):
         return {"n_nodes": int(self.feature.numel()), "n_trees": int(self.roots.numel()),
                 "n_features": self.n_features, "n_classes": self.n_classes, "max_depth": self.max_depth}
 
+    def __getstate__(self) -> dict[str, Any]:  # picklable (dask workers): the lock and the rebuilt trees stay here
+        state = dict(self.__dict__)
+        state["_sk"], state["_sk_lock"] = None, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._sk_lock = threading.Lock()
+
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
         self._sk = None  # new nodes: rebuild the scikit-learn trees on the next call
@@ -240,3 +249,17 @@ def from_sklearn(forest: Any, n_classes: int, value_dtype: torch.dtype = torch.f
             ens.roots[i] = off
             off += t.node_count
     return ens
+
+
+def fit_random_forest(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0, trees: int = 100,
+                      min_leaf: int = 1) -> TreeEnsemble:
+    """A scikit-learn random forest of ``trees`` trees fitted on (N, F) features and (N,) classes in
+    0..``n_classes``-1, returned as a :class:`TreeEnsemble` in eval mode (same seed and data: same forest)."""
+    import os
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    jobs = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+    forest = RandomForestClassifier(trees, min_samples_leaf=min_leaf, n_jobs=jobs, random_state=seed)
+    forest.fit(np.ascontiguousarray(x, dtype=np.float32), np.asarray(y))
+    return from_sklearn(forest, n_classes).eval()

@@ -12,15 +12,13 @@ either.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from carl_geo.models.pixel_classifier import PixelMLP
-from carl_geo.models.tree_ensemble import TreeEnsemble, from_sklearn
+from carl_geo.models.tree_ensemble import TreeEnsemble, fit_random_forest
 
 #: Trees per forest. 200 trees on raw bands is the bench's baseline; 100 cost half the time and the file size
 #: (Sentinel-2, 40,000 training pixels: mIoU within 0.003 of 200 trees).
@@ -36,12 +34,7 @@ MLP_EPOCHS, MLP_MIN_STEPS, MLP_BATCH, MLP_LR, MLP_WEIGHT_DECAY = 10, 200, 256, 2
 
 def fit_forest(x: np.ndarray, y: np.ndarray, k: int, seed: int = 0, trees: int = FOREST_TREES) -> TreeEnsemble:
     """A random forest of ``trees`` trees on (N, F) features -> :class:`TreeEnsemble` of K classes."""
-    from sklearn.ensemble import RandomForestClassifier
-
-    jobs = max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
-    forest = RandomForestClassifier(trees, min_samples_leaf=FOREST_MIN_LEAF, n_jobs=jobs, random_state=seed)
-    forest.fit(np.ascontiguousarray(x, dtype=np.float32), y)
-    return from_sklearn(forest, k).eval()
+    return fit_random_forest(x, y, k, seed=seed, trees=trees, min_leaf=FOREST_MIN_LEAF)
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, k: int, seed: int = 0) -> PixelMLP:

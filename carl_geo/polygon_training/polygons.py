@@ -37,6 +37,7 @@ from carl_geo.inference.engine import run_array
 from carl_geo.inference.runner import ModelRunner
 from carl_geo.inference.settings import PredictSettings
 from carl_geo.models import ModelBundle, make_bundle, save_bundle
+from carl_geo.models.band_adapter import ExemplarBank
 from carl_geo.models.context_features import ContextFeatures
 from carl_geo.models.pixel_classifier import PixelClassifier
 from carl_geo.polygon_training.batches import draw_band_subsets  # noqa: F401 (public name kept here)
@@ -325,11 +326,14 @@ def train_from_polygons(
                    f"training polygons): kept {kept.name}" + (", the default" if r.select == "auto" else ""))
         rows = [c.row() for c in candidates]
         heads = kept.heads
+        every = refit_sample(train_px, val_px, scene.n_train, scene.n_val, r.seed)
         if heads and len(val_px):  # refit on every polygon
-            every = refit_sample(train_px, val_px, scene.n_train, scene.n_val, r.seed)
             cols = columns(context, kept.spec.columns or "all")
             heads = [fit_head(kind, every.features[:, cols], every.labels, k, seed=r.seed) for kind in kept.spec.heads]
         model = _pixel_classifier(carl, scene, context, kept.spec.columns, heads, kept.carl_weight)
+        if heads:  # the band-agnostic path for other band sets: the same labelled pixels, kept by wavelength
+            model.bank = ExemplarBank.from_image(image, scene.wavelengths, every.index, every.labels, k,
+                                                 context.windows, seed=r.seed)
         others = {c.name: _pixel_classifier(carl, scene, context, c.spec.columns, c.heads, c.carl_weight)
                   for c in candidates}
         report = dict(kept.report)
