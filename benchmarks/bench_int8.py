@@ -1,6 +1,7 @@
 """int8 CPU inference: speed and accuracy cost of ``precision="int8"`` and the alternatives measured.
 
-Speed (one process, alternating rounds, median seconds per forward; ``--configs``, 13 bands,
+Speed (one process, paired alternating rounds of benchmarks/timing.py: speed-ups are medians of per-round
+ratios, with their range; ``--configs``, 13 bands,
 128 x 128, batch ``--batch``), same randomly initialised weights everywhere:
 
 * ``upstream fp32``: the upstream CARL code (``--upstream``: folder holding its ``carl`` package);
@@ -51,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import carl_geo  # noqa: E402
 from bench_models import class_agreement, feature_cosine, generated_model, nc_model, uptime  # noqa: E402
 from bench_predictor import generate_raster  # noqa: E402
+from timing import PairedTiming, time_paired  # noqa: E402
 from carl_geo.inference import int8 as int8_mod  # noqa: E402
 from carl_geo.inference import predict_raster  # noqa: E402
 
@@ -124,18 +126,16 @@ def candidates(config: str, x: torch.Tensor, wl: torch.Tensor, threads: int, ups
     return fns, prep
 
 
-def time_alternating(fns: dict[str, Fn], x: torch.Tensor, wl: torch.Tensor, rounds: int) -> dict[str, list[float]]:
-    """Seconds per call of every fn, one call each per round, in turn (a load change hits all alike)."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    with torch.inference_mode():
-        for f in fns.values():
-            f(x, wl)  # warm-up
-        for _ in range(rounds):
-            for k, f in fns.items():
-                t = time.perf_counter()
+def time_alternating(fns: dict[str, Fn], x: torch.Tensor, wl: torch.Tensor, rounds: int,
+                     block_seconds: float = 2.0) -> PairedTiming:
+    """Seconds per call of every fn in paired, alternating rounds (benchmarks/timing.py)."""
+    def call(f: Fn) -> Callable[[], Any]:
+        def run() -> None:
+            with torch.inference_mode():
                 f(x, wl)
-                times[k].append(time.perf_counter() - t)
-    return times
+        return run
+
+    return time_paired({k: call(f) for k, f in fns.items()}, rounds=rounds, block_seconds=block_seconds, warmup=1)
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -150,23 +150,26 @@ def bench_speed(config: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     for i, threads in enumerate(int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
         fns, prep = candidates(config, x, wl, threads, args.upstream, all_kinds=i == 0)
-        load0 = uptime()
-        times = time_alternating(fns, x, wl, args.rounds)
+        t = time_alternating(fns, x, wl, args.rounds)
         with torch.inference_mode():
             ref = fns["carl_geo fp32"](x, wl)
             cos = {k: cosine(f(x, wl), ref) for k, f in fns.items()}
-        med = {k: float(np.median(v)) for k, v in times.items()}
-        base = med.get("upstream fp32", med["carl_geo fp32"])
         for k in fns:
+            vs_up = t.speedup(k, "upstream fp32") if "upstream fp32" in fns else None
+            vs_ours = t.speedup(k, "carl_geo fp32")
             rows.append({"config": config, "threads": threads, "bands": 13, "size": args.size, "batch": args.batch,
-                         "kind": k, "images_per_s": args.batch / med[k], "median_s": med[k], "runs_s": times[k],
-                         "speedup_vs_upstream_fp32": base / med[k] if "upstream fp32" in med else None,
-                         "speedup_vs_carl_geo_fp32": med["carl_geo fp32"] / med[k],
-                         "feature_cosine": cos[k], "prepare_s": prep.get(k, 0.0), "load_before": load0,
-                         "load_after": uptime()})
+                         "kind": k, "images_per_s": args.batch / t.median_seconds(k), "median_s": t.median_seconds(k),
+                         "runs_s": t.seconds[k],
+                         "speedup_vs_upstream_fp32": vs_up.median if vs_up else None,
+                         "speedup_vs_upstream_fp32_range": [vs_up.low, vs_up.high] if vs_up else None,
+                         "speedup_vs_carl_geo_fp32": vs_ours.median,
+                         "speedup_vs_carl_geo_fp32_range": [vs_ours.low, vs_ours.high],
+                         "feature_cosine": cos[k], "prepare_s": prep.get(k, 0.0), "load_before": t.load_before,
+                         "load_after": t.load_after, "loaded": t.loaded})
             r = rows[-1]
-            print(f"{config} {threads} thr {k:24s} {r['images_per_s']:7.3f} img/s  x{r['speedup_vs_carl_geo_fp32']:.2f} "
-                  f"vs carl_geo fp32  cos {cos[k]:.5f}  (prep {r['prepare_s']:.1f} s)", flush=True)
+            print(f"{config} {threads} thr {k:24s} {r['images_per_s']:7.3f} img/s  {vs_ours} vs carl_geo fp32"
+                  + (f", {vs_up} vs upstream" if vs_up else "") + f"  cos {cos[k]:.5f}  (prep {r['prepare_s']:.1f} s, "
+                  f"{t.load_text()})", flush=True)
     torch.set_num_threads(int(args.threads.split(",")[0]))
     return rows
 
@@ -237,15 +240,24 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["meta"]
     lines = [f"# bench_int8 ({m['machine']}, torch {m['torch']}, onnxruntime {m['onnxruntime']})", "",
              f"Load average (1/5/15 min) at start: {m['load_start']}; at end: {m['load_end']}. The machine is shared "
-             "(2 cores, other jobs running): every table compares candidates measured in alternating rounds "
-             "in one process (medians), so ratios are fairer than absolute numbers.", "",
+             "(2 cores): candidates are timed in paired, alternating rounds in one process "
+             "(benchmarks/timing.py); a speed-up is the median of the per-round ratios, with their range.", "",
              "## Model forward, 13 bands, 128 x 128", "",
-             "| config | threads | kind | images/s | x upstream fp32 | x carl_geo fp32 | feature cosine | prepare s |",
-             "|---|---:|---|---:|---:|---:|---:|---:|"]
+             "| config | threads | kind | images/s | x upstream fp32 (range) | x carl_geo fp32 (range) | feature cosine "
+             "| prepare s | load |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+
+    def rng(r: dict[str, Any], key: str) -> str:
+        if not r.get(key):
+            return "-"
+        lo, hi = r.get(f"{key}_range") or (r[key], r[key])
+        return f"{r[key]:.2f} ({lo:.2f}-{hi:.2f})"
+
     for r in result["speed"]:
-        up = f"{r['speedup_vs_upstream_fp32']:.2f}" if r["speedup_vs_upstream_fp32"] else "-"
-        lines.append(f"| {r['config']} | {r['threads']} | {r['kind']} | {r['images_per_s']:.3f} | {up} | "
-                     f"{r['speedup_vs_carl_geo_fp32']:.2f} | {r['feature_cosine']:.5f} | {r['prepare_s']:.1f} |")
+        load = f"{r['load_before']} -> {r['load_after']}" + (" LOADED" if r.get("loaded") else "")
+        lines.append(f"| {r['config']} | {r['threads']} | {r['kind']} | {r['images_per_s']:.3f} | "
+                     f"{rng(r, 'speedup_vs_upstream_fp32')} | {rng(r, 'speedup_vs_carl_geo_fp32')} | "
+                     f"{r['feature_cosine']:.5f} | {r['prepare_s']:.1f} | {load} |")
     if result.get("accuracy"):
         lines += ["", "## predict_raster, precision int8 vs fp32", "",
                   "| model and scene | pixels | class agreement | feature cosine mean / 1st pct / min | "

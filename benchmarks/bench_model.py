@@ -15,17 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
+import sys
 from pathlib import Path
 
 import torch
 
 import carl_geo
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import PairedTiming, time_paired  # noqa: E402  (benchmarks/timing.py)
+
 
 def time_forward(model: torch.nn.Module, x: torch.Tensor, wl: torch.Tensor, mode: str, device: str,
-                 warmup: int, iters: int, min_seconds: float) -> tuple[float, float]:
-    """Mean seconds per forward and peak device memory (GiB, CUDA only)."""
+                 warmup: int, iters: int, min_seconds: float, rounds: int = 3) -> tuple[float, float, PairedTiming]:
+    """Median seconds per forward over ``rounds`` rounds (benchmarks/timing.py), peak device memory (GiB, CUDA
+    only) and the timing record (load before / after)."""
     dtype = torch.bfloat16 if mode.startswith("bf16") else None
     fn = torch.compile(model) if mode.endswith("compile") else model
 
@@ -34,20 +38,16 @@ def time_forward(model: torch.nn.Module, x: torch.Tensor, wl: torch.Tensor, mode
                                                     enabled=dtype is not None):
             fn(x, wl)
 
+    cuda = device.startswith("cuda")
     for _ in range(warmup):
         step()
-    if device == "cuda":
+    if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    n, start = 0, time.perf_counter()
-    while n < iters or time.perf_counter() - start < min_seconds:
-        step()
-        n += 1
-    if device == "cuda":
-        torch.cuda.synchronize()
-    elapsed = (time.perf_counter() - start) / n
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-    return elapsed, peak
+    t = time_paired({"forward": step}, rounds=rounds, block_seconds=min_seconds / rounds,
+                    min_calls=max(1, iters // rounds), warmup=0, sync=torch.cuda.synchronize if cuda else None)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    return t.median_seconds("forward"), peak, t
 
 
 def write_tables(out: Path, rows: list[dict], device: str) -> str:
@@ -57,10 +57,13 @@ def write_tables(out: Path, rows: list[dict], device: str) -> str:
     meta = {"device": device_name, "torch": torch.__version__, "threads": torch.get_num_threads()}
     (out / "bench_model.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"Device: {device_name}, torch {torch.__version__}, {meta['threads']} threads", "",
-             "| config | bands | batch | size | mode | ms/batch | images/s | Mpixel/s | peak GiB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['config']} | {r['bands']} | {r['batch']} | {r['size']} | {r['mode']} | {r['ms_per_batch']:.1f} | "
-              f"{r['images_per_s']:.1f} | {r['mpixel_per_s']:.3f} | {r['peak_gib']:.2f} |" for r in rows]
+             "ms/batch: median of 3 rounds (benchmarks/timing.py), with the rounds' range.", "",
+             "| config | bands | batch | size | mode | ms/batch (range) | images/s | Mpixel/s | peak GiB | load |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['config']} | {r['bands']} | {r['batch']} | {r['size']} | {r['mode']} | {r['ms_per_batch']:.1f} "
+              f"({1000 * min(r.get('rounds_s') or [0]):.0f}-{1000 * max(r.get('rounds_s') or [0]):.0f}) | "
+              f"{r['images_per_s']:.1f} | {r['mpixel_per_s']:.3f} | {r['peak_gib']:.2f} | "
+              f"{r.get('load_before')} -> {r.get('load_after')}{' LOADED' if r.get('loaded') else ''} |" for r in rows]
     (out / "bench_model.md").write_text("\n".join(lines) + "\n")
     return device_name
 
@@ -89,8 +92,8 @@ def main() -> None:
             wl = torch.linspace(0.4, 2.4, c, device=args.device)
             for mode in args.modes.split(","):
                 try:
-                    sec, peak = time_forward(model, x, wl, mode, args.device, args.warmup, args.iters,
-                                             args.min_seconds)
+                    sec, peak, timing = time_forward(model, x, wl, mode, args.device, args.warmup, args.iters,
+                                                     args.min_seconds)
                 except Exception as exc:  # e.g. no C compiler for torch.compile, out of memory: go on
                     print(f"{cfg:9s} C={c:3d} B={args.batch:2d} {mode:13s} FAILED: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}", flush=True)
@@ -99,7 +102,9 @@ def main() -> None:
                     continue
                 row = {"config": cfg, "bands": c, "batch": args.batch, "size": args.size, "mode": mode,
                        "ms_per_batch": 1000 * sec, "images_per_s": args.batch / sec,
-                       "mpixel_per_s": args.batch * args.size**2 / sec / 1e6, "peak_gib": peak}
+                       "mpixel_per_s": args.batch * args.size**2 / sec / 1e6, "peak_gib": peak,
+                       "rounds_s": timing.seconds["forward"], "load_before": timing.load_before,
+                       "load_after": timing.load_after, "loaded": timing.loaded}
                 rows.append(row)
                 print(f"{cfg:9s} C={c:3d} B={args.batch:2d} {mode:13s} {row['ms_per_batch']:9.1f} ms/batch "
                       f"{row['images_per_s']:8.1f} img/s {row['mpixel_per_s']:7.3f} Mpx/s peak {peak:.2f} GiB", flush=True)

@@ -186,17 +186,16 @@ def bench_model(tile: int, batch: int, min_seconds: float, setting: Setting = Se
         with torch.autocast(setting.device.split(":")[0], dtype=dtype or torch.float32, enabled=dtype is not None):
             torch.softmax(model(x, wl).float(), 1)
 
+    from timing import time_paired  # benchmarks/timing.py: rounds, median, load on record
+
     with torch.inference_mode():
         step()  # warm-up (and compilation)
         _reset_peak(setting.device)
-        n, start = 0, time.perf_counter()
-        while n < 3 or time.perf_counter() - start < min_seconds:
-            step()
-            n += 1
-        _sync(setting.device)
-        seconds = time.perf_counter() - start
-    tiles_s = n * batch / seconds
-    return {"tiles_per_s": tiles_s, "mpx_per_s": tiles_s * tile * tile / 1e6, "calls": n, "seconds": seconds,
+        t = time_paired({"model": step}, rounds=3, block_seconds=min_seconds / 3, warmup=0,
+                        sync=lambda: _sync(setting.device))
+    tiles_s = batch / t.median_seconds("model")
+    return {"tiles_per_s": tiles_s, "mpx_per_s": tiles_s * tile * tile / 1e6, "rounds_s": t.seconds["model"],
+            "load_before": t.load_before, "load_after": t.load_after, "loaded": t.loaded,
             "peak_gpu_gib": _peak_gib(setting.device)}
 
 

@@ -4,7 +4,7 @@ Builds the upstream ``CARLModel`` from a local checkout (``--upstream``: the fol
 ``carl`` package; nothing is downloaded: timm's ``pretrained=True`` is switched off), copies
 carl_geo's randomly initialised weights into it, checks that both give the same output, and times
 both forwards per mode (``fp32`` eager, ``bf16`` autocast eager, ``bf16-compile``) in alternating
-rounds (median per implementation). Writes
+paired rounds (benchmarks/timing.py: the speed-up is the median of per-round ratios, with its range). Writes
 ``bench_vs_upstream.json`` / ``.md`` / ``.png`` to ``--out``.
 
 Examples::
@@ -21,12 +21,14 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 import carl_geo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import PairedTiming, time_paired  # noqa: E402  (benchmarks/timing.py)
 
 
 def upstream_model(upstream: Path, config: carl_geo.CARLConfig) -> torch.nn.Module:
@@ -62,33 +64,22 @@ def copy_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> list[str]:
     return missing
 
 
-def time_forwards(fns: list, x: torch.Tensor, wl: torch.Tensor, mode: str, device: str, min_seconds: float,
-                  rounds: int = 5) -> list[float]:
-    """Median seconds per forward of each of ``fns``, measured in alternating rounds (so a change
-    in machine load hits all of them alike), after two warm-up calls each."""
+def time_forwards(fns: dict, x: torch.Tensor, wl: torch.Tensor, mode: str, device: str, min_seconds: float,
+                  rounds: int = 5) -> PairedTiming:
+    """Seconds per forward of each of ``fns`` in paired, alternating rounds (:mod:`timing`), two warm-up calls
+    each; ``min_seconds`` per implementation in all."""
     dtype = torch.bfloat16 if mode.startswith("bf16") else None
 
-    def step(fn) -> None:
-        with torch.inference_mode(), torch.autocast(device_type=device, dtype=dtype or torch.float32,
-                                                    enabled=dtype is not None):
-            fn(x, wl)
+    def step(fn):
+        def call() -> None:
+            with torch.inference_mode(), torch.autocast(device_type=device, dtype=dtype or torch.float32,
+                                                        enabled=dtype is not None):
+                fn(x, wl)
+        return call
 
-    for fn in fns:
-        for _ in range(2):
-            step(fn)
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(rounds):
-        for fn, acc in zip(fns, times):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            n, start = 0, time.perf_counter()
-            while n < 2 or time.perf_counter() - start < min_seconds / rounds:
-                step(fn)
-                n += 1
-            if device == "cuda":
-                torch.cuda.synchronize()
-            acc.append((time.perf_counter() - start) / n)
-    return [sorted(t)[len(t) // 2] for t in times]
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    return time_paired({k: step(fn) for k, fn in fns.items()}, rounds=rounds, block_seconds=min_seconds / rounds,
+                       sync=sync)
 
 
 def main() -> None:
@@ -118,15 +109,19 @@ def main() -> None:
                 diff = (ours(x, wl).spatial - theirs(x, wl)[0]).abs().max().item()
             for mode in args.modes.split(","):
                 compile_ = mode.endswith("compile")
-                fns = [torch.compile(m) if compile_ else m for m in (ours, theirs)]
-                t_ours, t_theirs = time_forwards(fns, x, wl, mode, args.device, args.min_seconds)
+                fns = {"carl_geo": ours, "upstream": theirs}
+                fns = {k: torch.compile(m) if compile_ else m for k, m in fns.items()}
+                t = time_forwards(fns, x, wl, mode, args.device, args.min_seconds)
+                ratio = t.speedup("carl_geo", "upstream")
                 row = {"config": cfg_name, "bands": c, "batch": args.batch, "size": args.size, "mode": mode,
-                       "carl_geo_images_per_s": args.batch / t_ours, "upstream_images_per_s": args.batch / t_theirs,
-                       "speedup": t_theirs / t_ours, "max_abs_diff_fp32": diff, "unmatched_upstream_keys": missing}
+                       "carl_geo_images_per_s": args.batch / t.median_seconds("carl_geo"),
+                       "upstream_images_per_s": args.batch / t.median_seconds("upstream"),
+                       "speedup": ratio.median, "speedup_range": [ratio.low, ratio.high], "timing": t.to_dict(),
+                       "max_abs_diff_fp32": diff, "unmatched_upstream_keys": missing}
                 rows.append(row)
                 print(f"{cfg_name:9s} C={c:3d} B={args.batch} {mode:13s} carl_geo {row['carl_geo_images_per_s']:8.2f} "
-                      f"img/s  upstream {row['upstream_images_per_s']:8.2f} img/s  x{row['speedup']:.2f}  "
-                      f"max|diff| {diff:.1e}", flush=True)
+                      f"img/s  upstream {row['upstream_images_per_s']:8.2f} img/s  {ratio}  "
+                      f"max|diff| {diff:.1e}  {t.load_text()}", flush=True)
 
     device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     meta = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads()}
@@ -135,10 +130,15 @@ def main() -> None:
     (out / "bench_vs_upstream.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"carl_geo vs upstream CARL, {args.size}x{args.size}, {device}, torch {torch.__version__}, "
              f"{meta['threads']} threads", "",
-             "| config | bands | batch | mode | carl_geo img/s | upstream img/s | speed-up | max abs diff (fp32) |",
-             "|---|---:|---:|---|---:|---:|---:|---:|"]
+             "Speed-up: median of the per-round ratios (upstream s / carl_geo s, same round) and their range; "
+             "img/s: medians.", "",
+             "| config | bands | batch | mode | carl_geo img/s | upstream img/s | speed-up (range) | load | "
+             "max abs diff (fp32) |",
+             "|---|---:|---:|---|---:|---:|---:|---|---:|"]
     lines += [f"| {r['config']} | {r['bands']} | {r['batch']} | {r['mode']} | {r['carl_geo_images_per_s']:.2f} | "
-              f"{r['upstream_images_per_s']:.2f} | {r['speedup']:.2f} | {r['max_abs_diff_fp32']:.1e} |" for r in rows]
+              f"{r['upstream_images_per_s']:.2f} | {r['speedup']:.2f} ({r['speedup_range'][0]:.2f}-"
+              f"{r['speedup_range'][1]:.2f}) | {r['timing']['load_before']} -> {r['timing']['load_after']}"
+              f"{' LOADED' if r['timing']['loaded'] else ''} | {r['max_abs_diff_fp32']:.1e} |" for r in rows]
     (out / "bench_vs_upstream.md").write_text("\n".join(lines) + "\n")
 
     try:

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from carl_geo.inference.normalization import scale_mismatch
-from user_files import run_cli, save_model, write_scene
+from user_files import WAVELENGTHS, run_cli, save_model, write_scene
 
 FAST = ["--tile-size", "32", "--overlap", "8", "--device", "cpu", "--quiet"]
 
@@ -63,3 +63,17 @@ def test_python_api_warns_with_python_words(tmp_path: Path) -> None:
                                                                               "std": 1000.0}))
     with pytest.warns(CarlGeoWarning, match=r"normalization='scene'"):
         predict_raster(model, refl, tmp_path / "o.tif", device="cpu", tile_size=32, overlap=8)
+    # predict_dataarray checks the same way (issue #28): warned on reflectance, silent on digital numbers
+    import warnings
+
+    import rioxarray
+
+    from carl_geo.inference import predict_dataarray
+
+    kw = dict(device="cpu", tile_size=32, overlap=8, chunk_size=64, wavelengths=WAVELENGTHS[:4])
+    with pytest.warns(CarlGeoWarning, match=r"normalization='scene'"):
+        predict_dataarray(model, rioxarray.open_rasterio(refl), **kw)
+    dn = write_scene(tmp_path / "dn.tif", np.random.default_rng(0).integers(500, 4000, size=(4, 40, 56)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CarlGeoWarning)
+        predict_dataarray(model, rioxarray.open_rasterio(dn), **kw)

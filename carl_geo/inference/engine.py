@@ -400,7 +400,7 @@ def run_tiled(grid: TileGrid, batches: Iterable[Batch], predict: Predict, emit: 
 
 def run_array(predict: Predict, data: np.ndarray, valid: np.ndarray, emit: RowEmitter, *, tile_size: int,
               overlap: int, batch_size: int, mean: float | None, std: float | None,
-              needed: np.ndarray | None = None) -> int:
+              needed: np.ndarray | None = None, grid: TileGrid | None = None) -> int:
     """The engine on an in-memory (C, H, W) array: fitted tiles, batches, cosine blending, rows to ``emit``.
 
     Used by :func:`~carl_geo.inference.predict_dataarray` (one dask chunk) and by polygon training's
@@ -415,12 +415,17 @@ def run_array(predict: Predict, data: np.ndarray, valid: np.ndarray, emit: RowEm
         mean, std: scalar normalisation; ``mean=None``: ``data`` is normalised already.
         needed: (H, W) bool, or None; tiles without a needed pixel are not run through the model
             (every tile that covers a needed pixel is, so needed pixels get the full blend).
+        grid: the tiles to run (default ``TileGrid.build(H, W, tile_size, overlap)``); a grid with ``pad=0``
+            whose tiles cover ``data`` exactly runs given tiles of a larger raster (a dask chunk).
 
     Returns:
         The number of tiles.
     """
     c, h, w = data.shape
-    grid = TileGrid.build(h, w, int(tile_size), int(overlap))
+    if grid is None:
+        grid = TileGrid.build(h, w, int(tile_size), int(overlap))
+    elif (grid.height, grid.width) != (h, w):
+        raise ValueError(f"the grid covers {grid.height} x {grid.width} px, the data is {h} x {w}")
 
     def read_rows(r0: int, r1: int, buf: np.ndarray) -> np.ndarray:
         buf[...] = data[:, r0:r1]

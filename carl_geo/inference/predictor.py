@@ -58,6 +58,7 @@ from carl_geo.inference.runner import (
     auto_batch_size,
     class_defaults,
     finish_spec,
+    has_model_bands,
     inference_device,
     model_spec,
     warn_band_path,
@@ -436,10 +437,8 @@ def predict_raster(
                 else:
                     mean, std = fixed
                     if normalization is None:  # the model's stored statistics: is the input on its scale?
-                        same_bands = spec.bundle is not None and spec.bundle.wavelengths is not None and \
-                            len(spec.bundle.wavelengths) == len(sel.wavelengths) and \
-                            np.allclose(spec.bundle.wavelengths, sel.wavelengths, atol=1e-3)
-                        warn_scale_mismatch(sample, sample_windows(height, width), fixed, drift=same_bands)
+                        warn_scale_mismatch(sample, sample_windows(height, width), fixed,
+                                            drift=has_model_bands(spec.bundle, sel.wavelengths))
                 tags = {"CARL_OUTPUT": output, "CARL_WAVELENGTHS_UM": json.dumps(sel.wavelengths),
                         "CARL_INPUT_BANDS": json.dumps(indexes),
                         "CARL_NORMALIZATION": json.dumps({"mean": mean, "std": std}),

@@ -108,6 +108,14 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
     return spec
 
 
+def has_model_bands(bundle: Any, wavelengths: Sequence[float]) -> bool:
+    """Whether the input's bands (µm) are those the bundle's model was trained on, in order (then even small drifts
+    of the input's values from the model's statistics are worth a warning)."""
+    mine = getattr(bundle, "wavelengths", None)
+    return mine is not None and len(mine) == len(wavelengths) and \
+        bool(np.allclose(mine, list(wavelengths), atol=1e-3))
+
+
 def warn_band_path(module: nn.Module, wavelengths: Sequence[float]) -> bool:
     """Warn (one line, :class:`~carl_geo.errors.CarlGeoWarning`) when a polygon-trained model's pixel heads cannot
     read these bands: the map then comes from its band-agnostic path (heads fitted here on its stored training

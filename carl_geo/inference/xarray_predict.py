@@ -1,10 +1,13 @@
 """Tiled prediction of an ``xarray.DataArray`` (band, y, x) with dask: :func:`predict_dataarray`.
 
-The array is split into chunks of ``chunk_size`` px; :func:`dask.array.map_overlap` gives each
-chunk a halo of ``overlap`` px (reflected at the mosaic border), every chunk is predicted with the
-same tiling, blending and normalisation as :func:`~carl_geo.inference.predict_raster`, and the halo
-is cropped. Chunks run wherever dask runs them: the default scheduler, an existing
-``distributed.Client``, or a ``LocalCluster`` started on request (``client="local"``).
+The array is split into chunks of about ``chunk_size`` px. The tiles are those of
+:func:`~carl_geo.inference.predict_raster` on the whole array (one grid, anchored to the array, not to the
+chunks); :func:`dask.array.map_overlap` gives each chunk a halo of one tile, so that it can run every tile
+of that grid which touches it (reflecting at the array's border as ``predict_raster`` does) and blend them
+with the same weights. Every pixel therefore gets the same tiles, weights and normalisation whatever the
+chunking: the map equals ``predict_raster``'s up to float rounding. Chunks run wherever dask runs them: the
+default scheduler, an existing ``distributed.Client``, or a ``LocalCluster`` started on request
+(``client="local"``).
 """
 
 from __future__ import annotations
@@ -18,16 +21,23 @@ import numpy as np
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.inference.engine import run_array
-from carl_geo.inference.normalization import resolve_normalization, sample_windows, scene_statistics
+from carl_geo.inference.normalization import (
+    resolve_normalization,
+    sample_windows,
+    scene_statistics,
+    warn_scale_mismatch,
+)
 from carl_geo.inference.predictor import _encode, _output_layout
 from carl_geo.inference.runner import (
     ModelRunner,
     finish_spec,
+    has_model_bands,
     inference_device,
     model_spec,
     warn_band_path,
 )
 from carl_geo.inference.settings import PredictSettings, check_tiling
+from carl_geo.inference.tiling import TileGrid, reflect_index
 from carl_geo.io.band_metadata import check_wavelengths, match_preset
 from carl_geo.io.wavelength_text import parse_wavelength_list
 from carl_geo.sensors import get_sensor
@@ -78,10 +88,28 @@ def _band_wavelengths(da: Any, band_dim: str, wavelengths: Sequence[float] | Non
                        "or add a 'wavelength' coordinate on the band dimension")
 
 
-def _chunks(length: int, size: int) -> tuple[int, ...]:
-    """Near-equal chunks of at most ``size``."""
-    n = max(1, math.ceil(length / size))
+def _chunks(length: int, size: int, least: int = 1) -> tuple[int, ...]:
+    """Near-equal chunks of at most ``size`` (more where that would make one smaller than ``least``)."""
+    n = max(1, min(math.ceil(length / size), length // max(1, least)))
     return tuple(length // n + (1 if i < length % n else 0) for i in range(n))
+
+
+def _touching(starts: Sequence[int], extent: int, lo: int, hi: int) -> list[int]:
+    """Indexes of the tiles (``starts``, ``extent`` px) that share a pixel with ``[lo, hi)``."""
+    return [i for i, s in enumerate(starts) if s < hi and s + extent > lo]
+
+
+def _chunk_grid(grid: TileGrid, rows: tuple[int, int], cols: tuple[int, int]) -> tuple[TileGrid, int, int]:
+    """The tiles of ``grid`` (the whole array's) touching the chunk ``rows`` x ``cols`` (array px), as a grid of
+    their own region (no padding: the region is filled by reflection beforehand), and the region's origin."""
+    ri = _touching(grid.row_starts, grid.tile_h, *rows)
+    ci = _touching(grid.col_starts, grid.tile_w, *cols)
+    r0, c0 = grid.row_starts[ri[0]], grid.col_starts[ci[0]]
+    h = grid.row_starts[ri[-1]] + grid.tile_h - r0
+    w = grid.col_starts[ci[-1]] + grid.tile_w - c0
+    sub = TileGrid(h, w, grid.tile_h, grid.tile_w, grid.overlap, 0, tuple(grid.row_starts[i] - r0 for i in ri),
+                   tuple(grid.col_starts[j] - c0 for j in ci))
+    return sub, r0, c0
 
 
 #: Defaults of :func:`predict_dataarray`: :class:`~carl_geo.inference.settings.PredictSettings` on the CPU
@@ -114,8 +142,9 @@ def predict_dataarray(
         wavelengths, sensor: as in ``predict_raster``; otherwise a ``wavelength`` coordinate or
             attribute of ``da`` (µm, or nm converted), then the bundle's wavelengths.
         class_names, colors: as in ``predict_raster``.
-        chunk_size: spatial chunk side (px) of the dask computation (each chunk gets an
-            ``overlap`` px halo via ``map_overlap``).
+        chunk_size: spatial chunk side (px) of the dask computation, at most (chunks are made near-equal, and
+            at least one tile each); each chunk gets a halo of one tile via ``map_overlap``. The map does not
+            depend on it.
         client: None (default dask scheduler), ``"local"`` (start a ``distributed.LocalCluster``
             in this process for the call), or a ``distributed.Client``.
         compute: compute now (default); False returns a lazy dask-backed DataArray (not with
@@ -171,37 +200,56 @@ def predict_dataarray(
     layout = _output_layout(output, spec, cfg.probability_dtype, cfg.embedding_dtype)
 
     c, height, width = (int(s) for s in da.shape)
+    grid = TileGrid.build(height, width, int(tile_size), int(overlap))  # the whole array's tiles, as predict_raster
     arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(np.asarray(da.data), chunks=-1)
-    arr = arr.rechunk((c, _chunks(height, chunk_size), _chunks(width, chunk_size)))
+    arr = arr.rechunk((c, _chunks(height, chunk_size, grid.tile_h), _chunks(width, chunk_size, grid.tile_w)))
     fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
-    if fixed is None:
-        def read(w: Any) -> tuple[np.ndarray, np.ndarray]:
-            block = arr[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width].compute()
-            return _valid_and_float(block, nodata)
 
+    def read(w: Any) -> tuple[np.ndarray, np.ndarray]:
+        block = arr[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width].compute()
+        return _valid_and_float(block, nodata)
+
+    if fixed is None:
         mean, std = scene_statistics(read, sample_windows(height, width))
     else:
         mean, std = fixed
+        if normalization is None:  # the model's stored statistics: is the input on its scale? (as predict_raster)
+            warn_scale_mismatch(read, sample_windows(height, width), fixed,
+                                drift=has_model_bands(spec.bundle, wl))
 
-    depth_y = min(int(overlap), min(arr.chunks[1]))
-    depth_x = min(int(overlap), min(arr.chunks[2]))
+    # a halo of one tile: a tile touching a chunk reaches at most tile - 1 px beyond it (none with one chunk)
+    depth_y = grid.tile_h - 1 if len(arr.chunks[1]) > 1 else 0
+    depth_x = grid.tile_w - 1 if len(arr.chunks[2]) > 1 else 0
+    row_edges = np.cumsum((0,) + arr.chunks[1])
+    col_edges = np.cumsum((0,) + arr.chunks[2])
     dtype, count, out_nodata = layout["dtype"], layout["count"], layout["nodata"]
 
-    def predict_block(block: np.ndarray) -> np.ndarray:
-        data, valid = _valid_and_float(block, nodata)
-        h, w = data.shape[1:]
-        out = np.empty((count, h, w), dtype=dtype)
+    def predict_block(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        _, bi, bj = block_info[0]["chunk-location"]  # type: ignore[index]
+        rows = int(row_edges[bi]), int(row_edges[bi + 1])
+        cols = int(col_edges[bj]), int(col_edges[bj + 1])
+        top = rows[0] - (depth_y if bi > 0 else 0)  # array row / column of the block's first pixel
+        left = cols[0] - (depth_x if bj > 0 else 0)
+        sub, r0, c0 = _chunk_grid(grid, rows, cols)
+        # the tiles' region, reflected at the array's border exactly as predict_raster pads it
+        ry = reflect_index(np.arange(r0, r0 + sub.height), height) - top
+        cx = reflect_index(np.arange(c0, c0 + sub.width), width) - left
+        block = np.asarray(block)
+        if min(ry.min(), cx.min()) < 0 or ry.max() >= block.shape[1] or cx.max() >= block.shape[2]:
+            raise RuntimeError(f"chunk {bi}, {bj}: its tiles reach beyond its halo")  # a bug, never input
+        data, valid = _valid_and_float(block[:, ry][:, :, cx], nodata)
+        out = np.empty((count, sub.height, sub.width), dtype=dtype)
 
         def emit(row0: int, blended: Any, ok: np.ndarray) -> None:
             out[:, row0:row0 + blended.shape[1]] = _encode(output, dtype, blended, ok, out_nodata, layout["codes"])
 
         runner = ModelRunner(module.to(dev).eval(), wl, output=output, device=dev, precision=precision)
         run_array(runner.predict, data, valid, emit, tile_size=tile_size, overlap=overlap, batch_size=int(batch_size),
-                  mean=mean, std=std)
-        return out[:, depth_y:h - depth_y, depth_x:w - depth_x]
+                  mean=mean, std=std, grid=sub)
+        return out[:, rows[0] - r0:rows[1] - r0, cols[0] - c0:cols[1] - c0]
 
     result = dsa.map_overlap(
-        predict_block, arr, depth={0: 0, 1: depth_y, 2: depth_x}, boundary={0: "none", 1: "reflect", 2: "reflect"},
+        predict_block, arr, depth={0: 0, 1: depth_y, 2: depth_x}, boundary="none",
         trim=False, dtype=np.dtype(dtype), chunks=((count,), arr.chunks[1], arr.chunks[2]),
         meta=np.empty((0, 0, 0), dtype=dtype))
 
