@@ -84,6 +84,39 @@ def test_sample_pixels_equal_the_file(crop):
     assert sample["bounds"][:2].tolist() == pytest.approx([x0, x1])
 
 
+def test_scale_offset_tags_are_applied_as_the_predictor_reads_them(crop, tmp_path):
+    """A Landsat Collection 2-style file (DN x 2.75e-5 - 0.2): samples hold reflectance, as read_window gives it
+    (issue #28); nodata pixels keep the nodata value."""
+    from rasterio.windows import Window
+
+    from carl_geo.inference.predictor import read_window
+
+    path = tmp_path / "scaled.tif"
+    with rasterio.open(crop.image) as src:
+        profile = src.profile
+        data = src.read()
+        tags = [src.tags(b, ns="IMAGERY") for b in src.indexes]
+    data[:, :4, :4] = 0  # nodata corner
+    with rasterio.open(path, "w", **{**profile, "nodata": 0}) as dst:
+        dst.write(data)
+        dst.scales = [2.75e-5] * 6
+        dst.offsets = [-0.2] * 6
+        for b, t in zip(dst.indexes, tags):
+            dst.update_tags(b, ns="IMAGERY", **t)
+    ds = SpectralRaster(path, bands=[4, 3])
+    assert ds.scale_offset is not None and ds.scale_offset[0].tolist() == pytest.approx([2.75e-5] * 2)
+    with rasterio.open(path) as src:
+        x0, y1 = src.transform @ (0, 0)
+        x1, y0 = src.transform @ (32, 32)
+        ref, valid = read_window(src, [4, 3], Window(0, 0, 32, 32))
+    img = ds[x0:x1:ds.res[0], y0:y1:ds.res[0]]["image"].numpy()
+    np.testing.assert_allclose(img[:, valid], ref[:, valid], rtol=1e-6)
+    assert -0.2 < img[:, valid].min() and img[:, valid].max() < 1.0  # reflectance, not digital numbers
+    assert (img[:, :4, :4] == 0).all() and not valid[:4, :4].any()
+    with pytest.raises(ValueError, match="scale / offset"):
+        SpectralRaster([path, crop.image])
+
+
 def test_band_selection_by_wavelength_range(crop):
     vnir = SpectralRaster(crop.image, wavelength_range=(0.4, 1.0))
     assert vnir.band_indexes == [1, 2, 3, 4] and vnir.band_names == ["B1", "B2", "B3", "B4"]

@@ -5,9 +5,9 @@
 band centre wavelengths (µm) to every sample, so that CARL can be called as
 ``model(sample["image"], sample["wavelengths"])``.
 
-Sample keys: ``image`` (C, H, W) float32 (raw values; nodata filled with the file's nodata
-value, see torchgeo), ``wavelengths`` (C,) float32 µm, and torchgeo's ``bounds`` and
-``transform``. After ``stack_samples`` the wavelengths are (B, C), which CARL accepts.
+Sample keys: ``image`` (C, H, W) float32 (the file's values with its GDAL scale / offset tags applied, as the
+predictor reads them; nodata filled with the file's nodata value, see torchgeo, and left unscaled),
+``wavelengths`` (C,) float32 µm, and torchgeo's ``bounds`` and ``transform``. After ``stack_samples`` the wavelengths are (B, C), which CARL accepts.
 
 Wavelengths come from, in this order: an explicit list, a sensor preset
 (:mod:`carl_geo.sensors`), or the first file's metadata (band descriptions, GDAL ``IMAGERY``
@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import rasterio
 import torch
 from torchgeo.datasets import RasterDataset
@@ -32,6 +33,7 @@ except ImportError:  # torchgeo 0.8 (Python 3.11, e.g. the QGIS venv): names for
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.io.band_metadata import resolve_wavelengths
+from carl_geo.io.scale_offset import scale_offset
 
 
 class SpectralRaster(RasterDataset):
@@ -77,11 +79,15 @@ class SpectralRaster(RasterDataset):
         with rasterio.open(files[0]) as first:
             sel = resolve_wavelengths(first, wavelengths=wavelengths, sensor=sensor, bands=bands)
             count = first.count
+            tags = (tuple(first.scales), tuple(first.offsets), first.nodata)
         for path in files[1:]:
             with rasterio.open(path) as other:
                 if other.count != count:
                     raise CarlGeoError(f"{path} has {other.count} bands but {files[0]} has {count}; "
                                        "a SpectralRaster needs files of the same band layout")
+                if (tuple(other.scales), tuple(other.offsets), other.nodata) != tags:
+                    raise CarlGeoError(f"{path} has other GDAL scale / offset / nodata tags than {files[0]}; a "
+                                       "SpectralRaster mosaics files read alike: index them as separate datasets")
         keep = list(range(len(sel.band_indexes)))
         if wavelength_range is not None:
             lo, hi = (float(v) for v in wavelength_range)
@@ -93,11 +99,27 @@ class SpectralRaster(RasterDataset):
         self.wavelengths = torch.tensor([sel.wavelengths[i] for i in keep], dtype=torch.float32)
         self.band_names = [sel.band_names[i] for i in keep] if sel.band_names else None
         self.sensor = sel.sensor
+        with rasterio.open(files[0]) as first:
+            applied = scale_offset(first, self.band_indexes)
+        #: ``(scale, offset)`` (C,) float32 of the selected bands, or None: applied to every sample.
+        self.scale_offset = applied
+        self._nodata = tags[2]
 
     def __getitem__(self, index: GeoSlice) -> Sample:
         """Sample at a spatial(-temporal) slice: image (C, H, W), wavelengths (C,), bounds, transform."""
         sample = super().__getitem__(index)
+        if self.scale_offset is not None:
+            sample["image"] = self._apply_scale_offset(sample["image"])
         sample["wavelengths"] = self.wavelengths.clone()
         if self.sample_transforms is not None:
             sample = self.sample_transforms(sample)
         return sample
+
+    def _apply_scale_offset(self, image: torch.Tensor) -> torch.Tensor:
+        """``raw x scale + offset`` per band of (C, H, W), float32; nodata pixels keep the nodata value."""
+        scale, offset = (torch.from_numpy(np.asarray(a)).view(-1, 1, 1) for a in self.scale_offset)  # type: ignore[misc]
+        raw = image.float()
+        out = raw * scale + offset
+        if self._nodata is not None and not np.isnan(self._nodata):
+            out = torch.where(raw == float(self._nodata), raw, out)
+        return out

@@ -69,6 +69,7 @@ from carl_geo.inference.writer import GeoTiffWriter, class_tags
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.io.failures import raster_io
 from carl_geo.io.output_paths import check_outputs, reads_of
+from carl_geo.io.scale_offset import describe_scale_offset, scale_offset  # noqa: F401 (public here too)
 
 __all__ = ["PredictSettings", "PredictionCancelled", "PredictionResult", "predict_raster", "protect_inputs", "read_window"]
 
@@ -108,26 +109,6 @@ class PredictionResult:
     mean: float = 0.0
     std: float = 1.0
     device: str = "cpu"
-
-
-def scale_offset(ds: Any, indexes: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The GDAL scale and offset tags of bands ``indexes`` (1-based) as (C,) float32 arrays, so that
-    ``value = raw x scale + offset`` (e.g. Landsat Collection 2 reflectance = DN x 2.75e-5 - 0.2); None when every
-    band has scale 1 and offset 0 (nothing to apply)."""
-    scales = np.array([1.0 if ds.scales[i - 1] is None else ds.scales[i - 1] for i in indexes], dtype=np.float64)
-    offsets = np.array([0.0 if ds.offsets[i - 1] is None else ds.offsets[i - 1] for i in indexes], dtype=np.float64)
-    if np.all(scales == 1.0) and np.all(offsets == 0.0):
-        return None
-    return scales.astype(np.float32), offsets.astype(np.float32)
-
-
-def describe_scale_offset(applied: tuple[np.ndarray, np.ndarray] | None) -> str | None:
-    """One line for a log / notice: which scale and offset were applied (None when none was)."""
-    if applied is None:
-        return None
-    scale, offset = ((f"{a[0]:.6g}" if np.all(a == a[0]) else "per band") for a in applied)
-    return (f"the input's GDAL scale/offset tags were applied (value = raw x {scale} + {offset}), "
-            "in training and prediction alike")
 
 
 def read_window(ds: Any, indexes: Sequence[int], window: Window, nodata: float | None = None,

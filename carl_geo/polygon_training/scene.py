@@ -30,7 +30,8 @@ from carl_geo.datasets.vector_labels import (
 )
 from carl_geo.errors import CarlGeoError
 from carl_geo.inference.normalization import sample_windows, scene_statistics
-from carl_geo.inference.predictor import describe_scale_offset, read_window, scale_offset
+from carl_geo.inference.predictor import read_window
+from carl_geo.io.scale_offset import describe_scale_offset, scale_offset
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.polygon_training.chips import HoldoutSplit, holdout_split, labels_window
 from carl_geo.polygon_training.recipe import SceneFacts
