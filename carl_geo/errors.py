@@ -6,8 +6,8 @@ fix. The command line prints such an error as one line and exits with status 2; 
 a bug and keeps its traceback. A run stopped by the user (progress callback, Cancel button)
 raises :class:`Cancelled`.
 
-Messages name settings with :func:`option`, which says ``--tile-size`` on the command line and
-``tile_size=`` in Python (:func:`set_interface`).
+Messages name settings with :func:`option`, which says ``--tile-size`` on the command line,
+``tile_size=`` in Python and the parameter's label in a GUI such as the QGIS plugin (:func:`set_interface`).
 
 This module imports nothing heavy: the CLI loads it before deciding what else it needs.
 """
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
-    "CarlGeoError", "Cancelled", "CarlGeoWarning", "InputError", "ModelFileError", "OutputPathError",
+    "CarlGeoError", "Cancelled", "CarlGeoWarning", "InputError", "ModelFileError", "ModelTaskError", "OutputPathError",
     "RasterIOError", "WavelengthError", "check_choice", "interface", "option", "set_interface",
 ]
 
@@ -60,6 +60,11 @@ class ModelFileError(CarlGeoError):
     """A model / weights file that cannot be used (also :class:`~carl_geo.models.CheckpointError`)."""
 
 
+class ModelTaskError(ModelFileError):
+    """A model file made for another task than asked: a feature extractor (no classes) asked for classes or
+    probabilities. Front ends tell it by this class, not by its words."""
+
+
 class CheckpointError(ModelFileError):
     """A weights file that cannot be used: unreadable, unsafe, or of the wrong layout
     (also importable as ``carl_geo.models.CheckpointError``)."""
@@ -80,15 +85,21 @@ class CarlGeoWarning(UserWarning):
 
 
 _INTERFACE = "python"
+#: Labels of the settings in a GUI (``{"normalization": "Normalisation", ...}``), for the ``"gui"`` interface.
+_LABELS: dict[str, str] = {}
+INTERFACES = ("python", "cli", "gui")
 
 
-def set_interface(name: str) -> str:
-    """Name settings in messages for ``"python"`` (``tile_size=256``) or ``"cli"``
-    (``--tile-size 256``); returns the previous interface. Process-wide (reader threads too)."""
-    global _INTERFACE
-    if name not in ("python", "cli"):
-        raise ValueError(f"interface must be 'python' or 'cli', got {name!r}")
+def set_interface(name: str, labels: dict[str, str] | None = None) -> str:
+    """Name settings in messages for ``"python"`` (``tile_size=256``), ``"cli"`` (``--tile-size 256``) or
+    ``"gui"`` (``'Tile size': 256``, with ``labels`` mapping setting names to the GUI's parameter labels; a
+    setting without a label keeps its Python name); returns the previous interface. Process-wide (reader threads
+    too)."""
+    global _INTERFACE, _LABELS
+    if name not in INTERFACES:
+        raise ValueError(f"interface must be one of {', '.join(INTERFACES)}, got {name!r}")
     old, _INTERFACE = _INTERFACE, name
+    _LABELS = {str(k): str(v) for k, v in (labels or {}).items()} if name == "gui" else {}
     return old
 
 
@@ -109,5 +120,8 @@ def option(name: str, cli: str | None = None, python: str | None = None) -> str:
     if _INTERFACE == "cli":
         flag = "--" + name.replace("_", "-")
         return f"{flag} {cli}" if cli is not None else flag
+    if _INTERFACE == "gui" and name in _LABELS:
+        label = f"'{_LABELS[name]}'"
+        return f"{label}: {cli}" if cli is not None else label
     value = python if python is not None else cli
     return f"{name}={value}" if value is not None else name

@@ -6,7 +6,9 @@ is loaded into QGIS's process next to QGIS's own builds of them, and a crash of 
 
 Protocol (one JSON object per line, UTF-8):
 
-* stdin: the job, ``{"job": "train" | "predict" | "check", "args": {...}}``;
+* stdin: the job, ``{"job": "train" | "predict" | "check", "args": {...}}``, optionally with
+  ``"interface": {"name": "gui", "labels": {"normalization": "Normalisation", ...}}`` so that error messages name
+  the caller's parameters (:func:`carl_geo.errors.set_interface`);
 * stdout: events ``{"event": "progress", "done": d, "total": t}``, ``{"event": "log", "text": ...}``,
   ``{"event": "warning", "text": ...}``, then ``{"event": "result", ...}`` or ``{"event": "error", "text": ...,
   "status": n}``; nothing else is ever written to stdout (library prints go to stderr);
@@ -159,16 +161,22 @@ JOBS: dict[str, Callable[[dict[str, Any], Events], dict[str, Any]]] = {
 
 def run(job: dict[str, Any], events: Events) -> int:
     """Run ``job`` and send its events; returns the exit status."""
-    from carl_geo.cli_runtime import (
-        EXIT_TERMINATED,
-        error_line,
-        quiet_gdal_log,
-        set_gdal_network_defaults,
-        sigterm_as_interrupt,
-    )
-    from carl_geo.errors import Cancelled, CarlGeoWarning
+    from carl_geo.cli_runtime import set_gdal_network_defaults
+    from carl_geo.errors import set_interface
 
     set_gdal_network_defaults()
+    gui = job.get("interface")  # {"name": "gui", "labels": {...}}: errors name the GUI's parameters
+    previous = set_interface("gui", dict(gui.get("labels") or {})) if isinstance(gui, dict) else None
+    try:
+        return _run(job, events)
+    finally:
+        if previous is not None:
+            set_interface(previous)
+
+
+def _run(job: dict[str, Any], events: Events) -> int:
+    from carl_geo.cli_runtime import EXIT_TERMINATED, error_line, quiet_gdal_log, sigterm_as_interrupt
+    from carl_geo.errors import Cancelled, CarlGeoWarning
 
     name = job.get("job")
     if name not in JOBS:

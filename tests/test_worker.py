@@ -73,6 +73,38 @@ def test_errors_are_one_event_line_and_protected_files_are_refused(model_and_ras
                        "status": 2}]
 
 
+def test_a_gui_caller_gets_its_parameter_labels_and_the_error_kind(model_and_raster, tmp_path):
+    """The plugin sends its dialog's labels: errors name them, not Python keywords (issue #29); the error's class
+    travels as ``kind`` so the plugin never matches message words."""
+    from carl_geo.errors import interface
+    from carl_geo.models import CARL, make_bundle, save_bundle, tiny_config
+
+    _, raster = model_and_raster
+    labels = {"bands": "Bands to use", "output": "Output"}
+    job = {"job": "predict", "interface": {"name": "gui", "labels": labels},
+           "args": {"model": str(model_and_raster[0]), "src": str(raster), "dst": str(tmp_path / "o.tif"),
+                    "bands": []}}
+    events, proc = _run(job)
+    assert proc.returncode == 2 and events[-1]["kind"].endswith("Error")
+    assert "'Bands to use': 1,2,3" in events[-1]["text"] and "bands=" not in events[-1]["text"], events[-1]
+    features = save_bundle(make_bundle(CARL(tiny_config())), tmp_path / "features.pt")
+    with pytest.raises(child.WorkerError) as caught:
+        child.run_job("predict", {"model": str(features), "src": str(raster), "dst": str(tmp_path / "c.tif"),
+                                  "wavelengths": WL4, "output": "classes"}, interface=job["interface"],
+                      log_path=tmp_path / "w.log")
+    assert caught.value.kind == "ModelTaskError" and "'Output': embeddings" in caught.value.text
+    assert interface() == "python"  # this process was not touched
+    with pytest.raises(child.WorkerError) as caught:  # in-process runs restore the interface afterwards
+        os.environ[child.IN_PROCESS_VARIABLE] = "1"
+        try:
+            child.run_job("predict", {"model": str(features), "src": str(raster), "dst": str(tmp_path / "d.tif"),
+                                      "wavelengths": WL4, "output": "classes"}, interface=job["interface"])
+        finally:
+            del os.environ[child.IN_PROCESS_VARIABLE]
+    assert caught.value.kind == "ModelTaskError" and "'Output': embeddings" in caught.value.text
+    assert interface() == "python"
+
+
 def test_polygons_job_writes_one_multipolygon_per_class(tmp_path):
     import geopandas as gpd
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from carl_geo.devices import resolve_device  # noqa: F401  (re-exported: its home is carl_geo.devices)
-from carl_geo.errors import CarlGeoError, check_choice
+from carl_geo.errors import CarlGeoError, ModelTaskError, check_choice, option
 from carl_geo.inference.settings import OUTPUTS
 from carl_geo.models.bundle import ModelBundle, default_colors, load_bundle
 from carl_geo.models.pixel_classifier import is_segmentation_module
@@ -95,8 +95,8 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
             k = module.out_channels
         return ModelSpec(module, k, [], [], bundle)
     if bundle is not None and bundle.task != "segmentation":
-        raise CarlGeoError(f"this model is a feature extractor (no classes) and cannot produce {output!r}; "
-                           "use output='embeddings' or a segmentation model file")
+        raise ModelTaskError(f"this model is a feature extractor (no classes) and cannot produce {output!r}; "
+                             f"use {option('output', 'embeddings', repr('embeddings'))} or a segmentation model file")
     if is_segmentation_module(module):
         k = module.num_classes
     names = list(class_names) if class_names else list(bundle.class_names if bundle else [])

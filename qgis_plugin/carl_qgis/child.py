@@ -37,12 +37,15 @@ TAIL_LINES = 12
 
 
 class WorkerError(Exception):
-    """The job failed: ``text`` is one line for the user; ``log`` the child's log file."""
+    """The job failed: ``text`` is one line for the user; ``log`` the child's log file; ``kind`` the error's
+    class in carl_geo (None for a crash or a cancel)."""
 
     def __init__(self, text: str, *, log: Path | None = None, cancelled: bool = False, crashed: bool = False,
-                 status: int | None = None) -> None:
+                 status: int | None = None, kind: str | None = None) -> None:
         super().__init__(text)
         self.text, self.log, self.cancelled, self.crashed, self.status = text, log, cancelled, crashed, status
+        #: the library's error class name (e.g. ``"ModelTaskError"``), so callers never match message words
+        self.kind = kind
 
 
 def worker_python() -> str:
@@ -99,8 +102,10 @@ def _describe_exit(code: int) -> str:
 def run_job(job: str, args: dict[str, Any], *, on_progress: Callable[[int, int], None] | None = None,
             on_log: Callable[[str], None] | None = None, on_warning: Callable[[str], None] | None = None,
             is_cancelled: Callable[[], bool] | None = None, python: str | None = None,
-            log_path: Path | None = None, poll_s: float = 0.1) -> dict[str, Any]:
-    """Run ``job`` with ``args`` in ``python -m carl_geo.worker`` and relay its events.
+            log_path: Path | None = None, poll_s: float = 0.1,
+            interface: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run ``job`` with ``args`` in ``python -m carl_geo.worker`` and relay its events. ``interface``
+    (``{"name": "gui", "labels": {...}}``) makes the library's messages name the dialog's parameters.
 
     Returns:
         the job's result (the ``result`` event without its name).
@@ -111,12 +116,13 @@ def run_job(job: str, args: dict[str, Any], *, on_progress: Callable[[int, int],
     """
     if os.environ.get(IN_PROCESS_VARIABLE, "") not in ("", "0"):
         return run_in_process(job, args, on_progress=on_progress, on_log=on_log, on_warning=on_warning,
-                              is_cancelled=is_cancelled)
+                              is_cancelled=is_cancelled, interface=interface)
     python = python or worker_python()
     log_path = log_path or log_folder() / f"worker-{job}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8", errors="replace") as log_file:
-        log_file.write(f"{python} -m carl_geo.worker\n{json.dumps({'job': job, 'args': args}, default=str)}\n")
+        request = {"job": job, "args": args, **({"interface": interface} if interface else {})}
+        log_file.write(f"{python} -m carl_geo.worker\n{json.dumps(request, default=str)}\n")
         log_file.flush()
         try:
             proc = subprocess.Popen([python, "-m", "carl_geo.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -128,7 +134,7 @@ def run_job(job: str, args: dict[str, Any], *, on_progress: Callable[[int, int],
                               "Install CARL dependencies...", log=log_path) from None
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            proc.stdin.write(json.dumps({"job": job, "args": args}, default=str) + "\n")
+            proc.stdin.write(json.dumps(request, default=str) + "\n")
             proc.stdin.close()
         except OSError:
             pass  # the child ended at once: its exit status and log tell why
@@ -180,7 +186,7 @@ def run_job(job: str, args: dict[str, Any], *, on_progress: Callable[[int, int],
         text = str(error.get("text", "unknown error"))
         if error.get("bug"):
             text += f" (an internal error; the traceback is in {log_path})"
-        raise WorkerError(text, log=log_path, status=int(error.get("status", code or 1)))
+        raise WorkerError(text, log=log_path, status=int(error.get("status", code or 1)), kind=error.get("kind"))
     if result is None or code != 0:
         raise WorkerError(f"the CARL worker process stopped unexpectedly ({_describe_exit(code)}); QGIS is not "
                           f"affected. Its log: {log_path}", log=log_path, crashed=True, status=code)
@@ -189,7 +195,8 @@ def run_job(job: str, args: dict[str, Any], *, on_progress: Callable[[int, int],
 
 def run_in_process(job: str, args: dict[str, Any], *, on_progress: Callable[[int, int], None] | None = None,
                    on_log: Callable[[str], None] | None = None, on_warning: Callable[[str], None] | None = None,
-                   is_cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
+                   is_cancelled: Callable[[], bool] | None = None,
+                   interface: dict[str, Any] | None = None) -> dict[str, Any]:
     """:func:`run_job` inside this process (:data:`IN_PROCESS_VARIABLE`): the same worker code and events, Cancel
     through the progress callback."""
     import importlib
@@ -208,10 +215,12 @@ def run_in_process(job: str, args: dict[str, Any], *, on_progress: Callable[[int
             elif event in ("result", "error"):
                 found[event] = fields
 
-    status = worker.run({"job": job, "args": args}, Relay(None, cancelled=is_cancelled))
+    request = {"job": job, "args": args, **({"interface": interface} if interface else {})}
+    status = worker.run(request, Relay(None, cancelled=is_cancelled))
     error = found.get("error")
     if error is not None:
-        raise WorkerError(str(error.get("text")), cancelled=bool(error.get("cancelled")), status=status)
+        raise WorkerError(str(error.get("text")), cancelled=bool(error.get("cancelled")), status=status,
+                          kind=error.get("kind"))
     return found.get("result", {})
 
 

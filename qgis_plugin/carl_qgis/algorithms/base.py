@@ -407,6 +407,25 @@ WAVELENGTH_HINT = (". In this algorithm: choose the sensor preset, or type one w
                    "wavelengths' under Advanced Parameters (and pick bands with 'Bands to use' there).")
 
 
+#: The library's setting names as the algorithm dialogs label them: the worker's error messages name these
+#: (:func:`carl_geo.errors.set_interface`, interface ``"gui"``) instead of Python keywords.
+GUI_LABELS = {
+    "wavelengths": "Band wavelengths in µm",
+    "sensor": "Band wavelengths: sensor preset",
+    "bands": "Bands to use",
+    "tile_size": "Tile size in pixels",
+    "overlap": "Tile overlap in pixels",
+    "batch_size": "Batch size",
+    "device": "Device",
+    "output": "Output",
+    "max_steps": "Training steps at most",
+    "max_minutes": "Training time at most, minutes",
+    "val_fraction": "Share of polygons held out",
+    "select": "Model to keep",
+    "seed": "Random seed",
+}
+
+
 def run_child(job: str, args: dict[str, Any], feedback: QgsProcessingFeedback, *, start: float = 0.0,
               span: float = 100.0, cancelled: str = "Cancelled; nothing was written.") -> dict[str, Any]:
     """Run a carl_geo job in the child process (:func:`carl_qgis.child.run_job`) with progress mapped onto
@@ -425,14 +444,15 @@ def run_child(job: str, args: dict[str, Any], feedback: QgsProcessingFeedback, *
 
     try:
         return child.run_job(job, args, on_progress=progress, on_log=log,
-                             on_warning=lambda text: push(f"Warning: {text}"), is_cancelled=feedback.isCanceled)
+                             on_warning=lambda text: push(f"Warning: {text}"), is_cancelled=feedback.isCanceled,
+                             interface={"name": "gui", "labels": GUI_LABELS})
     except child.WorkerError as e:
         if e.cancelled:
             raise QgsProcessingException(cancelled) from None
         text = e.text[0].upper() + e.text[1:] if e.text else "The CARL worker failed"
         if "wavelength" in text.lower() and not e.crashed:
             text += WAVELENGTH_HINT
-        if "is a feature extractor (no classes)" in text and not e.crashed:  # the library's words are Python's
+        if e.kind == "ModelTaskError":  # in QGIS, features come from another algorithm
             text = ("This model is a feature extractor (no classes): use it with 'CARL extract features', or choose a "
                     "model trained with 'CARL train from polygons' to classify")
         raise QgsProcessingException(text) from None
