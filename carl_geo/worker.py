@@ -96,12 +96,13 @@ def job_train(args: dict[str, Any], events: Events) -> dict[str, Any]:
 
 def job_predict(args: dict[str, Any], events: Events) -> dict[str, Any]:
     from carl_geo.inference import predict_raster
+    from carl_geo.inference.outputs import default_output
     from carl_geo.models import load_bundle
 
     args = dict(args)
     _protect(args, [("output", args.get("dst"))])
     bundle = load_bundle(args.pop("model"))
-    output = args.pop("output", None) or ("classes" if bundle.task == "segmentation" else "embeddings")
+    output = args.pop("output", None) or default_output(bundle.task)
     src, dst = args.pop("src"), args.pop("dst")
     res = predict_raster(bundle, src, dst, output=output, progress=events.progress, **args)
     return {"path": str(res.path), "count": res.count, "output": res.output, "seconds": round(res.seconds, 2),

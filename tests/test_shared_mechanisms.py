@@ -169,3 +169,24 @@ def test_batch_samplers_share_the_epoch_and_rank_machinery() -> None:
     assert len(outer) == len(list(outer)) == len(list(inner)) // 2
     balanced = BalancedSourceBatchSampler([8, 4], batch_size=2)
     assert len(balanced) == len(list(balanced)) == 4  # two batches per source, the smaller one's count
+
+
+def test_one_registry_of_output_kinds() -> None:
+    """The predictor, the xarray predictor, the CLI choices and the QGIS plugin's list follow
+    ``carl_geo.inference.outputs.OUTPUT_KINDS`` (issue #29)."""
+    import ast
+
+    from carl_geo.inference.outputs import OUTPUT_KINDS, class_outputs, output_kind
+    from carl_geo.inference.settings import OUTPUTS
+
+    assert OUTPUTS == tuple(OUTPUT_KINDS)  # the settings' (torch-free) Literal, hence the CLI's --output choices
+    plugin = Path(__file__).parents[1] / "qgis_plugin" / "carl_qgis" / "algorithms" / "segment_raster.py"
+    consts = {t.id: ast.literal_eval(node.value) for node in ast.parse(plugin.read_text()).body
+              if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name) and t.id == "OUTPUT_TYPES"}
+    assert consts["OUTPUT_TYPES"] == class_outputs() == ("classes", "probabilities")
+    with pytest.raises(CarlGeoError, match="output must be one of classes, probabilities, embeddings, got 'rgb'"):
+        output_kind("rgb")
+    # a kind encodes the blended result: argmax with the model's own class codes, probabilities scaled to uint8
+    blended = torch.tensor([[[0.2, 0.7]], [[0.8, 0.3]]])
+    assert output_kind("classes").encode(blended, "uint8", [3, 9]).tolist() == [[[9, 3]]]
+    assert output_kind("probabilities").encode(blended, "uint8", None)[0].tolist() == [[51, 178]]

@@ -73,12 +73,14 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([("output", args.dst), ("quick look PNG", args.quicklook)],
                   reads_of([("input raster", args.src)], [("model file", model_path)]), overwrite=args.overwrite)
 
+    from carl_geo.inference.outputs import default_output, output_kind
     from carl_geo.inference.predictor import predict_raster
     from carl_geo.models.bundle import load_bundle
     from carl_geo.progress_bar import ProgressBar
 
     bundle = load_bundle(model_path)
-    output = args.output or ("classes" if bundle.task == "segmentation" else "embeddings")
+    output = args.output or default_output(bundle.task)
+    kind = output_kind(output)
 
     with ProgressBar("predict", "tile", file=sys.stderr, dynamic_ncols=True) as bar:
         result = predict_raster(
@@ -86,16 +88,16 @@ def run(args: argparse.Namespace) -> int:
             settings=settings.replace(output=output), progress=None if args.quiet else bar, overwrite=args.overwrite)
     print(f"wrote {result.path}: {output}, {result.count} band(s), {result.width} x {result.height} px, "
           f"{result.crs or 'no CRS'}; {result.tiles} tiles in {result.seconds:.1f} s on {result.device}")
-    if output == "classes":
+    if kind.class_map:
         values = bundle.class_values if bundle.class_values is not None else range(len(bundle.class_names))
         print("class values: " + ", ".join(f"{v} = {n}" for v, n in zip(values, bundle.class_names)))
     if args.quicklook:
         from carl_geo.inference.quicklook import write_quicklook
 
-        names = bundle.class_names if output != "embeddings" else None
+        names = bundle.class_names if kind.needs_classes else None
         png = write_quicklook(args.src, result.path, args.quicklook, names, bundle.colors if names else None,
                               wavelengths=None if args.bands else _all_band_wavelengths(args, result),
-                              class_values=bundle.class_values if output == "classes" else None)
+                              class_values=bundle.class_values if kind.class_map else None)
         print(f"wrote {png}")
     return 0
 

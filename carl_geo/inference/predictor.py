@@ -5,14 +5,8 @@ Reads a raster of any band count in row strips, runs a CARL model (or any
 batches, blends the tiles with a smooth window and streams the result into a GeoTIFF with the
 input's CRS, transform and size. Memory does not grow with raster height.
 
-Outputs and nodata:
-
-* ``"classes"``: band 1 = argmax class; uint8 (nodata 255) for up to 254 classes, else uint16
-  (nodata 65535); colour table from the class colours; tags ``CLASS_NAMES`` (JSON) and
-  ``CLASS_<value>``;
-* ``"probabilities"``: K bands (softmax), float32 (nodata NaN) or uint8 scaled 0..254
-  (``p = value / 254``, band scale set; nodata 255); band descriptions = class names;
-* ``"embeddings"``: D bands of per-pixel features, float32 or float16 (nodata NaN).
+Outputs (``classes``, ``probabilities``, ``embeddings``), their dtypes and nodata: the registry in
+:mod:`carl_geo.inference.outputs`.
 
 Input pixels that are nodata (the file's nodata / mask, or ``nodata=``) or NaN in any selected band
 are filled with 0 after normalisation (the scene mean) before the model, and get the output nodata.
@@ -33,7 +27,7 @@ import numpy as np
 import rasterio
 import torch
 from affine import Affine
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.enums import MaskFlags
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
@@ -52,6 +46,7 @@ from carl_geo.inference.normalization import (
     scene_statistics,
     warn_scale_mismatch,
 )
+from carl_geo.inference.outputs import CLASS_NODATA, PROB_SCALE, LayoutInput, output_kind  # noqa: F401
 from carl_geo.inference.runner import (
     ModelRunner,
     ModelSpec,
@@ -65,7 +60,7 @@ from carl_geo.inference.runner import (
 )
 from carl_geo.inference.settings import PredictSettings, check_tiling
 from carl_geo.inference.tiling import TileGrid
-from carl_geo.inference.writer import GeoTiffWriter, class_tags
+from carl_geo.inference.writer import GeoTiffWriter
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.io.failures import raster_io
 from carl_geo.io.output_paths import check_outputs, reads_of
@@ -73,9 +68,6 @@ from carl_geo.io.scale_offset import describe_scale_offset, scale_offset  # noqa
 
 __all__ = ["PredictSettings", "PredictionCancelled", "PredictionResult", "predict_raster", "protect_inputs", "read_window"]
 
-CLASS_NODATA = {"uint8": 255, "uint16": 65535}
-#: uint8 probabilities: ``value = round(p * PROB_SCALE)``, 255 = nodata.
-PROB_SCALE = 254
 
 
 @dataclass
@@ -219,42 +211,19 @@ def protect_inputs(src: Any, dst: str | os.PathLike, model: Any, *, overwrite: b
 
 
 def _output_layout(output: str, spec: ModelSpec, probability_dtype: str, embedding_dtype: str) -> dict[str, Any]:
-    """dtype, nodata, band descriptions, tags, colour map, scale and overview resampling of the output."""
+    """dtype, nodata, band descriptions, tags, colour map, scale and overview resampling of the output
+    (:meth:`~carl_geo.inference.outputs.OutputKind.layout` of the registered kind)."""
+    kind = output_kind(output)
     k = int(spec.num_outputs or 0)
     values = spec.bundle.class_values if spec.bundle is not None and spec.bundle.task == "segmentation" else None
-    if output == "classes":
-        names, colors = class_defaults(spec)
-        codes = list(values) if values is not None else list(range(k))
-        dtype = "uint8" if max(codes, default=0) <= 254 else "uint16"
-        nodata = CLASS_NODATA[dtype]
-        cmap = {v: (*c, 255) for v, c in zip(codes, colors)}
-        cmap[nodata] = (0, 0, 0, 0)
-        return dict(count=1, dtype=dtype, nodata=nodata, descriptions=["class"], colormap=cmap,
-                    tags={**class_tags(names, codes), "CLASS_COLORS": json.dumps([list(c) for c in colors])},
-                    scale=None, resampling=Resampling.nearest, codes=values)
-    if output == "probabilities":
-        names, _ = class_defaults(spec)
-        u8 = probability_dtype == "uint8"
-        return dict(count=k, dtype="uint8" if u8 else "float32", nodata=255 if u8 else float("nan"),
-                    descriptions=names, colormap=None, tags=class_tags(names, values),
-                    scale=1.0 / PROB_SCALE if u8 else None, resampling=Resampling.average, codes=None)
-    return dict(count=k, dtype=embedding_dtype, nodata=float("nan"),
-                descriptions=[f"embedding_{i:03d}" for i in range(k)], colormap=None, tags={},
-                scale=None, resampling=Resampling.average, codes=None)
+    names, colors = class_defaults(spec) if kind.needs_classes else ([], [])
+    return kind.layout(LayoutInput(k, names, colors, values, probability_dtype, embedding_dtype))
 
 
 def encode_rows(output: str, dtype: str, blended: torch.Tensor, codes: Sequence[int] | None = None) -> torch.Tensor:
-    """Blended (K, h, W) float32 -> output bands (count, h, W) on the same device, before nodata:
-    class value (the class index, or ``codes[index]`` when the model keeps its labels' own codes;
-    uint8 / int32 for uint16 files), uint8 probabilities ``round(p * 254)``, or floats."""
-    if output == "classes":
-        index = blended.argmax(dim=0, keepdim=True)
-        if codes is not None:
-            index = torch.as_tensor(codes, dtype=torch.int64, device=index.device)[index]
-        return index.to(torch.uint8 if dtype == "uint8" else torch.int32)
-    if dtype == "uint8":
-        return torch.round(blended.clamp(0.0, 1.0) * PROB_SCALE).to(torch.uint8)
-    return blended.to(getattr(torch, dtype))
+    """Blended (K, h, W) float32 -> output bands (count, h, W) on the same device, before nodata
+    (:meth:`~carl_geo.inference.outputs.OutputKind.encode` of the registered kind)."""
+    return output_kind(output).encode(blended, dtype, codes)
 
 
 def finish_rows(encoded: np.ndarray, valid: np.ndarray, dtype: str, nodata: Any) -> np.ndarray:

@@ -18,7 +18,7 @@ from torch import nn
 
 from carl_geo.devices import resolve_device  # noqa: F401  (re-exported: its home is carl_geo.devices)
 from carl_geo.errors import CarlGeoError, ModelTaskError, check_choice, option
-from carl_geo.inference.settings import OUTPUTS
+from carl_geo.inference.outputs import output_kind
 from carl_geo.models.bundle import ModelBundle, default_colors, load_bundle
 from carl_geo.models.pixel_classifier import is_segmentation_module
 from carl_geo.models.segmentation import CARLEmbedder
@@ -80,7 +80,7 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
     Raises:
         ValueError: a feature model asked for classes, or wrong class name / colour counts.
     """
-    check_choice("output", output, OUTPUTS)
+    kind = output_kind(output)
     if isinstance(model, (str, os.PathLike)):  # a model file, as the command line's --model takes it
         model = load_bundle(model)
     bundle = model if isinstance(model, ModelBundle) else None
@@ -88,7 +88,7 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
     if not isinstance(module, nn.Module):
         raise CarlGeoError(f"model must be a ModelBundle or a torch nn.Module, got {type(model).__name__}")
     k: int | None = None
-    if output == "embeddings":
+    if not kind.needs_classes:  # the model's features
         if is_segmentation_module(module):
             module = CARLEmbedder(module.backbone)
         if isinstance(module, CARLEmbedder):
@@ -177,7 +177,7 @@ class ModelRunner:
     Args:
         module: ``module(img (B, C, H, W), wavelengths (C,)) -> (B, K, H, W)``.
         wavelengths: (C,) µm.
-        output: one of :data:`OUTPUTS`; classes/probabilities apply a softmax over K.
+        output: a kind of :data:`~carl_geo.inference.outputs.OUTPUT_KINDS`; those with classes apply a softmax over K.
         device: a resolved torch device.
         precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"`` (CPU: ONNX Runtime with int8
             weights, :mod:`carl_geo.inference.int8`; one export per input shape, so as with
@@ -285,7 +285,7 @@ class ModelRunner:
             raise CarlGeoError(f"the model must return (B, K, H, W) = ({x.shape[0]}, K, {x.shape[2]}, {x.shape[3]}) "
                                f"for an input of shape {tuple(x.shape)}, got {got}")
         out = out[:n].float()
-        if self.output != "embeddings":
+        if output_kind(self.output).needs_classes:
             out = torch.softmax(out, dim=1)
         self._release_done()
         return out
