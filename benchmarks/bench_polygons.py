@@ -241,7 +241,9 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              + (f" with {meta['settings']}" if meta["settings"] else "")
              + f"; forests: {RF_TREES} trees per pixel (rf_context: at most {RF_CONTEXT_PIXELS:,} training pixels). "
              "Candidate rows (CARL model alone, CARL + forest, CARL + MLP) are the same run's other candidates, their "
-             "heads fitted on the training polygons only; the kept model's head is refitted on every polygon.", "",
+             "heads fitted on the training polygons only; the kept model's head is refitted on every polygon."
+             + "".join(f" Rerun {m.get('date')} (load {m.get('load_start')} / {m.get('load_end')}): {m['what']}."
+                       for m in meta.get("reruns", [])), "",
              "| scene | method | kept | bands at prediction | OA | mIoU | training wall s | training CPU s | peak RSS MiB | "
              "steps | predict s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

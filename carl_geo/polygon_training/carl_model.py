@@ -2,7 +2,8 @@
 head on a frozen pretrained backbone) on the scene's chips, by the batch source and the training loop.
 
 Its per-pixel class probabilities are a feature of the pixel heads (:mod:`~carl_geo.polygon_training.heads`), and
-it is the band-agnostic part of the kept model: with other bands than the training ones the map comes from it.
+it is the wavelength-conditioned part of the kept model: with other bands than the training ones the map comes from
+it, fused with a forest fitted on the training pixels the model carries (:mod:`carl_geo.models.band_adapter`).
 """
 
 from __future__ import annotations
