@@ -119,6 +119,13 @@ def test_the_model_fuses_the_adapter_with_carl_and_saves_its_pixels(model, tmp_p
         torch.testing.assert_close(back(x[:, sub], wl[sub]), out)
     copy = pickle.loads(pickle.dumps(model))  # a dask worker refits rather than receiving fitted forests
     assert copy.bank._adapters == {} and model.bank._adapters
+    # distributed sends a used model between workers with its generic serialiser (it bypasses __getstate__)
+    from distributed.protocol import deserialize, serialize
+
+    moved = deserialize(*serialize(back))
+    with torch.no_grad():
+        torch.testing.assert_close(moved(x[:, sub], wl[sub]), out)
+        torch.testing.assert_close(moved(x, wl), back(x, wl))
 
 
 def test_the_notice_names_the_path(model):

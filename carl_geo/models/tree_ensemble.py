@@ -27,6 +27,10 @@ from torch import Tensor, nn
 
 from carl_geo.errors import CarlGeoError
 
+#: Guards the one-time rebuild of an ensemble's scikit-learn trees (one lock for all ensembles: a lock in an
+#: instance's ``__dict__`` would stop dask's generic serialisation of modules, which bypasses ``__getstate__``).
+_SK_LOCK = threading.Lock()
+
 
 class TreeEnsemble(nn.Module):
     """Average of the class distributions of T binary decision trees.
@@ -63,21 +67,16 @@ class TreeEnsemble(nn.Module):
         self.register_buffer("value", torch.zeros(n_nodes, n_classes, dtype=torch.float16))
         self.register_buffer("roots", torch.zeros(n_trees, dtype=torch.int64))
         self._sk: list[Any] | None = None
-        self._sk_lock = threading.Lock()
 
     def config(self) -> dict[str, int]:
         """Plain dict that rebuilds an empty ensemble of this shape (``TreeEnsemble(**config)``)."""
         return {"n_nodes": int(self.feature.numel()), "n_trees": int(self.roots.numel()),
                 "n_features": self.n_features, "n_classes": self.n_classes, "max_depth": self.max_depth}
 
-    def __getstate__(self) -> dict[str, Any]:  # picklable (dask workers): the lock and the rebuilt trees stay here
+    def __getstate__(self) -> dict[str, Any]:  # pickled (dask workers) without the trees rebuilt here
         state = dict(self.__dict__)
-        state["_sk"], state["_sk_lock"] = None, None
+        state["_sk"] = None
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._sk_lock = threading.Lock()
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
@@ -124,7 +123,7 @@ class TreeEnsemble(nn.Module):
 
     # ---- scikit-learn's compiled walker ------------------------------------------------------------
     def _sklearn_trees(self) -> list[Any]:
-        with self._sk_lock:
+        with _SK_LOCK:
             if self._sk is None:
                 self._sk = _build_sklearn_trees(self)
             return self._sk
