@@ -27,6 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from timing import load_average  # noqa: E402  (benchmarks/timing.py: one load reading for every benchmark)
 
 
 def scene_model(scene: str, models: Path | None, work: Path) -> tuple[str, Path]:
@@ -61,7 +62,7 @@ def main() -> None:
     from carl_geo.models import load_bundle
 
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores", "load_start": round(os.getloadavg()[0], 1)}
+            f"{os.cpu_count()} cores", "load_start": load_average()}
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -96,8 +97,8 @@ def main() -> None:
                                      "max_prob_diff": float(np.nanmax(np.abs(out - ref)[:, ok]))})
                         print(rows[-1], flush=True)
             rows[-1]["size"] = f"{w} x {h}"
-    meta["load_end"] = round(os.getloadavg()[0], 1)
-    meta["loaded"] = max(meta["load_start"], meta["load_end"]) > (os.cpu_count() or 1)
+    meta["load_end"] = load_average()
+    meta["loaded"] = max((v for v in (meta["load_start"], meta["load_end"]) if v is not None), default=0) > (os.cpu_count() or 1)
     out = Path(args.out)
     (out / "bench_dask.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# predict_dataarray (dask) against predict_raster, {meta['date']}, {meta['machine']}, load "

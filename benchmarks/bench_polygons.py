@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from timing import load_average  # noqa: E402  (benchmarks/timing.py: one load reading for every benchmark)
 S2_SUBSETS = {"4 bands (B02 B03 B04 B08)": ["B02", "B03", "B04", "B08"],
               "6 bands (B02 B03 B04 B8A B11 B12)": ["B02", "B03", "B04", "B8A", "B11", "B12"]}
 RF_TREES = 200
@@ -338,7 +340,7 @@ def main() -> None:
         print("RESULT " + json.dumps(res))
         return
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores", "load_start": round(os.getloadavg()[0], 1), "settings": settings}
+            f"{os.cpu_count()} cores", "load_start": load_average(), "settings": settings}
     results = []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -365,8 +367,8 @@ def main() -> None:
                           f"RSS {entry['peak_rss_mib']} MiB, steps {entry.get('steps')}, {time.perf_counter() - t:.0f} s)",
                         flush=True)
                 partial.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    meta["load_end"] = round(os.getloadavg()[0], 1)
-    meta["loaded"] = max(meta["load_start"], meta["load_end"]) > (os.cpu_count() or 1)
+    meta["load_end"] = load_average()
+    meta["loaded"] = max((v for v in (meta["load_start"], meta["load_end"]) if v is not None), default=0) > (os.cpu_count() or 1)
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     (out / f"{stem}.md").write_text(markdown(results, meta))
     figure(results, out / f"{stem}.png")
