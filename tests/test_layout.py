@@ -113,6 +113,7 @@ def test_shipped_ssl_configs_use_the_new_class_paths_and_the_old_ones_still_load
 def test_every_choice_list_is_its_registry() -> None:
     from carl_geo.evaluation.geobench.options import MODES as GEOBENCH_MODES
     from carl_geo.inference import runner, settings
+    from carl_geo.inference.outputs import OUTPUT_KINDS
     from carl_geo.models.config import CONFIGS
     from carl_geo.models.names import CONFIG_NAMES, HEAD_NAMES, MODE_NAMES
     from carl_geo.models.segmentation import HEADS
@@ -120,7 +121,7 @@ def test_every_choice_list_is_its_registry() -> None:
 
     assert CONFIG_NAMES == tuple(CONFIGS) and set(HEAD_NAMES) == set(HEADS) and MODE_NAMES == MODES
     assert GEOBENCH_MODES == (*MODE_NAMES, "knn")
-    assert runner.OUTPUTS == settings.OUTPUTS == ("classes", "probabilities", "embeddings")
+    assert tuple(OUTPUT_KINDS) == settings.OUTPUTS == ("classes", "probabilities", "embeddings")
     assert tuple(runner.PRECISIONS) == settings.PRECISIONS
 
 
