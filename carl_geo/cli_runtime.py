@@ -56,21 +56,47 @@ def set_gdal_network_defaults() -> None:
     for key, value in GDAL_NETWORK_DEFAULTS.items():
         os.environ.setdefault(key, value)
 
+#: Seconds after which a signal that arrived inside a callback from C code is raised again.
+SIGNAL_RETRY_S = 0.2
+
+
+def _inside_c_callback(frame: Any) -> bool:
+    """Whether the main thread was interrupted inside a logging call. GDAL reports its errors (a stalled
+    ``/vsicurl/`` server, retries) through rasterio's C callback into :mod:`logging`; an exception raised there
+    cannot propagate ("Exception ignored in: 'rasterio._env.log_error'" and a traceback), so the signal waits."""
+    depth = 0
+    while frame is not None and depth < 8:
+        if frame.f_code.co_filename.endswith(os.path.join("logging", "__init__.py")):
+            return True
+        frame, depth = frame.f_back, depth + 1
+    return False
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (no-op elsewhere)."""
+    """Within the block, SIGTERM raises :class:`Terminated` and SIGINT :class:`KeyboardInterrupt` in the main
+    thread (no-op elsewhere). A signal that arrives while the main thread is inside a callback from C (GDAL's error
+    log during a blocked open) is raised again :data:`SIGNAL_RETRY_S` later, until it lands in plain Python code:
+    one line and the usual clean-up instead of an ignored exception's traceback."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
+        if _inside_c_callback(frame):
+            timer = threading.Timer(SIGNAL_RETRY_S, signal.raise_signal, (signum,))
+            timer.daemon = True
+            timer.start()
+            return
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
 
 
 class _Keep(logging.Handler):

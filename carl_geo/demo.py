@@ -390,7 +390,7 @@ def format_summary(res: dict[str, Any]) -> str:
     ]
     if "carl_4_bands" in res:
         f4 = res["carl_4_bands"]
-        lines.append(f"  {'same model from 4 bands (CARL part)':<37s} OA {f4['overall_accuracy']:.3f}   "
+        lines.append(f"  {'same model from 4 bands':<37s} OA {f4['overall_accuracy']:.3f}   "
                      f"mIoU {f4['mean_iou']:.3f}")
     lines += [
         f"  {res['baseline_name']:<37s} OA {b['overall_accuracy']:.3f}   mIoU {b['mean_iou']:.3f}",

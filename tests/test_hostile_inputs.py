@@ -3,6 +3,7 @@ in bounded time, before any work, and nothing is written."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -205,6 +206,17 @@ def test_a_stalled_vsicurl_input_ends_by_itself_in_one_line(tmp_path: Path) -> N
         assert proc.returncode != 0 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "scene.tif" in lines[0] and held  # it did reach the server, and gave up on it
         assert not (tmp_path / "o.tif").exists()
+        # Ctrl-C / SIGTERM while GDAL waits inside C: one line and the signal's exit status, never the traceback
+        # of an exception raised in GDAL's logging callback ("Exception ignored in: 'rasterio._env.log_error'")
+        for sig, code, word in ((signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")):
+            child = subprocess.Popen([sys.executable, "-m", "carl_geo.cli", "predict", url, str(tmp_path / "o.tif"),
+                                      "--model", str(model)], stderr=subprocess.PIPE, text=True, env=env)
+            time.sleep(4)
+            child.send_signal(sig)
+            _, err = child.communicate(timeout=120)
+            lines = [ln for ln in err.splitlines() if ln.strip()]
+            assert child.returncode == code and len(lines) == 1 and word in lines[0], err
+            assert "Traceback" not in err and not (tmp_path / "o.tif").exists()
     finally:
         stop.set()
         for s in held:
