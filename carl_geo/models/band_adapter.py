@@ -168,9 +168,9 @@ class ExemplarBank(nn.Module):
         if len(bands) < 2:
             raise CarlGeoError("an exemplar bank needs at least two pixels")
         ctx.fit(torch.from_numpy(np.ascontiguousarray(bands)))
-        mean, std, comps = (ctx.band_mean.numpy(), ctx.band_std.numpy(), ctx.components.numpy())
-        feats = [bands] + [((new[:, :, 1 + i] - mean) / std) @ comps.T for i in range(len(self.windows))]
-        x = np.concatenate(feats, axis=1).astype(np.float32)
+        x = ctx.pixel_features(torch.from_numpy(np.ascontiguousarray(bands)),
+                               [torch.from_numpy(np.ascontiguousarray(new[:, :, 1 + i]))
+                                for i in range(len(self.windows))]).numpy()
         forest = fit_random_forest(x, self.labels.numpy(), self.num_classes, seed=self.seed, trees=ADAPTER_TREES)
         return BandAdapter(ctx.eval(), forest, len(x), time.perf_counter() - t0).eval()
 

@@ -94,6 +94,17 @@ class ContextFeatures(nn.Module):
         return torch.cat([img, *(window_mean(pcs, w) for w in self.windows)], dim=1)
 
 
+    @torch.no_grad()
+    def pixel_features(self, bands: Tensor, window_means: Sequence[Tensor]) -> Tensor:
+        """(P, C + k * windows) features of P pixels from their band values (P, C) and the window means of their
+        bands (one (P, C) per window of :attr:`windows`, in order): what :meth:`forward` gives at those pixels
+        (window means and principal components are linear in the bands)."""
+        if len(window_means) != len(self.windows):
+            raise CarlGeoError(f"pixel_features needs {len(self.windows)} window means, got {len(window_means)}")
+        z = [(m.float() - self.band_mean) / self.band_std for m in window_means]
+        return torch.cat([bands.float(), *(x @ self.components.T for x in z)], dim=1)
+
+
 def window_mean(x: Tensor, size: int) -> Tensor:
     """Mean of (B, C, H, W) over ``size`` x ``size`` windows centred on each pixel, clipped at the border
     (separable: rows then columns; the clipped window is a rectangle, so this is its exact mean)."""
