@@ -33,7 +33,7 @@ except ImportError:  # torchgeo 0.8 (Python 3.11, e.g. the QGIS venv): names for
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.io.band_metadata import resolve_wavelengths
-from carl_geo.io.scale_offset import scale_offset
+from carl_geo.io.scale_offset import band_scale_offset
 
 
 class SpectralRaster(RasterDataset):
@@ -99,10 +99,8 @@ class SpectralRaster(RasterDataset):
         self.wavelengths = torch.tensor([sel.wavelengths[i] for i in keep], dtype=torch.float32)
         self.band_names = [sel.band_names[i] for i in keep] if sel.band_names else None
         self.sensor = sel.sensor
-        with rasterio.open(files[0]) as first:
-            applied = scale_offset(first, self.band_indexes)
         #: ``(scale, offset)`` (C,) float32 of the selected bands, or None: applied to every sample.
-        self.scale_offset = applied
+        self.scale_offset = band_scale_offset(tags[0], tags[1], self.band_indexes)
         self._nodata = tags[2]
 
     def __getitem__(self, index: GeoSlice) -> Sample:

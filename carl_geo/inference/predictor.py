@@ -46,7 +46,7 @@ from carl_geo.inference.normalization import (
     scene_statistics,
     warn_scale_mismatch,
 )
-from carl_geo.inference.outputs import CLASS_NODATA, PROB_SCALE, LayoutInput, output_kind  # noqa: F401
+from carl_geo.inference.outputs import LayoutInput, output_kind
 from carl_geo.inference.runner import (
     ModelRunner,
     ModelSpec,
@@ -64,7 +64,7 @@ from carl_geo.inference.writer import GeoTiffWriter
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.io.failures import raster_io
 from carl_geo.io.output_paths import check_outputs, reads_of
-from carl_geo.io.scale_offset import describe_scale_offset, scale_offset  # noqa: F401 (public here too)
+from carl_geo.io.scale_offset import scale_offset
 
 __all__ = ["PredictSettings", "PredictionCancelled", "PredictionResult", "predict_raster", "protect_inputs", "read_window"]
 

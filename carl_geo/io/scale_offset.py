@@ -14,14 +14,20 @@ import numpy as np
 
 
 def scale_offset(ds: Any, indexes: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The GDAL scale and offset tags of bands ``indexes`` (1-based) as (C,) float32 arrays, so that
-    ``value = raw x scale + offset`` (e.g. Landsat Collection 2 reflectance = DN x 2.75e-5 - 0.2); None when every
-    band has scale 1 and offset 0 (nothing to apply)."""
-    scales = np.array([1.0 if ds.scales[i - 1] is None else ds.scales[i - 1] for i in indexes], dtype=np.float64)
-    offsets = np.array([0.0 if ds.offsets[i - 1] is None else ds.offsets[i - 1] for i in indexes], dtype=np.float64)
-    if np.all(scales == 1.0) and np.all(offsets == 0.0):
+    """The GDAL scale and offset tags of bands ``indexes`` (1-based) of an open dataset as (C,) float32 arrays, so
+    that ``value = raw x scale + offset`` (e.g. Landsat Collection 2 reflectance = DN x 2.75e-5 - 0.2); None when
+    every band has scale 1 and offset 0 (nothing to apply)."""
+    return band_scale_offset(ds.scales, ds.offsets, indexes)
+
+
+def band_scale_offset(scales: Sequence[float | None], offsets: Sequence[float | None],
+                      indexes: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`scale_offset` from a dataset's ``scales`` / ``offsets`` tuples (one per band, None = unset)."""
+    sc = np.array([1.0 if scales[i - 1] is None else scales[i - 1] for i in indexes], dtype=np.float64)
+    off = np.array([0.0 if offsets[i - 1] is None else offsets[i - 1] for i in indexes], dtype=np.float64)
+    if np.all(sc == 1.0) and np.all(off == 0.0):
         return None
-    return scales.astype(np.float32), offsets.astype(np.float32)
+    return sc.astype(np.float32), off.astype(np.float32)
 
 
 def describe_scale_offset(applied: tuple[np.ndarray, np.ndarray] | None) -> str | None:
