@@ -121,7 +121,7 @@ def run_job(job: str, args: dict[str, Any], *, on_progress: Callable[[int, int],
     log_path = log_path or log_folder() / f"worker-{job}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8", errors="replace") as log_file:
-        request = {"job": job, "args": args, **({"interface": interface} if interface else {})}
+        request = _request(job, args, interface)
         log_file.write(f"{python} -m carl_geo.worker\n{json.dumps(request, default=str)}\n")
         log_file.flush()
         try:
@@ -193,6 +193,11 @@ def run_job(job: str, args: dict[str, Any], *, on_progress: Callable[[int, int],
     return result
 
 
+def _request(job: str, args: dict[str, Any], interface: dict[str, Any] | None) -> dict[str, Any]:
+    """The worker's job line (:mod:`carl_geo.worker`): job, args and, when given, the caller's interface."""
+    return {"job": job, "args": args, **({"interface": interface} if interface else {})}
+
+
 def run_in_process(job: str, args: dict[str, Any], *, on_progress: Callable[[int, int], None] | None = None,
                    on_log: Callable[[str], None] | None = None, on_warning: Callable[[str], None] | None = None,
                    is_cancelled: Callable[[], bool] | None = None,
@@ -215,7 +220,7 @@ def run_in_process(job: str, args: dict[str, Any], *, on_progress: Callable[[int
             elif event in ("result", "error"):
                 found[event] = fields
 
-    request = {"job": job, "args": args, **({"interface": interface} if interface else {})}
+    request = _request(job, args, interface)
     status = worker.run(request, Relay(None, cancelled=is_cancelled))
     error = found.get("error")
     if error is not None:
