@@ -71,6 +71,21 @@ def test_time_budget_applies_on_a_cpu_only_when_no_budget_is_given():
     assert plan_recipe(facts(), TrainingRecipe(max_minutes=9.0)).recipe.max_minutes == 9.0
 
 
+def test_the_cpu_default_budget_covers_the_whole_run():
+    """Only the CPU default's budget is a whole-run budget (the loop's minutes + AFTER_LOOP_MINUTES); a budget the
+    user gives, steps or minutes, is the loop's alone, and a GPU has none."""
+    from carl_geo.polygon_training.recipe import AFTER_LOOP_MINUTES, CPU_MAX_MINUTES, CPU_MINUTES_PIXELS
+
+    auto = plan_recipe(facts())
+    assert auto.run_minutes == pytest.approx(auto.recipe.max_minutes + AFTER_LOOP_MINUTES)
+    assert plan_recipe(facts(window=(768, 1536), scene=(768, 1536))).run_minutes == CPU_MAX_MINUTES + AFTER_LOOP_MINUTES
+    hsi = plan_recipe(facts(n_bands=200, window=(768, 1536), polygon_widths=(4.0,)))
+    assert hsi.run_minutes == CPU_MINUTES_PIXELS + AFTER_LOOP_MINUTES
+    for given in (TrainingRecipe(max_minutes=9.0), TrainingRecipe(max_steps=50)):
+        assert plan_recipe(facts(), given).run_minutes is None
+    assert plan_recipe(facts(device="cuda")).run_minutes is None
+
+
 def test_cpu_time_budget_grows_with_the_labelled_window():
     """Chips mode on a CPU: time and steps scale with the labelled window above CPU_MINUTES_AREA pixels
     (linearly, capped at CPU_MAX_MINUTES), with a notice; a GPU and explicit budgets are unaffected."""

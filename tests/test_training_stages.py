@@ -3,6 +3,8 @@ pixel features through the engine, the heads, the candidates' choice and the evi
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -16,11 +18,12 @@ from carl_geo.io.band_metadata import open_raster
 from carl_geo.polygon_training.batches import ChipBatches
 from carl_geo.polygon_training.candidates import (CANDIDATES, Candidate, HeldOut, choose, evidence_table,
                                                   fit_candidates, near_chance)
-from carl_geo.polygon_training.carl_model import build_carl
+from carl_geo.polygon_training.carl_model import MIN_LOOP_SHARE, RunBudget, build_carl, train_carl
 from carl_geo.polygon_training.heads import fit_forest, fit_mlp, head_probabilities
-from carl_geo.polygon_training.loop import LoopHooks, train_loop
+from carl_geo.polygon_training.loop import LoopHooks, RunDeadline, slowdown, train_loop
 from carl_geo.polygon_training.metrics import confusion_matrix, segmentation_report
-from carl_geo.polygon_training.pixel_features import FeatureStack, columns, fit_context, pixel_samples, stack_at
+from carl_geo.polygon_training.pixel_features import (FeatureStack, columns, feature_pass_seconds, fit_context,
+                                                      pixel_samples, stack_at)
 from carl_geo.polygon_training.recipe import TrainingRecipe, plan_recipe
 from carl_geo.polygon_training.scene import prepare_scene, split_scene
 from carl_geo.sample_data import nc_landsat7, write_crop
@@ -81,6 +84,139 @@ def test_batches_and_loop_hooks(scene):
     assert all(np.isfinite(loss) for _, loss in steps)
     assert [s for s, _ in checks] == [3, 6] and all(0 <= v <= 1 for _, v in checks)
     assert res.averaged_steps and res.stop_reason == "step budget" and not model.training
+
+
+class FakeClock:
+    """``time.perf_counter`` for the loop: steps and validations take fixed seconds, whatever the machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Steps of 0.25 s and validations of 0.1 s on a fake clock (the loop's and train_carl's)."""
+    import carl_geo.polygon_training.carl_model as carl_model
+    import carl_geo.polygon_training.loop as loop
+
+    fake = FakeClock()
+    fake.val_seconds = [0.1]  # seconds of the next validations (the last one repeats)
+    monkeypatch.setattr(loop, "time", fake)
+    monkeypatch.setattr(carl_model, "time", fake)
+
+    def validation(*_args, **_kwargs):
+        fake.now += fake.val_seconds.pop(0) if len(fake.val_seconds) > 1 else fake.val_seconds[0]
+        return 0.5
+
+    monkeypatch.setattr(loop, "validation_miou", validation)
+
+    def step(_s, _loss):
+        fake.now += 0.25
+
+    return fake, LoopHooks(on_step=step)
+
+
+def test_a_time_budget_is_a_deadline(scene, clock):
+    """The loop stops after the step whose successor (and its closing validation) would end past the deadline,
+    instead of overrunning it by a step and a validation; a run deadline ends it earlier, with its own reason."""
+    sc, recipe = scene
+    fake, steps = clock
+    batches = ChipBatches(sc, recipe)
+    for budget_s, run_end, reason in ((3.0, None, "time budget of 0.05 min"),
+                                      (60.0, 3.0, "time budget of 8 min for the whole run")):
+        torch.manual_seed(0)
+        model, _ = build_carl(sc.n_classes, recipe, None)
+        t = fake.now
+        run = None if run_end is None else RunDeadline(t + run_end, 0.0, t, "time budget of 8 min for the whole run")
+        res = train_loop(model, batches, recipe.replace(max_steps=1000, max_minutes=budget_s / 60, val_every=4),
+                         sc.n_classes, torch.device("cpu"), hooks=steps, run_deadline=run)
+        assert res.stop_reason == reason and 2 <= res.steps < 1000
+        assert 3.0 - 0.25 - 0.1 < fake.now - t <= 3.0  # before: 3.35 (a step and a validation past it)
+        assert res.averaged_steps  # the closing step was validated and kept
+    # validations dearer than steps, one due at every step: the one due now counts too (the published backbone's
+    # validations of 20 s ran 8 s past the deadline before)
+    fake.val_seconds = [1.0]
+    t = fake.now
+    res = train_loop(model, batches, recipe.replace(max_steps=1000, max_minutes=0.1, val_every=1), sc.n_classes,
+                     torch.device("cpu"), hooks=steps)
+    assert res.stop_reason == "time budget of 0.1 min" and 6.0 - 0.25 - 2 * 1.0 < fake.now - t <= 6.0
+
+
+def test_a_machine_that_slows_down_reserves_more_for_after_the_loop(scene, clock):
+    """Validations are the same work every time: when the recent ones take twice as long as the first ones, the work
+    after the loop (3 s, measured at the start) is reserved twice over: the loop ends by 10 - 6 s, not 10 - 3 s."""
+    sc, recipe = scene
+    fake, steps = clock
+    fake.val_seconds = [0.1, 0.1, 0.1, 0.2]
+    torch.manual_seed(0)
+    model, _ = build_carl(sc.n_classes, recipe, None)
+    t = fake.now
+    run = RunDeadline(t + 10.0, 3.0, t, "time budget of 0.2 min for the whole run")
+    res = train_loop(model, ChipBatches(sc, recipe), recipe.replace(max_steps=1000, max_minutes=1.0, val_every=1),
+                     sc.n_classes, torch.device("cpu"), hooks=steps, run_deadline=run)
+    assert res.stop_reason == "time budget of 0.2 min for the whole run"
+    assert 4.0 - 0.25 - 0.2 < fake.now - t <= 4.0
+    assert run.at(1.0) == t + 7.0 and run.at(0.5) == t + 7.0 and run.at(100) == t  # never before the floor
+    # one slow validation is jitter, not a slower machine; the factor is capped
+    assert slowdown([0.1, 0.1, 0.1, 0.1, 0.1, 0.5]) == 1.0 and slowdown([1, 1, 1, 2, 2]) == 1.0
+    assert slowdown([1, 1, 1, 2, 2, 2]) == 2.0 and slowdown([1, 1, 1, 5, 5, 5]) == 2.0
+
+
+def test_a_run_budget_leaves_the_work_after_the_loop_its_measured_time(scene, clock):
+    sc, recipe = scene
+    fake, steps = clock
+    lines: list[str] = []
+    r = recipe.replace(max_steps=1000, max_minutes=0.1, val_every=4)  # the loop's own budget: 6 s
+    # 6 s loop + 3 s after it in a 5 s run: the loop keeps MIN_LOOP_SHARE of its budget, and says so
+    t = fake.now
+    _, res = train_carl(sc, r, None, torch.device("cpu"), log=lines.append, hooks=steps,
+                        budget=RunBudget(t + 5.0, 5 / 60, lambda model: 3.0))
+    assert res.stop_reason == "time budget of 0.0833333 min for the whole run"
+    assert MIN_LOOP_SHARE * 6 - 0.35 < fake.now - t <= MIN_LOOP_SHARE * 6
+    assert any("pixel features and heads take about 0.1 min" in ln and "longer than its" in ln for ln in lines)
+    # room for both: the loop trains until the run's end less the measured work after it
+    lines.clear()
+    t = fake.now
+    _, res = train_carl(sc, r, None, torch.device("cpu"), log=lines.append, hooks=steps,
+                        budget=RunBudget(t + 8.0, 8 / 60, lambda model: 3.0))
+    assert 5.0 - 0.35 < fake.now - t <= 5.0 and "for the whole run" in res.stop_reason
+    assert any("leaving 0.1 min of the 0.133333-min run" in ln for ln in lines)
+    # a run budget with room to spare changes nothing
+    lines.clear()
+    _, res = train_carl(sc, r.replace(max_minutes=0.5, max_steps=3), None, torch.device("cpu"), log=lines.append,
+                        budget=RunBudget(fake.now + 60, 1, lambda model: 1.0))
+    assert res.stop_reason == "step budget" and not any(ln.startswith("note:") for ln in lines)
+
+
+def test_feature_pass_estimate_scales_one_tile_to_every_tile(scene):
+    """The estimate times one tile through the engine and scales it to the window's tiles: with a model whose
+    every call takes 0.1 s, it matches the whole pass."""
+    sc, recipe = scene
+    torch.manual_seed(0)
+    carl, _ = build_carl(sc.n_classes, recipe, None)
+    image = sc.normalized()
+    calls = []
+
+    def slow_forward(module, args, output):
+        calls.append(1)
+        time.sleep(0.1)
+
+    handle = carl.register_forward_hook(slow_forward)
+    try:
+        stack = FeatureStack(fit_context(sc, image), carl)
+        settings = PredictSettings(tile_size=64, overlap=24, batch_size=1)
+        estimate = feature_pass_seconds(stack, image, sc.valid, sc.wavelengths, torch.device("cpu"), settings)
+        n_estimate = len(calls)
+        t = time.perf_counter()
+        stack_at(stack, image, sc.valid, sc.wavelengths, np.arange(sc.valid.size), torch.device("cpu"), settings)
+        whole = time.perf_counter() - t
+    finally:
+        handle.remove()
+    assert n_estimate == 1 and len(calls) - n_estimate > 4  # one tile of the window's many
+    assert 0.7 * whole <= estimate <= 2.0 * whole, (estimate, whole)  # errs long (one call's set-up x tiles)
 
 
 def test_pixel_features_equal_the_stack_on_the_whole_window(scene):

@@ -84,6 +84,45 @@ class LoopHooks:
 
 
 @dataclass
+class RunDeadline:
+    """The end of the training loop under a whole-run time budget: ``finish_by - after_s * slowdown``, never before
+    ``floor``. ``slowdown`` (:func:`slowdown`) compares the recent validations with the first ones (the validation
+    chips are the same work every time), so a machine that gets busier during the run reserves proportionally
+    more time for the work after the loop, which it measured at the start.
+
+    Attributes:
+        finish_by: ``time.perf_counter()`` by which the whole run should end.
+        after_s: seconds the work after the loop takes, measured before the loop.
+        floor: ``time.perf_counter()`` before which the loop never ends for this reason.
+        reason: the stop reason when this deadline ends the loop.
+    """
+
+    finish_by: float
+    after_s: float
+    floor: float
+    reason: str
+
+    def at(self, slowdown: float = 1.0) -> float:
+        return max(self.floor, self.finish_by - self.after_s * max(1.0, slowdown))
+
+
+#: Validations compared at each end by :func:`slowdown`, and the largest factor it gives.
+SLOWDOWN_WINDOW = 3
+MAX_SLOWDOWN = 2.0
+
+
+def slowdown(val_seconds: list[float]) -> float:
+    """How much slower the machine runs now than at the start of the loop: the median of the last
+    :data:`SLOWDOWN_WINDOW` validations' seconds over the median of the first ones (1 until there are twice as many;
+    within 1..:data:`MAX_SLOWDOWN`). Medians, because one validation's time jitters: the last over the fastest
+    one ended a published-backbone run 40 s early."""
+    n = SLOWDOWN_WINDOW
+    if len(val_seconds) < 2 * n:
+        return 1.0
+    return min(MAX_SLOWDOWN, max(1.0, float(np.median(val_seconds[-n:]) / np.median(val_seconds[:n]))))
+
+
+@dataclass
 class LoopResult:
     """What :func:`train_loop` did: ``steps`` run, why it stopped, which state it kept (text), the best step
     (``keep="best"``) or the averaged steps (``keep="average"``), and the seconds of the loop."""
@@ -119,7 +158,8 @@ def _class_weights(train: np.ndarray, k: int) -> torch.Tensor:
 
 def train_loop(model: nn.Module, batches: ChipBatches, recipe: TrainingRecipe, k: int, device: torch.device, *,
                frozen_backbone: bool = False, progress: Callable[[int, int], Any] | None = None,
-               log: Callable[[str], None] | None = None, hooks: LoopHooks | None = None) -> LoopResult:
+               log: Callable[[str], None] | None = None, hooks: LoopHooks | None = None,
+               run_deadline: RunDeadline | None = None) -> LoopResult:
     """Train ``model`` (B, C, H, W) + wavelengths -> (B, K, H, W) logits on ``batches`` for the recipe's budget and
     load the kept state into it.
 
@@ -130,17 +170,32 @@ def train_loop(model: nn.Module, batches: ChipBatches, recipe: TrainingRecipe, k
         progress: ``progress(done, total)``; returning False raises :class:`~carl_geo.errors.Cancelled`.
         log: receives one line per validation check.
         hooks: experiment callbacks.
+        run_deadline: the end of the loop under a whole-run budget, where it comes before the loop's own time
+            budget (:class:`RunDeadline`).
+
+    A time budget is a deadline: the loop stops after the step whose successor (with the closing validation)
+    would end past it, instead of overrunning it by a step and a validation (seconds with a published backbone).
     """
     r, say, hooks = recipe, log or (lambda _m: None), hooks or LoopHooks()
     total = int(r.max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=r.weight_decay)
     start = time.perf_counter()
-    deadline = start + 60 * r.max_minutes if r.max_minutes else None
+    own = start + 60 * r.max_minutes if r.max_minutes else None
+    val_times: list[float] = []  # seconds of each validation (the same chips every time)
+
+    def deadline_now() -> tuple[float | None, str]:
+        """The loop's deadline now and its stop reason: its own time budget, or the run's where that is earlier."""
+        own_reason = f"time budget of {r.max_minutes:g} min" if r.max_minutes else ""
+        if run_deadline is None:
+            return own, own_reason
+        at = run_deadline.at(slowdown(val_times))
+        return (at, run_deadline.reason) if own is None or at < own else (own, own_reason)
 
     def share_at(i: int) -> float:
         """Share of the budget spent after ``i`` steps: steps, or time when a time budget runs out first."""
         share = i / total
+        deadline = deadline_now()[0]
         if deadline is not None:
             share = max(share, (time.perf_counter() - start) / max(1e-9, deadline - start))
         return min(1.0, share)
@@ -151,8 +206,11 @@ def train_loop(model: nn.Module, batches: ChipBatches, recipe: TrainingRecipe, k
     keeper = BestCheckpoint(patience=r.patience, from_share=MIN_STEP_SHARE) if r.keep == "best" else None
     average = WeightAverage(from_share=AVERAGE_FROM_SHARE) if r.keep == "average" else None
     step, shown, losses = 0, 0, []
+    step_times: list[float] = []  # seconds of the recent steps (no validation)
+    timed = own is not None or run_deadline is not None
     stop_reason = "step budget"
     while step < total:
+        t_step = time.perf_counter()
         model.train()
         if frozen_backbone:
             model.backbone.eval()
@@ -167,16 +225,26 @@ def train_loop(model: nn.Module, batches: ChipBatches, recipe: TrainingRecipe, k
         step += 1
         if hooks.on_step is not None:
             hooks.on_step(step, losses[-1])
+        step_times = [*step_times[-4:], time.perf_counter() - t_step]  # a step's hook is part of the step
         share_now = share_at(step)
-        shown = max(shown, min(total, round(share_now * total))) if deadline is not None else step
+        shown = max(shown, min(total, round(share_now * total))) if timed else step
         if progress is not None and progress(shown, total) is False:
             raise Cancelled(f"training cancelled after {step} of {total} steps; nothing was written")
-        last = step == total or (deadline is not None and time.perf_counter() > deadline)
-        if cadence.due(share_now) or last:
+        # out of time when a validation due now, the next step and the closing validation would end past the
+        # deadline: this step is then the last (its validation the closing one)
+        due = cadence.due(share_now)
+        deadline, time_reason = deadline_now()
+        val_s = val_times[-1] if val_times else 0.0
+        out_of_time = deadline is not None and (time.perf_counter() + float(np.median(step_times))
+                                                + (2 if due else 1) * val_s > deadline)
+        last = step == total or out_of_time
+        if due or last:
             line = f"step {step}/{total}  loss {float(np.mean(losses[-int(r.val_every):])):.4f}"
             stop, score = False, None
             if batches.validation:
+                t_val = time.perf_counter()
                 score = validation_miou(model, batches, k, device)
+                val_times.append(time.perf_counter() - t_val)
                 line += f"  validation mIoU {score:.3f}"
                 if keeper is not None:
                     stop = keeper.update(score, step, share_now, model, last=last)
@@ -190,8 +258,8 @@ def train_loop(model: nn.Module, batches: ChipBatches, recipe: TrainingRecipe, k
             if stop and not last:  # the last step ends the run anyway: its reason is the budget
                 stop_reason = f"early stop: no better validation for {keeper.stale} checks"
                 break
-        if deadline is not None and time.perf_counter() > deadline:
-            stop_reason = f"time budget of {r.max_minutes:g} min"
+        if out_of_time and step < total:
+            stop_reason = time_reason
             break
     if keeper is not None and keeper.state is not None:
         model.load_state_dict(keeper.state)

@@ -9,6 +9,7 @@ once per run, and only in the tiles that hold a sampled pixel.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from carl_geo.datasets.vector_labels import IGNORE_INDEX
 from carl_geo.inference.engine import run_array
 from carl_geo.inference.runner import ModelRunner
 from carl_geo.inference.settings import PredictSettings
+from carl_geo.inference.tiling import TileGrid
 from carl_geo.models.context_features import ContextFeatures
 from carl_geo.models.segmentation import CARLSegmenter
 from carl_geo.polygon_training.scene import TrainingScene
@@ -123,6 +125,24 @@ def stack_at(stack: nn.Module, image: np.ndarray, valid: np.ndarray, wavelengths
         run_array(runner.predict, np.ascontiguousarray(image, dtype=np.float32), valid, emit, tile_size=tile_size,
                   overlap=overlap, batch_size=batch, mean=None, std=None, needed=needed)
     return out if out is not None else np.zeros((len(index), 0), dtype=np.float32)
+
+
+def feature_pass_seconds(stack: nn.Module, image: np.ndarray, valid: np.ndarray, wavelengths: list[float],
+                         device: torch.device, settings: PredictSettings | None = None) -> float:
+    """Seconds :func:`stack_at` takes at most over the whole normalised ``image`` (C, H, W), measured on this
+    machine: the engine runs ``stack`` over the window's top-left tile alone, and that time is scaled to every
+    tile of the window (the pass runs only the tiles holding a sampled pixel, in batches: an upper bound). The
+    first call's set-up counts too, so the estimate errs long; the probe costs one tile (3-4 s with the published
+    backbone on 2 cores)."""
+    settings = settings or PredictSettings()
+    tile_size, overlap = settings.tiling_for(stack)
+    h, w = valid.shape
+    full = TileGrid.build(h, w, tile_size, overlap)
+    ch, cw = min(h, max(1, full.tile_h - overlap)), min(w, max(1, full.tile_w - overlap))  # one tile with its padding
+    crop = TileGrid.build(ch, cw, tile_size, overlap)
+    t = time.perf_counter()
+    stack_at(stack, image[:, :ch, :cw], valid[:ch, :cw], wavelengths, np.arange(ch * cw), device, settings)
+    return (time.perf_counter() - t) / crop.n_tiles * full.n_tiles
 
 
 def pixel_samples(scene: TrainingScene, stack: FeatureStack, image: np.ndarray, device: torch.device, *,

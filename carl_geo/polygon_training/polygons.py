@@ -43,12 +43,13 @@ from carl_geo.models.pixel_classifier import PixelClassifier
 from carl_geo.polygon_training.batches import draw_band_subsets  # noqa: F401 (public name kept here)
 from carl_geo.polygon_training.candidates import (DEFAULT_CANDIDATE, HeldOut, choose, evidence_table, fit_candidates,
                                                   near_chance)
-from carl_geo.polygon_training.carl_model import HEAD_KWARGS, backbone_patch, build_carl, train_carl  # noqa: F401
+from carl_geo.polygon_training.carl_model import HEAD_KWARGS, RunBudget, backbone_patch, build_carl, train_carl  # noqa: F401
 from carl_geo.polygon_training.heads import fit_head
 from carl_geo.polygon_training.loop import LoopHooks, ValidationCadence, warmup_cosine_at  # noqa: F401
 from carl_geo.polygon_training.metrics import confusion_matrix, segmentation_report
 from carl_geo.polygon_training.outputs import check_training_paths, confusion_png_path
-from carl_geo.polygon_training.pixel_features import FeatureStack, PixelSample, columns, fit_context, pixel_samples
+from carl_geo.polygon_training.pixel_features import (FeatureStack, PixelSample, columns, feature_pass_seconds,
+                                                      fit_context, pixel_samples)
 from carl_geo.polygon_training.recipe import TrainingRecipe, plan_recipe, steps_for_epochs
 from carl_geo.polygon_training.report import confusion_png
 from carl_geo.polygon_training.scene import TrainingScene, polygon_widths, prepare_scene, split_scene
@@ -134,6 +135,10 @@ def score_holdout(model: torch.nn.Module, image: np.ndarray, valid: np.ndarray, 
 #: scored at most. Forests on 20,000 / 60,000 Sentinel-2 pixels: mIoU 0.310 / 0.317 (context), 0.285 / 0.294 (bands).
 HEAD_TRAIN_PIXELS = 40_000
 HEAD_VAL_PIXELS = 100_000
+#: Seconds reserved for the pixel heads (fitting, scoring, refit, the band bank) after the CARL loop under a run
+#: budget: they took 53 s and 76 s in two runs on Sentinel-2 (8 classes, 60 features, the sample caps above) on 2
+#: cores, seconds on smaller scenes.
+HEADS_SECONDS = 90.0
 #: Share of the progress bar the pixel heads take after the CARL model's steps.
 HEAD_PROGRESS_SHARE = 0.1
 
@@ -293,16 +298,24 @@ def train_from_polygons(
 
     # ---- 2. the CARL model ------------------------------------------------------------------------------------
     heads_on = r.normalization == "scene" and r.select != "carl"
+    image = scene.normalized() if r.normalization == "scene" else standardize_valid(
+        torch.from_numpy(scene.image)[None], torch.from_numpy(scene.valid)[None])[0].numpy()
+
+    def after_loop(carl_model: torch.nn.Module) -> float:  # seconds of stage 3 with this model, measured
+        stack = FeatureStack(ContextFeatures(image.shape[0]), carl_model)  # unfitted context: same cost
+        return HEADS_SECONDS + feature_pass_seconds(stack, image, scene.valid, scene.wavelengths, dev)
+
+    budget = None  # the CPU default's budget holds for the whole run, not only the loop
+    if plan.run_minutes is not None and heads_on:
+        budget = RunBudget(t0 + 60 * plan.run_minutes, plan.run_minutes, after_loop)
     loop_progress, heads_progress = _scaled_progress(progress, HEAD_PROGRESS_SHARE if heads_on else 0.0)
-    carl, loop = train_carl(scene, r, weights, dev, progress=loop_progress, log=say, hooks=hooks)
+    carl, loop = train_carl(scene, r, weights, dev, progress=loop_progress, log=say, hooks=hooks, budget=budget)
     short = cut_short(loop.steps, int(r.max_steps), loop.stop_reason)
     if short:
         say(f"note: {short}")
         notices.append(short)
 
     # ---- 3. pixel features, candidates, the kept model --------------------------------------------------------
-    image = scene.normalized() if r.normalization == "scene" else standardize_valid(
-        torch.from_numpy(scene.image)[None], torch.from_numpy(scene.valid)[None])[0].numpy()
     evaluated_on = "validation" if scene.n_val else "training"
     rows: list[dict[str, Any]] = []
     others: dict[str, torch.nn.Module] = {}
