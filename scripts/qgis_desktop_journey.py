@@ -1,7 +1,8 @@
 """The desktop journey's steps, run INSIDE the QGIS desktop (``qgis --code``; started by
 scripts/qgis_desktop_journey.sh, which sets the environment below and checks the exit code).
 
-As an analyst would: the plugin (installed from its ZIP into a fresh profile) shows its algorithms in the
+As an analyst would: the plugin (installed from its ZIP into a fresh profile) opens its installer on the first
+start, which installs the dependencies from a local folder of wheels; the plugin shows its algorithms in the
 Processing toolbox; the NC Landsat 7 scene and its training polygons are loaded as layers; "CARL train from
 polygons" runs on them and its map is added, styled with the class names; "CARL segment raster" maps the scene
 again with the trained model; then QGIS quits through its own event loop. Each step's time, the training log
@@ -9,7 +10,9 @@ again with the trained model; then QGIS quits through its own event loop. Each s
 is written to ``journey.json`` and QGIS quits with exit code 1.
 
 Environment: ``CARL_JOURNEY_OUT`` (output folder), ``CARL_JOURNEY_SCENE`` / ``CARL_JOURNEY_POLYGONS`` /
-``CARL_JOURNEY_FIELD`` (the scene), ``CARL_JOURNEY_WORK`` (model and maps), ``CARL_JOURNEY_STEPS`` (training steps; empty: the default time budget).
+``CARL_JOURNEY_FIELD`` (the scene), ``CARL_JOURNEY_WORK`` (model and maps), ``CARL_JOURNEY_STEPS`` (training steps;
+empty: the default time budget), ``CARL_JOURNEY_WHEELHOUSE`` (a folder of wheels: first the plugin's installer, which
+opens by itself on the first start, installs the dependencies from it offline; empty: ``CARL_QGIS_PYTHON`` is used).
 """
 
 from __future__ import annotations
@@ -87,9 +90,49 @@ def step(name: str, fn) -> object:  # noqa: ANN001
     return result
 
 
+def install_dependencies(house: str) -> dict:
+    """First start without the dependencies: the plugin opens its installer by itself; the analyst picks
+    "Offline", the folder of wheels, and Install, then waits (the dialog shows progress and pip's log)."""
+    from carl_qgis import deps
+    from carl_qgis.gui.installer_dialog import InstallerDialog
+    from qgis.PyQt.QtWidgets import QApplication
+
+    opened = [w for w in QApplication.topLevelWidgets() if isinstance(w, InstallerDialog) and w.isVisible()]
+    if not opened:
+        raise RuntimeError("the installer did not open by itself on the first start without the dependencies")
+    dialog = opened[0]
+    dialog.offline.setChecked(True)
+    dialog.wheelhouse_edit.setText(house)
+    settle(0.5)
+    dialog.grab().save(str(OUT / "desktop_0_installer.png"), "PNG")
+    dialog.install_button.click()
+    if dialog.job is None:  # refused before starting (the status line says why)
+        raise RuntimeError(f"the installer did not start: {dialog.status.text()}")
+    end = time.time() + float(os.environ.get("CARL_JOURNEY_INSTALL_TIMEOUT", "1800"))
+    while dialog.running and time.time() < end:
+        settle(1.0)
+    settle(1.0)
+    dialog.grab().save(str(OUT / "desktop_0_installed.png"), "PNG")
+    status = dialog.status.text()
+    if dialog.running:
+        dialog.cancel()
+        raise RuntimeError(f"the installation did not finish in time: {status}")
+    if dialog.error is not None:
+        raise RuntimeError(f"the installation failed: {status}")
+    result = {"status": status, "ready": deps.status().ok, "env": str(getattr(dialog.result, "env", "")),
+              "versions": getattr(dialog.result, "versions", {})}
+    if not result["ready"]:
+        raise RuntimeError(f"installed, but the CARL algorithms are not ready: {deps.status().message}")
+    dialog.close()
+    return result
+
+
 def journey() -> None:
     import processing
 
+    house = os.environ.get("CARL_JOURNEY_WHEELHOUSE")
+    if house:
+        RECORD["install"] = step("install dependencies (offline, wheel folder)", lambda: install_dependencies(house))
     algs = [a.id() for a in QgsApplication.processingRegistry().algorithms() if a.provider().id() == "carl"]
     RECORD["algorithms"] = sorted(algs)
     if "carl:trainfrompolygons" not in algs:
