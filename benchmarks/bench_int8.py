@@ -185,9 +185,8 @@ def nc_scores(path: Path, bundle: Any, scene: Any) -> dict[str, float]:
     with rasterio.open(path) as ds:
         m = ds.read(1, masked=True)
     pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
-    eval_mask = data["valid"] & (data["strata"] > 0) & ~data["in_polygons"]
-    s = _score(pred, list(bundle.class_names), data["strata"], eval_mask, scene.class_names,
-               list(data["labels"].class_names))
+    # data["reference"]: the demo's scoring reference (-1 outside the valid pixels off the training polygons)
+    s = _score(pred, list(bundle.class_names), data["reference"], scene.class_names, list(data["labels"].class_names))
     return {"overall_accuracy": s["overall_accuracy"], "mean_iou": s["mean_iou"]}
 
 

@@ -9,9 +9,11 @@ threads.
    for the NC demo model on the NC scene and a tiny CARL trained on a generated 13-band scene.
 4. ``predictor``: ``predict_raster`` end to end on a generated 4096^2 13-band uint16 GeoTIFF (tiny
    CARL segmenter, random weights, batch 4, class map): former defaults vs today's, alternating
-   rounds, median Mpx/s; then today's defaults with 1 torch thread and with ``precision="int8"``.
+   rounds with today's defaults at 1 torch thread and with ``precision="int8"``, ratios per round.
 5. ``threads``: 1 vs 2 torch threads for one training step of the tiny segmenter (batch 8 chips
-   64 x 64, 13 bands, AdamW) and one inference batch (4 tiles 256 x 256), alternating rounds.
+   64 x 64, 13 bands, AdamW) and one inference batch (4 tiles 256 x 256), paired rounds.
+
+Every timed section uses benchmarks/timing.py (warm-up, paired rounds, ratios per round with their range).
 
 Load (``/proc/loadavg``) is recorded beside each section. Writes ``bench_tiling.json``, ``.md`` and
 ``.png`` to ``--out``.
@@ -28,11 +30,10 @@ import json
 import os
 import platform
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import carl_geo  # noqa: E402
 from bench_models import class_agreement, generated_model, nc_model, uptime  # noqa: E402
 from bench_predictor import generate_raster, seg_bundle  # noqa: E402
+from timing import PairedTiming, time_paired  # noqa: E402  (benchmarks/timing.py)
 from carl_geo.inference import predict_raster  # noqa: E402
 from carl_geo.inference.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, TileGrid  # noqa: E402
 
@@ -58,22 +60,25 @@ def computed() -> list[dict[str, Any]]:
     return rows
 
 
-def tile_cost(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
+def tile_cost(sizes: list[int], rounds: int) -> tuple[list[dict[str, Any]], PairedTiming]:
+    """µs per pixel of the tiny segmenter at each tile side: one batch of about 4 x 256^2 pixels per call, the
+    sides in paired rounds (benchmarks/timing.py)."""
     model = seg_bundle("tiny").model
     wl = torch.tensor(carl_geo.get_sensor("sentinel2_l1c").wavelengths)
     xs = {s: torch.randn(max(1, 4 * 256 * 256 // (s * s)), 13, s, s) for s in sizes}
-    times: dict[int, list[float]] = {s: [] for s in sizes}
-    load = uptime()
-    with torch.inference_mode():
-        for s in sizes:
-            model(xs[s], wl)
-        for _ in range(rounds):
-            for s in sizes:
-                t = time.perf_counter()
+
+    def call(s: int) -> Callable[[], None]:
+        def run() -> None:
+            with torch.inference_mode():
                 model(xs[s], wl)
-                times[s].append((time.perf_counter() - t) / (xs[s].shape[0] * s * s) * 1e6)
-    return [{"tile": s, "us_per_px": float(np.median(times[s])), "runs": times[s], "load_before": load,
-             "load_after": uptime()} for s in sizes]
+        return run
+
+    t = time_paired({str(s): call(s) for s in sizes}, rounds=rounds, block_seconds=1.0, warmup=1)
+    px = {s: xs[s].shape[0] * s * s for s in sizes}
+    return [{"tile": s, "us_per_px": 1e6 * t.median_seconds(str(s)) / px[s],
+             "runs": [1e6 * v / px[s] for v in t.seconds[str(s)]],
+             "vs_first": t.speedup(str(s), str(sizes[0])).to_dict(), "load_before": t.load_before,
+             "load_after": t.load_after, "loaded": t.loaded} for s in sizes], t
 
 
 #: A centred-context reference: every pixel's prediction comes mostly from a tile where it lies >= 56 px
@@ -108,39 +113,40 @@ def class_maps(data: Path, out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def predictor(src: Path, out: Path, rounds: int) -> list[dict[str, Any]]:
+def predictor(src: Path, out: Path, rounds: int) -> tuple[list[dict[str, Any]], PairedTiming]:
+    """``predict_raster`` end to end: the former defaults, today's, today's with 1 torch thread and with int8, in
+    paired rounds (one whole raster per call; benchmarks/timing.py). Returns one row per run and the timing."""
     bundle = seg_bundle("tiny")
     import rasterio
 
     with rasterio.open(src) as ds:
         pixels = ds.width * ds.height
+    rows: list[dict[str, Any]] = []
 
-    def run(tile: int, overlap: int, precision: str = "fp32") -> dict[str, Any]:
-        load = uptime()
-        r = predict_raster(bundle, src, out / "_pred.tif", tile_size=tile, overlap=overlap, batch_size=4,
-                           device="cpu", precision=precision)
-        r.path.unlink()
-        row = {"tile_size": tile, "overlap": overlap, "precision": precision, "threads": torch.get_num_threads(),
-               "seconds": r.seconds, "tiles": r.tiles, "mpx_per_s": pixels / r.seconds / 1e6,
-               "computed_px_per_raster_px": r.tiles * TileGrid.build(r.height, r.width, tile, overlap).tile_h
-               * TileGrid.build(r.height, r.width, tile, overlap).tile_w / pixels, "load_before": load,
-               "load_after": uptime()}
-        print(f"predictor {tile}/{overlap} {precision} {row['threads']} thr: {r.seconds:.1f} s, "
-              f"{row['mpx_per_s']:.3f} Mpx/s, {r.tiles} tiles", flush=True)
-        return row
+    def run(tile: int, overlap: int, precision: str = "fp32", threads: int | None = None) -> Callable[[], None]:
+        def once() -> None:
+            base = torch.get_num_threads()
+            torch.set_num_threads(threads or base)
+            try:
+                load = uptime()
+                r = predict_raster(bundle, src, out / "_pred.tif", tile_size=tile, overlap=overlap, batch_size=4,
+                                   device="cpu", precision=precision)
+            finally:
+                torch.set_num_threads(base)
+            r.path.unlink()
+            g = TileGrid.build(r.height, r.width, tile, overlap)
+            rows.append({"tile_size": tile, "overlap": overlap, "precision": precision, "threads": threads or base,
+                         "seconds": r.seconds, "tiles": r.tiles, "mpx_per_s": pixels / r.seconds / 1e6,
+                         "computed_px_per_raster_px": r.tiles * g.tile_h * g.tile_w / pixels, "load_before": load,
+                         "load_after": uptime()})
+            print(f"predictor {tile}/{overlap} {precision} {rows[-1]['threads']} thr: {r.seconds:.1f} s, "
+                  f"{rows[-1]['mpx_per_s']:.3f} Mpx/s, {r.tiles} tiles", flush=True)
+        return once
 
-    rows = []
-    for _ in range(rounds):
-        rows.append(run(*OLD))
-        rows.append(run(*NEW))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        rows.append(run(*NEW))
-    finally:
-        torch.set_num_threads(threads)
-    rows.append(run(*NEW, precision="int8"))
-    return rows
+    t = time_paired({"former": run(*OLD), "today": run(*NEW), "today, 1 thread": run(*NEW, threads=1),
+                     "today, int8": run(*NEW, precision="int8")}, rounds=rounds, block_seconds=0.0, min_calls=1,
+                    warmup=0)
+    return rows, t
 
 
 def threads_scaling(rounds: int) -> list[dict[str, Any]]:
@@ -165,31 +171,38 @@ def threads_scaling(rounds: int) -> list[dict[str, Any]]:
 
     base = torch.get_num_threads()
     counts = sorted({1, base})
-    times: dict[tuple[str, int], list[float]] = {}
-    load = uptime()
-    for fn in (train_step, infer):
-        fn()
-    for _ in range(rounds):
-        for name, fn in (("training step (8 x 64^2)", train_step), ("inference (4 x 256^2)", infer)):
-            for n in counts:
-                torch.set_num_threads(n)
-                t = time.perf_counter()
+
+    def with_threads(fn: Callable[[], None], n: int) -> Callable[[], None]:
+        def run() -> None:
+            torch.set_num_threads(n)
+            try:
                 fn()
-                times.setdefault((name, n), []).append(time.perf_counter() - t)
-    torch.set_num_threads(base)
+            finally:
+                torch.set_num_threads(base)
+        return run
+
+    jobs = {"training step (8 x 64^2)": train_step, "inference (4 x 256^2)": infer}
+    t = time_paired({f"{name}|{n}": with_threads(fn, n) for name, fn in jobs.items() for n in counts}, rounds=rounds,
+                    block_seconds=1.0, warmup=1)
     rows = []
-    for (name, n), v in times.items():
-        one = float(np.median(times[(name, 1)]))
-        rows.append({"what": name, "threads": n, "median_s": float(np.median(v)), "runs": v,
-                     "speedup_vs_1": one / float(np.median(v)), "load_before": load, "load_after": uptime()})
+    for name in jobs:
+        for n in counts:
+            key = f"{name}|{n}"
+            ratio = t.speedup(key, f"{name}|1")
+            rows.append({"what": name, "threads": n, "median_s": t.median_seconds(key), "runs": t.seconds[key],
+                         "speedup_vs_1": ratio.median, "speedup_range": [ratio.low, ratio.high],
+                         "load_before": t.load_before, "load_after": t.load_after, "loaded": t.loaded})
     return rows
 
 
 def markdown(res: dict[str, Any]) -> str:
     m = res["meta"]
     lines = [f"# bench_tiling ({m['machine']}, torch {m['torch']}, {m['torch_threads']} torch threads)", "",
-             f"Load average (1/5/15 min) at start {m['load_start']}, at end {m['load_end']}: a shared 2-core machine "
-             "with other jobs running; A/B pairs are measured in alternating rounds in one process (medians).", "",
+             f"Load average (1/5/15 min) at start {m.get('load_start_merge', m['load_start'])}, at end "
+             f"{m['load_end']}" + (" (sections not rerun this time keep their earlier results)"
+                                   if "load_start_merge" in m else "") + ". Every timed section "
+             "uses benchmarks/timing.py: warm-up, paired rounds in rotating order, speed-ups per round (median and "
+             "range).", "",
              f"Defaults now: tile {NEW[0]}, overlap {NEW[1]}, tile extents fitted to the raster (before: 256 / 64).",
              "", "## Computed pixels per raster pixel", "",
              "| raster side | tile / overlap | tile extent used | tiles | computed px per raster px |",
@@ -199,8 +212,9 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{r['computed_px_per_raster_px']:.3f} |")
     if res.get("tile_cost"):
         lines += ["", "## Model cost per pixel vs tile side (tiny CARL segmenter, 13 bands)", "",
-                  "| tile side | µs per pixel (median) |", "|---:|---:|"]
-        lines += [f"| {r['tile']} | {r['us_per_px']:.2f} |" for r in res["tile_cost"]]
+                  "| tile side | µs per pixel (median) | rounds |", "|---:|---:|---|"]
+        lines += [f"| {r['tile']} | {r['us_per_px']:.2f} | {', '.join(f'{v:.2f}' for v in r['runs'])} |"
+                  for r in res["tile_cost"]]
     if res.get("class_maps"):
         lines += ["", f"## Class maps: today's defaults ({NEW[0]} / {NEW[1]}) vs the former 256 / 64", "",
                   f"`wide` = tile {WIDE[0]} / overlap {WIDE[1]} (every pixel mostly predicted far from a tile edge).", "",
@@ -222,14 +236,18 @@ def markdown(res: dict[str, Any]) -> str:
                          f"{r['computed_px_per_raster_px']:.3f} | {r['seconds']:.1f} | {r['mpx_per_s']:.3f} | "
                          f"{r['load_before']} |")
         s = res["predictor_summary"]
-        lines += ["", f"Median Mpx/s: former defaults {s['old_mpx_per_s']:.3f}, today's {s['new_mpx_per_s']:.3f} "
-                  f"(**x{s['speedup']:.2f}**); today's defaults with int8: x{s['int8_speedup_vs_old']:.2f} the former "
-                  f"fp32 defaults; 2 vs 1 thread at today's defaults: x{s['threads_2_vs_1']:.2f}."]
+        ratio = lambda v: f"x{v['median']:.2f} ({v['min']:.2f}-{v['max']:.2f}, {v['rounds']} rounds)"  # noqa: E731
+        lines += ["", f"Median Mpx/s: former defaults {s['old_mpx_per_s']:.3f}, today's {s['new_mpx_per_s']:.3f}; "
+                  f"paired per round (benchmarks/timing.py): today's vs the former **{ratio(s['speedup'])}**; today's "
+                  f"with int8 vs the former fp32 {ratio(s['int8_speedup_vs_old'])}, vs today's fp32 "
+                  f"{ratio(s['int8_speedup_vs_new'])}; 2 vs 1 thread at today's defaults {ratio(s['threads_2_vs_1'])}; "
+                  f"{s['load']}."]
     if res.get("threads"):
-        lines += ["", "## Threads (tiny CARL)", "", "| what | threads | median s | speed-up vs 1 thread |",
+        lines += ["", "## Threads (tiny CARL)", "", "| what | threads | median s | speed-up vs 1 thread (range) |",
                   "|---|---:|---:|---:|"]
-        lines += [f"| {r['what']} | {r['threads']} | {r['median_s']:.3f} | {r['speedup_vs_1']:.2f} |"
-                  for r in res["threads"]]
+        lines += [f"| {r['what']} | {r['threads']} | {r['median_s']:.3f} | {r['speedup_vs_1']:.2f} "
+                  f"({r.get('speedup_range', [r['speedup_vs_1']] * 2)[0]:.2f}-"
+                  f"{r.get('speedup_range', [r['speedup_vs_1']] * 2)[1]:.2f}) |" for r in res["threads"]]
     return "\n".join(lines) + "\n"
 
 
@@ -281,22 +299,23 @@ def main() -> None:
         res = {**old_res, "meta": {**old_res["meta"], "load_start_merge": res["meta"]["load_start"]}}
     res["computed"] = computed()
     if "tile_cost" in sections:
-        res["tile_cost"] = tile_cost([int(s) for s in args.tile_sizes.split(",")], max(3, 2 * args.rounds + 1))
+        res["tile_cost"], _ = tile_cost([int(s) for s in args.tile_sizes.split(",")], max(3, args.rounds + 1))
     if "class_maps" in sections:
         res["class_maps"] = class_maps(data, out)
     if "predictor" in sections:
         src = generate_raster(data / f"bench_{args.size}.tif", args.size)
-        rows = res["predictor"] = predictor(src, out, args.rounds)
-        med = lambda sel: float(np.median([r["mpx_per_s"] for r in rows if sel(r)]))  # noqa: E731
-        fp32_new = lambda r: (r["tile_size"], r["overlap"]) == NEW and r["precision"] == "fp32"  # noqa: E731
-        old = med(lambda r: (r["tile_size"], r["overlap"]) == OLD)
-        new = med(lambda r: fp32_new(r) and r["threads"] == res["meta"]["torch_threads"])
+        res["predictor"], t = predictor(src, out, args.rounds)
+        pixels = args.size ** 2
+        speed = lambda name: pixels / t.median_seconds(name) / 1e6  # noqa: E731
         res["predictor_summary"] = {
-            "old_mpx_per_s": old, "new_mpx_per_s": new, "speedup": new / old,
-            "int8_speedup_vs_old": med(lambda r: r["precision"] == "int8") / old,
-            "threads_2_vs_1": new / med(lambda r: fp32_new(r) and r["threads"] == 1)}
+            "old_mpx_per_s": speed("former"), "new_mpx_per_s": speed("today"),
+            "speedup": t.speedup("today", "former").to_dict(),
+            "int8_speedup_vs_old": t.speedup("today, int8", "former").to_dict(),
+            "int8_speedup_vs_new": t.speedup("today, int8", "today").to_dict(),
+            "threads_2_vs_1": t.speedup("today", "today, 1 thread").to_dict(), "load": t.load_text(),
+            "loaded": t.loaded}
     if "threads" in sections:
-        res["threads"] = threads_scaling(max(3, 2 * args.rounds + 1))
+        res["threads"] = threads_scaling(max(3, args.rounds + 1))
     res["meta"]["load_end"] = uptime()
     (out / "bench_tiling.json").write_text(json.dumps(res, indent=1))
     (out / "bench_tiling.md").write_text(markdown(res))
