@@ -8,7 +8,7 @@
 #   bash scripts/qgis_desktop_journey.sh [OUT_DIR]      # default docs/; needs qgis (and xvfb: installed as root)
 # The folder of wheels is CARL_JOURNEY_WHEELHOUSE (default: a cache folder outside the checkout,
 # ${XDG_CACHE_HOME:-~/.cache}/carl_geo/journey_wheelhouse, filled once by `pip download` for QGIS's Python: about
-# 4 GB with PyPI's torch build). CARL_JOURNEY_INSTALL=0 skips the installer and runs the worker with
+# 3.1 GB with PyPI's torch build). CARL_JOURNEY_INSTALL=0 skips the installer and runs the worker with
 # CARL_QGIS_PYTHON (default ./.venv-qgis/bin/python). CARL_JOURNEY_STEPS=N trains N steps instead of the time budget.
 # Passes when QGIS exits with 0 and every step ran; the screenshots show the result.
 set -euo pipefail
@@ -45,7 +45,7 @@ else
   unset CARL_QGIS_PYTHON  # the worker runs with the environment the installer builds
   HOUSE=$(realpath -m "${CARL_JOURNEY_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/carl_geo/journey_wheelhouse}")
   if [ ! -f "$HOUSE/.complete" ]; then  # once: every wheel carl_geo needs, for QGIS's Python, as a user would fetch
-    echo "[journey] filling the wheel folder $HOUSE (once; about 4 GB)"
+    echo "[journey] filling the wheel folder $HOUSE (once; about 3 GB)"
     mkdir -p "$HOUSE"
     PYV=$(/usr/bin/python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
     # the versions the installer keeps from QGIS's Python (numpy==1.24.2 on Debian 12) ...
