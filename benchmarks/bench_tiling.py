@@ -60,6 +60,18 @@ def computed() -> list[dict[str, Any]]:
     return rows
 
 
+def with_threads(fn: Callable[[], None], n: int) -> Callable[[], None]:
+    """``fn`` run with ``n`` torch threads (the previous count restored after each call)."""
+    def run() -> None:
+        base = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            fn()
+        finally:
+            torch.set_num_threads(base)
+    return run
+
+
 def tile_cost(sizes: list[int], rounds: int) -> tuple[list[dict[str, Any]], PairedTiming]:
     """µs per pixel of the tiny segmenter at each tile side: one batch of about 4 x 256^2 pixels per call, the
     sides in paired rounds (benchmarks/timing.py)."""
@@ -123,19 +135,14 @@ def predictor(src: Path, out: Path, rounds: int) -> tuple[list[dict[str, Any]], 
         pixels = ds.width * ds.height
     rows: list[dict[str, Any]] = []
 
-    def run(tile: int, overlap: int, precision: str = "fp32", threads: int | None = None) -> Callable[[], None]:
+    def run(tile: int, overlap: int, precision: str = "fp32") -> Callable[[], None]:
         def once() -> None:
-            base = torch.get_num_threads()
-            torch.set_num_threads(threads or base)
-            try:
-                load = uptime()
-                r = predict_raster(bundle, src, out / "_pred.tif", tile_size=tile, overlap=overlap, batch_size=4,
-                                   device="cpu", precision=precision)
-            finally:
-                torch.set_num_threads(base)
+            load = uptime()
+            r = predict_raster(bundle, src, out / "_pred.tif", tile_size=tile, overlap=overlap, batch_size=4,
+                               device="cpu", precision=precision)
             r.path.unlink()
             g = TileGrid.build(r.height, r.width, tile, overlap)
-            rows.append({"tile_size": tile, "overlap": overlap, "precision": precision, "threads": threads or base,
+            rows.append({"tile_size": tile, "overlap": overlap, "precision": precision, "threads": torch.get_num_threads(),
                          "seconds": r.seconds, "tiles": r.tiles, "mpx_per_s": pixels / r.seconds / 1e6,
                          "computed_px_per_raster_px": r.tiles * g.tile_h * g.tile_w / pixels, "load_before": load,
                          "load_after": uptime()})
@@ -143,7 +150,7 @@ def predictor(src: Path, out: Path, rounds: int) -> tuple[list[dict[str, Any]], 
                   f"{rows[-1]['mpx_per_s']:.3f} Mpx/s, {r.tiles} tiles", flush=True)
         return once
 
-    t = time_paired({"former": run(*OLD), "today": run(*NEW), "today, 1 thread": run(*NEW, threads=1),
+    t = time_paired({"former": run(*OLD), "today": run(*NEW), "today, 1 thread": with_threads(run(*NEW), 1),
                      "today, int8": run(*NEW, precision="int8")}, rounds=rounds, block_seconds=0.0, min_calls=1,
                     warmup=0)
     return rows, t
@@ -169,18 +176,7 @@ def threads_scaling(rounds: int) -> list[dict[str, Any]]:
         with torch.inference_mode():
             seg(xi, wl)
 
-    base = torch.get_num_threads()
-    counts = sorted({1, base})
-
-    def with_threads(fn: Callable[[], None], n: int) -> Callable[[], None]:
-        def run() -> None:
-            torch.set_num_threads(n)
-            try:
-                fn()
-            finally:
-                torch.set_num_threads(base)
-        return run
-
+    counts = sorted({1, torch.get_num_threads()})
     jobs = {"training step (8 x 64^2)": train_step, "inference (4 x 256^2)": infer}
     t = time_paired({f"{name}|{n}": with_threads(fn, n) for name, fn in jobs.items() for n in counts}, rounds=rounds,
                     block_seconds=1.0, warmup=1)
