@@ -10,7 +10,7 @@ paired rounds (benchmarks/timing.py: the speed-up is the median of per-round rat
 Examples::
 
     python benchmarks/bench_vs_upstream.py --upstream /path/to/CARL --device cpu --configs tiny,published \\
-        --bands 13 --batch 2 --modes fp32
+        --bands 13 --shapes 2x128,4x256 --modes fp32
     python benchmarks/bench_vs_upstream.py --upstream /path/to/CARL --device cuda --configs published \\
         --bands 13,202 --batch 32 --modes fp32,bf16,bf16-compile
 """
@@ -90,21 +90,26 @@ def main() -> None:
     p.add_argument("--bands", default="13")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--size", type=int, default=128)
+    p.add_argument("--shapes", default=None, metavar="BxS,...",
+                   help="batch x tile side pairs, e.g. 2x128,4x256 (4 x 256 is the predictor's CPU default); "
+                        "overrides --batch and --size")
     p.add_argument("--modes", default="fp32")
     p.add_argument("--min-seconds", type=float, default=5.0, help="per implementation and mode")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args()
 
+    shapes = ([tuple(int(v) for v in item.lower().split("x")) for item in args.shapes.split(",")]
+              if args.shapes else [(args.batch, args.size)])
     rows = []
-    for cfg_name in args.configs.split(","):
+    for cfg_name, (batch, size) in ((c, s) for c in args.configs.split(",") for s in shapes):
         config = carl_geo.get_config(cfg_name)
         torch.manual_seed(0)
         ours = carl_geo.CARL(config).eval().to(args.device)
         theirs = upstream_model(args.upstream, config).eval().to(args.device)
         missing = copy_weights(ours, theirs)
         for c in (int(b) for b in args.bands.split(",")):
-            x = torch.randn(args.batch, c, args.size, args.size, device=args.device)
-            wl = torch.linspace(0.4, 2.4, c, device=args.device).expand(args.batch, c)
+            x = torch.randn(batch, c, size, size, device=args.device)
+            wl = torch.linspace(0.4, 2.4, c, device=args.device).expand(batch, c)
             with torch.inference_mode():
                 diff = (ours(x, wl).spatial - theirs(x, wl)[0]).abs().max().item()
             for mode in args.modes.split(","):
@@ -113,13 +118,13 @@ def main() -> None:
                 fns = {k: torch.compile(m) if compile_ else m for k, m in fns.items()}
                 t = time_forwards(fns, x, wl, mode, args.device, args.min_seconds)
                 ratio = t.speedup("carl_geo", "upstream")
-                row = {"config": cfg_name, "bands": c, "batch": args.batch, "size": args.size, "mode": mode,
-                       "carl_geo_images_per_s": args.batch / t.median_seconds("carl_geo"),
-                       "upstream_images_per_s": args.batch / t.median_seconds("upstream"),
+                row = {"config": cfg_name, "bands": c, "batch": batch, "size": size, "mode": mode,
+                       "carl_geo_images_per_s": batch / t.median_seconds("carl_geo"),
+                       "upstream_images_per_s": batch / t.median_seconds("upstream"),
                        "speedup": ratio.median, "speedup_range": [ratio.low, ratio.high], "timing": t.to_dict(),
                        "max_abs_diff_fp32": diff, "unmatched_upstream_keys": missing}
                 rows.append(row)
-                print(f"{cfg_name:9s} C={c:3d} B={args.batch} {mode:13s} carl_geo {row['carl_geo_images_per_s']:8.2f} "
+                print(f"{cfg_name:9s} C={c:3d} B={batch} {size}px {mode:13s} carl_geo {row['carl_geo_images_per_s']:8.2f} "
                       f"img/s  upstream {row['upstream_images_per_s']:8.2f} img/s  {ratio}  "
                       f"max|diff| {diff:.1e}  {t.load_text()}", flush=True)
 
@@ -128,14 +133,14 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_vs_upstream.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    lines = [f"carl_geo vs upstream CARL, {args.size}x{args.size}, {device}, torch {torch.__version__}, "
+    lines = [f"carl_geo vs upstream CARL, {device}, torch {torch.__version__}, "
              f"{meta['threads']} threads", "",
              "Speed-up: median of the per-round ratios (upstream s / carl_geo s, same round) and their range; "
              "img/s: medians.", "",
-             "| config | bands | batch | mode | carl_geo img/s | upstream img/s | speed-up (range) | load | "
+             "| config | bands | batch | tile px | mode | carl_geo img/s | upstream img/s | speed-up (range) | load | "
              "max abs diff (fp32) |",
-             "|---|---:|---:|---|---:|---:|---:|---|---:|"]
-    lines += [f"| {r['config']} | {r['bands']} | {r['batch']} | {r['mode']} | {r['carl_geo_images_per_s']:.2f} | "
+             "|---|---:|---:|---:|---|---:|---:|---:|---|---:|"]
+    lines += [f"| {r['config']} | {r['bands']} | {r['batch']} | {r['size']} | {r['mode']} | {r['carl_geo_images_per_s']:.2f} | "
               f"{r['upstream_images_per_s']:.2f} | {r['speedup']:.2f} ({r['speedup_range'][0]:.2f}-"
               f"{r['speedup_range'][1]:.2f}) | {r['timing']['load_before']} -> {r['timing']['load_after']}"
               f"{' LOADED' if r['timing']['loaded'] else ''} | {r['max_abs_diff_fp32']:.1e} |" for r in rows]
@@ -153,9 +158,10 @@ def main() -> None:
     xs = range(len(rows))
     ax.bar([i - 0.2 for i in xs], [r["upstream_images_per_s"] for r in rows], 0.4, label="upstream CARL")
     ax.bar([i + 0.2 for i in xs], [r["carl_geo_images_per_s"] for r in rows], 0.4, label="carl_geo")
-    ax.set_xticks(list(xs), [f"{r['config']}\nC={r['bands']}\n{r['mode']}" for r in rows], fontsize=8)
+    ax.set_xticks(list(xs), [f"{r['config']}\nC={r['bands']}, {r['batch']}x{r['size']}px\n{r['mode']}" for r in rows],
+                  fontsize=8)
     ax.set_ylabel("images / s")
-    ax.set_title(f"CARL forward {args.size}x{args.size}, batch {args.batch}, {device}")
+    ax.set_title(f"CARL forward, {device}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "bench_vs_upstream.png", dpi=120)

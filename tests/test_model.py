@@ -150,3 +150,30 @@ def test_bf16_autocast_close_to_fp32(tiny_model, s2_wavelengths):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = tiny_model(x, s2_wavelengths).spatial.float()
     assert (low - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
+def test_cpu_inference_in_column_chunks_equals_one_pass(tiny_model, monkeypatch):
+    """CPU inference runs the spectral blocks on chunks of token columns (a cache-sized working set);
+    the features, including padded bands and the spectral tokens, equal one pass over all columns."""
+    import carl_geo.models.spectral_encoder as spectral
+
+    torch.manual_seed(3)
+    img = torch.randn(2, 5, 40, 24)
+    wl = torch.tensor([[0.49, 0.56, 0.66, 0.83, 1.61], [0.48, 0.55, 0.65, 0.86, 2.2]])
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    enc = tiny_model.spectral_tf
+    tokens = tiny_model.embed_bands(tiny_model.pad_to_patch(img))  # 2 * 5 * 3 = 30 columns
+    with torch.no_grad():
+        whole = tiny_model(img, wl, mask)
+        whole_tokens = enc(tokens, wl, mask)
+        assert enc.chunk_columns(tokens) == 30
+        monkeypatch.setattr(spectral, "CPU_CHUNK_BYTES", 7 * 5 * enc.blocks[0].mlp.fc1.out_features * 4)
+        assert enc.chunk_columns(tokens) == 7  # 5 chunks, the last one 2 columns, crossing the samples
+        chunked = tiny_model(img, wl, mask)
+        chunked_tokens = enc(tokens, wl, mask)
+    with torch.enable_grad():
+        assert enc.chunk_columns(tokens) == 30  # training keeps one pass
+    torch.testing.assert_close(chunked.spatial, whole.spatial, rtol=0, atol=1e-5)
+    torch.testing.assert_close(chunked.spectral, whole.spectral, rtol=0, atol=1e-5)
+    for key in ("queries", "spectral_tokens"):
+        torch.testing.assert_close(chunked_tokens[key], whole_tokens[key], rtol=0, atol=1e-5)

@@ -24,6 +24,10 @@ from carl_geo.models.timm_weights import TIMM, create_pretrained, normalize_sour
 #: timm DINOv2 weights upstream copies into a spectral encoder of this width (its first ``depth`` blocks).
 DINOV2_BY_WIDTH = {384: "vit_small_patch14_dinov2.lvd142m", 768: "vit_base_patch14_dinov2.lvd142m"}
 
+#: Size (bytes) of the MLP hidden activation of one chunk of token columns in CPU inference
+#: (:meth:`SpectralEncoder.chunk_columns`): about 1700 band tokens of the published config.
+CPU_CHUNK_BYTES = 10 * 2**20
+
 
 class WavelengthEncoding(nn.Module):
     """Random Fourier encoding of wavelengths (µm), deterministic across runs.
@@ -212,12 +216,42 @@ class SpectralEncoder(nn.Module):
                 attn_mask = attn_mask.repeat_interleave(repeats, dim=0)
 
         queries = (self.queries + self.queries_pos_enc).expand(n, -1, -1)
+        step = self.chunk_columns(x)
+        if step >= n:
+            queries, x = self._blocks(queries, x, attn_mask)
+        else:  # columns are independent: same result, a cache-sized working set (see chunk_columns)
+            parts = [self._blocks(queries[s:s + step], x[s:s + step],
+                                  None if attn_mask is None else attn_mask[s:s + step])
+                     for s in range(0, n, step)]
+            queries = torch.cat([q for q, _ in parts])
+            x = torch.cat([t for _, t in parts])
+        return {"queries": self.norm(queries), "spectral_tokens": x}
+
+    def _blocks(self, queries: Tensor, x: Tensor, attn_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Run every block on (n, Q, D) queries and (n, C, D) band tokens of the same n columns."""
         for blk in self.blocks:
             if blk.cross:
                 queries = blk(queries, x, attn_mask)
             else:
                 x = blk(x, None, attn_mask)
-        return {"queries": self.norm(queries), "spectral_tokens": x}
+        return queries, x
+
+    def chunk_columns(self, tokens: Tensor) -> int:
+        """How many token columns of ``tokens`` (N, C, D) go through the blocks at a time.
+
+        In CPU inference (no autograd, not compiling) the columns are taken in chunks whose widest
+        activation (the MLP's hidden layer, C * 4D floats per column) fits :data:`CPU_CHUNK_BYTES`:
+        the same numbers, but the working set stays in cache and the allocator reuses its memory
+        instead of mapping fresh pages for every layer (published config, 13 bands, 2 cores: the
+        whole forward 1.36x upstream's speed on the predictor's CPU batch of 4 x 256 px, 1.14x on
+        2 x 128 px, where both are bound by the matrix products; ``benchmarks/bench_vs_upstream.py``).
+        Elsewhere (GPU, training, ``torch.compile`` / ONNX export) all N columns at once."""
+        n, c, _ = tokens.shape
+        if tokens.device.type != "cpu" or torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return n
+        hidden = self.blocks[0].mlp.fc1.out_features if len(self.blocks) else self.embed_dim
+        per_column = c * hidden * tokens.element_size()
+        return max(1, min(n, CPU_CHUNK_BYTES // max(per_column, 1)))
 
 
 def load_dinov2_blocks(encoder: SpectralEncoder, source: str) -> list[str]:
