@@ -146,6 +146,12 @@ def main() -> None:
               f"{' LOADED' if r['timing']['loaded'] else ''} | {r['max_abs_diff_fp32']:.1e} |" for r in rows]
     (out / "bench_vs_upstream.md").write_text("\n".join(lines) + "\n")
 
+    plot(rows, out, device)
+
+
+def plot(rows: list[dict], out: Path, device: str) -> None:
+    """``bench_vs_upstream.png``: speed-up over upstream per row (median of the paired rounds, bars from the
+    slowest to the fastest round), 1.0 = parity."""
     try:
         import matplotlib
     except ImportError:
@@ -155,14 +161,19 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4))
-    xs = range(len(rows))
-    ax.bar([i - 0.2 for i in xs], [r["upstream_images_per_s"] for r in rows], 0.4, label="upstream CARL")
-    ax.bar([i + 0.2 for i in xs], [r["carl_geo_images_per_s"] for r in rows], 0.4, label="carl_geo")
-    ax.set_xticks(list(xs), [f"{r['config']}\nC={r['bands']}, {r['batch']}x{r['size']}px\n{r['mode']}" for r in rows],
+    xs = list(range(len(rows)))
+    med = [r["speedup"] for r in rows]
+    err = [[m - r["speedup_range"][0] for m, r in zip(med, rows)], [r["speedup_range"][1] - m for m, r in zip(med, rows)]]
+    ax.bar(xs, med, 0.6, yerr=err, capsize=4, color="tab:orange", label="carl_geo / upstream (median, round range)")
+    ax.axhline(1.0, color="k", lw=1, ls="--", label="parity")
+    for x, m in zip(xs, med):
+        ax.text(x, 0.05, f"{m:.2f}x", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(xs, [f"{r['config']}\nC={r['bands']}, {r['batch']}x{r['size']}px\n{r['mode']}" for r in rows],
                   fontsize=8)
-    ax.set_ylabel("images / s")
-    ax.set_title(f"CARL forward, {device}")
-    ax.legend()
+    ax.set_ylabel("speed-up over upstream (same weights)")
+    ax.set_title(f"CARL forward, carl_geo vs upstream, {device}")
+    ax.set_ylim(0, max(1.5, max(r["speedup_range"][1] for r in rows) * 1.25))
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(out / "bench_vs_upstream.png", dpi=120)
     print(f"wrote {out}/bench_vs_upstream.{{json,md,png}}")
