@@ -1,8 +1,8 @@
 """int8 CPU inference: speed and accuracy cost of ``precision="int8"`` and the alternatives measured.
 
 Speed (one process, paired alternating rounds of benchmarks/timing.py: speed-ups are medians of per-round
-ratios, with their range; ``--configs``, 13 bands,
-128 x 128, batch ``--batch``), same randomly initialised weights everywhere:
+ratios, with their range; ``--configs``, 13 bands, ``--size`` (128) px, batch ``--batch`` (2)), same randomly
+initialised weights everywhere:
 
 * ``upstream fp32``: the upstream CARL code (``--upstream``: folder holding its ``carl`` package);
 * ``carl_geo fp32``: ``carl_geo.CARL`` in eager float32 (the default path);
@@ -235,13 +235,19 @@ def bench_accuracy(args: argparse.Namespace, data: Path, out: Path) -> list[dict
     return rows
 
 
+def shape_text(rows: list[dict[str, Any]]) -> str:
+    """``batch 4 x 256 x 256`` for the speed rows' input shape(s)."""
+    shapes = sorted({(r["batch"], r["size"]) for r in rows}) or [(2, 128)]
+    return ", ".join(f"batch {b} x {s} x {s}" for b, s in shapes)
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["meta"]
     lines = [f"# bench_int8 ({m['machine']}, torch {m['torch']}, onnxruntime {m['onnxruntime']})", "",
              f"Load average (1/5/15 min) at start: {m['load_start']}; at end: {m['load_end']}. The machine is shared "
              "(2 cores): candidates are timed in paired, alternating rounds in one process "
              "(benchmarks/timing.py); a speed-up is the median of the per-round ratios, with their range.", "",
-             "## Model forward, 13 bands, 128 x 128", "",
+             f"## Model forward, 13 bands, {shape_text(result.get('speed', []))}", "",
              "| config | threads | kind | images/s | x upstream fp32 (range) | x carl_geo fp32 (range) | feature cosine "
              "| prepare s | load |",
              "|---|---:|---|---:|---:|---:|---:|---:|---|"]
@@ -291,7 +297,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
         ax.annotate(f"cos {r['feature_cosine']:.4f}", (i, r["images_per_s"]), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(rows)), [f"{r['config']}\n{r['kind'].replace(' ', chr(10), 1)}" for r in rows], fontsize=7)
     ax.set_ylabel("images / s")
-    ax.set_title(f"CARL 13 bands 128x128, batch {rows[0]['batch']}, {rows[0]['threads']} CPU threads", fontsize=9)
+    ax.set_title(f"CARL 13 bands {rows[0]['size']}x{rows[0]['size']}, batch {rows[0]['batch']}, "
+                 f"{rows[0]['threads']} CPU threads", fontsize=9)
     ax.margins(y=0.15)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
