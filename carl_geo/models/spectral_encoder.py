@@ -241,7 +241,7 @@ class SpectralEncoder(nn.Module):
 
         In CPU inference (no autograd, not compiling) the columns are taken in chunks whose widest
         activation (the MLP's hidden layer, C * 4D floats per column) fits :data:`CPU_CHUNK_BYTES`:
-        the same numbers, but the working set stays in cache and the allocator reuses its memory
+        the same numbers, but the working set stays in cache and the allocator can reuse its memory
         instead of mapping fresh pages for every layer (published config, 13 bands, 2 cores: the
         whole forward 1.34-1.36x upstream's speed on the predictor's CPU batch of 4 x 256 px, 1.01-1.14x
         on 2 x 128 px, where both are bound by the matrix products; ``benchmarks/bench_vs_upstream.py``).
