@@ -110,3 +110,20 @@ def test_int8_runs_on_the_cpu_only() -> None:
         check_precision("int8", torch.device("cuda"))
     with pytest.raises(ValueError, match="precision must be one of"):
         check_precision("int4", torch.device("cpu"))
+
+
+def test_int8_export_failure_is_one_plain_line(tmp_path: Path, monkeypatch) -> None:
+    """A model the exporter cannot convert (e.g. one whose head has data-dependent shapes) gets one line
+    without the exporter's terminal colour codes, and no output file."""
+    pytest.importorskip("onnxruntime")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Failed to export the model with torch.export. \x1b[96mThis is step 1/3\x1b[0m of it.\nmore")
+
+    monkeypatch.setattr(torch.onnx, "export", fail)
+    src = write_raster(tmp_path / "in.tif", smooth_image(4, 40, 40))
+    with pytest.raises(ValueError, match=r"could not convert this model to ONNX \(Failed to export the model with "
+                                         r"torch.export. This is step 1/3 of it.\); use precision 'fp32'") as err:
+        predict_raster(_bundle(), src, tmp_path / "out.tif", wavelengths=WL4, precision="int8")
+    assert "\x1b" not in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out.tif").exists()

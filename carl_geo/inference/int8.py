@@ -35,6 +35,7 @@ import importlib.util
 import io
 import logging
 import os
+import re
 import tempfile
 import time
 import weakref
@@ -59,6 +60,8 @@ OPSET = 18
 #: Let ONNX Runtime's idle worker threads spin (busy-wait) between operators. Off: in the predictor
 #: (1024^2, 2 cores) 14 % faster without spinning, and the reader / writer threads keep their cores.
 SPIN = False
+#: Terminal colour codes, removed from the exporter's messages before they reach an error message.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 #: Sub-modules (names as in ``module.named_modules()``, prefixes) whose matrix products stay float32.
 KEEP_FLOAT: tuple[str, ...] = ()
 
@@ -166,7 +169,8 @@ def export_int8(module: nn.Module, img: torch.Tensor, wavelengths: torch.Tensor,
                                   input_names=["img", "wavelengths"], output_names=["out"], dynamo=True,
                                   opset_version=OPSET, external_data=True, verbose=False)
         except Exception as e:  # noqa: BLE001 - any exporter failure means: this model cannot run in int8
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            text = ANSI_ESCAPE.sub("", str(e)).strip()  # the exporter colours its messages for terminals
+            first = text.splitlines()[0] if text else type(e).__name__
             raise CarlGeoError(f"precision 'int8' could not convert this model to ONNX ({first}); "
                              "use precision 'fp32'") from e
         with _quiet():
