@@ -127,3 +127,18 @@ def test_int8_export_failure_is_one_plain_line(tmp_path: Path, monkeypatch) -> N
         predict_raster(_bundle(), src, tmp_path / "out.tif", wavelengths=WL4, precision="int8")
     assert "\x1b" not in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_int8_refuses_a_forest_head_before_reading(tmp_path: Path) -> None:
+    """A model with a forest head (the CARL ensemble of polygon training) cannot be exported: one line that
+    says so and what to use, before any export is tried, and no output file."""
+    from carl_geo.models.tree_ensemble import TreeEnsemble
+
+    class WithForest(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = TreeEnsemble(n_nodes=3, n_trees=1, n_features=2, n_classes=2, max_depth=1)
+
+    with pytest.raises(ValueError, match=r"'int8' cannot run this model: its pixel head holds a forest.*'fp32'"):
+        int8_mod.int8_model(WithForest())
+    assert not any(isinstance(k, WithForest) for k in int8_mod._MODELS.keys())

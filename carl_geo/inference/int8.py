@@ -136,15 +136,20 @@ class _Export(nn.Module):
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence the exporter's progress lines and the quantiser's advice (logged on the root logger)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    """Silence the exporter's progress lines and the quantiser's advice (logged on the root logger), and
+    torch's own warnings and printouts while tracing (its loggers have their own handlers and levels; a
+    model that cannot be exported printed its whole graph, ~1,000 lines, before the one-line error)."""
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+                                       if name.split(".")[0] in ("torch", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
-        root.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def export_int8(module: nn.Module, img: torch.Tensor, wavelengths: torch.Tensor, path: str | os.PathLike) -> Path:
@@ -243,5 +248,17 @@ def int8_model(module: nn.Module) -> Int8Model:
     second prediction with the same model skips the export)."""
     model = _MODELS.get(module)
     if model is None:
+        check_exportable(module)
         model = _MODELS[module] = Int8Model(module)
     return model
+
+
+def check_exportable(module: nn.Module) -> None:
+    """Raise :class:`~carl_geo.errors.CarlGeoError` (one line, before any pixel is read) for modules the ONNX
+    export cannot take: a forest head (:class:`~carl_geo.models.tree_ensemble.TreeEnsemble`, in the CARL
+    ensemble polygon training usually keeps) walks its trees with data-dependent shapes."""
+    from carl_geo.models.tree_ensemble import TreeEnsemble
+
+    if any(isinstance(m, TreeEnsemble) for m in module.modules()):
+        raise CarlGeoError("precision 'int8' cannot run this model: its pixel head holds a forest, which the ONNX "
+                           "export does not support yet; use precision 'fp32'")
