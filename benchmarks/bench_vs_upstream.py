@@ -101,13 +101,13 @@ def main() -> None:
     shapes = ([tuple(int(v) for v in item.lower().split("x")) for item in args.shapes.split(",")]
               if args.shapes else [(args.batch, args.size)])
     rows = []
-    for cfg_name, (batch, size) in ((c, s) for c in args.configs.split(",") for s in shapes):
+    for cfg_name in args.configs.split(","):
         config = carl_geo.get_config(cfg_name)
         torch.manual_seed(0)
         ours = carl_geo.CARL(config).eval().to(args.device)
         theirs = upstream_model(args.upstream, config).eval().to(args.device)
         missing = copy_weights(ours, theirs)
-        for c in (int(b) for b in args.bands.split(",")):
+        for (batch, size), c in ((shape, int(b)) for shape in shapes for b in args.bands.split(",")):
             x = torch.randn(batch, c, size, size, device=args.device)
             wl = torch.linspace(0.4, 2.4, c, device=args.device).expand(batch, c)
             with torch.inference_mode():
