@@ -30,6 +30,9 @@ The machine load (``/proc/loadavg``) is recorded before and after. Writes ``benc
 Example::
 
     python benchmarks/bench_int8.py --upstream /path/to/CARL --configs published --threads 2,1 --out benchmarks/results
+    # int8 with the models polygon training keeps (kept by bench_polygons):
+    BENCH_KEEP_MODELS=/tmp/kept python benchmarks/bench_polygons.py --scenes nc,s2 --methods carl --tag kept
+    python benchmarks/bench_int8.py --skip-speed --skip-accuracy --ensembles /tmp/kept --tag ensembles
 """
 
 from __future__ import annotations
@@ -191,9 +194,10 @@ def nc_scores(path: Path, bundle: Any, scene: Any) -> dict[str, float]:
 
 
 def compare_runs(bundle: Any, src: Path, out: Path, name: str, outputs: tuple[str, ...], scene: Any = None,
-                 **kw: Any) -> dict[str, Any]:
+                 scorer: Callable[[Path], dict[str, float]] | None = None, **kw: Any) -> dict[str, Any]:
     """predict_raster fp32 vs int8 on ``src``: class agreement and/or feature cosine, and timings
-    (``scene``: the NC scene, to score both class maps against its reference)."""
+    (``scene``: the NC scene, to score both class maps against its reference like the demo; ``scorer``: any other
+    class map -> scores)."""
     res: dict[str, Any] = {"name": name, "load_before": uptime()}
     for output in outputs:
         paths = {}
@@ -208,6 +212,8 @@ def compare_runs(bundle: Any, src: Path, out: Path, name: str, outputs: tuple[st
             res["class_agreement"] = class_agreement(paths["fp32"], paths["int8"])["agreement"]
             if scene is not None:
                 res["reference_scores"] = {k: nc_scores(v, bundle, scene) for k, v in paths.items()}
+            elif scorer is not None:
+                res["reference_scores"] = {k: scorer(v) for k, v in paths.items()}
         else:
             res["feature_cosine"] = feature_cosine(paths["fp32"], paths["int8"])
         for p in paths.values():
@@ -235,6 +241,38 @@ def bench_accuracy(args: argparse.Namespace, data: Path, out: Path) -> list[dict
     return rows
 
 
+def bench_ensembles(folder: Path, data: Path, out: Path) -> list[dict[str, Any]]:
+    """int8 vs fp32 with the models `carl-geo train` keeps (``{scene}_seed{N}.pt`` in ``folder``, as
+    ``BENCH_KEEP_MODELS=folder python benchmarks/bench_polygons.py`` writes them) on their own scene: class
+    agreement, and both maps scored like bench_polygons (mIoU on the held-out reference)."""
+    import rasterio
+
+    from bench_polygons import scene_spec, score
+
+    rows = []
+    for path in sorted(folder.glob("*_seed*.pt")):
+        scene = path.name.split("_seed")[0]
+        if scene not in ("nc", "s2", "hsi"):
+            continue
+        bundle = carl_geo.load_bundle(path)
+        spec = scene_spec(scene, data)
+        names = list(bundle.class_names)
+
+        def scorer(p: Path, spec: dict[str, Any] = spec, names: list[str] = names) -> dict[str, float]:
+            with rasterio.open(p) as src:
+                m = src.read(1, masked=True)
+            pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
+            s = score(pred, names, spec["ref"], spec["ref_names"], names)
+            return {"overall_accuracy": s["oa"], "mean_iou": s["miou"]}
+
+        heads = "+".join(h["type"] for h in bundle.model.config()["heads"]) if hasattr(bundle.model, "heads") else ""
+        row = compare_runs(bundle, spec["image"], out, f"kept model ({type(bundle.model).__name__}"
+                           f"{', CARL + ' + heads if heads else ''}), {scene} {path.stem.split('_')[-1]}",
+                           ("classes",), scorer=scorer)
+        rows.append({**row, "scene": scene, "model": path.name})
+    return rows
+
+
 def shape_text(rows: list[dict[str, Any]]) -> str:
     """``batch 4 x 256 x 256`` for the speed rows' input shape(s)."""
     shapes = sorted({(r["batch"], r["size"]) for r in rows}) or [(2, 128)]
@@ -251,6 +289,8 @@ def markdown(result: dict[str, Any]) -> str:
              "| config | threads | kind | images/s | x upstream fp32 (range) | x carl_geo fp32 (range) | feature cosine "
              "| prepare s | load |",
              "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    if not result["speed"]:
+        lines = lines[:4]
 
     def rng(r: dict[str, Any], key: str) -> str:
         if not r.get(key):
@@ -277,7 +317,9 @@ def markdown(result: dict[str, Any]) -> str:
         for r in result["accuracy"]:
             if "reference_scores" in r:
                 a, b = r["reference_scores"]["fp32"], r["reference_scores"]["int8"]
-                lines += ["", f"{r['name']}, scored against the reference map (strata.tif) like `carl-geo demo`: "
+                what = ("scored like bench_polygons (held-out reference)" if "scene" in r else
+                        "scored against the reference map (strata.tif) like `carl-geo demo`")
+                lines += ["", f"{r['name']}, {what}: "
                           f"fp32 OA {a['overall_accuracy']:.4f} / mIoU {a['mean_iou']:.4f}, int8 OA "
                           f"{b['overall_accuracy']:.4f} / mIoU {b['mean_iou']:.4f}."]
     return "\n".join(lines) + "\n"
@@ -314,6 +356,10 @@ def main() -> None:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--ensembles", type=Path, default=None,
+                   help="folder of models bench_polygons kept (BENCH_KEEP_MODELS): int8 vs fp32 on their scenes")
+    p.add_argument("--tag", default="", help="suffix of the output files")
     p.add_argument("--data", default=None, help="folder for generated rasters and trained models (default --out)")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args()
@@ -327,13 +373,17 @@ def main() -> None:
     result: dict[str, Any] = {"meta": {"machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
                                                   "cores", "torch": torch.__version__,
                                        "onnxruntime": onnxruntime.__version__, "load_start": uptime()}}
-    result["speed"] = [r for c in args.configs.split(",") for r in bench_speed(c, args)]
+    result["speed"] = [] if args.skip_speed else [r for c in args.configs.split(",") for r in bench_speed(c, args)]
     if not args.skip_accuracy:
         result["accuracy"] = bench_accuracy(args, data, out)
+    if args.ensembles is not None:
+        result["accuracy"] = result.get("accuracy", []) + bench_ensembles(args.ensembles, data, out)
     result["meta"]["load_end"] = uptime()
-    (out / "bench_int8.json").write_text(json.dumps(result, indent=1))
-    (out / "bench_int8.md").write_text(markdown(result))
-    chart(result, out / "bench_int8.png")
+    stem = f"bench_int8{'_' + args.tag if args.tag else ''}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{stem}.md").write_text(markdown(result))
+    if result["speed"]:
+        chart(result, out / f"{stem}.png")
     print(markdown(result))
 
 

@@ -129,9 +129,67 @@ def test_int8_export_failure_is_one_plain_line(tmp_path: Path, monkeypatch) -> N
     assert not (tmp_path / "out.tif").exists()
 
 
-def test_int8_refuses_a_forest_head_before_reading(tmp_path: Path) -> None:
-    """A model with a forest head (the CARL ensemble of polygon training) cannot be exported: one line that
-    says so and what to use, before any export is tried, and no output file."""
+def _ensemble_bundle(carl_inputs: bool = False) -> carl_geo.ModelBundle:
+    """A CARL ensemble like the one polygon training keeps: a forest and an MLP on window context (``carl_inputs``:
+    also on CARL's probabilities), fused with CARL (w = 1/3), 4 bands."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from carl_geo.models.context_features import ContextFeatures
+    from carl_geo.models.pixel_classifier import PixelClassifier, PixelMLP
+    from carl_geo.models.tree_ensemble import from_sklearn
+
+    torch.manual_seed(0)
+    seg = carl_geo.CARLSegmenter(carl_geo.CARL(carl_geo.tiny_config()), 3).eval()
+    img = (torch.from_numpy(smooth_image(4, 48, 48, seed=3).astype(np.float32)) - 2000.0) / 500.0
+    ctx = ContextFeatures(4, windows=(5,)).fit(img.reshape(4, -1).T)
+    with torch.no_grad():
+        feats = ctx(img[None])[0]
+        if carl_inputs:
+            feats = torch.cat([feats, seg(img[None], torch.tensor(WL4)).softmax(1)[0]])
+    x = feats.reshape(feats.shape[0], -1).T.numpy()
+    y = (img[0] > 0).long().numpy().ravel() + (img[3] > 0.5).long().numpy().ravel()  # 3 classes from the bands
+    forest = from_sklearn(RandomForestClassifier(20, random_state=0).fit(x, y), 3)
+    mlp = PixelMLP(x.shape[1], 3, hidden=16).eval()
+    model = PixelClassifier(seg, WL4, ctx, carl_inputs=carl_inputs, heads=[forest, mlp], carl_weight=1 / 3).eval()
+    return carl_geo.make_bundle(model, class_names=["a", "b", "c"], wavelengths=WL4,
+                                normalization={"mode": "fixed", "mean": 2000.0, "std": 500.0})
+
+
+@NEEDS_ORT
+@pytest.mark.slow
+def test_int8_runs_the_carl_part_of_an_ensemble(tmp_path: Path) -> None:
+    """The model polygon training keeps (CARL + forest + MLP heads): its CARL segmenter runs in int8, the forest and
+    MLP in float32 torch. With heads on the bands' context the fused map stays close to the float32 one (heads that
+    also read the probabilities of this untrained CARL flip on tiny changes: the fusion is checked exactly below)."""
+    bundle = _ensemble_bundle()
+    src = write_raster(tmp_path / "in.tif", smooth_image(4, 90, 110, seed=3))
+    kw = dict(wavelengths=WL4, tile_size=64, overlap=16, batch_size=2, output="probabilities")
+    ref = predict_raster(bundle, src, tmp_path / "p32.tif", **kw)
+    got = predict_raster(bundle, src, tmp_path / "p8.tif", precision="int8", **kw)
+    runner = int8_mod.int8_model(bundle.model)
+    assert isinstance(runner, int8_mod.Int8PixelClassifier) and runner.carl.module is bundle.model.carl
+    assert len(runner.carl._sessions) == 1 and runner.export_seconds > 0
+    with rasterio.open(ref.path) as a, rasterio.open(got.path) as b:
+        p32, p8 = a.read(), b.read()
+    assert p32.shape == p8.shape == (3, 90, 110)
+    diff = np.abs(p32 - p8)
+    assert 0 < diff.max() < 0.05, diff.max()  # > 0: the int8 CARL part really ran
+    assert (p32.argmax(0) == p8.argmax(0)).mean() >= 0.99
+
+    # one batch by hand: the fusion of int8 CARL logits equals the float32 model's fusion of the same logits
+    x = (torch.from_numpy(smooth_image(4, 64, 64, seed=3).astype(np.float32))[None].repeat(2, 1, 1, 1) - 2000) / 500
+    wl = torch.tensor(WL4)
+    for model in (bundle.model, _ensemble_bundle(carl_inputs=True).model):
+        runner = int8_mod.int8_model(model)
+        with torch.inference_mode():
+            logits8 = runner.carl(x, wl)
+            assert 0 < (logits8 - model.carl(x, wl)).abs().max() < 0.1
+            torch.testing.assert_close(runner(x, wl), model.fuse(x, wl[None].expand(2, -1), logits8))
+
+
+def test_int8_refuses_a_forest_outside_pixel_heads_before_reading(tmp_path: Path) -> None:
+    """A forest the ONNX export would have to take (not in a PixelClassifier's heads) gets one line that says
+    so and what to use, before any export is tried."""
     from carl_geo.models.tree_ensemble import TreeEnsemble
 
     class WithForest(torch.nn.Module):
@@ -139,6 +197,7 @@ def test_int8_refuses_a_forest_head_before_reading(tmp_path: Path) -> None:
             super().__init__()
             self.head = TreeEnsemble(n_nodes=3, n_trees=1, n_features=2, n_classes=2, max_depth=1)
 
-    with pytest.raises(ValueError, match=r"'int8' cannot run this model: its pixel head holds a forest.*'fp32'"):
+    with pytest.raises(ValueError, match=r"'int8' cannot run this model: it holds a forest outside the pixel "
+                                         r"heads.*'fp32'"):
         int8_mod.int8_model(WithForest())
     assert not any(isinstance(k, WithForest) for k in int8_mod._MODELS.keys())

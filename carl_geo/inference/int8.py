@@ -17,8 +17,13 @@ measured; ``torch.ao`` dynamic int8 (deprecated) 1.9x at 0.998; torchao's
 ``Int8DynamicActivationInt8WeightConfig`` 0.44x in eager mode (it needs ``torch.compile``, minutes of
 compilation on a laptop CPU, to be faster).
 
-Accuracy cost: class maps of small, weakly trained models agree with float32 on ~98.5-99 % of the
-pixels (the flips sit on pixels whose two best classes are within ~0.01 in probability).
+A :class:`~carl_geo.models.pixel_classifier.PixelClassifier` (the CARL ensemble polygon training keeps) runs its
+CARL segmenter in int8 and its window context, forest / MLP heads and fusion in float32 torch
+(:class:`Int8PixelClassifier`): the forest does not export to ONNX.
+
+Accuracy cost: the kept ensembles of the NC and Sentinel-2 scenes agree with float32 on 99.2 % and 99.7 % of the
+pixels (``benchmarks/results/bench_int8_ensembles.md``); first-design tiny models on ~98.5-99 % (the flips sit on
+pixels whose two best classes are within ~0.01 in probability).
 
 The optional packages are ``onnxruntime``, ``onnx`` and ``onnxscript`` (``pip install "carl-geo[int8]"``);
 without them ``precision="int8"`` fails with one line that says so.
@@ -240,25 +245,58 @@ class Int8Model:
         return torch.from_numpy(out)
 
 
-_MODELS: "weakref.WeakKeyDictionary[nn.Module, Int8Model]" = weakref.WeakKeyDictionary()
+class Int8PixelClassifier:
+    """``model(img, wavelengths) -> tensor`` for a :class:`~carl_geo.models.pixel_classifier.PixelClassifier` (the
+    model polygon training keeps): its CARL segmenter runs in int8 (:class:`Int8Model`), the rest (window context,
+    the forest and MLP heads, the band-agnostic path, the fusion) in float32 torch, as without int8. The forest
+    walks its trees with data-dependent shapes, which the ONNX export cannot take; its cost is small next to the
+    backbone's.
+
+    Inputs and output as :class:`Int8Model`'s; the output holds the fused log-probabilities (B, K, H, W).
+    """
+
+    def __init__(self, module: nn.Module, threads: int | None = None) -> None:
+        self.module = module
+        self.carl = Int8Model(module.carl, threads=threads)
+
+    @property
+    def export_seconds(self) -> float:
+        """Seconds spent exporting and quantising the CARL segmenter so far."""
+        return self.carl.export_seconds
+
+    def __call__(self, img: torch.Tensor, wavelengths: torch.Tensor) -> torch.Tensor:
+        from carl_geo.models.carl import check_inputs
+
+        wl = check_inputs(img, wavelengths)
+        return self.module.fuse(img, wl, self.carl(img, wavelengths))
 
 
-def int8_model(module: nn.Module) -> Int8Model:
-    """The :class:`Int8Model` of ``module``, shared by every run on the same module object (so a
-    second prediction with the same model skips the export)."""
+_MODELS: "weakref.WeakKeyDictionary[nn.Module, Int8Model | Int8PixelClassifier]" = weakref.WeakKeyDictionary()
+
+
+def int8_model(module: nn.Module) -> Int8Model | Int8PixelClassifier:
+    """The int8 runner of ``module`` (:class:`Int8PixelClassifier` for a model with pixel heads, else
+    :class:`Int8Model`), shared by every run on the same module object (so a second prediction with the same
+    model skips the export)."""
+    from carl_geo.models.pixel_classifier import PixelClassifier
+
     model = _MODELS.get(module)
     if model is None:
         check_exportable(module)
-        model = _MODELS[module] = Int8Model(module)
+        model = Int8PixelClassifier(module) if isinstance(module, PixelClassifier) else Int8Model(module)
+        _MODELS[module] = model
     return model
 
 
 def check_exportable(module: nn.Module) -> None:
     """Raise :class:`~carl_geo.errors.CarlGeoError` (one line, before any pixel is read) for modules the ONNX
-    export cannot take: a forest head (:class:`~carl_geo.models.tree_ensemble.TreeEnsemble`, in the CARL
-    ensemble polygon training usually keeps) walks its trees with data-dependent shapes."""
+    export cannot take: a forest (:class:`~carl_geo.models.tree_ensemble.TreeEnsemble`) walks its trees with
+    data-dependent shapes. The forest heads of a
+    :class:`~carl_geo.models.pixel_classifier.PixelClassifier` are fine: only its CARL segmenter is exported."""
+    from carl_geo.models.pixel_classifier import PixelClassifier
     from carl_geo.models.tree_ensemble import TreeEnsemble
 
-    if any(isinstance(m, TreeEnsemble) for m in module.modules()):
-        raise CarlGeoError("precision 'int8' cannot run this model: its pixel head holds a forest, which the ONNX "
-                           "export does not support yet; use precision 'fp32'")
+    exported = module.carl if isinstance(module, PixelClassifier) else module
+    if any(isinstance(m, TreeEnsemble) for m in exported.modules()):
+        raise CarlGeoError("precision 'int8' cannot run this model: it holds a forest outside the pixel heads, which "
+                           "the ONNX export does not support; use precision 'fp32'")

@@ -194,10 +194,16 @@ class PixelClassifier(nn.Module):
 
     def forward(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> Tensor:
         wl = check_inputs(img, wavelengths, band_mask)
-        p_carl = self.carl(img, wl, band_mask).float().softmax(1)
-        order = None if not self.heads or band_mask is not None else self.band_order(wl)
+        return self.fuse(img, wl, self.carl(img, wl, band_mask), band_mask)
+
+    def fuse(self, img: Tensor, wavelengths: Tensor, carl_logits: Tensor, band_mask: Tensor | None = None) -> Tensor:
+        """Everything after the CARL segmenter: ``carl_logits`` (B, K, H, W), what ``self.carl(img, wavelengths,
+        band_mask)`` returned (or an int8 run of it, :mod:`carl_geo.inference.int8`), with the image (B, C, H, W,
+        normalised) and its checked wavelengths (µm) -> (B, K, H, W) log-probabilities of the fused model."""
+        p_carl = carl_logits.float().softmax(1)
+        order = None if not self.heads or band_mask is not None else self.band_order(wavelengths)
         if order is None:
-            adapter = None if band_mask is not None else self.adapter(wl)
+            adapter = None if band_mask is not None else self.adapter(wavelengths)
             if adapter is None:
                 return p_carl.clamp_min(PROB_FLOOR).log()
             p_head = adapter.to(img.device)(img.float())
