@@ -24,6 +24,7 @@ from carl_geo.polygon_training.loop import LoopHooks, RunDeadline, slowdown, tra
 from carl_geo.polygon_training.metrics import confusion_matrix, segmentation_report
 from carl_geo.polygon_training.pixel_features import (FeatureStack, columns, feature_pass_seconds, fit_context,
                                                       pixel_samples, stack_at)
+from carl_geo.polygon_training.polygons import HEADS_MIN_SECONDS, HEADS_SECONDS, heads_seconds
 from carl_geo.polygon_training.recipe import TrainingRecipe, plan_recipe
 from carl_geo.polygon_training.scene import prepare_scene, split_scene
 from carl_geo.sample_data import nc_landsat7, write_crop
@@ -189,6 +190,17 @@ def test_a_run_budget_leaves_the_work_after_the_loop_its_measured_time(scene, cl
     _, res = train_carl(sc, r.replace(max_minutes=0.5, max_steps=3), None, torch.device("cpu"), log=lines.append,
                         budget=RunBudget(fake.now + 60, 1, lambda model: 1.0))
     assert res.stop_reason == "step budget" and not any(ln.startswith("note:") for ln in lines)
+
+
+def test_heads_reserve_scales_with_the_head_work():
+    """The seconds a run budget keeps for the pixel heads: 90 s at the Sentinel-2 bench's head work (sample caps,
+    60 features), the floor on a NC-sized scene (1,400 / 508 pixels, 30 features), more with more pixels or
+    features, and the sample caps bound the pixels."""
+    assert heads_seconds(187_759, 62_591, 60) == pytest.approx(HEADS_SECONDS)
+    assert heads_seconds(1_400, 508, 30) == HEADS_MIN_SECONDS == 20.0
+    assert heads_seconds(40_000, 100_000, 60) == pytest.approx(HEADS_SECONDS * 140_000 / 102_591)
+    assert heads_seconds(40_000, 100_000, 276) == pytest.approx(heads_seconds(40_000, 100_000, 60) * (276 / 60) ** 0.5)
+    assert heads_seconds(10**7, 10**7, 60) == heads_seconds(40_000, 100_000, 60)
 
 
 def test_feature_pass_estimate_scales_one_tile_to_every_tile(scene):

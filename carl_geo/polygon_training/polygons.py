@@ -136,9 +136,26 @@ def score_holdout(model: torch.nn.Module, image: np.ndarray, valid: np.ndarray, 
 HEAD_TRAIN_PIXELS = 40_000
 HEAD_VAL_PIXELS = 100_000
 #: Seconds reserved for the pixel heads (fitting, scoring, refit, the band bank) after the CARL loop under a run
-#: budget: they took 53 s and 76 s in two runs on Sentinel-2 (8 classes, 60 features, the sample caps above) on 2
-#: cores, seconds on smaller scenes.
+#: budget, at the head work of the Sentinel-2 bench scene (:data:`HEADS_REFERENCE_WORK`): they took 53-76 s there in
+#: three runs on 2 cores (8 classes, 60 features, 40,000 + 62,591 sampled pixels). Other scenes reserve in
+#: proportion to their head work (:func:`heads_seconds`); the 90 s everywhere ended a NC run's CARL training after 144
+#: of 400 steps on a busy machine (the reserve doubles with the slowdown), where the heads took 8 s.
 HEADS_SECONDS = 90.0
+#: Head work of that reference: sampled pixels x sqrt(feature columns) (forests, which choose among sqrt(F)
+#: features per split, take most of the time).
+HEADS_REFERENCE_WORK = (40_000 + 62_591) * 60 ** 0.5
+#: The reserve of the smallest scenes (NC: 1,908 sampled pixels, 30 features, 8 s of features and heads; the
+#: generated 200-band scene: 20 s).
+HEADS_MIN_SECONDS = 20.0
+
+
+def heads_seconds(n_train: int, n_val: int, n_features: int) -> float:
+    """Seconds to reserve for the pixel heads of a scene with ``n_train`` / ``n_val`` labelled training / held-out
+    pixels (sampled down to :data:`HEAD_TRAIN_PIXELS` / :data:`HEAD_VAL_PIXELS`) and ``n_features`` feature columns:
+    :data:`HEADS_SECONDS` scaled by the work against :data:`HEADS_REFERENCE_WORK`, at least
+    :data:`HEADS_MIN_SECONDS`."""
+    work = (min(n_train, HEAD_TRAIN_PIXELS) + min(n_val, HEAD_VAL_PIXELS)) * max(1, n_features) ** 0.5
+    return max(HEADS_MIN_SECONDS, HEADS_SECONDS * work / HEADS_REFERENCE_WORK)
 #: Share of the progress bar the pixel heads take after the CARL model's steps.
 HEAD_PROGRESS_SHARE = 0.1
 
@@ -302,8 +319,10 @@ def train_from_polygons(
         torch.from_numpy(scene.image)[None], torch.from_numpy(scene.valid)[None])[0].numpy()
 
     def after_loop(carl_model: torch.nn.Module) -> float:  # seconds of stage 3 with this model, measured
-        stack = FeatureStack(ContextFeatures(image.shape[0]), carl_model)  # unfitted context: same cost
-        return HEADS_SECONDS + feature_pass_seconds(stack, image, scene.valid, scene.wavelengths, dev)
+        context = ContextFeatures(image.shape[0])  # unfitted: same cost
+        stack = FeatureStack(context, carl_model)
+        heads = heads_seconds(scene.n_train, scene.n_val, context.out_channels + scene.n_classes)
+        return heads + feature_pass_seconds(stack, image, scene.valid, scene.wavelengths, dev)
 
     budget = None  # the CPU default's budget holds for the whole run, not only the loop
     if plan.run_minutes is not None and heads_on:
