@@ -74,3 +74,24 @@ def test_training_on_numeric_labels_keeps_them(tmp_path: Path) -> None:
     res = predict_raster(carl_geo.load_bundle(tmp_path / "ids.pt"), crop.image, tmp_path / "ids.tif", device="cpu")
     with rasterio.open(res.path) as src:
         assert set(np.unique(src.read(1))) - {255} <= set(ids)
+
+
+def test_class_colours_follow_land_cover_names():
+    """Polygon-trained models know only class names: names that say what they are get the colours map readers
+    expect (each colour once), the others distinct matplotlib colours; names without keywords keep tab10."""
+    from carl_geo.models.class_colors import class_colors, default_colors, land_cover_color
+
+    nc = class_colors(["developed", "forest", "herbaceous", "sediment", "shrubland", "water"])
+    assert nc[5] == (40, 90, 210) and nc[1] == (20, 100, 35) and nc[0] == (200, 40, 40)  # water blue, forest green
+    assert class_colors(["a", "b", "c"]) == default_colors(3)
+    crops = class_colors([f"crop_{i:02d}" for i in range(1, 17)])
+    assert crops[0] == (235, 215, 60) and len(set(crops)) == 16  # one yellow, the others distinct
+    mixed = class_colors(["Water body", "Sea", "Urban", "class 4"])
+    assert mixed[0] == (40, 90, 210) and mixed[2] == (200, 40, 40) and len(set(mixed)) == 4
+    for rgb in mixed[1], mixed[3]:  # the fallbacks stay clear of the colours already used
+        assert min(sum((a - b) ** 2 for a, b in zip(rgb, u)) ** 0.5 for u in mixed if u != rgb) >= 60
+    assert land_cover_color("seasonal crops") == (235, 215, 60) and land_cover_color("iceberg") is None
+    assert land_cover_color("Mixed_forest") == land_cover_color("Treecover") == (20, 100, 35)
+    assert land_cover_color("herbaceous wetland") == (100, 180, 190)  # first match wins
+    seg = carl_geo.CARLSegmenter(carl_geo.CARL(carl_geo.tiny_config()), 2)
+    assert carl_geo.make_bundle(seg, class_names=["forest", "lake"]).colors == [(20, 100, 35), (40, 90, 210)]

@@ -41,19 +41,12 @@ from carl_geo.models.checkpoint import (
     load_backbone_weights,
     read_checkpoint,
 )
+from carl_geo.models.class_colors import class_colors
 from carl_geo.models.config import CARLConfig
 from carl_geo.models.pixel_classifier import PixelClassifier, build_pixel_classifier, is_segmentation_module
 from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter
 
 SCENE_NORMALIZATION: dict[str, Any] = {"mode": "scene"}
-
-
-def default_colors(n: int) -> list[tuple[int, int, int]]:
-    """``n`` distinct RGB colours (matplotlib's tab10/tab20)."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [tuple(int(round(255 * c)) for c in cmap(i % cmap.N)[:3]) for i in range(n)]
 
 
 @dataclass
@@ -100,7 +93,7 @@ class ModelBundle:
             if len(self.class_names) != k:
                 raise CarlGeoError(f"{len(self.class_names)} class names for a {k}-class model")
             if not self.colors:
-                self.colors = default_colors(k)
+                self.colors = class_colors(self.class_names)
             self.colors = [tuple(int(v) for v in c) for c in self.colors]
             if len(self.colors) != k:
                 raise CarlGeoError(f"{len(self.colors)} colours for a {k}-class model")

@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
-from carl_geo.models.bundle import default_colors
+from carl_geo.models.class_colors import class_colors
 from carl_geo.models.names import ConfigName, HeadName, TaskMode
 from carl_geo.models.segmentation import CARLSegmenter
 from carl_geo.trainers.base import CARLTaskBase, build_backbone
@@ -128,7 +128,7 @@ class CARLSegmentationTask(CARLTaskBase):
             "config": self.model.backbone.config.to_dict(),
             "head": self.model.head_config(),
             "classes": self.class_names(),
-            "colors": [list(c) for c in (hp["colors"] or default_colors(hp["num_classes"]))],
+            "colors": [list(c) for c in (hp["colors"] or class_colors(self.class_names()))],
             "wavelengths": hp["wavelengths"],
             "band_names": hp["band_names"],
             "sensor": hp["sensor"],
