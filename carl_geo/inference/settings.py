@@ -140,7 +140,8 @@ class PredictSettings:
             reflect-padded by ``overlap // 2``. None: the default for the model (:meth:`tiling`).
         batch_size: tiles per model call, or ``"auto"`` (sized to the GPU's free memory; 4 on CPU).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        precision: ``"fp32"``; ``"int8"`` (CPU: int8 weights in ONNX Runtime, 2-3x faster, needs
+        precision: ``"fp32"``; ``"int8"`` (CPU: int8 weights in ONNX Runtime, 1.7-2.2x faster with the published
+            backbone, no faster with the small CARL models polygon training keeps; needs
             ``pip install "carl-geo[int8]"``); ``"bf16"`` / ``"fp16"`` (autocast; fp16 needs a GPU).
         compile: ``torch.compile`` the model for the run (pays off on GPUs for large rasters).
         probability_dtype: ``"float32"`` or ``"uint8"`` (scaled 0..254, 255 = nodata).
@@ -171,8 +172,8 @@ class PredictSettings:
     device: str = field(default="auto", metadata=option_meta(
         "tiling and device", "auto, cpu, cuda, cuda:N or mps (default auto)"))
     precision: Precision = field(default="fp32", metadata=option_meta(
-        "tiling and device", "fp32 (default); int8: int8 weights on the CPU, 2-3x faster (needs pip install "
-        "'carl-geo[int8]'); bf16/fp16: autocast on a GPU"))
+        "tiling and device", "fp32 (default); int8: int8 weights on the CPU, about 2x faster with the published "
+        "backbone, no faster with small models (needs pip install 'carl-geo[int8]'); bf16/fp16: autocast on a GPU"))
     compile: bool = field(default=False, metadata=option_meta(
         "tiling and device", "torch.compile the model for this run (worth it on a GPU for large rasters)"))
     probability_dtype: ProbabilityDtype = field(default="float32", metadata=option_meta(

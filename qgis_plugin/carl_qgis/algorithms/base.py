@@ -332,7 +332,8 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(choice_parameter(self.DEVICE, self.tr("Device"), DEVICES, AUTO))
 
     def add_precision_parameter(self, advanced: bool = False) -> None:
-        """Precision of the prediction (``int8``: 2-3x faster on a CPU, small accuracy cost)."""
+        """Precision of the prediction (``int8``: about 2x faster on a CPU with the published backbone, no faster with
+        small models, small accuracy cost)."""
         param = choice_parameter(self.PRECISION, self.tr(
             "Precision (int8: faster on a CPU, needs onnxruntime; bf16/fp16: GPU)"), PRECISIONS, DEFAULT_PRECISION)
         self.addParameter(set_advanced(param) if advanced else param)
