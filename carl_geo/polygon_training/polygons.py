@@ -156,6 +156,8 @@ def heads_seconds(n_train: int, n_val: int, n_features: int) -> float:
     :data:`HEADS_MIN_SECONDS`."""
     work = (min(n_train, HEAD_TRAIN_PIXELS) + min(n_val, HEAD_VAL_PIXELS)) * max(1, n_features) ** 0.5
     return max(HEADS_MIN_SECONDS, HEADS_SECONDS * work / HEADS_REFERENCE_WORK)
+
+
 #: Share of the progress bar the pixel heads take after the CARL model's steps.
 HEAD_PROGRESS_SHARE = 0.1
 
