@@ -549,3 +549,27 @@ def test_dask_path_equals_file_path(tmp_path: Path) -> None:
     classes = predict_dataarray(pw, da, wavelengths=WL4, tile_size=64, overlap=16, compute=False)
     assert classes.chunks is not None and classes.dtype == np.uint8 and classes.rio.nodata == 255
     assert classes.values[0, 0, 0] == 255
+
+
+def test_bands_without_wavelengths_are_read_as_the_model_bands_with_a_warning(tmp_path: Path) -> None:
+    """A raster whose bands carry no wavelengths is read as the model's training bands in their order, with one
+    line that says so and what to give for another camera; wavelengths from the file or the caller: no such line."""
+    import warnings
+
+    from carl_geo.errors import CarlGeoWarning
+
+    torch.manual_seed(0)
+    seg = carl_geo.CARLSegmenter(carl_geo.CARL(carl_geo.tiny_config()), 3).eval()
+    bundle = carl_geo.make_bundle(seg, wavelengths=WL4, band_names=["B2", "B3", "B4", "B8"],
+                                  normalization={"mode": "fixed", "mean": 2000.0, "std": 500.0})
+    data = smooth_image(4, 40, 40)
+    bare = write_raster(tmp_path / "bare.tif", data)
+    with pytest.warns(CarlGeoWarning, match=r"bands carry no wavelengths: read as the model's 4 training bands in "
+                                            r"their order \(B2 0\.49, B3 0\.56, B4 0\.665, B8 0\.842 µm\).*sensor"):
+        predict_raster(bundle, bare, tmp_path / "a.tif")
+    tagged = write_raster(tmp_path / "tagged.tif", data, wavelengths=WL4)
+    for src, kw in ((bare, {"wavelengths": WL4}), (tagged, {})):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predict_raster(bundle, src, tmp_path / f"b{len(kw)}.tif", **kw)
+        assert not [w for w in caught if "carry no wavelengths" in str(w.message)]

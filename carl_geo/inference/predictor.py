@@ -56,6 +56,7 @@ from carl_geo.inference.runner import (
     has_model_bands,
     inference_device,
     model_spec,
+    warn_assumed_bands,
     warn_band_path,
 )
 from carl_geo.inference.settings import PredictSettings, check_tiling
@@ -364,6 +365,8 @@ def predict_raster(
     with open_raster(src) as ds:
         sel = resolve_wavelengths(ds, wavelengths=wavelengths, sensor=sensor, bands=bands, fallback=spec.bundle)
         indexes = sel.band_indexes
+        if sel.source == "model":
+            warn_assumed_bands(sel.wavelengths, sel.band_names)
         warn_band_path(spec.module, sel.wavelengths)
         width, height, crs, transform = ds.width, ds.height, ds.crs, ds.transform
         grid = TileGrid.build(height, width, int(tile_size), int(overlap))

@@ -117,6 +117,22 @@ def has_model_bands(bundle: Any, wavelengths: Sequence[float]) -> bool:
         bool(np.allclose(mine, list(wavelengths), atol=1e-3))
 
 
+def warn_assumed_bands(wavelengths: Sequence[float], band_names: Sequence[str] | None = None) -> None:
+    """Warn (one line, :class:`~carl_geo.errors.CarlGeoWarning`) that the input's bands carry no wavelengths and are
+    read as the model's training bands (``wavelengths`` µm, ``band_names``) in their order: right for the model's
+    own camera, wrong for another one with as many bands, which nothing else would reveal."""
+    import warnings
+
+    from carl_geo.errors import CarlGeoWarning
+
+    bands = ", ".join(f"{n} {w:g}" if n else f"{w:g}" for n, w in zip(band_names or [""] * len(wavelengths),
+                                                                      wavelengths))
+    warnings.warn(f"the input's bands carry no wavelengths: read as the model's {len(wavelengths)} training bands in "
+                  f"their order ({bands} µm); if it comes from another camera or has another band order, give "
+                  f"{option('sensor', 'NAME', repr('NAME'))} or {option('wavelengths', 'UM,UM,...', '[...]')}",
+                  CarlGeoWarning, stacklevel=3)
+
+
 def warn_band_path(module: nn.Module, wavelengths: Sequence[float]) -> bool:
     """Warn (one line, :class:`~carl_geo.errors.CarlGeoWarning`) when a polygon-trained model's pixel heads cannot
     read these bands: the map then comes from its band-agnostic path (heads fitted here on its stored training

@@ -82,6 +82,9 @@ def _band_wavelengths(da: Any, band_dim: str, wavelengths: Sequence[float] | Non
                 return check_wavelengths(vals)
     fb = getattr(bundle, "wavelengths", None)
     if fb is not None and len(fb) == n:
+        from carl_geo.inference.runner import warn_assumed_bands
+
+        warn_assumed_bands(fb, getattr(bundle, "band_names", None))
         return check_wavelengths(fb)
     raise CarlGeoError(f"no wavelengths for the {n} bands of the array: give wavelengths=[...] (µm) or "
                        "sensor=<preset>, "
