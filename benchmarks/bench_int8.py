@@ -289,8 +289,9 @@ def markdown(result: dict[str, Any]) -> str:
              "| config | threads | kind | images/s | x upstream fp32 (range) | x carl_geo fp32 (range) | feature cosine "
              "| prepare s | load |",
              "|---|---:|---|---:|---:|---:|---:|---:|---|"]
-    if not result["speed"]:
-        lines = lines[:4]
+    if not result["speed"]:  # accuracy rows only: one predict_raster run per precision, no paired rounds
+        lines = lines[:2] + [f"Load average (1/5/15 min) at start: {m['load_start']}; at end: {m['load_end']}. "
+                             "Timings are single predict_raster runs per precision (no paired rounds).", ""]
 
     def rng(r: dict[str, Any], key: str) -> str:
         if not r.get(key):
