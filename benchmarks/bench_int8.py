@@ -47,7 +47,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -180,14 +179,10 @@ def bench_speed(config: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 def nc_scores(path: Path, bundle: Any, scene: Any) -> dict[str, float]:
     """Overall accuracy and mean IoU of a NC class map against ``strata.tif`` on the demo's evaluation
     pixels (valid, with a reference class, outside the training polygons), as ``carl-geo demo`` scores."""
-    import rasterio
-
-    from carl_geo.demo import _read_scene, _score
+    from carl_geo.demo import _read_classes, _read_scene, _score
 
     data = _read_scene(scene)
-    with rasterio.open(path) as ds:
-        m = ds.read(1, masked=True)
-    pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
+    pred = _read_classes(path)
     # data["reference"]: the demo's scoring reference (-1 outside the valid pixels off the training polygons)
     s = _score(pred, list(bundle.class_names), data["reference"], scene.class_names, list(data["labels"].class_names))
     return {"overall_accuracy": s["overall_accuracy"], "mean_iou": s["mean_iou"]}
@@ -245,9 +240,8 @@ def bench_ensembles(folder: Path, data: Path, out: Path) -> list[dict[str, Any]]
     """int8 vs fp32 with the models `carl-geo train` keeps (``{scene}_seed{N}.pt`` in ``folder``, as
     ``BENCH_KEEP_MODELS=folder python benchmarks/bench_polygons.py`` writes them) on their own scene: class
     agreement, and both maps scored like bench_polygons (mIoU on the held-out reference)."""
-    import rasterio
-
     from bench_polygons import scene_spec, score
+    from carl_geo.demo import _read_classes
 
     rows = []
     for path in sorted(folder.glob("*_seed*.pt")):
@@ -259,10 +253,7 @@ def bench_ensembles(folder: Path, data: Path, out: Path) -> list[dict[str, Any]]
         names = list(bundle.class_names)
 
         def scorer(p: Path, spec: dict[str, Any] = spec, names: list[str] = names) -> dict[str, float]:
-            with rasterio.open(p) as src:
-                m = src.read(1, masked=True)
-            pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
-            s = score(pred, names, spec["ref"], spec["ref_names"], names)
+            s = score(_read_classes(p), names, spec["ref"], spec["ref_names"], names)
             return {"overall_accuracy": s["oa"], "mean_iou": s["miou"]}
 
         heads = "+".join(h["type"] for h in bundle.model.config()["heads"]) if hasattr(bundle.model, "heads") else ""
