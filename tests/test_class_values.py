@@ -79,7 +79,7 @@ def test_training_on_numeric_labels_keeps_them(tmp_path: Path) -> None:
 def test_class_colours_follow_land_cover_names():
     """Polygon-trained models know only class names: names that say what they are get the colours map readers
     expect (each colour once), the others distinct matplotlib colours; names without keywords keep tab10."""
-    from carl_geo.models.class_colors import class_colors, default_colors, land_cover_color
+    from carl_geo.class_colors import class_colors, default_colors, land_cover_color
 
     nc = class_colors(["developed", "forest", "herbaceous", "sediment", "shrubland", "water"])
     assert nc[5] == (40, 90, 210) and nc[1] == (20, 100, 35) and nc[0] == (200, 40, 40)  # water blue, forest green

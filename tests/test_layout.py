@@ -173,6 +173,7 @@ def test_builders_pass_keyword_arguments_on_and_the_polygon_variant_is_a_named_c
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shared", (
         "carl_geo.errors", "carl_geo.validation", "carl_geo.transforms", "carl_geo.devices", "carl_geo.sensors",
+        "carl_geo.class_colors",
         "carl_geo.io", "carl_geo._lazy",
         # the published checkpoint store (models fetch their weights from it) and the shipped scenes
         "carl_geo.weights", "carl_geo.sample_data",

@@ -20,7 +20,7 @@ from carl_geo.devices import resolve_device  # noqa: F401  (re-exported: its hom
 from carl_geo.errors import CarlGeoError, ModelTaskError, check_choice, option
 from carl_geo.inference.outputs import output_kind
 from carl_geo.models.bundle import ModelBundle, load_bundle
-from carl_geo.models.class_colors import class_colors
+from carl_geo.class_colors import class_colors
 from carl_geo.models.pixel_classifier import is_segmentation_module
 from carl_geo.models.segmentation import CARLEmbedder
 
@@ -173,7 +173,7 @@ def finish_spec(spec: ModelSpec, k: int) -> None:
 
 
 def class_defaults(spec: ModelSpec) -> tuple[list[str], list[tuple[int, int, int]]]:
-    """Class names and colours, filled with ``class i`` and :func:`~carl_geo.models.class_colors.class_colors`
+    """Class names and colours, filled with ``class i`` and :func:`~carl_geo.class_colors.class_colors`
     (land-cover colours for names that say what they are, matplotlib colours for the rest) when missing."""
     k = int(spec.num_outputs or 0)
     names = spec.class_names or [f"class {i}" for i in range(k)]

@@ -41,7 +41,7 @@ from carl_geo.models.checkpoint import (
     load_backbone_weights,
     read_checkpoint,
 )
-from carl_geo.models.class_colors import class_colors
+from carl_geo.class_colors import class_colors
 from carl_geo.models.config import CARLConfig
 from carl_geo.models.pixel_classifier import PixelClassifier, build_pixel_classifier, is_segmentation_module
 from carl_geo.models.segmentation import CARLEmbedder, CARLSegmenter

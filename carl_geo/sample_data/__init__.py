@@ -25,20 +25,15 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from carl_geo.class_colors import class_colors
+
 #: Land-cover classes of ``strata.tif``: value i + 1 is ``NC_CLASS_NAMES[i]``.
 NC_CLASS_NAMES: tuple[str, ...] = (
     "developed", "agriculture", "herbaceous", "shrubland", "forest", "water", "sediment",
 )
-#: RGB (0-255) display colour of each class, same order as :data:`NC_CLASS_NAMES`.
-NC_CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
-    (200, 40, 40),    # developed: red
-    (235, 215, 60),   # agriculture: yellow
-    (170, 225, 120),  # herbaceous: light green
-    (130, 130, 30),   # shrubland: olive
-    (20, 100, 35),    # forest: dark green
-    (40, 90, 210),    # water: blue
-    (210, 180, 140),  # sediment: tan
-)
+#: RGB (0-255) display colour of each class, same order as :data:`NC_CLASS_NAMES` (the land-cover colours of
+#: :func:`carl_geo.class_colors.class_colors`: developed red, agriculture yellow, ..., water blue, sediment tan).
+NC_CLASS_COLORS: tuple[tuple[int, int, int], ...] = tuple(class_colors(NC_CLASS_NAMES))
 #: Sensor preset of the image (see :func:`carl_geo.sensors.get_sensor`).
 NC_SENSOR = "landsat7_etm"
 
@@ -113,10 +108,7 @@ def nc_landsat7() -> SampleScene:
 
 #: OSM land-use classes of the Sentinel-2 scene (field ``fclass``) and their display colours.
 S2_CLASS_NAMES: tuple[str, ...] = ("farm", "forest", "grass", "meadow", "residential", "scrub", "water", "wetland")
-S2_CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
-    (235, 215, 60), (20, 100, 35), (170, 225, 120), (120, 190, 80), (200, 40, 40), (130, 130, 30),
-    (40, 90, 210), (100, 180, 190),
-)
+S2_CLASS_COLORS: tuple[tuple[int, int, int], ...] = tuple(class_colors(S2_CLASS_NAMES))
 _S2_DIR = "s2_havelland"
 S2_FILES = {
     "image": "T33UUU_20170216_10m.vrt",

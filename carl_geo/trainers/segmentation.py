@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
-from carl_geo.models.class_colors import class_colors
+from carl_geo.class_colors import class_colors
 from carl_geo.models.names import ConfigName, HeadName, TaskMode
 from carl_geo.models.segmentation import CARLSegmenter
 from carl_geo.trainers.base import CARLTaskBase, build_backbone

@@ -18,7 +18,7 @@ RGB = tuple[int, int, int]
 
 #: (keywords, RGB 0-255), first match wins: a class whose name has a word that is a keyword, or starts with one of
 #: at least 4 letters ("grassland", "Mixed_forest", "built-up"; "season" is not "sea"), gets the colour (the
-#: colours of the shipped NC and Sentinel-2 sample scenes).
+#: shipped NC and Sentinel-2 sample scenes take their colours from here).
 LAND_COVER_COLORS: tuple[tuple[tuple[str, ...], RGB], ...] = (
     (("wetland", "marsh", "swamp", "bog", "mangrove", "fen"), (100, 180, 190)),
     (("water", "river", "lake", "sea", "ocean", "reservoir", "pond", "canal"), (40, 90, 210)),
@@ -69,6 +69,8 @@ def class_colors(names: Sequence[str]) -> list[RGB]:
             used.append(rgb)
     if not used:
         return default_colors(n)
+    if len(used) == n:  # every class named: no fallback colours (and no matplotlib import)
+        return used
     pool = default_colors(10)
     pool += [c for c in default_colors(20) if c not in pool]
 
