@@ -180,6 +180,8 @@ def run_job(job: str, args: dict[str, Any], *, on_progress: Callable[[int, int],
                 error = event
         code = proc.wait()
         reader.join(timeout=5)
+        if not reader.is_alive():  # the pipe is drained: close it here rather than leave it to the collector
+            proc.stdout.close()
     if cancelled or (error is not None and error.get("cancelled")):
         raise WorkerError("cancelled; nothing was written", log=log_path, cancelled=True, status=code)
     if error is not None:
