@@ -6,6 +6,8 @@ initialised weights everywhere:
 
 * ``upstream fp32``: the upstream CARL code (``--upstream``: folder holding its ``carl`` package);
 * ``carl_geo fp32``: ``carl_geo.CARL`` in eager float32 (the default path);
+* ``carl_geo bf16``: what ``precision="bf16"`` runs on a CPU (bf16 autocast, linear weights cast once by
+  :func:`carl_geo.inference.runner.linear_weights_cast`); fast only where the CPU has bf16 matrix units (AMX);
 * ``int8 ONNX Runtime``: :mod:`carl_geo.inference.int8` (what ``precision="int8"`` runs);
 * ``fp32 ONNX Runtime``: the same ONNX export, not quantised (how much is ONNX Runtime alone);
 * ``torch.ao dynamic int8``: ``torch.ao.quantization.quantize_dynamic`` on the Linear layers
@@ -16,8 +18,8 @@ initialised weights everywhere:
 Each is also scored by the cosine similarity of its spatial features to ``carl_geo fp32`` (mean over
 pixels). ``--threads 2,1`` repeats carl_geo fp32 and int8 at each torch / ONNX Runtime thread count.
 
-Accuracy of ``predict_raster(..., precision="int8")`` vs float32 (class agreement on valid pixels,
-per-pixel feature cosine):
+Accuracy of ``predict_raster(..., precision=P)`` vs float32, P = ``--precision`` (int8, or bf16): class agreement on
+valid pixels, per-pixel feature cosine, on:
 
 * the NC demo model (tiny CARL trained from the shipped Landsat 7 polygons, like ``carl-geo demo``)
   on the NC scene;
@@ -33,6 +35,9 @@ Example::
     # int8 with the models polygon training keeps (kept by bench_polygons):
     BENCH_KEEP_MODELS=/tmp/kept python benchmarks/bench_polygons.py --scenes nc,s2 --methods carl --tag kept
     python benchmarks/bench_int8.py --skip-speed --skip-accuracy --ensembles /tmp/kept --tag ensembles
+    # the same for bf16 (the default on a CPU with AMX), and the forward with the bf16 candidate, 4 x 256 px:
+    python benchmarks/bench_int8.py --skip-speed --skip-accuracy --ensembles /tmp/kept --precision bf16 --tag ensembles_bf16
+    python benchmarks/bench_int8.py --upstream /path/to/CARL --threads 2 --batch 4 --size 256 --skip-accuracy --tag bf16_4x256
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from bench_predictor import generate_raster  # noqa: E402
 from timing import PairedTiming, time_paired  # noqa: E402
 from carl_geo.inference import int8 as int8_mod  # noqa: E402
 from carl_geo.inference import predict_raster  # noqa: E402
+from carl_geo.inference.runner import cpu_has_bf16_units, linear_weights_cast  # noqa: E402
 
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -101,6 +107,13 @@ def candidates(config: str, x: torch.Tensor, wl: torch.Tensor, threads: int, ups
         copy_weights(ours.model, theirs)
         fns["upstream fp32"] = lambda a, b: theirs(a, b.expand(a.shape[0], -1))[0]
     fns["carl_geo fp32"] = ours
+    low = linear_weights_cast(ours, torch.bfloat16)
+
+    def bf16(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return low(a, b).float()
+
+    fns["carl_geo bf16"] = bf16
     t = time.perf_counter()
     q = int8_mod.Int8Model(ours, threads=threads)
     q.session(x, wl)
@@ -189,14 +202,15 @@ def nc_scores(path: Path, bundle: Any, scene: Any) -> dict[str, float]:
 
 
 def compare_runs(bundle: Any, src: Path, out: Path, name: str, outputs: tuple[str, ...], scene: Any = None,
-                 scorer: Callable[[Path], dict[str, float]] | None = None, **kw: Any) -> dict[str, Any]:
-    """predict_raster fp32 vs int8 on ``src``: class agreement and/or feature cosine, and timings
+                 scorer: Callable[[Path], dict[str, float]] | None = None, low: str = "int8",
+                 **kw: Any) -> dict[str, Any]:
+    """predict_raster fp32 vs ``low`` (int8 or bf16) on ``src``: class agreement and/or feature cosine, and timings
     (``scene``: the NC scene, to score both class maps against its reference like the demo; ``scorer``: any other
     class map -> scores)."""
-    res: dict[str, Any] = {"name": name, "load_before": uptime()}
+    res: dict[str, Any] = {"name": name, "precision": low, "load_before": uptime()}
     for output in outputs:
         paths = {}
-        for precision in ("fp32", "int8"):
+        for precision in ("fp32", low):
             t = time.perf_counter()
             r = predict_raster(bundle, src, out / f"_{name}_{output}_{precision}.tif", output=output,
                                precision=precision, device="cpu", **kw)
@@ -204,13 +218,13 @@ def compare_runs(bundle: Any, src: Path, out: Path, name: str, outputs: tuple[st
             res["pixels"], res["tiles"] = r.width * r.height, r.tiles
             paths[precision] = r.path
         if output == "classes":
-            res["class_agreement"] = class_agreement(paths["fp32"], paths["int8"])["agreement"]
+            res["class_agreement"] = class_agreement(paths["fp32"], paths[low])["agreement"]
             if scene is not None:
                 res["reference_scores"] = {k: nc_scores(v, bundle, scene) for k, v in paths.items()}
             elif scorer is not None:
                 res["reference_scores"] = {k: scorer(v) for k, v in paths.items()}
         else:
-            res["feature_cosine"] = feature_cosine(paths["fp32"], paths["int8"])
+            res["feature_cosine"] = feature_cosine(paths["fp32"], paths[low])
         for p in paths.values():
             p.unlink()
     res["load_after"] = uptime()
@@ -220,24 +234,25 @@ def compare_runs(bundle: Any, src: Path, out: Path, name: str, outputs: tuple[st
 
 def bench_accuracy(args: argparse.Namespace, data: Path, out: Path) -> list[dict[str, Any]]:
     rows = []
+    low = args.precision
     bundle, scene = nc_model(data)
     rows.append(compare_runs(bundle, scene.image, out, "NC demo model, NC Landsat 7 scene",
-                             ("classes", "embeddings"), scene=scene))
+                             ("classes", "embeddings"), scene=scene, low=low))
     gen_bundle, gen_src = generated_model(data)
     rows.append(compare_runs(gen_bundle, gen_src, out, "tiny CARL trained on a generated 13-band 1024^2 scene",
-                             ("classes", "embeddings")))
+                             ("classes", "embeddings"), low=low))
     small = generate_raster(data / "bench_512.tif", 512)
     for config in args.configs.split(","):
         torch.manual_seed(0)
         feat = carl_geo.make_bundle(carl_geo.CARL(carl_geo.get_config(config)).eval(),
                                     normalization={"mode": "fixed", "mean": 1800.0, "std": 700.0})
         rows.append(compare_runs(feat, small, out, f"{config} backbone (random init), generated 13-band 512^2 scene",
-                                 ("embeddings",)))
+                                 ("embeddings",), low=low))
     return rows
 
 
-def bench_ensembles(folder: Path, data: Path, out: Path) -> list[dict[str, Any]]:
-    """int8 vs fp32 with the models `carl-geo train` keeps (``{scene}_seed{N}.pt`` in ``folder``, as
+def bench_ensembles(folder: Path, data: Path, out: Path, low: str = "int8") -> list[dict[str, Any]]:
+    """``low`` (int8 or bf16) vs fp32 with the models `carl-geo train` keeps (``{scene}_seed{N}.pt`` in ``folder``, as
     ``BENCH_KEEP_MODELS=folder python benchmarks/bench_polygons.py`` writes them) on their own scene: class
     agreement, and both maps scored like bench_polygons (mIoU on the held-out reference)."""
     from bench_polygons import scene_spec, score
@@ -259,7 +274,7 @@ def bench_ensembles(folder: Path, data: Path, out: Path) -> list[dict[str, Any]]
         heads = "+".join(h["type"] for h in bundle.model.config()["heads"]) if hasattr(bundle.model, "heads") else ""
         row = compare_runs(bundle, spec["image"], out, f"kept model ({type(bundle.model).__name__}"
                            f"{', CARL + ' + heads if heads else ''}), {scene} {path.stem.split('_')[-1]}",
-                           ("classes",), scorer=scorer)
+                           ("classes",), scorer=scorer, low=low)
         rows.append({**row, "scene": scene, "model": path.name})
     return rows
 
@@ -272,7 +287,8 @@ def shape_text(rows: list[dict[str, Any]]) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     m = result["meta"]
-    lines = [f"# bench_int8 ({m['machine']}, torch {m['torch']}, onnxruntime {m['onnxruntime']})", "",
+    cpu = f", {m['cpu']}" if m.get("cpu") else ""
+    lines = [f"# bench_int8 ({m['machine']}{cpu}, torch {m['torch']}, onnxruntime {m['onnxruntime']})", "",
              f"Load average (1/5/15 min) at start: {m['load_start']}; at end: {m['load_end']}. The machine is shared "
              "(2 cores): candidates are timed in paired, alternating rounds in one process "
              "(benchmarks/timing.py); a speed-up is the median of the per-round ratios, with their range.", "",
@@ -296,23 +312,24 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{rng(r, 'speedup_vs_upstream_fp32')} | {rng(r, 'speedup_vs_carl_geo_fp32')} | "
                      f"{r['feature_cosine']:.5f} | {r['prepare_s']:.1f} | {load} |")
     if result.get("accuracy"):
-        lines += ["", "## predict_raster, precision int8 vs fp32", "",
+        low = result["accuracy"][0].get("precision", "int8")
+        lines += ["", f"## predict_raster, precision {low} vs fp32", "",
                   "| model and scene | pixels | class agreement | feature cosine mean / 1st pct / min | "
-                  "fp32 s | int8 s (incl. export) |", "|---|---:|---:|---|---:|---:|"]
+                  f"fp32 s | {low} s{' (incl. export)' if low == 'int8' else ''} |", "|---|---:|---:|---|---:|---:|"]
         for r in result["accuracy"]:
             agree = f"{100 * r['class_agreement']:.2f} %" if "class_agreement" in r else "-"
             fc = r.get("feature_cosine")
             cos = f"{fc['mean']:.5f} / {fc['p1']:.5f} / {fc['min']:.4f}" if fc else "-"
             first = "classes" if "classes_fp32_s" in r else "embeddings"
             lines.append(f"| {r['name']} | {r['pixels']} | {agree} | {cos} | {r[f'{first}_fp32_s']:.1f} | "
-                         f"{r[f'{first}_int8_s']:.1f} |")
+                         f"{r[f'{first}_{low}_s']:.1f} |")
         for r in result["accuracy"]:
             if "reference_scores" in r:
-                a, b = r["reference_scores"]["fp32"], r["reference_scores"]["int8"]
+                a, b = r["reference_scores"]["fp32"], r["reference_scores"][low]
                 what = ("scored like bench_polygons (held-out reference)" if "scene" in r else
                         "scored against the reference map (strata.tif) like `carl-geo demo`")
                 lines += ["", f"{r['name']}, {what}: "
-                          f"fp32 OA {a['overall_accuracy']:.4f} / mIoU {a['mean_iou']:.4f}, int8 OA "
+                          f"fp32 OA {a['overall_accuracy']:.4f} / mIoU {a['mean_iou']:.4f}, {low} OA "
                           f"{b['overall_accuracy']:.4f} / mIoU {b['mean_iou']:.4f}."]
     return "\n".join(lines) + "\n"
 
@@ -339,6 +356,16 @@ def chart(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), and whether it has AMX: bf16 speed depends on it."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    return name + (", AMX" if " amx_bf16" in info else "")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--upstream", type=Path, default=None, help="folder holding upstream's `carl` package")
@@ -351,6 +378,8 @@ def main() -> None:
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--ensembles", type=Path, default=None,
                    help="folder of models bench_polygons kept (BENCH_KEEP_MODELS): int8 vs fp32 on their scenes")
+    p.add_argument("--precision", default="int8", choices=["int8", "bf16"],
+                   help="the precision compared with fp32 in the accuracy and ensemble runs")
     p.add_argument("--tag", default="", help="suffix of the output files")
     p.add_argument("--data", default=None, help="folder for generated rasters and trained models (default --out)")
     p.add_argument("--out", default="benchmarks/results")
@@ -364,12 +393,13 @@ def main() -> None:
     data.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"meta": {"machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
                                                   "cores", "torch": torch.__version__,
-                                       "onnxruntime": onnxruntime.__version__, "load_start": uptime()}}
+                                       "onnxruntime": onnxruntime.__version__, "load_start": uptime(),
+                                       "cpu_bf16_units": cpu_has_bf16_units(), "cpu": cpu_model()}}
     result["speed"] = [] if args.skip_speed else [r for c in args.configs.split(",") for r in bench_speed(c, args)]
     if not args.skip_accuracy:
         result["accuracy"] = bench_accuracy(args, data, out)
     if args.ensembles is not None:
-        result["accuracy"] = result.get("accuracy", []) + bench_ensembles(args.ensembles, data, out)
+        result["accuracy"] = result.get("accuracy", []) + bench_ensembles(args.ensembles, data, out, args.precision)
     result["meta"]["load_end"] = uptime()
     stem = f"bench_int8{'_' + args.tag if args.tag else ''}"
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1))

@@ -106,7 +106,7 @@ def job_predict(args: dict[str, Any], events: Events) -> dict[str, Any]:
     src, dst = args.pop("src"), args.pop("dst")
     res = predict_raster(bundle, src, dst, output=output, progress=events.progress, **args)
     return {"path": str(res.path), "count": res.count, "output": res.output, "seconds": round(res.seconds, 2),
-            **_bundle_facts(bundle)}
+            "device": res.device, "precision": res.precision, **_bundle_facts(bundle)}
 
 
 def job_polygons(args: dict[str, Any], events: Events) -> dict[str, Any]:

@@ -43,6 +43,10 @@ def test_predicted_raster_keeps_the_codes(tmp_path: Path, capsys) -> None:
     code, _, out = run_cli(["predict", scene, tmp_path / "codes.tif", "-m", model, *FAST,
                             "--quicklook", tmp_path / "codes.png"], capsys)
     assert code == 0 and "class values: 1 = crops, 3 = urban, 40 = water" in out
+    from carl_geo.inference.runner import resolve_precision
+
+    chosen = resolve_precision("auto", torch.device("cpu"), carl_geo.load_bundle(model).model)
+    assert f" on cpu ({chosen})" in out  # the precision "auto" chose (bf16 for this CARL model on a CPU with AMX)
     predict_raster(carl_geo.load_bundle(plain), scene, tmp_path / "plain.tif", device="cpu", tile_size=32, overlap=8)
     with rasterio.open(tmp_path / "codes.tif") as a, rasterio.open(tmp_path / "plain.tif") as b:
         codes, index = a.read(1), b.read(1)

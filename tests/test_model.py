@@ -152,6 +152,28 @@ def test_bf16_autocast_close_to_fp32(tiny_model, s2_wavelengths):
     assert (low - ref).abs().max() <= 0.05 * ref.abs().max()
 
 
+def test_small_attention_equals_scaled_dot_product_attention():
+    """The CPU bf16 attention over band tokens (two matrix products) is the function SDPA computes, masks
+    included: in float64 to rounding, and in bf16 within bf16's resolution of SDPA's own bf16 result."""
+    from carl_geo.models.spectral_encoder import small_attention
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(5, 3, 8, 16), torch.randn(5, 3, 13, 16), torch.randn(5, 3, 13, 16)
+    mask = torch.ones(5, 1, 1, 13, dtype=torch.bool)
+    mask[1, ..., 9:] = False  # a padded sample: its last 4 bands take no part
+    for m in (None, mask):
+        ref = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=m)
+        torch.testing.assert_close(small_attention(q.double(), k.double(), v.double(), m), ref, rtol=1e-12, atol=1e-12)
+        low = small_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), m).double()
+        sdpa = torch.nn.functional.scaled_dot_product_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(),
+                                                                attn_mask=m).double()
+        assert (low - ref).abs().max() < 0.05 and (sdpa - ref).abs().max() < 0.05
+        assert (low - ref).abs().max() > 0  # bf16 really ran
+    # the masked sample equals the same sample with its padded bands dropped
+    cut = small_attention(q[1:2].double(), k[1:2, :, :9].double(), v[1:2, :, :9].double())
+    torch.testing.assert_close(small_attention(q.double(), k.double(), v.double(), mask)[1:2], cut)
+
+
 def test_cpu_inference_in_column_chunks_equals_one_pass(tiny_model, monkeypatch):
     """CPU inference runs the spectral blocks on chunks of token columns (a cache-sized working set);
     the features, including padded bands and the spectral tokens, equal one pass over all columns."""

@@ -62,7 +62,7 @@ def test_bad_settings_are_refused_when_made(bad: dict, says: str) -> None:
 def test_defaults_are_frozen_and_replace_checks_names() -> None:
     s = PredictSettings()
     assert (s.tile_size, s.overlap, s.batch_size, s.device, s.precision, s.output) == \
-        (None, None, 4, "auto", "fp32", "classes")
+        (None, None, 4, "auto", "auto", "classes")
     assert s.tiling() == (DEFAULT_TILE_SIZE, DEFAULT_OVERLAP) == (256, 16)
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.tile_size = 512  # type: ignore[misc]

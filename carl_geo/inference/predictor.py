@@ -55,6 +55,7 @@ from carl_geo.inference.runner import (
     finish_spec,
     has_model_bands,
     inference_device,
+    resolve_precision,
     model_spec,
     warn_assumed_bands,
     warn_band_path,
@@ -86,6 +87,7 @@ class PredictionResult:
         band_indexes: 1-based input bands that were read; wavelengths: their µm values.
         mean, std: the normalisation statistics used.
         device: the torch device used.
+        precision: the precision the model ran in (``"auto"`` resolved: ``"bf16"`` on a CPU with AMX, else ``"fp32"``).
     """
 
     path: Path
@@ -102,6 +104,7 @@ class PredictionResult:
     mean: float = 0.0
     std: float = 1.0
     device: str = "cpu"
+    precision: str = "fp32"
 
 
 def read_window(ds: Any, indexes: Sequence[int], window: Window, nodata: float | None = None,
@@ -358,6 +361,7 @@ def predict_raster(
     dev = inference_device(cfg.device, precision)
     dst = protect_inputs(src, dst, model, overwrite=overwrite)
     spec = model_spec(model, output, class_names, colors)
+    precision = resolve_precision(precision, dev, spec.module)
     fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
     tile_size, overlap = cfg.tiling_for(spec.module)
     check_tiling(tile_size, overlap)
@@ -413,4 +417,4 @@ def predict_raster(
         path=path, width=width, height=height, count=layout["count"], crs=crs.to_string() if crs else "",
         transform=transform, seconds=time.perf_counter() - t0, tiles=tiles, output=output,
         band_indexes=list(indexes), wavelengths=list(sel.wavelengths), mean=float(mean), std=float(std),
-        device=str(dev))
+        device=str(dev), precision=precision)

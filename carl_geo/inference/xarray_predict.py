@@ -33,6 +33,7 @@ from carl_geo.inference.runner import (
     finish_spec,
     has_model_bands,
     inference_device,
+    resolve_precision,
     model_spec,
     warn_band_path,
 )
@@ -188,6 +189,7 @@ def predict_dataarray(
     dev = inference_device(cfg.device, precision)
 
     spec = model_spec(model, output, class_names, colors)
+    precision = resolve_precision(precision, dev, spec.module)
     tile_size, overlap = cfg.tiling_for(spec.module)
     check_tiling(tile_size, overlap)
     if chunk_size < tile_size:

@@ -27,7 +27,8 @@ def test_precision_choice_and_tiling_defaults(carl_provider: Any) -> None:
     for alg_id in ("carl:segmentraster", "carl:extractfeatures", "carl:trainfrompolygons"):
         alg = _alg(alg_id)
         param = alg.parameterDefinition("PRECISION")
-        assert param.options() == ["fp32", "int8", "bf16", "fp16"] and param.defaultValue() == "fp32"
+        # "auto" (bf16 on a CPU with AMX, else fp32) is the default and comes last: saved indexes keep their meaning
+        assert param.options() == ["fp32", "int8", "bf16", "fp16", "auto"] and param.defaultValue() == "auto"
         # 0 / -1: the library's default (None), i.e. from the model's patch size (256 / 16 px at patch 8)
         assert alg.parameterDefinition("TILE_SIZE").defaultValue() == 0
         assert alg.parameterDefinition("OVERLAP").defaultValue() == -1

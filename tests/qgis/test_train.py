@@ -75,6 +75,19 @@ def test_train_log_shows_the_candidates_and_the_kept_model(trained: dict[str, An
     assert any(line.startswith(f"Model saved to {trained['result']['OUTPUT_MODEL']}: {report['kept']}") for line in log)
 
 
+def test_train_log_names_the_precision_the_map_ran_in(trained: dict[str, Any]) -> None:
+    """The default precision "auto" is resolved in the worker (bf16 on a CPU with AMX, else fp32) and the log says
+    which one made the map."""
+    import carl_geo
+    import torch
+    from carl_geo.inference.runner import resolve_precision
+
+    want = resolve_precision("auto", torch.device("cpu"), carl_geo.load_bundle(trained["result"]["OUTPUT_MODEL"]).model)
+    out = trained["out_dir"] / "nc_classes.tif"
+    lines = [line for line in trained["log"] if line.startswith(f"Wrote the class map {out} in ")]
+    assert len(lines) == 1 and lines[0].endswith(f" s ({want} on cpu)"), trained["log"][-5:]
+
+
 def test_train_writes_model_with_polygon_classes(trained: dict[str, Any], nc_scene: Any) -> None:
     import carl_geo
 

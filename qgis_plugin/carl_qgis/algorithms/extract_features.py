@@ -18,6 +18,7 @@ from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
     predict_to_file,
+    ran_on,
 )
 from carl_qgis.algorithms.published_weights import PUBLISHED_CHOICE, published_weights_path
 
@@ -74,5 +75,6 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
         result = predict_to_file(model_path, src, dst, feedback, output="embeddings", embedding_dtype=dtype,
                                  **wl_args, **tiling,
                                  cancelled="CARL extract features was cancelled; no output was written.")
-        feedback.pushInfo(f"Wrote {result['path']}: {result['count']} feature bands in {result['seconds']:.1f} s")
+        feedback.pushInfo(f"Wrote {result['path']}: {result['count']} feature bands in {result['seconds']:.1f} s "
+                          f"({ran_on(result)})")
         return {self.OUTPUT: dst}

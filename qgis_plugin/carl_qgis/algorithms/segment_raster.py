@@ -17,6 +17,7 @@ from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
     predict_to_file,
+    ran_on,
 )
 from carl_qgis.algorithms.class_polygons import (
     OUTPUT_POLYGONS,
@@ -83,7 +84,7 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
                                  cancelled="CARL segment raster was cancelled; no output was written.")
         names = result["class_names"]
         feedback.pushInfo(f"Wrote {result['path']}: {result['count']} band(s), {len(names)} classes "
-                          f"({', '.join(names)}) in {result['seconds']:.1f} s")
+                          f"({', '.join(names)}) in {result['seconds']:.1f} s ({ran_on(result)})")
         results = {self.OUTPUT: dst}
         if output == "classes":
             colors = [tuple(c) for c in result["colors"]]

@@ -41,6 +41,7 @@ from carl_qgis.algorithms.base import (
     kept_model_choices,
     layer_file,
     predict_to_file,
+    ran_on,
     recipe_default,
     run_child,
     set_advanced,
@@ -296,6 +297,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                                  **wl_args, **tiling,
                                  cancelled=f"Classification cancelled; the trained model was kept at "
                                            f"{trained['model_path']}.")
+        feedback.pushInfo(f"Wrote the class map {result['path']} in {result['seconds']:.1f} s ({ran_on(result)})")
         style_on_load(context, dst, result["class_names"], [tuple(c) for c in result["colors"]],
                       values=result["class_values"])
         self._trained_model = str(trained["model_path"])
