@@ -37,7 +37,7 @@ def resolve_precision(precision: str, device: torch.device, module: nn.Module | 
     other modules: bf16 was measured on CARL models only); any other value is returned as it is.
 
     Why (``benchmarks/results/bench_int8_bf16*.md``, ``bench_int8_ensembles_bf16.md``, 2 cores with AMX): the
-    published backbone runs 2.5x faster in bf16 than in fp32 (3.0x upstream's fp32), its features keep a cosine of
+    published backbone runs 2.2-2.5x faster in bf16 than in fp32 (3.0-3.2x upstream's fp32), its features keep a cosine of
     0.99997, and the class maps of the models polygon training keeps agree with fp32 on 99.52 % (NC Landsat 7) and
     99.39 % (Sentinel-2) of the pixels with the same held-out mIoU; without AMX, bf16 runs slower than fp32."""
     if precision != "auto":
@@ -88,7 +88,7 @@ def cpu_has_amx() -> bool:
 
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU multiplies bf16 in hardware: Intel AMX (Xeon 4th generation on; measured there, the published
-    CARL runs 2.5x faster in bf16 than in fp32, ``benchmarks/results/bench_int8_bf16.md``) or AVX-512 BF16
+    CARL runs 2.2-2.5x faster in bf16 than in fp32, ``benchmarks/results/bench_int8_bf16.md``) or AVX-512 BF16
     (dot-product instructions only, not measured). Without either, bf16 is emulated and slower than fp32."""
     cpu = getattr(torch, "cpu", None)
     checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]

@@ -142,7 +142,7 @@ class PredictSettings:
         batch_size: tiles per model call, or ``"auto"`` (sized to the GPU's free memory; 4 on CPU).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         precision: ``"auto"`` (default: ``"bf16"`` for a CARL model on a CPU with AMX matrix units, where the
-            published backbone runs ~2.5x faster than in fp32 and class maps agree with fp32 on >= 99.4 % of the
+            published backbone runs 2.2-2.5x faster than in fp32 and class maps agree with fp32 on >= 99.4 % of the
             pixels; ``"fp32"`` elsewhere, GPUs and other models included); ``"fp32"``; ``"int8"`` (CPU: int8 weights in ONNX Runtime, 1.7-2.2x faster
             with the published backbone, no faster with the small CARL models polygon training keeps; needs
             ``pip install "carl-geo[int8]"``); ``"bf16"`` / ``"fp16"`` (autocast; fp16 needs a GPU; bf16 on a CPU
@@ -176,7 +176,7 @@ class PredictSettings:
     device: str = field(default="auto", metadata=option_meta(
         "tiling and device", "auto, cpu, cuda, cuda:N or mps (default auto)"))
     precision: Precision = field(default="auto", metadata=option_meta(
-        "tiling and device", "auto (default): bf16 for CARL models on a CPU with AMX units (Xeon 4th gen on; ~2.5x "
+        "tiling and device", "auto (default): bf16 for CARL models on a CPU with AMX units (Xeon 4th gen on; 2.2-2.5x "
         "faster with the published backbone, class maps as fp32's on over 99 of 100 pixels), fp32 elsewhere; fp32; int8: int8 weights on the CPU, about "
         "2x faster with the published backbone, no faster with small models (needs pip install 'carl-geo[int8]'); "
         "bf16: autocast (slower than fp32 on CPUs without bf16 units); fp16: GPU autocast"))

@@ -333,7 +333,7 @@ class CarlAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(choice_parameter(self.DEVICE, self.tr("Device"), DEVICES, AUTO))
 
     def add_precision_parameter(self, advanced: bool = False) -> None:
-        """Precision of the prediction (``auto``: CARL models in bf16 on a CPU with AMX units, ~2.5x faster with the
+        """Precision of the prediction (``auto``: CARL models in bf16 on a CPU with AMX units, 2.2-2.5x faster with the
         published backbone, else fp32; ``int8``: about 2x faster on a CPU with the published backbone, no faster
         with small models, small accuracy cost)."""
         param = choice_parameter(self.PRECISION, self.tr(
