@@ -55,8 +55,8 @@ from carl_geo.inference.runner import (
     finish_spec,
     has_model_bands,
     inference_device,
-    resolve_precision,
     model_spec,
+    resolve_precision,
     warn_assumed_bands,
     warn_band_path,
 )
@@ -87,7 +87,8 @@ class PredictionResult:
         band_indexes: 1-based input bands that were read; wavelengths: their µm values.
         mean, std: the normalisation statistics used.
         device: the torch device used.
-        precision: the precision the model ran in (``"auto"`` resolved: ``"bf16"`` on a CPU with AMX, else ``"fp32"``).
+        precision: the precision the model ran in (``"auto"`` resolved: ``"bf16"`` for a CARL model on a CPU with
+            AMX, else ``"fp32"``).
     """
 
     path: Path

@@ -53,8 +53,9 @@ EmbeddingDtype = Literal["float32", "float16"]
 
 #: What a prediction writes (:class:`PredictSettings` ``output``).
 OUTPUTS: tuple[str, ...] = get_args(Output)
-#: Precisions: fp32; int8 (CPU, ONNX Runtime); bf16 / fp16 autocast (fp16 needs a GPU); auto (bf16 for CARL models on a
-#: CPU with AMX, else fp32: :func:`carl_geo.inference.runner.resolve_precision`). "auto" comes last: the QGIS enum keeps its indexes.
+#: Precisions: fp32; int8 (CPU, ONNX Runtime); bf16 / fp16 autocast (fp16 needs a GPU); auto (bf16 for CARL models on
+#: a CPU with AMX, else fp32: :func:`carl_geo.inference.runner.resolve_precision`). "auto" comes last, so that the
+#: QGIS enum keeps the indexes of the others.
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 PROBABILITY_DTYPES: tuple[str, ...] = get_args(ProbabilityDtype)
 EMBEDDING_DTYPES: tuple[str, ...] = get_args(EmbeddingDtype)
@@ -143,9 +144,9 @@ class PredictSettings:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         precision: ``"auto"`` (default: ``"bf16"`` for a CARL model on a CPU with AMX matrix units, where the
             published backbone runs 2.2-2.5x faster than in fp32 and class maps agree with fp32 on >= 99.4 % of the
-            pixels; ``"fp32"`` elsewhere, GPUs and other models included); ``"fp32"``; ``"int8"`` (CPU: int8 weights in ONNX Runtime, 1.7-2.2x faster
-            with the published backbone, no faster with the small CARL models polygon training keeps; needs
-            ``pip install "carl-geo[int8]"``); ``"bf16"`` / ``"fp16"`` (autocast; fp16 needs a GPU; bf16 on a CPU
+            pixels; ``"fp32"`` elsewhere, GPUs and other models included); ``"fp32"``; ``"int8"`` (CPU: int8
+            weights in ONNX Runtime, 1.7-2.2x faster with the published backbone, no faster with the small CARL
+            models polygon training keeps; needs ``pip install "carl-geo[int8]"``); ``"bf16"`` / ``"fp16"`` (autocast; fp16 needs a GPU; bf16 on a CPU
             without bf16 units is slower than fp32).
         compile: ``torch.compile`` the model for the run (pays off on GPUs for large rasters).
         probability_dtype: ``"float32"`` or ``"uint8"`` (scaled 0..254, 255 = nodata).
@@ -177,9 +178,9 @@ class PredictSettings:
         "tiling and device", "auto, cpu, cuda, cuda:N or mps (default auto)"))
     precision: Precision = field(default="auto", metadata=option_meta(
         "tiling and device", "auto (default): bf16 for CARL models on a CPU with AMX units (Xeon 4th gen on; 2.2-2.5x "
-        "faster with the published backbone, class maps as fp32's on over 99 of 100 pixels), fp32 elsewhere; fp32; int8: int8 weights on the CPU, about "
-        "2x faster with the published backbone, no faster with small models (needs pip install 'carl-geo[int8]'); "
-        "bf16: autocast (slower than fp32 on CPUs without bf16 units); fp16: GPU autocast"))
+        "faster with the published backbone, class maps as fp32's on over 99 of 100 pixels), fp32 elsewhere; fp32; "
+        "int8: int8 weights on the CPU, about 2x faster with the published backbone, no faster with small models "
+        "(needs pip install 'carl-geo[int8]'); bf16: autocast (slower than fp32 on CPUs without bf16 units); fp16: GPU autocast"))
     compile: bool = field(default=False, metadata=option_meta(
         "tiling and device", "torch.compile the model for this run (worth it on a GPU for large rasters)"))
     probability_dtype: ProbabilityDtype = field(default="float32", metadata=option_meta(

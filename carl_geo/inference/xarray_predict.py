@@ -33,8 +33,8 @@ from carl_geo.inference.runner import (
     finish_spec,
     has_model_bands,
     inference_device,
-    resolve_precision,
     model_spec,
+    resolve_precision,
     warn_band_path,
 )
 from carl_geo.inference.settings import PredictSettings, check_tiling
