@@ -537,6 +537,7 @@ def test_auto_precision_is_bf16_on_a_cpu_with_amx_and_fp32_elsewhere(tmp_path: P
 
     assert PredictSettings().precision == "auto"
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert isinstance(runner.cpu_has_amx(), bool)  # the real check runs on this machine
     monkeypatch.setattr(runner, "cpu_has_amx", lambda: True)
     carl = carl_bundle.model
     assert runner.resolve_precision("auto", cpu, carl) == "bf16" and runner.resolve_precision("auto", gpu, carl) == "fp32"

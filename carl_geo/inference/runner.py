@@ -78,11 +78,13 @@ def inference_device(device: str | torch.device, precision: str) -> torch.device
 
 
 def cpu_has_amx() -> bool:
-    """Whether this CPU has Intel AMX tiles (bf16 / int8 matrix units; Xeon 4th generation on)."""
-    check = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    """Whether this CPU has Intel AMX tiles (bf16 / int8 matrix units; Xeon 4th generation on) and the operating
+    system lets this process use them (Linux >= 5.16 grants them on request; without that grant bf16 is emulated)."""
+    cpu = getattr(torch, "cpu", None)
+    supported, init = getattr(cpu, "_is_amx_tile_supported", None), getattr(cpu, "_init_amx", None)
     try:
-        return bool(check()) if check is not None else False
-    except Exception:  # a private torch helper: if it changes, stay with fp32
+        return supported is not None and init is not None and bool(supported()) and bool(init())
+    except Exception:  # private torch helpers: if they change, stay with fp32
         return False
 
 
