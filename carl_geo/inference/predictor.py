@@ -56,7 +56,6 @@ from carl_geo.inference.runner import (
     has_model_bands,
     inference_device,
     model_spec,
-    resolve_precision,
     warn_assumed_bands,
     warn_band_path,
 )
@@ -362,7 +361,6 @@ def predict_raster(
     dev = inference_device(cfg.device, precision)
     dst = protect_inputs(src, dst, model, overwrite=overwrite)
     spec = model_spec(model, output, class_names, colors)
-    precision = resolve_precision(precision, dev, spec.module)
     fixed = resolve_normalization(normalization, spec.bundle.normalization if spec.bundle else None)
     tile_size, overlap = cfg.tiling_for(spec.module)
     check_tiling(tile_size, overlap)
@@ -377,6 +375,7 @@ def predict_raster(
         grid = TileGrid.build(height, width, int(tile_size), int(overlap))
         with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision,
                          compile=cfg.compile) as runner:
+            precision = runner.precision  # "auto" resolved for this model and device
             if spec.num_outputs is None:  # bare module: one tiny call tells K before any pixel is read
                 tile = np.zeros((1, len(indexes), min(grid.tile_h, 32), min(grid.tile_w, 32)), np.float32)
                 finish_spec(spec, runner(tile).shape[1])

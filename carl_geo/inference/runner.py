@@ -77,27 +77,28 @@ def inference_device(device: str | torch.device, precision: str) -> torch.device
     return dev
 
 
+def _torch_cpu_check(name: str) -> bool | None:
+    """The answer of torch's private CPU check ``torch.cpu.<name>()``, or None when it is missing or fails."""
+    check = getattr(getattr(torch, "cpu", None), name, None)
+    try:
+        return None if check is None else bool(check())
+    except Exception:  # private torch helpers: they may change
+        return None
+
+
 def cpu_has_amx() -> bool:
     """Whether this CPU has Intel AMX tiles (bf16 / int8 matrix units; Xeon 4th generation on) and the operating
-    system lets this process use them (Linux >= 5.16 grants them on request; without that grant bf16 is emulated)."""
-    cpu = getattr(torch, "cpu", None)
-    supported, init = getattr(cpu, "_is_amx_tile_supported", None), getattr(cpu, "_init_amx", None)
-    try:
-        return supported is not None and init is not None and bool(supported()) and bool(init())
-    except Exception:  # private torch helpers: if they change, stay with fp32
-        return False
+    system lets this process use them (Linux >= 5.16 grants them on request; without that grant bf16 is emulated).
+    False when torch cannot tell (then "auto" stays fp32)."""
+    return bool(_torch_cpu_check("_is_amx_tile_supported")) and bool(_torch_cpu_check("_init_amx"))
 
 
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU multiplies bf16 in hardware: Intel AMX (Xeon 4th generation on; measured there, the published
     CARL runs 2.2-2.5x faster in bf16 than in fp32, ``benchmarks/results/bench_int8_bf16.md``) or AVX-512 BF16
     (dot-product instructions only, not measured). Without either, bf16 is emulated and slower than fp32."""
-    cpu = getattr(torch, "cpu", None)
-    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-    try:
-        return any(bool(c()) for c in checks if c is not None)
-    except Exception:  # private torch helpers: if they change, do not warn
-        return True
+    answers = [_torch_cpu_check(name) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(answers) or all(a is None for a in answers)  # torch cannot tell: do not warn
 
 
 @dataclass
@@ -376,16 +377,17 @@ def linear_weights_cast(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     CPU with AMX runs 1.1-1.2x faster this way (``benchmarks/bench_int8.py``). ``module`` itself is left as it
     is (it may be shared with float32 callers). Returns ``module`` when there is nothing to cast or it cannot
     be copied."""
-    linears = [m for m in module.modules() if isinstance(m, nn.Linear) and m.weight.dtype == torch.float32]
-    if not linears:
+    def fp32_linears(root: nn.Module) -> list[nn.Module]:
+        return [m for m in root.modules() if isinstance(m, nn.Linear) and m.weight.dtype == torch.float32]
+
+    if not fp32_linears(module):
         return module
     try:
         low = copy.deepcopy(module)
     except Exception:  # a module that holds something uncopyable: autocast alone still gives the same numbers
         return module
-    for m in low.modules():
-        if isinstance(m, nn.Linear) and m.weight.dtype == torch.float32:
-            m.to(dtype)
+    for m in fp32_linears(low):
+        m.to(dtype)
     return low.eval()
 
 
