@@ -192,10 +192,11 @@ def bench_speed(config: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 def nc_scores(path: Path, bundle: Any, scene: Any) -> dict[str, float]:
     """Overall accuracy and mean IoU of a NC class map against ``strata.tif`` on the demo's evaluation
     pixels (valid, with a reference class, outside the training polygons), as ``carl-geo demo`` scores."""
-    from carl_geo.demo import _read_classes, _read_scene, _score
+    from carl_geo.demo import _read_scene, _score
+    from carl_geo.inference.writer import read_class_map
 
     data = _read_scene(scene)
-    pred = _read_classes(path)
+    pred, _ = read_class_map(path)
     # data["reference"]: the demo's scoring reference (-1 outside the valid pixels off the training polygons)
     s = _score(pred, list(bundle.class_names), data["reference"], scene.class_names, list(data["labels"].class_names))
     return {"overall_accuracy": s["overall_accuracy"], "mean_iou": s["mean_iou"]}
@@ -256,7 +257,7 @@ def bench_ensembles(folder: Path, data: Path, out: Path, low: str = "int8") -> l
     ``BENCH_KEEP_MODELS=folder python benchmarks/bench_polygons.py`` writes them) on their own scene: class
     agreement, and both maps scored like bench_polygons (mIoU on the held-out reference)."""
     from bench_polygons import scene_spec, score
-    from carl_geo.demo import _read_classes
+    from carl_geo.inference.writer import read_class_map
 
     rows = []
     for path in sorted(folder.glob("*_seed*.pt")):
@@ -268,7 +269,7 @@ def bench_ensembles(folder: Path, data: Path, out: Path, low: str = "int8") -> l
         names = list(bundle.class_names)
 
         def scorer(p: Path, spec: dict[str, Any] = spec, names: list[str] = names) -> dict[str, float]:
-            s = score(_read_classes(p), names, spec["ref"], spec["ref_names"], names)
+            s = score(read_class_map(p)[0], names, spec["ref"], spec["ref_names"], names)
             return {"overall_accuracy": s["oa"], "mean_iou": s["miou"]}
 
         heads = "+".join(h["type"] for h in bundle.model.config()["heads"]) if hasattr(bundle.model, "heads") else ""

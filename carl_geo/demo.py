@@ -228,14 +228,6 @@ def _codes(pred: np.ndarray, names: list[str], ref_names: tuple[str, ...]) -> np
     return to_code[np.where(pred >= 0, pred, len(names))]
 
 
-def _read_classes(path: Path) -> np.ndarray:
-    import rasterio
-
-    with rasterio.open(path) as src:
-        m = src.read(1, masked=True)
-    return np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
-
-
 def check_demo_outputs(out: Path, scene: Any, *, overwrite: bool) -> None:
     """Refuse a demo output that is one of the scene's files, or (``overwrite=False``) that exists."""
     from carl_geo.io.output_paths import check_outputs, reads_of
@@ -278,6 +270,7 @@ def run_demo(out_dir: str | os.PathLike = DEFAULT_OUT, *, scene: str = "nc", max
         (scores of the same model given only B02 B03 B04 B08).
     """
     from carl_geo.inference import predict_raster
+    from carl_geo.inference.writer import read_class_map
     from carl_geo.models import save_bundle
     from carl_geo.polygon_training import train_from_polygons
 
@@ -320,12 +313,12 @@ def run_demo(out_dir: str | os.PathLike = DEFAULT_OUT, *, scene: str = "nc", max
     carl_tif = out / "carl_landcover.tif"
     predict_raster(bundle, sc.image, carl_tif, output="classes", device=device)
     seconds["carl_prediction"] = time.perf_counter() - t
-    carl_pred = _read_classes(carl_tif)
+    carl_pred, _ = read_class_map(carl_tif)
     few_tif, few_pred = None, None
     if scene == "sentinel2":  # the same model, a 4-band camera
         few_tif = out / "carl_landcover_4_bands.tif"
         predict_raster(bundle, sc.image, few_tif, output="classes", device=device, bands=list(S2_FOUR_BANDS))
-        few_pred = _read_classes(few_tif)
+        few_pred, _ = read_class_map(few_tif)
 
     # 3. per-pixel baselines on the same polygons and bands: the forest + context (the strong one) and the forest
     trees = rf_trees or (50 if quick else RF_TREES)

@@ -13,7 +13,9 @@ import torch
 
 import carl_geo
 from carl_geo.datasets.vector_labels import class_codes
+from carl_geo.errors import CarlGeoError
 from carl_geo.inference import predict_raster
+from carl_geo.inference.writer import read_class_map
 from user_files import run_cli, save_model, write_scene
 
 FAST = ["--tile-size", "32", "--overlap", "8", "--device", "cpu", "--quiet"]
@@ -57,6 +59,13 @@ def test_predicted_raster_keeps_the_codes(tmp_path: Path, capsys) -> None:
     bundle = carl_geo.load_bundle(model)
     assert cmap[40][:3] == tuple(bundle.colors[2]) and cmap[255] == (0, 0, 0, 0)
     assert (tmp_path / "codes.png").stat().st_size > 10_000
+    # read back: the class positions, whatever values the file holds
+    classes, names = read_class_map(tmp_path / "codes.tif")
+    assert names == ["crops", "urban", "water"] and classes.dtype == np.int64
+    np.testing.assert_array_equal(classes, read_class_map(tmp_path / "plain.tif")[0])
+    np.testing.assert_array_equal(classes, np.where(index == 255, -1, index.astype(np.int64)))
+    with pytest.raises(CarlGeoError, match="no CLASS_NAMES tag"):
+        read_class_map(scene)
     # codes above 254 need uint16 (65535 stays nodata)
     big = save_model(tmp_path / "big.pt", class_names=["a", "b"], class_values=[100, 1000])
     predict_raster(carl_geo.load_bundle(big), scene, tmp_path / "big.tif", device="cpu", tile_size=32, overlap=8)
@@ -99,3 +108,16 @@ def test_class_colours_follow_land_cover_names():
     assert land_cover_color("herbaceous wetland") == (100, 180, 190)  # first match wins
     seg = carl_geo.CARLSegmenter(carl_geo.CARL(carl_geo.tiny_config()), 2)
     assert carl_geo.make_bundle(seg, class_names=["forest", "lake"]).colors == [(20, 100, 35), (40, 90, 210)]
+
+
+def test_read_class_map_maps_codes_nodata_and_strays_to_positions(tmp_path: Path) -> None:
+    from carl_geo.inference.writer import class_tags
+
+    values = np.array([[1, 3, 40], [255, 7, 1]], dtype=np.uint8)  # 255 nodata, 7 names no class
+    with rasterio.open(tmp_path / "m.tif", "w", driver="GTiff", width=3, height=2, count=1, dtype="uint8",
+                       nodata=255) as dst:
+        dst.write(values, 1)
+        dst.update_tags(**class_tags(["crops", "urban", "water"], [1, 3, 40]))
+    classes, names = read_class_map(tmp_path / "m.tif")
+    assert names == ["crops", "urban", "water"]
+    np.testing.assert_array_equal(classes, [[0, 1, 2], [-1, -1, 0]])

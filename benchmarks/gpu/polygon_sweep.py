@@ -138,7 +138,6 @@ def one(run: dict[str, Any], out: Path) -> dict[str, Any]:
     subsets), score against the held-out reference."""
     missing = install_stubs(force=bool(os.environ.get("SWEEP_FORCE_STUBS")))
     import numpy as np
-    import rasterio
     import torch
 
     sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
@@ -146,6 +145,7 @@ def one(run: dict[str, Any], out: Path) -> dict[str, Any]:
     import carl_geo.polygon_training.polygons as training
     from carl_geo.datasets.vector_labels import LabelRaster
     from carl_geo.inference import predict_raster
+    from carl_geo.inference.writer import read_class_map
     from carl_geo.models import config as configs
 
     torch.set_num_threads(int(os.environ.get("SWEEP_THREADS", 1)))
@@ -198,10 +198,8 @@ def one(run: dict[str, Any], out: Path) -> dict[str, Any]:
     for label, bands in [("all bands", None)] + (list(bp.S2_SUBSETS.items()) if run["scene"] == "s2" else []):
         tif = out / f"{tag}_map.tif"
         predict_raster(res.bundle, ROOT / scene["image"], tif, device=device, bands=bands)
-        with rasterio.open(tif) as src:
-            m = src.read(1, masked=True)
+        pred, _ = read_class_map(tif)
         tif.unlink()
-        pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
         s = bp.score(pred, names, scene["ref"].astype(np.int64), scene["ref_names"], names)
         rows[label.split(" (")[0]] = {"miou": s["miou"], "oa": s["oa"], "per_class_iou": s["per_class_iou"]}
     for f in [out / f"{tag}.pt", *out.glob(f"{tag}*.png")]:

@@ -23,7 +23,7 @@ import rasterio.shutil
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from carl_geo.errors import RasterIOError
+from carl_geo.errors import CarlGeoError, RasterIOError
 from carl_geo.io.failures import io_cause, is_io_error, raster_io
 from carl_geo.io.output_paths import partial_path, replace_sidecars, sidecars
 
@@ -38,6 +38,33 @@ def class_tags(class_names: Sequence[str], class_values: Sequence[int] | None = 
     tags = {"CLASS_NAMES": json.dumps(list(class_names)), "CLASS_VALUES": json.dumps(values)}
     tags.update({f"CLASS_{v}": str(n) for v, n in zip(values, class_names)})
     return tags
+
+
+def read_class_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str]]:
+    """Read back a class map written by carl_geo (the inverse of :func:`class_tags`).
+
+    Returns:
+        ``(classes, class_names)``: ``classes`` (H, W) int64 holds each pixel's position in ``class_names``
+        (whatever pixel values the file uses: 0..K-1, or the labels' own codes of ``CLASS_VALUES``), -1 for nodata
+        and for values that name no class.
+
+    Raises:
+        CarlGeoError: the file has no ``CLASS_NAMES`` tag (it is not a class map of carl_geo).
+        RasterIOError: the file cannot be read.
+    """
+    with raster_io(path, "read"), rasterio.open(path) as src:
+        band = src.read(1, masked=True)
+        tags = src.tags()
+    if "CLASS_NAMES" not in tags:
+        raise CarlGeoError(f"{os.fspath(path)} is not a class map of carl_geo (it has no CLASS_NAMES tag)")
+    names = [str(n) for n in json.loads(tags["CLASS_NAMES"])]
+    values = [int(v) for v in json.loads(tags.get("CLASS_VALUES", "null")) or range(len(names))]
+    data = np.asarray(band.data, dtype=np.int64)
+    lut = np.full(max(values, default=0) + 2, -1, dtype=np.int64)
+    lut[values] = np.arange(len(values))
+    classes = lut[np.clip(data, -1, len(lut) - 1)]  # -1 and values above every class land on -1
+    classes[np.ma.getmaskarray(band)] = -1
+    return classes, names
 
 
 def overview_factors(height: int, width: int, min_size: int = BLOCK) -> list[int]:
