@@ -354,3 +354,39 @@ def test_fit_candidates_scores_every_candidate_on_the_held_out_pixels():
     assert by["carl_ensemble"].heads[0] is by["carl_forest"].heads[0] and by["carl_ensemble"].heads[1] is by["carl_mlp"].heads[0]
     assert by["carl_forest"].report == segmentation_report(np.asarray(by["carl_forest"].report["confusion_matrix"]),
                                                            ["a", "b", "c"])
+
+
+def _with_pond(crop, scene, path, keep_classes=None):
+    """The crop's polygons plus a 2 x 1 px polygon of a new class 'pond' on unlabelled pixels inside their extent."""
+    import geopandas as gpd
+    import pandas as pd
+    from shapely.geometry import box
+
+    mask = scene.mask
+    rows, cols = np.nonzero(mask != IGNORE_INDEX)
+    free = (mask[:, :-1] == IGNORE_INDEX) & (mask[:, 1:] == IGNORE_INDEX)
+    free[: rows.min() + 1], free[rows.max():], free[:, : cols.min() + 1], free[:, cols.max() - 1:] = False, False, False, False
+    r, c = (int(v[0]) for v in np.nonzero(free))
+    with open_raster(crop.image) as src:
+        t = src.window_transform(scene.window)
+        crs = src.crs
+    x0, y0 = t * (c, r)
+    pond = box(x0, y0 + 1.0 * t.e, x0 + 2 * t.a, y0)  # pixels (r, c) and (r, c + 1)
+    gdf = gpd.read_file(crop.polygons)
+    if keep_classes is not None:
+        gdf = gdf[gdf["label"].isin(keep_classes)]
+    extra = gpd.GeoDataFrame({"label": ["pond"]}, geometry=[pond], crs=crs).to_crs(gdf.crs)
+    pd.concat([gdf, extra], ignore_index=True).to_file(path)
+    return path
+
+
+def test_a_class_with_a_two_pixel_polygon_is_left_out_with_a_notice(crop, scene, tmp_path):
+    sc0, _ = scene
+    sc = prepare_scene(crop.image, _with_pond(crop, sc0, tmp_path / "pond.gpkg"), "label", margin=16)
+    assert "pond" not in sc.class_names and sc.class_names == sc0.class_names
+    assert [n for n in sc.notices if "'pond' (2 px)" in n and "left out" in n]
+    np.testing.assert_array_equal(sc.mask, sc0.mask)  # the other classes' pixels are what they were
+    # with one other class only, nothing is left to train: the error says what to change
+    one = _with_pond(crop, sc0, tmp_path / "one.gpkg", keep_classes=[sc0.class_names[0]])
+    with pytest.raises(CarlGeoError, match=r"'pond' \(2 px\) cover fewer than 4 valid raster pixels"):
+        prepare_scene(crop.image, one, "label", margin=16)

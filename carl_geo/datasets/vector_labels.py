@@ -253,6 +253,21 @@ def polygons_on_grid(gdf: gpd.GeoDataFrame, crs: CRS | str,
     return geoms, inside
 
 
+def scarce_classes(labels: LabelRaster, valid: np.ndarray | None = None, *,
+                   min_pixels: int = MIN_CLASS_PIXELS) -> dict[str, int]:
+    """Classes with fewer than ``min_pixels`` labelled pixels on valid data (``valid`` (H, W) bool): name -> pixels."""
+    mask = labels.mask if valid is None else np.where(valid, labels.mask, IGNORE_INDEX)
+    counts = {n: int((mask == i).sum()) for i, n in enumerate(labels.class_names)}
+    return {n: c for n, c in counts.items() if c < min_pixels}
+
+
+def without_classes(gdf: gpd.GeoDataFrame, label_field: str, names: Sequence[str]) -> gpd.GeoDataFrame:
+    """The polygons of ``gdf`` whose label (as :func:`rasterize_labels` spells it) is not in ``names``."""
+    drop = set(names)
+    labels = [_label_str(v) if not isinstance(v, str) else v for v in gdf[label_field]]
+    return gdf[[v not in drop for v in labels]]
+
+
 def check_label_pixels(labels: LabelRaster, valid: np.ndarray | None = None, *,
                        min_pixels: int = MIN_CLASS_PIXELS) -> None:
     """Rules for training: at least two classes, and every class at least ``min_pixels`` labelled
@@ -270,7 +285,7 @@ def check_label_pixels(labels: LabelRaster, valid: np.ndarray | None = None, *,
             f"the polygons hold only one class ({only!r}) on valid raster pixels; "
             "a classifier needs at least two classes: digitise polygons of the other classes too"
         )
-    small = {n: c for n, c in counts.items() if c < min_pixels}
+    small = scarce_classes(labels, valid, min_pixels=min_pixels)
     if small:
         desc = ", ".join(f"{n!r} ({c} px)" for n, c in small.items())
         raise CarlGeoError(

@@ -22,11 +22,14 @@ from rasterio.windows import Window
 
 from carl_geo.datasets.vector_labels import (
     IGNORE_INDEX,
+    MIN_CLASS_PIXELS,
     LabelRaster,
     check_label_pixels,
     polygons_on_grid,
     rasterize_labels,
     read_label_vector,
+    scarce_classes,
+    without_classes,
 )
 from carl_geo.errors import CarlGeoError
 from carl_geo.inference.normalization import sample_windows, scene_statistics
@@ -120,7 +123,8 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
     Nothing is held out yet: :func:`split_scene` does that once the recipe knows the block size.
 
     Raises:
-        CarlGeoError: no CRS, no polygon on the raster, one class, classes with too few valid pixels,
+        CarlGeoError: no CRS, no polygon on the raster, fewer than two classes with enough valid pixels (classes
+            with fewer than MIN_CLASS_PIXELS are left out with a notice while two remain),
             wavelengths that do not match the bands.
     """
     gdf = read_label_vector(labels, label_field)  # /vsizip/... paths go to GDAL as given
@@ -140,6 +144,17 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
         raw, valid = read_window(src, indexes, window)
         image = np.asarray(raw, dtype=np.float32)
         image[:, ~valid] = 0.0
+        scarce = scarce_classes(lab, valid)
+        kept = [n for n in lab.class_names if n not in scarce]
+        if scarce and len(kept) >= 2:  # e.g. slivers of a class at the edge of a clipped raster
+            gdf = without_classes(gdf, label_field, list(scarce))
+            geoms, inside = polygons_on_grid(gdf, src.crs, tuple(src.bounds))
+            lab = rasterize_labels(gdf, label_field, shape=(int(window.height), int(window.width)),
+                                   transform=src.window_transform(window), crs=src.crs, class_names=kept)
+            desc = ", ".join(f"{n!r} ({c} px)" for n, c in scarce.items())
+            notices.append(f"class(es) {desc} have fewer than {MIN_CLASS_PIXELS} labelled pixels on valid data of "
+                           "this raster and were left out: the map will not show them (draw larger polygons for "
+                           "them inside the raster to map them)")
         check_label_pixels(lab, valid)
 
         def reader(win: Window) -> tuple[np.ndarray, np.ndarray]:
