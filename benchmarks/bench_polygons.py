@@ -63,23 +63,37 @@ METHOD_LABELS = {"carl": "CARL default (kept)", "carl_alone": "CARL model alone"
 # ---- scenes: image, training polygons, reference ---------------------------------------------
 
 def scene_spec(name: str, work: Path) -> dict[str, Any]:
-    """image, polygons, label_field, ref (H, W) int64 (-1 = not scored), ref_names, band_names."""
+    """image, polygons, label_field, ref (H, W) int64 (-1 = not scored), ref_names, band_names.
+
+    ``nc@ROW:COL:SIZE`` / ``s2@ROW:COL:SIZE`` is a small scene cut from the NC / Sentinel-2 scene: its SIZE x SIZE
+    px window at (ROW, COL) written as a GeoTIFF of its own (band names, wavelengths and scales kept), with the
+    polygons clipped to the window (:func:`carl_geo.sample_data.write_crop`), scored like the whole scene.
+    """
     import rasterio
 
     from carl_geo.datasets.vector_labels import IGNORE_INDEX, rasterize_labels, read_label_vector
+    from carl_geo.sample_data import write_crop
 
-    if name == "nc":
+    base, _, window = name.partition("@")
+
+    def cropped(sc: Any) -> Any:
+        if not window:
+            return sc
+        row, col, size = (int(v) for v in window.split(":"))
+        return write_crop(sc, work / name.replace("@", "_").replace(":", "_"), row, col, size, clip=True)
+
+    if base == "nc":
         from carl_geo.demo import _read_scene
         from carl_geo.sample_data import nc_landsat7
 
-        sc = nc_landsat7()
+        sc = cropped(nc_landsat7())
         ref = _read_scene(sc)["reference"]  # strata outside the training polygons, -1 elsewhere
         return {"image": sc.image, "polygons": sc.polygons, "label_field": sc.label_field, "ref": ref,
                 "ref_names": list(sc.class_names), "band_names": list(sc.band_names)}
-    if name == "s2":
+    if base == "s2":
         from carl_geo.sample_data import sentinel2_havelland
 
-        sc = sentinel2_havelland()
+        sc = cropped(sentinel2_havelland())
         with rasterio.open(sc.image) as src:
             shape, transform, crs = src.shape, src.transform, src.crs
         lab = rasterize_labels(read_label_vector(sc.test_polygons, sc.label_field), sc.label_field, shape=shape,
@@ -87,7 +101,7 @@ def scene_spec(name: str, work: Path) -> dict[str, Any]:
         return {"image": sc.image, "polygons": sc.polygons, "label_field": sc.label_field,
                 "ref": np.where(lab.mask == IGNORE_INDEX, -1, lab.mask), "ref_names": list(sc.class_names),
                 "band_names": list(sc.band_names)}
-    if name == "hsi":
+    if base == "hsi" and not window:
         from carl_geo.sample_data.synthetic import hyperspectral_fields
 
         sc = hyperspectral_fields(work / "hsi", seed=0)
@@ -95,7 +109,7 @@ def scene_spec(name: str, work: Path) -> dict[str, Any]:
             ref = src.read(1).astype(np.int64) - 1
         return {"image": sc.image, "polygons": sc.polygons, "label_field": sc.label_field, "ref": ref,
                 "ref_names": list(sc.class_names), "band_names": None}
-    raise SystemExit(f"unknown scene {name!r}")
+    raise SystemExit(f"unknown scene {name!r} (nc, s2, hsi, or a crop nc@ROW:COL:SIZE / s2@ROW:COL:SIZE)")
 
 
 def score(pred: np.ndarray, pred_names: list[str], ref: np.ndarray, ref_names: list[str],
@@ -126,6 +140,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
     rows: list[dict[str, Any]] = []
     if method == "carl":
         from carl_geo.inference import predict_raster
+        from carl_geo.inference.writer import read_class_map
         from carl_geo.polygon_training import train_from_polygons
 
         torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count() or 1)
@@ -151,9 +166,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
                 t = time.perf_counter()
                 predict_raster(bundle, spec["image"], work / "map.tif", device=device, bands=bands, overwrite=True,
                                **tiling)
-                with rasterio.open(work / "map.tif") as src:
-                    m = src.read(1, masked=True)
-                pred = np.where(np.ma.getmaskarray(m), -1, np.asarray(m.filled(0), dtype=np.int64))
+                pred, _ = read_class_map(work / "map.tif")
                 out.append({"bands": label, **score(pred, names, spec["ref"], spec["ref_names"], names),
                             "predict_s": round(time.perf_counter() - t, 1)})
             return out

@@ -68,3 +68,26 @@ def test_generated_hyperspectral_scene(tmp_path):
         under = rasterize([(g, 1) for g in gdf.geometry], out_shape=test.shape, transform=a.transform,
                           all_touched=True)
     assert not (under.astype(bool) & (test > 0)).any()
+
+
+def test_write_crop_cuts_a_small_scene_out_of_the_sentinel2_vrt(tmp_path):
+    """A window of the VRT scene becomes a GeoTIFF with the same bands and wavelengths; ``clip=True`` cuts the
+    training and test polygons at the window's edge (the small-scene rows of bench_polygons)."""
+    from shapely.geometry import box
+
+    from carl_geo.sample_data import PolygonScene, write_crop
+
+    sc = sentinel2_havelland()
+    crop = write_crop(sc, tmp_path, 320, 1088, 64, clip=True)
+    assert isinstance(crop, PolygonScene) and crop.image.suffix == ".tif"
+    with rasterio.open(sc.image) as whole, rasterio.open(crop.image) as part:
+        assert part.driver == "GTiff" and part.shape == (64, 64) and part.crs == whole.crs
+        assert part.transform == whole.window_transform(rasterio.windows.Window(1088, 320, 64, 64))
+        np.testing.assert_array_equal(part.read(), whole.read(window=rasterio.windows.Window(1088, 320, 64, 64)))
+        frame = box(*part.bounds)
+    assert resolve_wavelengths(str(crop.image)).wavelengths == resolve_wavelengths(str(sc.image)).wavelengths
+    for path in (crop.polygons, crop.test_polygons):
+        gdf = gpd.read_file(path).to_crs(part.crs)
+        assert len(gdf) and gdf.within(frame.buffer(1e-6)).all()
+    whole_polys = write_crop(sc, tmp_path / "whole", 320, 1088, 64)
+    assert not gpd.read_file(whole_polys.polygons).to_crs(part.crs).within(frame.buffer(1e-6)).all()

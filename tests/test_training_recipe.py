@@ -105,6 +105,30 @@ def test_cpu_time_budget_grows_with_the_labelled_window():
     assert hsi.mode == "pixels" and hsi.max_minutes == CPU_MINUTES_PIXELS  # pixels mode: its own budget
 
 
+def test_cpu_time_budget_shrinks_with_a_small_labelled_window():
+    """Chips mode on a CPU: below CPU_SMALL_AREA pixels, time and steps shrink with the window (linearly, at least
+    CPU_MIN_MINUTES), with a notice; the whole-run budget follows; a GPU and explicit budgets are unaffected."""
+    from carl_geo.polygon_training.recipe import (AFTER_LOOP_MINUTES, CPU_MIN_MINUTES, CPU_MINUTES, CPU_SMALL_AREA,
+                                                  DEFAULT_STEPS)
+
+    side = int(CPU_SMALL_AREA ** 0.5)
+    edge = plan_recipe(facts(window=(side, side), scene=(side, side)))
+    assert (edge.recipe.max_minutes, edge.recipe.max_steps) == (CPU_MINUTES, DEFAULT_STEPS)
+    assert not any("small labelled window" in n for n in edge.notices)
+    quarter = plan_recipe(facts(window=(side // 2, side // 2), scene=(side // 2, side // 2)))
+    assert quarter.recipe.max_minutes == pytest.approx(round(CPU_MINUTES / 4, 1))
+    assert quarter.recipe.max_steps == DEFAULT_STEPS // 4
+    assert quarter.run_minutes == pytest.approx(quarter.recipe.max_minutes + AFTER_LOOP_MINUTES)
+    tiny = plan_recipe(facts(window=(41, 41), scene=(41, 41)))
+    assert tiny.recipe.max_minutes == CPU_MIN_MINUTES
+    assert tiny.recipe.max_steps == round(DEFAULT_STEPS * CPU_MIN_MINUTES / CPU_MINUTES)
+    assert [n for n in tiny.notices if "small labelled window (41 x 41 px)" in n and "max_minutes" in n]
+    assert plan_recipe(facts(window=(41, 41), device="cuda")).recipe.max_minutes is None
+    given = plan_recipe(facts(window=(41, 41)), TrainingRecipe(max_minutes=2.0))
+    assert given.recipe.max_minutes == 2.0 and given.recipe.max_steps == DEFAULT_STEPS
+    assert not any("small labelled window" in n for n in given.notices)
+
+
 def test_band_subsets_are_sorted_distinct_and_in_range():
     rng = np.random.default_rng(0)
     sizes = set()

@@ -18,7 +18,8 @@ the Sentinel-2 Havelland and the generated 200-band scene; see the README table)
   the budget (:data:`AVERAGE_FROM_SHARE`; :mod:`~carl_geo.polygon_training.checkpoints` says why), or with
   ``keep="best"`` the best validation checkpoint of the second half (:data:`MIN_STEP_SHARE`), with early
   stopping after ``patience`` checks. On a CPU without an explicit budget, training gets :data:`CPU_MINUTES`
-  of wall time, and the warm-up and cosine schedule follow the clock when the time runs out before the steps;
+  of wall time (more for large labelled windows, less for small ones: :data:`CPU_SMALL_AREA`), and the warm-up and
+  cosine schedule follow the clock when the time runs out before the steps;
   that default budget holds for the whole run (:data:`AFTER_LOOP_MINUTES` more for pixel features and heads,
   whose time is measured before the loop: :class:`~carl_geo.polygon_training.carl_model.RunBudget`);
 * **patch size**: 4 px when the median training polygon is at least 8 px across, else 2 px (a patch
@@ -94,6 +95,15 @@ CPU_MINUTES_PIXELS = 4.0
 #: about a minute more there, so the loop gets 6 min and the whole run stays within 8.
 CPU_MINUTES_AREA = 250_000
 CPU_MAX_MINUTES = 6.0
+#: Chips mode on a CPU: a labelled window smaller than CPU_SMALL_AREA pixels holds few distinct chips and gets
+#: proportionally less time and steps, at least CPU_MIN_MINUTES. Measured on 8 small windows cut from the NC and
+#: Sentinel-2 scenes (64 and 128 px, ``benchmarks/bench_small_scenes.py``), the kept model's mean mIoU (seed 0)
+#: after 0.4 min of loop (about 45 steps) 0.253, after 1 min 0.240, after 2.5 min 0.237, with this rule 0.248
+#: (seed 1: 0.249); forest 0.212, forest + context 0.222 (seed 1: 0.212 / 0.224). There the pixel heads carry the
+#: map and more steps of the chip model add nothing; on 256 px windows (65,536 px) 2.5 min still beat 1 min
+#: (0.200 against 0.170).
+CPU_SMALL_AREA = 65_536
+CPU_MIN_MINUTES = 0.4
 #: With that default CPU budget the whole run (loop, pixel features, heads) ends within the loop's minutes plus
 #: these: the loop ends early enough to leave the pixel features and heads their measured time (a published
 #: backbone's feature pass takes 68 s on the Sentinel-2 window on 2 cores, the heads 53 s: 490 s in all before).
@@ -182,7 +192,8 @@ class TrainingRecipe:
         max_steps: optimiser steps at most.
         max_minutes: wall-time budget of the training loop (None: steps only; on a CPU, when neither
             ``max_steps`` nor ``max_minutes`` is given, :data:`CPU_MINUTES`, more for labelled windows
-            larger than :data:`CPU_MINUTES_AREA` pixels, at most :data:`CPU_MAX_MINUTES`).
+            larger than :data:`CPU_MINUTES_AREA` pixels, at most :data:`CPU_MAX_MINUTES`, less for windows
+            smaller than :data:`CPU_SMALL_AREA` pixels, at least :data:`CPU_MIN_MINUTES`).
         lr: peak learning rate (AdamW, linear warm-up then cosine decay).
         weight_decay: AdamW weight decay.
         warmup: share of ``max_steps`` spent warming up.
@@ -242,7 +253,8 @@ class TrainingRecipe:
         "quarter's checkpoints)", parse=int))
     max_minutes: float | None = field(default=None, metadata=option_meta(
         None, f"wall-time budget of the CARL training loop (default on a CPU without --max-steps: {CPU_MINUTES:g}, "
-        f"growing with the labelled area above {CPU_MINUTES_AREA / 1e6:g} Mpx up to {CPU_MAX_MINUTES:g}; "
+        f"growing with the labelled area above {CPU_MINUTES_AREA / 1e6:g} Mpx up to {CPU_MAX_MINUTES:g}, shrinking "
+        f"below {CPU_SMALL_AREA:,} px down to {CPU_MIN_MINUTES:g}; "
         f"{CPU_MINUTES_PIXELS:g} in pixels mode; the whole run then ends within {AFTER_LOOP_MINUTES:g} min more, the "
         "loop leaving the pixel features and heads their measured time)", parse=float))
     lr: float = field(default=1e-3, metadata=option_meta(None, "peak learning rate (default 1e-3)", parse=float))
@@ -445,12 +457,18 @@ def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, froz
     if minutes is None and r.max_steps is None and not gpu:
         if mode == "pixels":
             minutes = CPU_MINUTES_PIXELS
-        else:  # larger labelled windows hold more distinct chips: more time and steps, within bounds
+        else:  # the labelled window's distinct chips set the time and steps, within bounds
             factor = min(CPU_MAX_MINUTES / CPU_MINUTES, max(1.0, h * w / CPU_MINUTES_AREA))
-            minutes, steps = round(CPU_MINUTES * factor, 1), round(DEFAULT_STEPS * factor)
+            if h * w < CPU_SMALL_AREA:
+                factor = max(CPU_MIN_MINUTES / CPU_MINUTES, h * w / CPU_SMALL_AREA)
+            minutes, steps = round(CPU_MINUTES * factor, 1), max(1, round(DEFAULT_STEPS * factor))
             if factor > 1:
                 notices.append(f"a labelled window of {h * w / 1e6:.1f} Mpx: training for up to {minutes:g} min on "
                                "the CPU (set max_minutes / --max-minutes to change; a GPU trains faster)")
+            elif factor < 1:
+                notices.append(f"a small labelled window ({h} x {w} px): training for up to {minutes:g} min on the "
+                               f"CPU, where more time did not help small scenes (set max_minutes / --max-minutes "
+                               "to change)")
         run_minutes = minutes + AFTER_LOOP_MINUTES
     val_every = int(r.val_every) if r.val_every is not None else max(10, steps // 10)
 

@@ -21,7 +21,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -172,12 +172,20 @@ def sentinel2_havelland() -> PolygonScene:
     )
 
 
-def write_crop(scene: SampleScene, out_dir: str | Path, row: int, col: int, height: int,
-               width: int | None = None) -> SampleScene:
-    """Copy a pixel window of ``scene`` into ``out_dir`` (image with all its band metadata,
-    strata, and the polygons that intersect the window, unclipped, in their own CRS).
+def write_crop(scene: SampleScene | PolygonScene, out_dir: str | Path, row: int, col: int, height: int,
+               width: int | None = None, *, clip: bool = False) -> SampleScene | PolygonScene:
+    """Copy a pixel window of ``scene`` into ``out_dir``: the image as a GeoTIFF with all its band metadata (a VRT
+    is read through), the strata of a :class:`SampleScene`, and the polygons (training, and the test polygons of a
+    :class:`PolygonScene`) that intersect the window, in their own CRS.
 
-    Small real rasters for tests and tutorials. Returns the cropped :class:`SampleScene`.
+    Small real rasters for tests, tutorials and the small-scene rows of ``benchmarks/bench_polygons.py``.
+
+    Args:
+        clip: cut the polygons at the window's edge (as an analyst who digitised on the cropped raster has them);
+            default: whole polygons.
+
+    Returns:
+        The cropped scene, of the same kind as ``scene``.
     """
     import geopandas as gpd
     import rasterio
@@ -187,19 +195,20 @@ def write_crop(scene: SampleScene, out_dir: str | Path, row: int, col: int, heig
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     win = Window(col, row, width or height, height)
-    paths = {}
-    for key in ("image", "strata"):
+    paths: dict[str, Path] = {}
+    for key in ("image", "strata") if isinstance(scene, SampleScene) else ("image",):
         src_path: Path = getattr(scene, key)
         with rasterio.open(src_path) as src:
             profile = src.profile
-            profile.update(width=int(win.width), height=int(win.height), transform=src.window_transform(win),
-                           tiled=False, blockxsize=None, blockysize=None)
+            profile.update(driver="GTiff", width=int(win.width), height=int(win.height),
+                           transform=src.window_transform(win), tiled=False, blockxsize=None, blockysize=None)
             profile = {k: v for k, v in profile.items() if v is not None and k not in ("blockxsize", "blockysize")}
             data = src.read(window=win)
-            paths[key] = out / src_path.name
+            paths[key] = out / (src_path.stem + ".tif")
             with rasterio.open(paths[key], "w", **profile) as dst:
                 dst.write(data)
                 dst.update_tags(**src.tags())
+                dst.scales, dst.offsets = src.scales, src.offsets
                 for b in src.indexes:
                     dst.set_band_description(b, src.descriptions[b - 1] or "")
                     for ns in src.tag_namespaces(b):
@@ -209,14 +218,16 @@ def write_crop(scene: SampleScene, out_dir: str | Path, row: int, col: int, heig
                     dst.write_colormap(1, src.colormap(1))
             if key == "image":
                 bounds, image_crs = rasterio.windows.bounds(win, src.transform), src.crs
-    gdf = gpd.read_file(scene.polygons)
-    frame = gpd.GeoSeries([box(*bounds)], crs=image_crs).to_crs(gdf.crs).iloc[0]
-    paths["polygons"] = out / scene.polygons.name
-    gdf[gdf.intersects(frame)].reset_index(drop=True).to_file(paths["polygons"], driver="GPKG")
-    return SampleScene(image=paths["image"], strata=paths["strata"], polygons=paths["polygons"],
-                       label_field=scene.label_field, class_names=scene.class_names, colors=scene.colors,
-                       wavelengths=scene.wavelengths, band_names=scene.band_names, sensor=scene.sensor,
-                       notice=scene.notice)
+    for key in ("polygons", "test_polygons") if isinstance(scene, PolygonScene) else ("polygons",):
+        gdf = gpd.read_file(getattr(scene, key))
+        frame = gpd.GeoSeries([box(*bounds)], crs=image_crs).to_crs(gdf.crs).iloc[0]
+        part = gdf[gdf.intersects(frame)].reset_index(drop=True)
+        if clip:
+            part = part.set_geometry(part.intersection(frame))
+            part = part[~part.is_empty].reset_index(drop=True)
+        paths[key] = out / getattr(scene, key).name
+        part.to_file(paths[key], driver="GPKG")
+    return replace(scene, **paths)
 
 
 __all__ = ["NC_CLASS_COLORS", "NC_CLASS_NAMES", "NC_SENSOR", "PolygonScene", "S2_CLASS_COLORS", "S2_CLASS_NAMES",
