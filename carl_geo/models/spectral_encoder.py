@@ -94,25 +94,23 @@ class Attention(nn.Module):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         n, length, dim = q.shape
         qh, kh, vh = self._heads(self.q(q)), self._heads(self.k(k)), self._heads(self.v(v))
-        if qh.device.type == "cpu" and qh.dtype in LOW_PRECISION:
+        if qh.device.type == "cpu":
             out = small_attention(qh, kh, vh, attn_mask)
         else:
             out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=attn_mask)
         return self.proj(out.transpose(1, 2).reshape(n, length, dim))
 
 
-#: Dtypes for which CPU attention over band tokens runs as two batched matrix products (:func:`small_attention`).
-LOW_PRECISION = (torch.bfloat16, torch.float16)
-
-
 def small_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
     """softmax(q k^T / sqrt(d)) v over (N, heads, L, d) tensors, as two batched matrix products.
 
     The same function as ``F.scaled_dot_product_attention``, for the short sequences of the spectral encoder
-    (L = bands or queries, a few to a few hundred) in bf16 on a CPU: there PyTorch's fused CPU kernel spends its
-    time per (column, head) pair, and the two products made the whole published forward 1.15x faster (median of
-    5 paired rounds with ``benchmarks/timing.py``, range 0.89-1.36, 2 cores with AMX, 2026-12-06). ``attn_mask``:
-    boolean, True where a key may be attended."""
+    (L = bands or queries, a few to a few hundred) on a CPU, in any dtype: there PyTorch's fused CPU kernel spends
+    its time per (column, head) pair. The two products made the whole published forward faster (paired rounds with
+    ``benchmarks/timing.py``, 13 bands, 2 cores, 2026-12-06): in bf16 1.15x (median of 5 rounds, range 0.89-1.36,
+    2 x 128 px), in fp32 1.10x at 2 x 128 px (7 rounds, 0.95-1.29) and at 4 x 256 px (3 rounds, 1.08-1.10), the
+    outputs within 4e-6 of the fused kernel's. GPUs keep the fused kernel. ``attn_mask``: boolean, True where a
+    key may be attended."""
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
