@@ -1,6 +1,7 @@
 """The one place that turns a device name into a torch device: :func:`resolve_device`
-(the predictor, polygon training and the QGIS plugin use it), and that says whether a Lightning
-accelerator name runs on a CUDA GPU: :func:`uses_cuda` (the GEO-Bench runner)."""
+(the predictor, polygon training and the QGIS plugin use it), that says whether a Lightning
+accelerator name runs on a CUDA GPU: :func:`uses_cuda` (the GEO-Bench runner), and what the CPU's
+matrix units are: :func:`torch_cpu_check` (bf16 and int8 choices of ``carl_geo.inference``)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,13 @@ def uses_cuda(accelerator: str) -> bool:
     """Whether a Lightning ``accelerator`` name (``"auto"``, ``"gpu"``, ``"cuda"``, ``"cpu"``, ...) runs on a
     CUDA GPU: one of the first three, and torch sees a CUDA device."""
     return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def torch_cpu_check(name: str) -> bool | None:
+    """The answer of torch's private CPU check ``torch.cpu.<name>()`` (``_is_amx_tile_supported``,
+    ``_is_avx512_bf16_supported``, ``_is_vnni_supported``, ...), or None when it is missing or fails."""
+    check = getattr(getattr(torch, "cpu", None), name, None)
+    try:
+        return None if check is None else bool(check())
+    except Exception:  # private torch helpers: they may change
+        return None

@@ -6,7 +6,8 @@ runs the model through :class:`Int8Model`:
 1. the module (``module(img (B, C, H, W), wavelengths (C,) µm) -> (B, K, H, W)``) is exported to
    ONNX with ``torch.onnx.export(dynamo=True)`` for one input shape;
 2. ONNX Runtime's ``quantize_dynamic`` stores the weights of every matrix product with a constant
-   operand (the ``nn.Linear`` layers, the patch embedding) as int8, one scale per output channel;
+   operand (the ``nn.Linear`` layers, the patch embedding) as int8, one scale per output channel (7 bits on a
+   CPU without VNNI, where 8-bit products saturate: :func:`needs_reduced_range`);
    activations are quantised per call (uint8, dynamic range), attention products, norms,
    convolutions and the rest stay float32;
 3. an ONNX Runtime CPU session runs it with as many threads as torch uses.
@@ -52,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from carl_geo.devices import torch_cpu_check
 from carl_geo.errors import CarlGeoError
 
 #: Modules precision="int8" needs (import names).
@@ -157,6 +159,16 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def needs_reduced_range() -> bool:
+    """Whether int8 weights get 7 bits (ONNX Runtime's ``reduce_range``): on a CPU without VNNI dot products.
+
+    There ONNX Runtime multiplies uint8 activations by int8 weights with AVX2 / AVX-512 ``VPMADDUBSW``, whose 16-bit
+    pair sums saturate: the published CARL's features fell to a cosine of 0.845 to fp32 on an AMD EPYC with AVX2
+    (2026-12-06), 0.999 with 7-bit weights at 1.05x the time. CPUs with VNNI (AVX-512 VNNI, AVX-VNNI, AMX) keep
+    8 bits (cosine 0.9994 on an Intel Xeon with AMX). When torch cannot tell, 7 bits: the safe side."""
+    return torch_cpu_check("_is_vnni_supported") is not True
+
+
 def export_int8(module: nn.Module, img: torch.Tensor, wavelengths: torch.Tensor, path: str | os.PathLike) -> Path:
     """Export ``module`` for inputs shaped like ``img`` (B, C, H, W) and ``wavelengths`` (C,) and write
     its int8-quantised ONNX model to ``path``.
@@ -185,6 +197,7 @@ def export_int8(module: nn.Module, img: torch.Tensor, wavelengths: torch.Tensor,
                              "use precision 'fp32'") from e
         with _quiet():
             quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True,
+                             reduce_range=needs_reduced_range(),
                              op_types_to_quantize=list(QUANTIZED_OPS), extra_options={"MatMulConstBOnly": True},
                              nodes_to_exclude=_float_nodes(fp32, KEEP_FLOAT))
     return path

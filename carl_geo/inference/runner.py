@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from carl_geo.devices import resolve_device  # noqa: F401  (re-exported: its home is carl_geo.devices)
+from carl_geo.devices import torch_cpu_check
 from carl_geo.errors import CarlGeoError, ModelTaskError, check_choice, option
 from carl_geo.inference.outputs import output_kind
 from carl_geo.models.bundle import ModelBundle, load_bundle
@@ -77,27 +78,18 @@ def inference_device(device: str | torch.device, precision: str) -> torch.device
     return dev
 
 
-def _torch_cpu_check(name: str) -> bool | None:
-    """The answer of torch's private CPU check ``torch.cpu.<name>()``, or None when it is missing or fails."""
-    check = getattr(getattr(torch, "cpu", None), name, None)
-    try:
-        return None if check is None else bool(check())
-    except Exception:  # private torch helpers: they may change
-        return None
-
-
 def cpu_has_amx() -> bool:
     """Whether this CPU has Intel AMX tiles (bf16 / int8 matrix units; Xeon 4th generation on) and the operating
     system lets this process use them (Linux >= 5.16 grants them on request; without that grant bf16 is emulated).
     False when torch cannot tell (then "auto" stays fp32)."""
-    return bool(_torch_cpu_check("_is_amx_tile_supported")) and bool(_torch_cpu_check("_init_amx"))
+    return bool(torch_cpu_check("_is_amx_tile_supported")) and bool(torch_cpu_check("_init_amx"))
 
 
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU multiplies bf16 in hardware: Intel AMX (Xeon 4th generation on; measured there, the published
     CARL runs 2.2-2.5x faster in bf16 than in fp32, ``benchmarks/results/bench_int8_bf16.md``) or AVX-512 BF16
     (dot-product instructions only, not measured). Without either, bf16 is emulated and slower than fp32."""
-    answers = [_torch_cpu_check(name) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    answers = [torch_cpu_check(name) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     return any(answers) or all(a is None for a in answers)  # torch cannot tell: do not warn
 
 
