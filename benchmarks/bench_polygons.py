@@ -297,30 +297,36 @@ FIGURE_METHODS = (("carl", "#2b6cb0"), ("carl_alone", "#90cdf4"), ("rf_context",
 
 
 def figure(results: list[dict[str, Any]], path: Path) -> None:
+    groups: dict[str, dict[str, float]] = {}  # mean mIoU over seeds
+    for (scene, method, bands), rows in seed_means(results).items():
+        groups.setdefault(f"{scene}\n{bands.split(' (')[0]}", {})[method] = float(np.mean([x["miou"] for x in rows]))
+    methods = [(m, c) for m, c in FIGURE_METHODS if any(m in g for g in groups.values())]
+    bar_figure(list(groups), {label(m): ([groups[k].get(m, np.nan) for k in groups], c) for m, c in methods}, path,
+               "mean IoU (held-out; mean over seeds)", "Polygon training: what carl-geo train keeps vs forests",
+               group_width=1.9, ncol=2)
+
+
+def bar_figure(keys: list[str], series: dict[str, tuple[list[float], str | None]], path: Path, ylabel: str,
+               title: str, *, group_width: float = 1.9, ncol: int = 2, values: bool = True) -> None:
+    """Grouped bars: one group per key, one bar per series (label -> (value per key, colour or None)); NaN = no bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[str, dict[str, float]] = {}  # mean mIoU over seeds
-    for (scene, method, bands), rows in seed_means(results).items():
-        groups.setdefault(f"{scene}\n{bands.split(' (')[0]}", {})[method] = float(np.mean([x["miou"] for x in rows]))
-    keys = list(groups)
-    methods = [(m, c) for m, c in FIGURE_METHODS if any(m in g for g in groups.values())]
-    width = 0.8 / max(1, len(methods))
+    width = 0.8 / max(1, len(series))
     x = np.arange(len(keys))
-    fig, ax = plt.subplots(figsize=(1.9 * len(keys) + 2, 3.8))
-    for j, (m, color) in enumerate(methods):
-        vals = [groups[k].get(m, np.nan) for k in keys]
-        off = (j - (len(methods) - 1) / 2) * width
-        ax.bar(x + off, vals, width, label=label(m), color=color)
+    fig, ax = plt.subplots(figsize=(group_width * len(keys) + 2, 3.8))
+    for j, (name, (vals, color)) in enumerate(series.items()):
+        off = (j - (len(series) - 1) / 2) * width
+        ax.bar(x + off, vals, width, label=name, color=color or plt.get_cmap("tab10")(j))
         for xi, v in zip(x, vals):
-            if np.isfinite(v):
+            if values and np.isfinite(v):
                 ax.text(xi + off, v + 0.01, f"{v:.2f}", ha="center", fontsize=6)
-    ax.set_xticks(x, keys, fontsize=8)
-    ax.set_ylabel("mean IoU (held-out; mean over seeds)")
-    ax.set_title("Polygon training: what carl-geo train keeps vs forests", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, ncol=2)
+    ax.set_xticks(x, keys, fontsize=8 if group_width > 1.5 else 7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, frameon=False, ncol=ncol)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 #: 64 and 128 px windows with at least three trained classes of >= 20 px and two reference classes.
 SMALL = ("nc@192:192:128", "nc@64:192:128", "nc@192:64:128", "nc@224:256:64",
          "s2@320:1088:128", "s2@320:768:128", "s2@576:192:128", "s2@416:928:64")
@@ -129,27 +130,13 @@ def summarize(rows: list[dict[str, Any]]) -> tuple[str, dict[str, dict[str, floa
 
 
 def figure(table: dict[str, dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bench_polygons import bar_figure
 
     scenes = [s for s in SMALL + MID if any(s in t for t in table.values())]
-    variants = list(table)
-    width = 0.85 / max(1, len(variants))
-    x = np.arange(len(scenes))
-    fig, ax = plt.subplots(figsize=(1.2 * len(scenes) + 2, 3.8))
-    colors = plt.get_cmap("tab10")
-    for j, v in enumerate(variants):
-        vals = [table[v].get(s, np.nan) for s in scenes]
-        ax.bar(x + (j - (len(variants) - 1) / 2) * width, vals, width, label=v, color=colors(j))
-    ax.set_xticks(x, [s.replace("@", "\n@") for s in scenes], fontsize=7)
-    ax.set_ylabel("mIoU (held-out, seed 0)")
-    ax.set_title("Small scenes: loop budget of the CARL model vs forests", fontsize=10)
-    ax.legend(fontsize=7, frameon=False, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    bar_figure([s.replace("@", "\n@") for s in scenes],
+               {v: ([table[v].get(s, np.nan) for s in scenes], None) for v in table}, path,
+               "mIoU (held-out, seed 0)", "Small scenes: loop budget of the CARL model vs forests",
+               group_width=1.2, ncol=3, values=False)
 
 
 def main() -> None:
