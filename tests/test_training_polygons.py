@@ -152,7 +152,17 @@ def test_one_class_and_tiny_class(crop, tmp_path):
     speck = gpd.GeoDataFrame({"label": ["pond"]}, geometry=[box(x, y - 2, x + 2, y)], crs=crs).to_crs(g.crs)
     gpd.GeoDataFrame(list(g["label"]) + ["pond"], columns=["label"],
                      geometry=list(g.geometry) + list(speck.geometry), crs=g.crs).to_file(tmp_path / "speck.gpkg")
-    _expect_error(tmp_path, r"'pond' \(0 px\)", crop.image, tmp_path / "speck.gpkg")
+    # a class with a speck smaller than a pixel beside the others: left out with a notice, the others train
+    from carl_geo.polygon_training.scene import prepare_scene
+
+    scene = prepare_scene(crop.image, tmp_path / "speck.gpkg", "label")
+    assert "pond" not in scene.class_names and len(scene.class_names) >= 2
+    assert [n for n in scene.notices if "'pond' (0 px)" in n and "left out" in n]
+    # beside a single other class it is an error that names it
+    one = gpd.GeoDataFrame(["forest", "pond"], columns=["label"],
+                           geometry=[g[g["label"] == "forest"].geometry.iloc[0], speck.geometry.iloc[0]], crs=g.crs)
+    one.to_file(tmp_path / "one.gpkg")
+    _expect_error(tmp_path, "only one class", crop.image, tmp_path / "one.gpkg")
 
 
 def test_raster_without_crs_and_bad_wavelengths(crop, tmp_path):

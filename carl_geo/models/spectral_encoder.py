@@ -94,11 +94,17 @@ class Attention(nn.Module):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         n, length, dim = q.shape
         qh, kh, vh = self._heads(self.q(q)), self._heads(self.k(k)), self._heads(self.v(v))
-        if qh.device.type == "cpu":
+        if qh.device.type == "cpu" and (qh.dtype in LOW_PRECISION or not torch.is_grad_enabled()):
             out = small_attention(qh, kh, vh, attn_mask)
         else:
             out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=attn_mask)
         return self.proj(out.transpose(1, 2).reshape(n, length, dim))
+
+
+#: Dtypes in which CPU attention over band tokens always runs as :func:`small_attention`; fp32 uses it without
+#: autograd (inference): fp32 CPU training keeps the fused kernel, whose training runs the benchmarks measured (the
+#: same gradients to 1e-6, but a 6-epoch test run took another path).
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def small_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None) -> Tensor:
@@ -109,7 +115,8 @@ def small_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = 
     its time per (column, head) pair. The two products made the whole published forward faster (paired rounds with
     ``benchmarks/timing.py``, 13 bands, 2 cores, 2026-12-06): in bf16 1.15x (median of 5 rounds, range 0.89-1.36,
     2 x 128 px), in fp32 1.10x at 2 x 128 px (7 rounds, 0.95-1.29) and at 4 x 256 px (3 rounds, 1.08-1.10), the
-    outputs within 4e-6 of the fused kernel's. GPUs keep the fused kernel. ``attn_mask``: boolean, True where a
+    outputs within 4e-6 of the fused kernel's. GPUs keep the fused kernel, and so does fp32 training.
+    ``attn_mask``: boolean, True where a
     key may be attended."""
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
     if attn_mask is not None:
