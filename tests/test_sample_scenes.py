@@ -91,3 +91,20 @@ def test_write_crop_cuts_a_small_scene_out_of_the_sentinel2_vrt(tmp_path):
         assert len(gdf) and gdf.within(frame.buffer(1e-6)).all()
     whole_polys = write_crop(sc, tmp_path / "whole", 320, 1088, 64)
     assert not gpd.read_file(whole_polys.polygons).to_crs(part.crs).within(frame.buffer(1e-6)).all()
+
+
+def test_write_crop_never_writes_over_the_scene_it_reads(tmp_path):
+    """A crop written into the folder of the scene it cuts (here a crop of a crop) would replace the files it reads:
+    refused before anything is written, every file unchanged."""
+    import hashlib
+
+    from carl_geo.errors import OutputPathError
+    from carl_geo.sample_data import nc_landsat7, write_crop
+
+    for scene in (write_crop(nc_landsat7(), tmp_path / "nc", 100, 100, 64),
+                  write_crop(sentinel2_havelland(), tmp_path / "s2", 320, 1088, 64)):
+        folder = scene.image.parent
+        before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+        with pytest.raises(OutputPathError, match="crop image"):
+            write_crop(scene, folder, 0, 0, 32)
+        assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()} == before

@@ -186,17 +186,28 @@ def write_crop(scene: SampleScene | PolygonScene, out_dir: str | Path, row: int,
 
     Returns:
         The cropped scene, of the same kind as ``scene``.
+
+    Raises:
+        OutputPathError: a file of the crop would replace a file of ``scene`` (``out_dir`` is the scene's own
+            folder): nothing is written.
     """
     import geopandas as gpd
     import rasterio
     from rasterio.windows import Window
     from shapely.geometry import box
 
+    from carl_geo.io.output_paths import check_outputs, reads_of
+
     out = Path(out_dir)
+    rasters = ("image", "strata") if isinstance(scene, SampleScene) else ("image",)
+    vectors = ("polygons", "test_polygons") if isinstance(scene, PolygonScene) else ("polygons",)
+    paths: dict[str, Path] = {k: out / (getattr(scene, k).stem + ".tif") for k in rasters}
+    paths.update({k: out / getattr(scene, k).name for k in vectors})
     out.mkdir(parents=True, exist_ok=True)
+    check_outputs([(f"crop {k}", p) for k, p in paths.items()],
+                  reads_of([(k, getattr(scene, k)) for k in rasters], [(k, getattr(scene, k)) for k in vectors]))
     win = Window(col, row, width or height, height)
-    paths: dict[str, Path] = {}
-    for key in ("image", "strata") if isinstance(scene, SampleScene) else ("image",):
+    for key in rasters:
         src_path: Path = getattr(scene, key)
         with rasterio.open(src_path) as src:
             profile = src.profile
@@ -204,7 +215,6 @@ def write_crop(scene: SampleScene | PolygonScene, out_dir: str | Path, row: int,
                            transform=src.window_transform(win), tiled=False, blockxsize=None, blockysize=None)
             profile = {k: v for k, v in profile.items() if v is not None and k not in ("blockxsize", "blockysize")}
             data = src.read(window=win)
-            paths[key] = out / (src_path.stem + ".tif")
             with rasterio.open(paths[key], "w", **profile) as dst:
                 dst.write(data)
                 dst.update_tags(**src.tags())
@@ -218,14 +228,13 @@ def write_crop(scene: SampleScene | PolygonScene, out_dir: str | Path, row: int,
                     dst.write_colormap(1, src.colormap(1))
             if key == "image":
                 bounds, image_crs = rasterio.windows.bounds(win, src.transform), src.crs
-    for key in ("polygons", "test_polygons") if isinstance(scene, PolygonScene) else ("polygons",):
+    for key in vectors:
         gdf = gpd.read_file(getattr(scene, key))
         frame = gpd.GeoSeries([box(*bounds)], crs=image_crs).to_crs(gdf.crs).iloc[0]
         part = gdf[gdf.intersects(frame)].reset_index(drop=True)
         if clip:
             part = part.set_geometry(part.intersection(frame))
             part = part[~part.is_empty].reset_index(drop=True)
-        paths[key] = out / getattr(scene, key).name
         part.to_file(paths[key], driver="GPKG")
     return replace(scene, **paths)
 
