@@ -253,12 +253,16 @@ def polygons_on_grid(gdf: gpd.GeoDataFrame, crs: CRS | str,
     return geoms, inside
 
 
+def valid_class_pixels(labels: LabelRaster, valid: np.ndarray | None = None) -> dict[str, int]:
+    """Labelled pixels of each class on valid data (``valid`` (H, W) bool, True where the raster has data)."""
+    mask = labels.mask if valid is None else np.where(valid, labels.mask, IGNORE_INDEX)
+    return {n: int((mask == i).sum()) for i, n in enumerate(labels.class_names)}
+
+
 def scarce_classes(labels: LabelRaster, valid: np.ndarray | None = None, *,
                    min_pixels: int = MIN_CLASS_PIXELS) -> dict[str, int]:
     """Classes with fewer than ``min_pixels`` labelled pixels on valid data (``valid`` (H, W) bool): name -> pixels."""
-    mask = labels.mask if valid is None else np.where(valid, labels.mask, IGNORE_INDEX)
-    counts = {n: int((mask == i).sum()) for i, n in enumerate(labels.class_names)}
-    return {n: c for n, c in counts.items() if c < min_pixels}
+    return {n: c for n, c in valid_class_pixels(labels, valid).items() if c < min_pixels}
 
 
 def without_classes(gdf: gpd.GeoDataFrame, label_field: str, names: Sequence[str]) -> gpd.GeoDataFrame:
@@ -276,8 +280,7 @@ def check_label_pixels(labels: LabelRaster, valid: np.ndarray | None = None, *,
     Raises:
         ValueError: naming the classes at fault and what to do.
     """
-    mask = labels.mask if valid is None else np.where(valid, labels.mask, IGNORE_INDEX)
-    counts = {n: int((mask == i).sum()) for i, n in enumerate(labels.class_names)}
+    counts = valid_class_pixels(labels, valid)
     present = [n for n, c in counts.items() if c > 0]
     if len(labels.class_names) < 2 or len(present) < 2:
         only = present[0] if present else (labels.class_names[0] if labels.class_names else "none")
@@ -285,7 +288,7 @@ def check_label_pixels(labels: LabelRaster, valid: np.ndarray | None = None, *,
             f"the polygons hold only one class ({only!r}) on valid raster pixels; "
             "a classifier needs at least two classes: digitise polygons of the other classes too"
         )
-    small = scarce_classes(labels, valid, min_pixels=min_pixels)
+    small = {n: c for n, c in counts.items() if c < min_pixels}
     if small:
         desc = ", ".join(f"{n!r} ({c} px)" for n, c in small.items())
         raise CarlGeoError(

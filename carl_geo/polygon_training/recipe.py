@@ -458,9 +458,10 @@ def plan_recipe(facts: SceneFacts, recipe: TrainingRecipe | None = None, *, froz
         if mode == "pixels":
             minutes = CPU_MINUTES_PIXELS
         else:  # the labelled window's distinct chips set the time and steps, within bounds
-            factor = min(CPU_MAX_MINUTES / CPU_MINUTES, max(1.0, h * w / CPU_MINUTES_AREA))
             if h * w < CPU_SMALL_AREA:
                 factor = max(CPU_MIN_MINUTES / CPU_MINUTES, h * w / CPU_SMALL_AREA)
+            else:
+                factor = min(CPU_MAX_MINUTES / CPU_MINUTES, max(1.0, h * w / CPU_MINUTES_AREA))
             minutes, steps = round(CPU_MINUTES * factor, 1), max(1, round(DEFAULT_STEPS * factor))
             if factor > 1:
                 notices.append(f"a labelled window of {h * w / 1e6:.1f} Mpx: training for up to {minutes:g} min on "
