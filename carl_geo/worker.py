@@ -31,7 +31,9 @@ Jobs:
 
 ``train`` and ``predict`` also take ``protect``: ``[[label, path], ...]`` files the job reads besides its own
 inputs (and ``protect_rasters``, rasters whose VRT sources count too); an output that is one of them is refused
-before any work (:func:`carl_geo.io.output_paths.check_outputs`).
+before any work (:func:`carl_geo.io.output_paths.check_outputs`). ``train`` also takes ``later_outputs``
+(``[[label, path], ...]``): files the caller writes after the job (a class map), refused before training when they
+are one of those files, one of the job's inputs or the model file.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 
@@ -76,10 +78,12 @@ def _bundle_facts(bundle: Any) -> dict[str, Any]:
             "task": bundle.task}
 
 
-def _protect(args: dict[str, Any], outputs: list[tuple[str, Any]]) -> None:
-    """Refuse ``outputs`` that are files listed in ``args["protect"]`` / ``args["protect_rasters"]`` (popped)."""
-    reads = [(str(label), path) for label, path in args.pop("protect", None) or []]
-    rasters = [(str(label), path) for label, path in args.pop("protect_rasters", None) or []]
+def _protect(args: dict[str, Any], outputs: list[tuple[str, Any]], rasters: Sequence[tuple[str, Any]] = (),
+             reads: Sequence[tuple[str, Any]] = ()) -> None:
+    """Refuse ``outputs`` that are files listed in ``args["protect"]`` / ``args["protect_rasters"]`` (popped), or
+    in ``rasters`` / ``reads`` (the job's own inputs)."""
+    reads = [*reads, *((str(label), path) for label, path in args.pop("protect", None) or [])]
+    rasters = [*rasters, *((str(label), path) for label, path in args.pop("protect_rasters", None) or [])]
     if reads or rasters:
         from carl_geo.io.output_paths import check_outputs, reads_of
 
@@ -89,7 +93,12 @@ def _protect(args: dict[str, Any], outputs: list[tuple[str, Any]]) -> None:
 def job_train(args: dict[str, Any], events: Events) -> dict[str, Any]:
     from carl_geo.polygon_training import train_from_polygons
 
-    _protect(args, [("model file", args.get("out"))])
+    # a caller that writes more after training (the plugin's class map) names those outputs: they are checked here,
+    # against the job's own inputs too, so that a clash is refused before minutes of training, not after them
+    later = [(str(label), path) for label, path in args.pop("later_outputs", None) or []]
+    rasters = [("input raster", args.get("raster"))] if later else []
+    reads = [("label file", args.get("labels")), ("weights file", args.get("weights"))] if later else []
+    _protect(args, [("model file", args.get("out")), *later], rasters, reads)
     result = train_from_polygons(**args, progress=events.progress, log=events.log)
     return {"model_path": str(result.model_path), "report": result.report, **_bundle_facts(result.bundle)}
 

@@ -141,6 +141,27 @@ def test_cancel_by_sigterm_leaves_no_model_file(tmp_path):
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith("m") and p.suffix != ".tif"]
 
 
+def test_train_job_refuses_a_later_output_that_clashes_before_training(tmp_path):
+    """The plugin's class map is written after training: a class map named like the input raster, the polygon
+    file or the model file is refused before the first step (it was refused only after the whole training)."""
+    from carl_geo.sample_data import nc_landsat7, write_crop
+
+    crop = write_crop(nc_landsat7(), tmp_path, 112, 128, 64)  # one class only: no training starts in this test
+    out = tmp_path / "m.pt"
+    base = {"raster": str(crop.image), "labels": str(crop.polygons), "label_field": "label", "out": str(out),
+            "max_steps": 2, "chip_size": 32, "device": "cpu"}
+    before = {p: p.read_bytes() for p in (crop.image, crop.polygons)}
+    for clash, expected in ((crop.image, "input raster"), (crop.polygons, "label file"), (out, "same file")):
+        events, proc = _run({"job": "train", "args": {**base, "later_outputs": [["classification", str(clash)]]}})
+        assert proc.returncode == 2 and events[-1]["event"] == "error", proc.stderr[-2000:]
+        assert "classification" in events[-1]["text"] and expected in events[-1]["text"], events[-1]["text"]
+        assert "progress" not in [e["event"] for e in events]  # refused before training began
+        assert not out.exists() and {p: p.read_bytes() for p in before} == before
+    # a class map elsewhere passes the check: the job goes on to read the labels (this window holds one class only)
+    events, proc = _run({"job": "train", "args": {**base, "later_outputs": [["classification", str(tmp_path / "c.tif")]]}})
+    assert proc.returncode == 2 and "at least two classes" in events[-1]["text"], events[-1]["text"]
+
+
 def test_runner_relays_events_and_reports_a_crashed_child(model_and_raster, tmp_path):
     import torch
 

@@ -65,6 +65,10 @@ CASES: dict[str, Callable[[dict[str, Path]], list[tuple[dict[str, Any], Path]]]]
         ({"INPUT": str(f["raster"]), "POLYGONS": str(f["polygons"]), "FIELD": "label", "SENSOR": "landsat7_etm",
           "MAX_STEPS": 4, "DEVICE": "cpu", "WEIGHTS": str(f["model"]), "OUTPUT_MODEL": str(f["model"]),
           "OUTPUT": str(f["raster"].with_name("c.tif"))}, f["model"]),
+        # the class map is written after training: refused before it, so no model file appears either
+        ({"INPUT": str(f["raster"]), "POLYGONS": str(f["polygons"]), "FIELD": "label", "SENSOR": "landsat7_etm",
+          "MAX_STEPS": 4, "DEVICE": "cpu", "OUTPUT_MODEL": str(f["raster"].with_name("new_model.pt")),
+          "OUTPUT": str(f["polygons"])}, f["polygons"]),
     ],
 }
 
@@ -97,6 +101,9 @@ def test_algorithm_refuses_to_write_over_its_inputs(alg_id: str, carl_provider: 
             processing.run(alg_id, params)
         assert md5(protected) == before, params
         assert Path(protected).exists()
+        written = [params[k] for k in ("OUTPUT", "OUTPUT_MODEL")
+                   if k in params and Path(params[k]).resolve() != Path(protected).resolve()]
+        assert not [p for p in written if Path(p).exists()], (params, "nothing is written on a refused run")
 
 
 def test_class_map_keeps_the_model_codes(carl_provider: Any, scene_tif: Path, tmp_path: Path) -> None:

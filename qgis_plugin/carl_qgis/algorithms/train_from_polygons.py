@@ -255,8 +255,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
         model_out = kept_model_path(self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context), layer.name())
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         polygons_file = layer_file(self.parameterAsVectorLayer(parameters, self.POLYGONS, context))
-        protect = [["polygon layer file", polygons_file], ["pretrained weights file", weights],
-                   ["classification", dst]]
+        protect = [["polygon layer file", polygons_file], ["pretrained weights file", weights]]
         workdir = tempfile.mkdtemp(prefix="carl_train_", dir=QgsProcessingUtils.tempFolder())
         try:
             labels = export_labels(source, field, workdir)
@@ -273,7 +272,8 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                     "val_fraction": self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
                     "select": self.parameterAsEnumString(parameters, self.SELECT, context) or "auto",
                     "seed": self.parameterAsInt(parameters, self.SEED, context), "device": tiling["device"],
-                    "protect": [p for p in protect if p[1]], "protect_rasters": [["input raster", src]], **wl_args}
+                    "protect": [p for p in protect if p[1]], "protect_rasters": [["input raster", src]],
+                    "later_outputs": [["classification", dst]], **wl_args}
             try:
                 trained = run_child("train", args, feedback, start=0.0, span=TRAIN_SHARE,
                                     cancelled="CARL training was cancelled; no model was written.")
