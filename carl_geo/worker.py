@@ -31,9 +31,9 @@ Jobs:
 
 ``train`` and ``predict`` also take ``protect``: ``[[label, path], ...]`` files the job reads besides its own
 inputs (and ``protect_rasters``, rasters whose VRT sources count too); an output that is one of them is refused
-before any work (:func:`carl_geo.io.output_paths.check_outputs`). ``train`` also takes ``later_outputs``
-(``[[label, path], ...]``): files the caller writes after the job (a class map), refused before training when they
-are one of those files, one of the job's inputs or the model file.
+before any work (:func:`carl_geo.io.output_paths.check_outputs`). Both also take ``later_outputs``
+(``[[label, path], ...]``): files the caller writes after the job (a class map after training, class polygons after
+prediction), refused before the work when they are one of those files, one of the job's inputs or its output.
 """
 
 from __future__ import annotations
@@ -90,12 +90,17 @@ def _protect(args: dict[str, Any], outputs: list[tuple[str, Any]], rasters: Sequ
         check_outputs(outputs, reads_of(rasters, reads), overwrite=True)
 
 
+def _later_outputs(args: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``args["later_outputs"]`` (popped): files the caller writes after the job (the plugin's class map after
+    training, its class polygons after prediction). They are checked with the job's own output, against the job's
+    inputs too, so that a clash is refused before minutes of work, not after them."""
+    return [(str(label), path) for label, path in args.pop("later_outputs", None) or []]
+
+
 def job_train(args: dict[str, Any], events: Events) -> dict[str, Any]:
     from carl_geo.polygon_training import train_from_polygons
 
-    # a caller that writes more after training (the plugin's class map) names those outputs: they are checked here,
-    # against the job's own inputs too, so that a clash is refused before minutes of training, not after them
-    later = [(str(label), path) for label, path in args.pop("later_outputs", None) or []]
+    later = _later_outputs(args)
     rasters = [("input raster", args.get("raster"))] if later else []
     reads = [("label file", args.get("labels")), ("weights file", args.get("weights"))] if later else []
     _protect(args, [("model file", args.get("out")), *later], rasters, reads)
@@ -109,7 +114,9 @@ def job_predict(args: dict[str, Any], events: Events) -> dict[str, Any]:
     from carl_geo.models import load_bundle
 
     args = dict(args)
-    _protect(args, [("output", args.get("dst"))])
+    later = _later_outputs(args)
+    _protect(args, [("output", args.get("dst")), *later], [("input raster", args.get("src"))] if later else [],
+             [("model file", args.get("model"))] if later else [])
     bundle = load_bundle(args.pop("model"))
     output = args.pop("output", None) or default_output(bundle.task)
     src, dst = args.pop("src"), args.pop("dst")

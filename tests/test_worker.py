@@ -162,6 +162,23 @@ def test_train_job_refuses_a_later_output_that_clashes_before_training(tmp_path)
     assert proc.returncode == 2 and "at least two classes" in events[-1]["text"], events[-1]["text"]
 
 
+def test_predict_job_refuses_class_polygons_that_clash_before_predicting(model_and_raster, tmp_path):
+    """The plugin writes class polygons after the class map: polygons named like the input raster, the model file
+    or the class map itself are refused before the prediction, and no class map is written."""
+    model, raster = model_and_raster
+    dst = tmp_path / "classes.tif"
+    base = {"model": str(model), "src": str(raster), "dst": str(dst), "wavelengths": WL4, "tile_size": 32,
+            "overlap": 8}
+    before = {p: p.read_bytes() for p in (model, raster)}
+    for clash, expected in ((raster, "input raster"), (model, "model file"), (dst, "same file")):
+        events, proc = _run({"job": "predict", "args": {**base, "later_outputs": [["class polygons", str(clash)]]}})
+        assert proc.returncode == 2 and "class polygons" in events[-1]["text"], proc.stderr[-2000:]
+        assert expected in events[-1]["text"] and "progress" not in [e["event"] for e in events], events[-1]["text"]
+        assert not dst.exists() and {p: p.read_bytes() for p in before} == before
+    events, proc = _run({"job": "predict", "args": {**base, "later_outputs": [["class polygons", str(tmp_path / "p.gpkg")]]}})
+    assert proc.returncode == 0 and events[-1]["event"] == "result" and dst.exists(), proc.stderr[-2000:]
+
+
 def test_runner_relays_events_and_reports_a_crashed_child(model_and_raster, tmp_path):
     import torch
 

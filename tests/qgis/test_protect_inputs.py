@@ -51,6 +51,9 @@ CASES: dict[str, Callable[[dict[str, Path]], list[tuple[dict[str, Any], Path]]]]
         (_common(f, INPUT=str(f["link"]), MODEL=str(f["model"]), OUTPUT=str(f["scene"])), f["scene"]),
         (_common(f, INPUT=str(f["scene"]), MODEL=str(f["model"]), OUTPUT=str(f["link"])), f["scene"]),
         (_common(f, INPUT=str(f["scene"]), MODEL=str(f["model"]), OUTPUT=str(f["model"])), f["model"]),
+        # the class polygons are written after the class map: refused before it, so no class map appears either
+        (_common(f, INPUT=str(f["scene"]), MODEL=str(f["model"]), OUTPUT=str(f["scene"].with_name("seg.tif")),
+                 OUTPUT_POLYGONS=str(f["scene"])), f["scene"]),
     ],
     "carl:extractfeatures": lambda f: [
         (_common(f, INPUT=str(f["vrt"]), MODEL=str(f["model"]), OUTPUT=str(f["scene"])), f["scene"]),
@@ -101,7 +104,7 @@ def test_algorithm_refuses_to_write_over_its_inputs(alg_id: str, carl_provider: 
             processing.run(alg_id, params)
         assert md5(protected) == before, params
         assert Path(protected).exists()
-        written = [params[k] for k in ("OUTPUT", "OUTPUT_MODEL")
+        written = [params[k] for k in ("OUTPUT", "OUTPUT_MODEL", "OUTPUT_POLYGONS")
                    if k in params and Path(params[k]).resolve() != Path(protected).resolve()]
         assert not [p for p in written if Path(p).exists()], (params, "nothing is written on a refused run")
 

@@ -50,6 +50,21 @@ def wants_polygons(parameters: dict[str, Any]) -> bool:
     return parameters.get(OUTPUT_POLYGONS) not in (None, "", False)
 
 
+#: destinations that are not a file written whole (a layer added to a database, a memory layer)
+NOT_A_FILE = ("memory:", "ogr:", "postgres:", "postgis:", "spatialite:", "TEMPORARY_OUTPUT")
+
+
+def polygons_file(alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext) -> str | None:
+    """The local file the class polygons will be written to (QGIS replaces the whole file), or None when they are
+    not asked for or go to a memory layer or a database table; checked against the run's inputs before it starts."""
+    if not wants_polygons(parameters):
+        return None
+    dest = alg.parameterAsOutputLayer(parameters, OUTPUT_POLYGONS, context) or ""
+    if not dest or dest.startswith(NOT_A_FILE):
+        return None
+    return dest.split("|", 1)[0]
+
+
 def write_class_polygons(alg: QgsProcessingAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext,
                          feedback: QgsProcessingFeedback, class_raster: str, class_names: Sequence[str],
                          class_values: Sequence[int] | None = None) -> str | None:

@@ -21,6 +21,7 @@ from carl_qgis.algorithms.base import (
 )
 from carl_qgis.algorithms.class_polygons import (
     OUTPUT_POLYGONS,
+    polygons_file,
     polygons_parameter,
     wants_polygons,
     write_class_polygons,
@@ -80,7 +81,9 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
 
         feedback.pushInfo(f"Input: {src} ({layer.bandCount()} bands, {layer.width()} x {layer.height()} px); "
                           f"model: {model_path}")
+        polygons_path = polygons_file(self, parameters, context)
         result = predict_to_file(model_path, src, dst, feedback, output=output, **wl_args, **tiling,
+                                 later_outputs=[["class polygons", polygons_path]] if polygons_path else [],
                                  cancelled="CARL segment raster was cancelled; no output was written.")
         names = result["class_names"]
         feedback.pushInfo(f"Wrote {result['path']}: {result['count']} band(s), {len(names)} classes "
