@@ -78,32 +78,27 @@ def _bundle_facts(bundle: Any) -> dict[str, Any]:
             "task": bundle.task}
 
 
-def _protect(args: dict[str, Any], outputs: list[tuple[str, Any]], rasters: Sequence[tuple[str, Any]] = (),
+def _protect(args: dict[str, Any], output: tuple[str, Any], rasters: Sequence[tuple[str, Any]] = (),
              reads: Sequence[tuple[str, Any]] = ()) -> None:
-    """Refuse ``outputs`` that are files listed in ``args["protect"]`` / ``args["protect_rasters"]`` (popped), or
-    in ``rasters`` / ``reads`` (the job's own inputs)."""
-    reads = [*reads, *((str(label), path) for label, path in args.pop("protect", None) or [])]
-    rasters = [*rasters, *((str(label), path) for label, path in args.pop("protect_rasters", None) or [])]
+    """Refuse the job's ``output`` and the caller's ``args["later_outputs"]`` (files it writes after the job) when
+    they are files listed in ``args["protect"]`` / ``args["protect_rasters"]`` (all three popped). Later outputs are
+    also compared with the job's own inputs (``rasters`` / ``reads``; the job checks its own output against them
+    itself), so that a clash is refused before minutes of work, not after them."""
+    later = [(str(label), path) for label, path in args.pop("later_outputs", None) or []]
+    reads = [*(reads if later else ()), *((str(label), path) for label, path in args.pop("protect", None) or [])]
+    rasters = [*(rasters if later else ()),
+               *((str(label), path) for label, path in args.pop("protect_rasters", None) or [])]
     if reads or rasters:
         from carl_geo.io.output_paths import check_outputs, reads_of
 
-        check_outputs(outputs, reads_of(rasters, reads), overwrite=True)
-
-
-def _later_outputs(args: dict[str, Any]) -> list[tuple[str, Any]]:
-    """``args["later_outputs"]`` (popped): files the caller writes after the job (the plugin's class map after
-    training, its class polygons after prediction). They are checked with the job's own output, against the job's
-    inputs too, so that a clash is refused before minutes of work, not after them."""
-    return [(str(label), path) for label, path in args.pop("later_outputs", None) or []]
+        check_outputs([output, *later], reads_of(rasters, reads), overwrite=True)
 
 
 def job_train(args: dict[str, Any], events: Events) -> dict[str, Any]:
     from carl_geo.polygon_training import train_from_polygons
 
-    later = _later_outputs(args)
-    rasters = [("input raster", args.get("raster"))] if later else []
-    reads = [("label file", args.get("labels")), ("weights file", args.get("weights"))] if later else []
-    _protect(args, [("model file", args.get("out")), *later], rasters, reads)
+    _protect(args, ("model file", args.get("out")), [("input raster", args.get("raster"))],
+             [("label file", args.get("labels")), ("weights file", args.get("weights"))])
     result = train_from_polygons(**args, progress=events.progress, log=events.log)
     return {"model_path": str(result.model_path), "report": result.report, **_bundle_facts(result.bundle)}
 
@@ -114,9 +109,7 @@ def job_predict(args: dict[str, Any], events: Events) -> dict[str, Any]:
     from carl_geo.models import load_bundle
 
     args = dict(args)
-    later = _later_outputs(args)
-    _protect(args, [("output", args.get("dst")), *later], [("input raster", args.get("src"))] if later else [],
-             [("model file", args.get("model"))] if later else [])
+    _protect(args, ("output", args.get("dst")), [("input raster", args.get("src"))], [("model file", args.get("model"))])
     bundle = load_bundle(args.pop("model"))
     output = args.pop("output", None) or default_output(bundle.task)
     src, dst = args.pop("src"), args.pop("dst")
