@@ -38,7 +38,25 @@ def inputs(scene_tif: Path, seg_model_path: Path, tmp_path_factory: pytest.TempP
     rasterio.shutil.copy(scene, vrt, driver="VRT")
     crop = write_crop(nc_landsat7(), folder / "nc", 112, 128, 64)
     return {"scene": scene, "link": link, "vrt": vrt, "model": Path(shutil.copy(seg_model_path, folder / "m.pt")),
-            "raster": crop.image, "polygons": crop.polygons}
+            "raster": crop.image, "polygons": crop.polygons, "gpkg": _gpkg_raster(scene, folder / "scene.gpkg")}
+
+
+def _gpkg_raster(src_path: Path, dst: Path) -> Path:
+    """The scene as a GeoPackage raster (4 bands of bytes, what GDAL's GPKG driver stores): a vector sink named
+    like it would replace the whole file (QGIS writes a new GeoPackage), the worst clash of class polygons."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(src_path) as src:
+        data, profile = src.read().astype(np.float64), src.profile
+    lo, hi = data.min(axis=(1, 2), keepdims=True), data.max(axis=(1, 2), keepdims=True)
+    scaled = np.round(255 * (data - lo) / np.maximum(hi - lo, 1e-9)).astype(np.uint8)
+    with rasterio.open(dst, "w", driver="GPKG", width=profile["width"], height=profile["height"], count=len(scaled),
+                       dtype="uint8", crs=profile["crs"], transform=profile["transform"]) as out:
+        out.write(scaled)
+    with rasterio.open(dst) as check:
+        assert check.count == 4 and check.driver == "GPKG"
+    return dst
 
 
 def _common(f: dict[str, Path], **extra: Any) -> dict[str, Any]:
@@ -54,6 +72,8 @@ CASES: dict[str, Callable[[dict[str, Path]], list[tuple[dict[str, Any], Path]]]]
         # the class polygons are written after the class map: refused before it, so no class map appears either
         (_common(f, INPUT=str(f["scene"]), MODEL=str(f["model"]), OUTPUT=str(f["scene"].with_name("seg.tif")),
                  OUTPUT_POLYGONS=str(f["scene"])), f["scene"]),
+        (_common(f, INPUT=str(f["gpkg"]), MODEL=str(f["model"]), OUTPUT=str(f["scene"].with_name("seg2.tif")),
+                 OUTPUT_POLYGONS=str(f["gpkg"])), f["gpkg"]),
     ],
     "carl:extractfeatures": lambda f: [
         (_common(f, INPUT=str(f["vrt"]), MODEL=str(f["model"]), OUTPUT=str(f["scene"])), f["scene"]),
