@@ -19,7 +19,9 @@ field names the candidate); ``carl_alone``, ``carl_forest``, ``carl_mlp`` = the 
 training pixel; ``rf_context`` = the same forest on the bands and the window means of their principal components
 (:class:`carl_geo.models.context_features.ContextFeatures`; at most 100,000 training pixels).
 
-``BENCH_KEEP_MODELS=DIR`` keeps the trained CARL models there; ``BENCH_DEVICE=cuda`` trains and predicts
+``BENCH_FUSIONS=1`` also scores late fusions of each CARL run's candidates on the reference (:data:`FUSIONS`, the
+``fusion_rows`` of its result; ``benchmarks/results/polygon_experiments/2026-12-06``). ``BENCH_KEEP_MODELS=DIR`` keeps
+the trained CARL models there; ``BENCH_DEVICE=cuda`` trains and predicts
 CARL on a GPU (default ``cpu``, the 2-core reference of the README table). Each (scene, method, seed) runs in its own process, so peak RSS is that run's own. Times are wall
 seconds and CPU seconds of that process (the CPU figure is steadier on a shared machine).
 
@@ -172,6 +174,8 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
             return out
 
         rows = predict_rows(res.bundle, variants)
+        fusion_rows = fusions(res.candidates, spec, names, work, device, tiling) if os.environ.get(
+            "BENCH_FUSIONS") else None
         candidate_rows = {CANDIDATE_METHODS.get(n, n): predict_rows(b, variants[:1]) for n, b in res.candidates.items()
                           if n not in ("rf", "rf_context")}
         extra = {"steps": res.report.get("steps"), "best_step": res.report.get("best_step"),
@@ -180,6 +184,8 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
                  "stop_reason": res.report.get("stop_reason"), "recipe": res.bundle.meta["training"]["recipe"],
                  "val_miou": round(res.report["mean_iou"], 4), "notices": res.report.get("notices"),
                  "log_tail": log[-3:], "candidate_rows": candidate_rows}
+        if fusion_rows is not None:
+            extra["fusion_rows"] = fusion_rows
     elif method in ("rf", "rf_context"):
         import torch
         from sklearn.ensemble import RandomForestClassifier
@@ -232,6 +238,35 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
             "peak_rss_mib": round(rss), **extra}
 
 
+#: ``BENCH_FUSIONS=1``: late fusions of a CARL run's candidates (heads fitted on the training polygons only), scored on
+#: the reference: name -> the candidates whose class probabilities are averaged.
+FUSIONS = {"e3": ("carl", "carl_forest", "carl_mlp"), "e4_rf": ("carl", "carl_forest", "carl_mlp", "rf"),
+           "e4_ctx": ("carl", "carl_forest", "carl_mlp", "rf_context"),
+           "e5": ("carl", "carl_forest", "carl_mlp", "rf", "rf_context"), "carl_rf": ("carl", "rf"),
+           "rf_100": ("rf",), "rf_context_100": ("rf_context",)}
+
+
+def fusions(candidates: dict[str, Any], spec: dict[str, Any], names: list[str], work: Path, device: str,
+            tiling: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each :data:`FUSIONS` entry's score on the reference (the mean of its candidates' probability maps)."""
+    import rasterio
+
+    from carl_geo.inference import predict_raster
+
+    probs = {}
+    for name in sorted({n for members in FUSIONS.values() for n in members}):
+        predict_raster(candidates[name], spec["image"], work / "prob.tif", device=device, output="probabilities",
+                       overwrite=True, **tiling)
+        with rasterio.open(work / "prob.tif") as src:
+            probs[name] = src.read().astype(np.float32)
+    out = {}
+    for fusion, members in FUSIONS.items():
+        p = np.mean([probs[m] for m in members], axis=0)
+        pred = np.where(np.isnan(p).any(0), -1, np.nan_to_num(p).argmax(0))
+        out[fusion] = score(pred, names, spec["ref"], spec["ref_names"], names)
+    return out
+
+
 # ---- report --------------------------------------------------------------------------------------
 
 def expand(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -239,7 +274,8 @@ def expand(res: dict[str, Any]) -> list[dict[str, Any]]:
     cands = res.pop("candidate_rows", None) or {}
     out = [res]
     for method, rows in cands.items():
-        out.append({k: v for k, v in res.items() if k not in ("rows", "candidates", "kept_reason", "log_tail")}
+        drop = ("rows", "candidates", "kept_reason", "log_tail", "fusion_rows")
+        out.append({k: v for k, v in res.items() if k not in drop}
                    | {"method": method, "rows": rows})
     return out
 
