@@ -221,6 +221,54 @@ def test_uint8_probabilities_and_float16_embeddings(tmp_path: Path) -> None:
     np.testing.assert_allclose(feats, ref, atol=2e-3, rtol=2e-3)
 
 
+def _placed_raster(path: Path, data: np.ndarray, how: str) -> Path:
+    """A raster without a map grid, placed by ground control points (``"gcps"``) or by rational polynomial
+    coefficients (``"rpcs"``), as raw satellite products and scanned maps are."""
+    import warnings
+
+    from rasterio.control import GroundControlPoint
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.rpc import RPC
+
+    c, h, w = data.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=c, dtype=data.dtype) as dst:
+            dst.write(data)
+            if how == "gcps":
+                dst.gcps = ([GroundControlPoint(r, col, 500000 + 10 * col, 5800000 - 10 * r, z=35.0)
+                             for r, col in ((0, 0), (0, w), (h, 0), (h, w))], rasterio.crs.CRS.from_epsg(32633))
+            else:
+                dst.rpcs = RPC(height_off=40.0, height_scale=500.0, lat_off=52.5, lat_scale=0.05,
+                               line_den_coeff=[1.0] + [0.0] * 19, line_num_coeff=[0.0, 0.0, -1.0] + [0.0] * 17, line_off=h / 2, line_scale=h / 2,
+                               long_off=12.9, long_scale=0.05, samp_den_coeff=[1.0] + [0.0] * 19,
+                               samp_num_coeff=[0.0, 1.0] + [0.0] * 18, samp_off=w / 2, samp_scale=w / 2)
+    return path
+
+
+@pytest.mark.parametrize("how", ["gcps", "rpcs"])
+def test_an_input_placed_by_control_points_or_rpcs_keeps_them(tmp_path: Path, how: str) -> None:
+    """No map grid, no CRS: the output carries the input's ground control points (with their CRS) or its RPCs, so
+    that a GIS places (or warps) the map as it places the input; before, the output had neither."""
+    src = _placed_raster(tmp_path / "raw.tif", smooth_image(4, 70, 90), how)
+    kw = dict(wavelengths=WL4, tile_size=64, overlap=16, device="cpu", class_names=["a", "b", "c"])
+    for name, extra in (("plain.tif", {}), ("cog.tif", {"cog": True})):
+        res = predict_raster(Pointwise(), src, tmp_path / name, **kw, **extra)
+        with rasterio.open(src) as a, rasterio.open(res.path) as b:
+            assert b.shape == a.shape and b.crs is None and a.crs is None
+            if how == "gcps":
+                assert b.gcps[1] == a.gcps[1] == rasterio.crs.CRS.from_epsg(32633)
+                assert [(g.row, g.col, g.x, g.y, g.z) for g in b.gcps[0]] == \
+                       [(g.row, g.col, g.x, g.y, g.z) for g in a.gcps[0]] and len(b.gcps[0]) == 4
+                assert res.georeferencing == "4 ground control points (EPSG:32633)"
+            else:
+                got, want = b.rpcs.to_dict(), a.rpcs.to_dict()
+                assert got.keys() == want.keys() and want["lat_off"] == 52.5
+                for key in want:
+                    np.testing.assert_allclose(got[key], want[key], rtol=1e-9, err_msg=key)
+                assert res.georeferencing == "rational polynomial coefficients"
+
+
 def test_cog_and_overviews(tmp_path: Path) -> None:
     src = write_raster(tmp_path / "in.tif", smooth_image(4, 600, 520))
     kw = dict(wavelengths=WL4, tile_size=128, overlap=16, batch_size=8, device="cpu",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import rasterio.errors
 import torch
 from shapely.geometry import box
 
@@ -168,11 +170,24 @@ def test_one_class_and_tiny_class(crop, tmp_path):
 def test_raster_without_crs_and_bad_wavelengths(crop, tmp_path):
     with rasterio.open(crop.image) as src:
         profile = {k: src.profile[k] for k in ("driver", "width", "height", "count", "dtype", "transform")}
-        data = src.read()
+        data, crs = src.read(), src.crs
     with rasterio.open(tmp_path / "nocrs.tif", "w", **profile) as dst:
         dst.write(data)
     _expect_error(tmp_path, "no coordinate reference system", tmp_path / "nocrs.tif", crop.polygons)
     (tmp_path / "nocrs.tif").unlink()
+    # placed by ground control points (a raw product): no grid to draw the polygons on; warping is what to do
+    from rasterio.control import GroundControlPoint
+
+    h, w = profile["height"], profile["width"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp_path / "gcps.tif", "w", **{k: v for k, v in profile.items() if k != "transform"}) as dst:
+            dst.write(data)
+            t = profile["transform"]
+            dst.gcps = ([GroundControlPoint(r, c, *(t * (c, r))) for r, c in ((0, 0), (0, w), (h, 0), (h, w))],
+                        crs)
+    _expect_error(tmp_path, r"placed by ground control points.*gdalwarp", tmp_path / "gcps.tif", crop.polygons)
+    (tmp_path / "gcps.tif").unlink()
     _expect_error(tmp_path, "6 bands but 4 wavelengths", crop.image, crop.polygons, wavelengths=[0.5, 0.6, 0.7, 0.8])
     _expect_error(tmp_path, "chip_size must be a multiple of 8", crop.image, crop.polygons, chip_size=30)
     _expect_error(tmp_path, "val_fraction", crop.image, crop.polygons, val_fraction=1.0)

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             bundle, args.src, args.dst, wavelengths=args.wavelengths, sensor=args.sensor, bands=args.bands,
             settings=settings.replace(output=output), progress=None if args.quiet else bar, overwrite=args.overwrite)
     print(f"wrote {result.path}: {output}, {result.count} band(s), {result.width} x {result.height} px, "
-          f"{result.crs or 'no CRS'}; {result.tiles} tiles in {result.seconds:.1f} s on {result.device} "
+          f"{result.georeferencing or 'no CRS'}; {result.tiles} tiles in {result.seconds:.1f} s on {result.device} "
           f"({result.precision})")
     if kind.class_map:
         values = bundle.class_values if bundle.class_values is not None else range(len(bundle.class_names))

@@ -61,7 +61,7 @@ from carl_geo.inference.runner import (
 )
 from carl_geo.inference.settings import PredictSettings, check_tiling
 from carl_geo.inference.tiling import TileGrid
-from carl_geo.inference.writer import GeoTiffWriter
+from carl_geo.inference.writer import GeoTiffWriter, describe_georeference, georeference
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.io.failures import raster_io
 from carl_geo.io.output_paths import check_outputs, reads_of
@@ -88,6 +88,8 @@ class PredictionResult:
         device: the torch device used.
         precision: the precision the model ran in (``"auto"`` resolved: ``"bf16"`` for a CARL model on a CPU with
             AMX, else ``"fp32"``).
+        georeferencing: how the output is placed, in words: its CRS (``"EPSG:32633"``), the input's ground control
+            points or rational polynomial coefficients that it carries (an input without a map grid), or ``""``.
     """
 
     path: Path
@@ -105,6 +107,7 @@ class PredictionResult:
     std: float = 1.0
     device: str = "cpu"
     precision: str = "fp32"
+    georeferencing: str = ""
 
 
 def read_window(ds: Any, indexes: Sequence[int], window: Window, nodata: float | None = None,
@@ -371,7 +374,8 @@ def predict_raster(
         if sel.source == "model":
             warn_assumed_bands(sel.wavelengths, sel.band_names)
         warn_band_path(spec.module, sel.wavelengths)
-        width, height, crs, transform = ds.width, ds.height, ds.crs, ds.transform
+        georef = georeference(ds)
+        width, height, crs, transform = georef["width"], georef["height"], georef["crs"], georef["transform"]
         grid = TileGrid.build(height, width, int(tile_size), int(overlap))
         with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision,
                          compile=cfg.compile) as runner:
@@ -410,11 +414,11 @@ def predict_raster(
                     return _strip_batches(src, indexes, nodata, mean, std, grid, pool)
 
                 path, tiles = _stream(grid, make_batches, runner, dst, layout, tags, output,
-                                      dict(width=width, height=height, crs=crs, transform=transform),
+                                      georef,
                                       cog=cfg.cog, overviews=cfg.overviews, progress=progress)
 
     return PredictionResult(
         path=path, width=width, height=height, count=layout["count"], crs=crs.to_string() if crs else "",
         transform=transform, seconds=time.perf_counter() - t0, tiles=tiles, output=output,
         band_indexes=list(indexes), wavelengths=list(sel.wavelengths), mean=float(mean), std=float(std),
-        device=str(dev), precision=precision)
+        device=str(dev), precision=precision, georeferencing=describe_georeference(georef))

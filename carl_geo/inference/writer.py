@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from carl_geo.errors import CarlGeoError, RasterIOError
@@ -80,12 +82,34 @@ def _with_sidecars(path: Path) -> list[Path]:
     return [path, *sidecars(path)]
 
 
+def georeference(ds: Any) -> dict[str, Any]:
+    """The grid of an open rasterio dataset as :class:`GeoTiffWriter` keywords: ``width, height, crs, transform``,
+    and ``gcps`` / ``rpcs`` when it is georeferenced by ground control points or rational polynomial coefficients
+    (a raw satellite or scanned product: its transform is the identity and its CRS None)."""
+    gcps = ds.gcps if ds.gcps and len(ds.gcps[0]) else None
+    return dict(width=ds.width, height=ds.height, crs=ds.crs, transform=ds.transform, gcps=gcps, rpcs=ds.rpcs)
+
+
+def describe_georeference(georef: Mapping[str, Any]) -> str:
+    """:func:`georeference`'s result in words: ``"EPSG:32633"``, ``"4 ground control points (EPSG:32633)"``,
+    ``"rational polynomial coefficients"`` or ``""`` (none)."""
+    if georef.get("crs"):
+        return georef["crs"].to_string()
+    if georef.get("gcps"):
+        points, crs = georef["gcps"]
+        return f"{len(points)} ground control points" + (f" ({crs.to_string()})" if crs else "")
+    return "rational polynomial coefficients" if georef.get("rpcs") else ""
+
+
 class GeoTiffWriter:
     """Write a GeoTIFF row by row; atomically renamed into place on :meth:`commit`.
 
     Args:
         path: final output path.
         width, height, crs, transform: the output grid (the input's).
+        gcps: ``(ground control points, their CRS)`` of an input georeferenced by GCPs (its transform is the
+            identity and its CRS None), copied so that GIS tools place the output as they place the input; or None.
+        rpcs: rational polynomial coefficients of an input georeferenced by them, copied likewise; or None.
         count: bands.
         dtype: numpy dtype name (``uint8``, ``uint16``, ``float16``, ``float32``).
         nodata: nodata value (NaN for floats).
@@ -102,7 +126,8 @@ class GeoTiffWriter:
                  count: int, dtype: str, nodata: float | None, descriptions: Sequence[str] | None = None,
                  tags: Mapping[str, str] | None = None, colormap: Mapping[int, tuple[int, ...]] | None = None,
                  scale: float | None = None, cog: bool = False, overviews: bool = False,
-                 resampling: Resampling = Resampling.nearest) -> None:
+                 resampling: Resampling = Resampling.nearest, gcps: tuple[Sequence[Any], Any] | None = None,
+                 rpcs: Any = None) -> None:
         self.path = Path(path)
         self.cog, self.overviews, self.resampling = cog, overviews, resampling
         self.width, self.height, self.count, self.dtype = width, height, count, np.dtype(dtype)
@@ -115,7 +140,12 @@ class GeoTiffWriter:
             compress="deflate", predictor=3 if floating and self.dtype.itemsize == 4 else 2 if not floating else 1,
             interleave="band" if count > 1 else "pixel", bigtiff="if_safer", sparse_ok=False,
         )
-        with raster_io(self.path, "write"):
+        placed = (gcps is not None and len(gcps[0])) or rpcs is not None
+        if placed:  # no geotransform: the points / coefficients set below place the file
+            profile.pop("transform")
+        with raster_io(self.path, "write"), warnings.catch_warnings():
+            if placed:
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
             self._ds = rasterio.open(self.tmp, "w", **profile)
         try:
             if descriptions:
@@ -127,6 +157,10 @@ class GeoTiffWriter:
                 self._ds.write_colormap(1, dict(colormap))
             if scale is not None:
                 self._ds.scales = (float(scale),) * count
+            if gcps is not None and len(gcps[0]):
+                self._ds.gcps = (list(gcps[0]), gcps[1])
+            if rpcs is not None:
+                self._ds.rpcs = rpcs
         except Exception as e:
             self.abort()
             if is_io_error(e):

@@ -132,6 +132,12 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
     raster, labels = Path(raster), Path(labels)
     notices: list[str] = []
     with open_raster(raster_source) as src:
+        if src.crs is None and ((src.gcps and len(src.gcps[0])) or src.rpcs is not None):
+            how = "ground control points" if src.gcps and len(src.gcps[0]) else "rational polynomial coefficients"
+            raise CarlGeoError(f"{raster.name} has no map grid: it is placed by {how}, which the polygons cannot be "
+                               "drawn on; warp it to a map projection first (e.g. gdalwarp -t_srs EPSG:xxxx "
+                               + ("-rpc " if how.startswith("rational") else "") + "in.tif warped.tif, or QGIS's "
+                               "Warp (reproject)) and train on the warped raster")
         if src.crs is None:
             raise CarlGeoError(f"{raster.name} has no coordinate reference system; assign one "
                                "(e.g. gdal_edit.py -a_srs EPSG:xxxx) so the polygons can be placed on it")
