@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import geopandas as gpd
@@ -112,9 +113,13 @@ def test_cli_train_prints_the_report(crop, tmp_path, capsys):
     out = tmp_path / "cli.pt"
     rc = cli_main(["train", "--raster", str(crop.image), "--labels", str(crop.polygons), "--label-field", "label",
                    "--max-steps", "4", "--chip-size", "32", "--device", "cpu", "--out", str(out)])
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert rc == 0 and out.is_file() and (tmp_path / "cli_confusion.png").is_file()
     assert "validation report" in text and "overall accuracy" in text and "shrubland" in text
+    # the bar shows the share of the run and the time, not a step count it cannot know under a time budget
+    assert "training: 100%" in captured.err and "step/s" not in captured.err
+    assert not re.search(r"\d+/\d+ \[", captured.err), captured.err[-300:]
 
 
 # ---- bad inputs: ValueError before training, nothing written ---------------------------------

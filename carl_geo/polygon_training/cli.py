@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.max_steps is None:
         recipe = recipe.replace(max_steps=steps_for_epochs(args.epochs, args.batch_size))
         print(f"carl-geo train: --epochs is deprecated, use --max-steps (now {recipe.max_steps})", file=sys.stderr)
-    with ProgressBar("training", "step") as bar:
+    # share of the run, not steps: under a time budget the bar follows the clock (the log lines count the steps)
+    with ProgressBar("training", "step", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
         result = train_from_polygons(
             args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths,
             sensor=args.sensor, bands=args.bands, weights=args.weights, device=args.device, progress=bar,
