@@ -223,7 +223,8 @@ def test_uint8_probabilities_and_float16_embeddings(tmp_path: Path) -> None:
 
 def _placed_raster(path: Path, data: np.ndarray, how: str) -> Path:
     """A raster without a map grid, placed by ground control points (``"gcps"``) or by rational polynomial
-    coefficients (``"rpcs"``), as raw satellite products and scanned maps are."""
+    coefficients (``"rpcs"``), as raw satellite products and scanned maps are; ``"grid+rpcs"``: a map grid (CRS and
+    transform) and RPCs as metadata, as some orthorectified products carry them."""
     import warnings
 
     from rasterio.control import GroundControlPoint
@@ -233,7 +234,9 @@ def _placed_raster(path: Path, data: np.ndarray, how: str) -> Path:
     c, h, w = data.shape
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=c, dtype=data.dtype) as dst:
+        grid = dict(crs="EPSG:32633", transform=rasterio.transform.from_origin(500000, 5800000, 10, 10)) \
+            if how == "grid+rpcs" else {}
+        with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=c, dtype=data.dtype, **grid) as dst:
             dst.write(data)
             if how == "gcps":
                 dst.gcps = ([GroundControlPoint(r, col, 500000 + 10 * col, 5800000 - 10 * r, z=35.0)
@@ -246,7 +249,7 @@ def _placed_raster(path: Path, data: np.ndarray, how: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("how", ["gcps", "rpcs"])
+@pytest.mark.parametrize("how", ["gcps", "rpcs", "grid+rpcs"])
 def test_an_input_placed_by_control_points_or_rpcs_keeps_them(tmp_path: Path, how: str) -> None:
     """No map grid, no CRS: the output carries the input's ground control points (with their CRS) or its RPCs, so
     that a GIS places (or warps) the map as it places the input; before, the output had neither."""
@@ -255,7 +258,8 @@ def test_an_input_placed_by_control_points_or_rpcs_keeps_them(tmp_path: Path, ho
     for name, extra in (("plain.tif", {}), ("cog.tif", {"cog": True})):
         res = predict_raster(Pointwise(), src, tmp_path / name, **kw, **extra)
         with rasterio.open(src) as a, rasterio.open(res.path) as b:
-            assert b.shape == a.shape and b.crs is None and a.crs is None
+            assert b.shape == a.shape and b.crs == a.crs and b.transform == a.transform
+            assert (a.crs is None) == (how != "grid+rpcs")
             if how == "gcps":
                 assert b.gcps[1] == a.gcps[1] == rasterio.crs.CRS.from_epsg(32633)
                 assert [(g.row, g.col, g.x, g.y, g.z) for g in b.gcps[0]] == \
@@ -266,7 +270,7 @@ def test_an_input_placed_by_control_points_or_rpcs_keeps_them(tmp_path: Path, ho
                 assert got.keys() == want.keys() and want["lat_off"] == 52.5
                 for key in want:
                     np.testing.assert_allclose(got[key], want[key], rtol=1e-9, err_msg=key)
-                assert res.georeferencing == "rational polynomial coefficients"
+                assert res.georeferencing == ("EPSG:32633" if a.crs else "rational polynomial coefficients")
 
 
 def test_cog_and_overviews(tmp_path: Path) -> None:

@@ -140,8 +140,10 @@ class GeoTiffWriter:
             compress="deflate", predictor=3 if floating and self.dtype.itemsize == 4 else 2 if not floating else 1,
             interleave="band" if count > 1 else "pixel", bigtiff="if_safer", sparse_ok=False,
         )
-        placed = (gcps is not None and len(gcps[0])) or rpcs is not None
-        if placed:  # no geotransform: the points / coefficients set below place the file
+        # without a CRS, the points / coefficients set below place the file: no (identity) geotransform; a file with
+        # a map grid keeps it, and RPCs it also carries are copied as metadata
+        placed = crs is None and ((gcps is not None and len(gcps[0])) or rpcs is not None)
+        if placed:
             profile.pop("transform")
         with raster_io(self.path, "write"), warnings.catch_warnings():
             if placed:
