@@ -118,12 +118,33 @@ def job_predict(args: dict[str, Any], events: Events) -> dict[str, Any]:
             "device": res.device, "precision": res.precision, **_bundle_facts(bundle)}
 
 
+def _pixel_to_map(ds: Any) -> tuple[Any, Any] | None:
+    """For a raster placed by ground control points or RPCs (no map grid): ``(place, crs)``, where ``place(cols,
+    rows)`` maps pixel-corner coordinates to map coordinates in ``crs`` as GDAL's GCP / RPC transformers do (QGIS
+    draws such a raster the same way); None for any other raster."""
+    from rasterio.transform import GCPTransformer, RPCTransformer
+
+    if ds.gcps and len(ds.gcps[0]):
+        transformer, crs = GCPTransformer(ds.gcps[0]), ds.gcps[1]
+    elif ds.rpcs is not None:
+        transformer, crs = RPCTransformer(ds.rpcs), "EPSG:4326"
+    else:
+        return None
+
+    def place(cols: Any, rows: Any, _z: Any = None) -> tuple[Any, Any]:
+        return transformer.xy(rows, cols, offset="ul")
+
+    return place, crs
+
+
 def job_polygons(args: dict[str, Any], events: Events) -> dict[str, Any]:
     import geopandas as gpd
     import numpy as np
     import rasterio
+    from affine import Affine
     from rasterio.features import shapes
     from shapely.geometry import MultiPolygon, shape
+    from shapely.ops import transform as shapely_transform
 
     from carl_geo.io.output_paths import atomic_path
 
@@ -131,9 +152,13 @@ def job_polygons(args: dict[str, Any], events: Events) -> dict[str, Any]:
         data = ds.read(1)
         valid = data != ds.nodata if ds.nodata is not None else np.ones(data.shape, bool)
         transform, crs = ds.transform, ds.crs
+        to_map = None if crs is not None else _pixel_to_map(ds)  # a class map placed by GCPs or RPCs
+    if to_map is not None:
+        transform, (place, crs) = Affine.identity(), to_map
     regions: dict[int, list[Any]] = {}
     for geom, value in shapes(data, mask=valid, transform=transform, connectivity=4):
-        regions.setdefault(int(value), []).append(shape(geom))
+        poly = shape(geom)
+        regions.setdefault(int(value), []).append(poly if to_map is None else shapely_transform(place, poly))
     values, counts = np.unique(data[valid], return_counts=True)
     pixels = {int(v): int(c) for v, c in zip(values, counts)}
     order = sorted(regions)

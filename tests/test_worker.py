@@ -121,6 +121,34 @@ def test_polygons_job_writes_one_multipolygon_per_class(tmp_path):
     assert len(frame.geometry[1].geoms) == 2
 
 
+def test_polygons_of_a_class_map_placed_by_control_points_are_in_map_coordinates(tmp_path):
+    """A class map of a raw product (ground control points, no map grid): the polygons are placed through the points,
+    in their CRS, as QGIS draws the map; before, they were in pixel units with no CRS (and QGIS's hectares wrong)."""
+    import warnings
+
+    import geopandas as gpd
+    from rasterio.control import GroundControlPoint
+    from rasterio.errors import NotGeoreferencedWarning
+
+    classes = np.zeros((30, 40), np.uint8)
+    classes[:, 20:] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(tmp_path / "classes.tif", "w", driver="GTiff", width=40, height=30, count=1,
+                           dtype="uint8") as dst:
+            dst.write(classes, 1)
+            dst.gcps = ([GroundControlPoint(r, c, 500000 + 10 * c, 5800000 - 10 * r) for r, c in
+                         ((0, 0), (0, 40), (30, 0), (30, 40))], rasterio.crs.CRS.from_epsg(32633))
+    events, proc = _run({"job": "polygons", "args": {"class_raster": str(tmp_path / "classes.tif"),
+                                                     "out": str(tmp_path / "p.gpkg")}})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    frame = gpd.read_file(tmp_path / "p.gpkg", layer="classes")
+    assert frame.crs.to_epsg() == 32633
+    np.testing.assert_allclose(frame.geometry[0].bounds, (500000, 5799700, 500200, 5800000), atol=1e-6)
+    np.testing.assert_allclose(frame.geometry[1].bounds, (500200, 5799700, 500400, 5800000), atol=1e-6)
+    assert frame.geometry[0].area == pytest.approx(20 * 30 * 100)
+
+
 def test_cancel_by_sigterm_leaves_no_model_file(tmp_path):
     from carl_geo.sample_data import nc_landsat7, write_crop
 
