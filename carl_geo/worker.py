@@ -118,25 +118,6 @@ def job_predict(args: dict[str, Any], events: Events) -> dict[str, Any]:
             "device": res.device, "precision": res.precision, **_bundle_facts(bundle)}
 
 
-def _pixel_to_map(ds: Any) -> tuple[Any, Any] | None:
-    """For a raster placed by ground control points or RPCs (no map grid): ``(place, crs)``, where ``place(cols,
-    rows)`` maps pixel-corner coordinates to map coordinates in ``crs`` as GDAL's GCP / RPC transformers do (QGIS
-    draws such a raster the same way); None for any other raster."""
-    from rasterio.transform import GCPTransformer, RPCTransformer
-
-    if ds.gcps and len(ds.gcps[0]):
-        transformer, crs = GCPTransformer(ds.gcps[0]), ds.gcps[1]
-    elif ds.rpcs is not None:
-        transformer, crs = RPCTransformer(ds.rpcs), "EPSG:4326"
-    else:
-        return None
-
-    def place(cols: Any, rows: Any, _z: Any = None) -> tuple[Any, Any]:
-        return transformer.xy(rows, cols, offset="ul")
-
-    return place, crs
-
-
 def job_polygons(args: dict[str, Any], events: Events) -> dict[str, Any]:
     import geopandas as gpd
     import numpy as np
@@ -146,13 +127,14 @@ def job_polygons(args: dict[str, Any], events: Events) -> dict[str, Any]:
     from shapely.geometry import MultiPolygon, shape
     from shapely.ops import transform as shapely_transform
 
+    from carl_geo.io.georeference import pixel_to_map
     from carl_geo.io.output_paths import atomic_path
 
     with rasterio.open(args["class_raster"]) as ds:
         data = ds.read(1)
         valid = data != ds.nodata if ds.nodata is not None else np.ones(data.shape, bool)
         transform, crs = ds.transform, ds.crs
-        to_map = None if crs is not None else _pixel_to_map(ds)  # a class map placed by GCPs or RPCs
+        to_map = None if crs is not None else pixel_to_map(ds)  # a class map placed by GCPs or RPCs
     if to_map is not None:
         transform, (place, crs) = Affine.identity(), to_map
     regions: dict[int, list[Any]] = {}

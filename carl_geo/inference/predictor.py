@@ -61,7 +61,8 @@ from carl_geo.inference.runner import (
 )
 from carl_geo.inference.settings import PredictSettings, check_tiling
 from carl_geo.inference.tiling import TileGrid
-from carl_geo.inference.writer import GeoTiffWriter, describe_georeference, georeference
+from carl_geo.inference.writer import GeoTiffWriter
+from carl_geo.io.georeference import describe_georeference, georeference
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.io.failures import raster_io
 from carl_geo.io.output_paths import check_outputs, reads_of

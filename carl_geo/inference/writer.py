@@ -27,6 +27,7 @@ from rasterio.windows import Window
 
 from carl_geo.errors import CarlGeoError, RasterIOError
 from carl_geo.io.failures import io_cause, is_io_error, raster_io
+from carl_geo.io.georeference import placement_without_grid
 from carl_geo.io.output_paths import partial_path, replace_sidecars, sidecars
 
 BLOCK = 256
@@ -82,25 +83,6 @@ def _with_sidecars(path: Path) -> list[Path]:
     return [path, *sidecars(path)]
 
 
-def georeference(ds: Any) -> dict[str, Any]:
-    """The grid of an open rasterio dataset as :class:`GeoTiffWriter` keywords: ``width, height, crs, transform``,
-    and ``gcps`` / ``rpcs`` when it is georeferenced by ground control points or rational polynomial coefficients
-    (a raw satellite or scanned product: its transform is the identity and its CRS None)."""
-    gcps = ds.gcps if ds.gcps and len(ds.gcps[0]) else None
-    return dict(width=ds.width, height=ds.height, crs=ds.crs, transform=ds.transform, gcps=gcps, rpcs=ds.rpcs)
-
-
-def describe_georeference(georef: Mapping[str, Any]) -> str:
-    """:func:`georeference`'s result in words: ``"EPSG:32633"``, ``"4 ground control points (EPSG:32633)"``,
-    ``"rational polynomial coefficients"`` or ``""`` (none)."""
-    if georef.get("crs"):
-        return georef["crs"].to_string()
-    if georef.get("gcps"):
-        points, crs = georef["gcps"]
-        return f"{len(points)} ground control points" + (f" ({crs.to_string()})" if crs else "")
-    return "rational polynomial coefficients" if georef.get("rpcs") else ""
-
-
 class GeoTiffWriter:
     """Write a GeoTIFF row by row; atomically renamed into place on :meth:`commit`.
 
@@ -142,7 +124,8 @@ class GeoTiffWriter:
         )
         # without a CRS, the points / coefficients set below place the file: no (identity) geotransform; a file with
         # a map grid keeps it, and RPCs it also carries are copied as metadata
-        placed = crs is None and ((gcps is not None and len(gcps[0])) or rpcs is not None)
+        gcps = gcps if gcps is not None and len(gcps[0]) else None
+        placed = bool(placement_without_grid(dict(crs=crs, gcps=gcps, rpcs=rpcs)))
         if placed:
             profile.pop("transform")
         with raster_io(self.path, "write"), warnings.catch_warnings():
@@ -159,7 +142,7 @@ class GeoTiffWriter:
                 self._ds.write_colormap(1, dict(colormap))
             if scale is not None:
                 self._ds.scales = (float(scale),) * count
-            if gcps is not None and len(gcps[0]):
+            if gcps is not None:
                 self._ds.gcps = (list(gcps[0]), gcps[1])
             if rpcs is not None:
                 self._ds.rpcs = rpcs

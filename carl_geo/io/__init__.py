@@ -2,6 +2,7 @@
 
 * :mod:`carl_geo.io.band_metadata`: which bands to read and their wavelengths (µm);
 * :mod:`carl_geo.io.wavelength_text`: wavelength lists written as text (µm, nm converted);
+* :mod:`carl_geo.io.georeference`: how a raster is placed (CRS + transform, ground control points, RPCs);
 * :mod:`carl_geo.io.output_paths`: outputs never replace a file the run reads; atomic writes;
 * :mod:`carl_geo.io.failures`: one-line causes of failed raster reads and writes.
 

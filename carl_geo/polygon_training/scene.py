@@ -36,6 +36,7 @@ from carl_geo.inference.normalization import sample_windows, scene_statistics
 from carl_geo.inference.predictor import read_window
 from carl_geo.io.scale_offset import describe_scale_offset, scale_offset
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
+from carl_geo.io.georeference import georeference, placement_without_grid
 from carl_geo.polygon_training.chips import HoldoutSplit, holdout_split, labels_window
 from carl_geo.polygon_training.recipe import SceneFacts
 
@@ -132,8 +133,8 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
     raster, labels = Path(raster), Path(labels)
     notices: list[str] = []
     with open_raster(raster_source) as src:
-        if src.crs is None and ((src.gcps and len(src.gcps[0])) or src.rpcs is not None):
-            how = "ground control points" if src.gcps and len(src.gcps[0]) else "rational polynomial coefficients"
+        how = placement_without_grid(georeference(src))
+        if how:
             raise CarlGeoError(f"{raster.name} has no map grid: it is placed by {how}, which the polygons cannot be "
                                "drawn on; warp it to a map projection first (e.g. gdalwarp -t_srs EPSG:xxxx "
                                + ("-rpc " if how.startswith("rational") else "") + "in.tif warped.tif, or QGIS's "

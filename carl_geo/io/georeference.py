@@ -1,0 +1,70 @@
+"""How a raster is placed on the map: a CRS + transform, ground control points, or RPCs.
+
+A raw satellite product or a scanned map has no map grid (identity transform, no CRS): it is placed by ground
+control points (GCPs, with their CRS) or by rational polynomial coefficients (RPCs, in EPSG:4326). The predictor
+copies that placement into its outputs, the class polygons are placed through it, and polygon training refuses it
+with the way out (warp first). This module is the one place that reads it from an open rasterio dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+RPC_CRS = "EPSG:4326"  # RPCs map to longitude / latitude (GDAL's RPC transformer)
+
+
+def ground_control_points(ds: Any) -> tuple[Sequence[Any], Any] | None:
+    """``(points, their CRS)`` of an open rasterio dataset placed by GCPs, or None when it has none."""
+    gcps = ds.gcps
+    return gcps if gcps and len(gcps[0]) else None
+
+
+def georeference(ds: Any) -> dict[str, Any]:
+    """The grid of an open rasterio dataset as :class:`~carl_geo.inference.writer.GeoTiffWriter` keywords:
+    ``width, height, crs, transform``, and ``gcps`` / ``rpcs`` (None when absent) for a raster placed by ground
+    control points or rational polynomial coefficients."""
+    return dict(width=ds.width, height=ds.height, crs=ds.crs, transform=ds.transform,
+                gcps=ground_control_points(ds), rpcs=ds.rpcs)
+
+
+def placement_without_grid(georef: Mapping[str, Any]) -> str:
+    """``"ground control points"`` or ``"rational polynomial coefficients"`` when :func:`georeference`'s result has
+    no CRS and is placed by one of them (no map grid), else ``""``."""
+    if georef.get("crs"):
+        return ""
+    if georef.get("gcps"):
+        return "ground control points"
+    return "rational polynomial coefficients" if georef.get("rpcs") is not None else ""
+
+
+def describe_georeference(georef: Mapping[str, Any]) -> str:
+    """:func:`georeference`'s result in words: ``"EPSG:32633"``, ``"4 ground control points (EPSG:32633)"``,
+    ``"rational polynomial coefficients"`` or ``""`` (none)."""
+    if georef.get("crs"):
+        return georef["crs"].to_string()
+    if georef.get("gcps"):
+        points, crs = georef["gcps"]
+        return f"{len(points)} ground control points" + (f" ({crs.to_string()})" if crs else "")
+    return "rational polynomial coefficients" if georef.get("rpcs") is not None else ""
+
+
+def pixel_to_map(ds: Any) -> tuple[Callable[..., tuple[Any, Any]], Any] | None:
+    """For a raster placed by ground control points or RPCs (no CRS): ``(place, crs)``, where ``place(cols, rows)``
+    maps pixel-corner coordinates to map coordinates in ``crs`` as GDAL's GCP / RPC transformers do (QGIS draws
+    such a raster the same way); None for a raster with a map grid or without any placement."""
+    from rasterio.transform import GCPTransformer, RPCTransformer
+
+    georef = georeference(ds)
+    how = placement_without_grid(georef)
+    if how == "ground control points":
+        transformer, crs = GCPTransformer(georef["gcps"][0]), georef["gcps"][1]
+    elif how:
+        transformer, crs = RPCTransformer(georef["rpcs"]), RPC_CRS
+    else:
+        return None
+
+    def place(cols: Any, rows: Any, _z: Any = None) -> tuple[Any, Any]:
+        return transformer.xy(rows, cols, offset="ul")
+
+    return place, crs
