@@ -110,6 +110,13 @@ def test_the_model_fuses_the_adapter_with_carl_and_saves_its_pixels(model, tmp_p
         outside = model(x[:, :2], torch.tensor([0.3, 0.49]))  # outside the stored range: CARL alone
         torch.testing.assert_close(outside.exp(), model.carl(x[:, :2], torch.tensor([0.3, 0.49])).softmax(1)
                                    .clamp_min(1e-6))
+        # the same bands with centres 8 nm off (another unit of the sensor, a nominal table), in another order: the
+        # heads read them as the training bands; 30 nm off they are other bands
+        shifted = wl + 0.008
+        assert model.band_path(shifted.tolist()) == "heads" and model.band_path((wl + 0.03).tolist()) == "adapted"
+        p_carl = model.carl(x, shifted).softmax(1)
+        want = p_carl / 3 + 2 / 3 * model.head_probabilities(model.pixel_features(x, p_carl))
+        torch.testing.assert_close(model(x.flip(1), shifted.flip(0)).exp(), want, atol=1e-5, rtol=1e-4)
     path = save_bundle(make_bundle(model, class_names=["a", "b", "c"], wavelengths=WL), tmp_path / "m.pt")
     back = load_bundle(path).model
     assert back.bank is not None and torch.equal(back.bank.values, model.bank.values)
@@ -137,6 +144,7 @@ def test_the_notice_names_the_path(model):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not warn_band_path(model, WL)
+        assert not warn_band_path(model, [w + 0.008 for w in WL])  # the same bands, other centres: the full model
 
 
 def test_hostile_stored_pixels_are_refused(model, tmp_path):

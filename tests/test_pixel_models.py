@@ -107,8 +107,9 @@ def test_pixel_classifier_paths_and_bundle_round_trip(classifier_parts, kind, tm
         torch.testing.assert_close(out.exp(), 0.25 * p_carl + 0.75 * p_head, atol=1e-5, rtol=1e-4)
         # the training bands in another order: same map
         torch.testing.assert_close(pc(img.flip(1), wl.flip(0)), out, atol=1e-5, rtol=1e-4)
-        # other bands: the CARL part alone
-        assert pc.uses_head(WL) and not pc.uses_head(WL[:4]) and not pc.uses_head([w + 0.01 for w in WL])
+        # the same bands with centres 10 nm off (another unit of the sensor): the heads; other bands: the CARL part
+        assert pc.uses_head(WL) and pc.uses_head([w + 0.01 for w in WL]) and pc.band_path([w + 0.01 for w in WL]) == "heads"
+        assert not pc.uses_head(WL[:4]) and not pc.uses_head([w + 0.03 for w in WL])
         torch.testing.assert_close(pc(img[:, :4], wl[:4]).exp(), carl(img[:, :4], wl[:4]).softmax(1).clamp_min(1e-6))
     path = save_bundle(make_bundle(pc, class_names=["a", "b", "c"], wavelengths=WL), tmp_path / "m.pt")
     back = load_bundle(path)

@@ -152,9 +152,10 @@ def model_spec(model: Any, output: str, class_names: Sequence[str] | None = None
 def has_model_bands(bundle: Any, wavelengths: Sequence[float]) -> bool:
     """Whether the input's bands (µm) are those the bundle's model was trained on, in order (then even small drifts
     of the input's values from the model's statistics are worth a warning)."""
+    from carl_geo.models.band_matching import match_bands
+
     mine = getattr(bundle, "wavelengths", None)
-    return mine is not None and len(mine) == len(wavelengths) and \
-        bool(np.allclose(mine, list(wavelengths), atol=1e-3))
+    return mine is not None and match_bands(mine, list(wavelengths)) == list(range(len(mine)))
 
 
 def warn_assumed_bands(wavelengths: Sequence[float], band_names: Sequence[str] | None = None) -> None:

@@ -10,7 +10,8 @@ log-probabilities (B, K, H, W) at the image's own resolution:
 3. late fusion: ``p = w * p_carl + (1 - w) * mean(p_heads)`` (the ensemble of CARL, a forest and an MLP is
    ``w = 1/3`` with two heads).
 
-The heads read band values in the order of the training bands, so they need the training bands. With other
+The heads read band values in the order of the training bands, so they need the training bands (in any order, and
+with centres that may differ slightly: :mod:`~carl_geo.models.band_matching`). With other
 bands (another camera of the family, a subset) the model takes its band-agnostic path: the labelled training
 pixels it carries (:class:`~carl_geo.models.band_adapter.ExemplarBank`) are interpolated in wavelength onto the
 new bands and a forest on their context features is fitted once for that band set (seconds), fused with the CARL
@@ -29,13 +30,12 @@ from torch import Tensor, nn
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.models.band_adapter import ExemplarBank
+from carl_geo.models.band_matching import match_bands
 from carl_geo.models.carl import check_inputs
 from carl_geo.models.context_features import ContextFeatures
 from carl_geo.models.segmentation import CARLSegmenter
 from carl_geo.models.tree_ensemble import TreeEnsemble
 
-#: Wavelengths (µm) closer than this are the same band.
-WAVELENGTH_TOLERANCE = 1e-3
 #: Floor of the probabilities before the log (the predictor's softmax gives the probabilities back).
 PROB_FLOOR = 1e-6
 
@@ -143,17 +143,11 @@ class PixelClassifier(nn.Module):
                 "bank": self.bank.config() if self.bank is not None else None}
 
     def band_order(self, wavelengths: Tensor | Sequence[float]) -> list[int] | None:
-        """Indexes that put the given bands in the training order, or None when they are not the training
-        bands (then only the CARL part can predict)."""
-        wl = torch.as_tensor(wavelengths, dtype=torch.float32).reshape(-1, torch.as_tensor(wavelengths).shape[-1])[0]
-        mine = self.wavelengths.to(wl.device)
-        if wl.numel() != mine.numel():
-            return None
-        dist = (mine[:, None] - wl[None, :]).abs()
-        order = dist.argmin(1)
-        if bool((dist.min(1).values > WAVELENGTH_TOLERANCE).any()) or len(set(order.tolist())) != len(order):
-            return None
-        return order.tolist()
+        """Indexes that put the given bands (µm) in the training order, or None when they are not the training
+        bands (then the band-agnostic path or the CARL part predicts). The same bands with slightly other centres
+        (another unit of the sensor, a nominal table) are the training bands: :func:`~carl_geo.models.band_matching.
+        match_bands`."""
+        return match_bands(self.wavelengths.tolist(), _first_row(wavelengths))
 
     def uses_head(self, wavelengths: Tensor | Sequence[float]) -> bool:
         """True when these bands reach the heads (the training bands, any order); False: another path."""
