@@ -35,6 +35,7 @@ def test_other_bands_are_not_the_training_bands():
     assert match_bands(S2A_FILE, [*S2A_FILE[:7], S2A_FILE[8], S2A_FILE[8], *S2A_FILE[9:]]) is None  # a band twice
     assert match_bands([0.5], [0.53]) is None and match_bands([0.5], [0.515]) == [0]  # one band: at most 20 nm
     assert match_bands([], []) is None
+    assert match_bands([0.5], [float("nan")]) is None and match_bands([0.5, 0.6], [0.5, float("inf")]) is None
     assert largest_shift(LANDSAT7, LANDSAT8) == 0.0
 
 

@@ -49,7 +49,7 @@ def match_bands(trained: Sequence[float], given: Sequence[float]) -> list[int] |
     training bands (any order, centres within :func:`allowed_shifts`); None when they are other bands."""
     mine = np.asarray(trained, dtype=np.float64).reshape(-1)
     wl = np.asarray(given, dtype=np.float64).reshape(-1)
-    if len(mine) != len(wl) or len(mine) == 0:
+    if len(mine) != len(wl) or len(mine) == 0 or not (np.isfinite(mine).all() and np.isfinite(wl).all()):
         return None
     dist = np.abs(mine[:, None] - wl[None, :])
     order = dist.argmin(1)
