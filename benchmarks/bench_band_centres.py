@@ -7,10 +7,13 @@ training bands go to its band-agnostic path (a forest fitted on its stored train
 wavelengths, :mod:`carl_geo.models.band_adapter`). This benchmark maps each variant both ways and scores the maps on
 the scene's reference (:func:`bench_polygons.score`), so that the rule deciding "same bands" is set by numbers:
 
-* ``heads``: each given band paired one to one with the nearest training band (the heads read it as that band);
+* ``heads``: each given band paired one to one with the nearest training band (the heads read it as that band,
+  without interpolation);
 * ``adapted``: only the exact training centres reach the heads (the band-agnostic path for everything else);
+* ``resampled`` (``hsi``): each pixel's spectrum interpolated linearly onto the training centres, then the full model;
 * ``library``: what :class:`~carl_geo.models.pixel_classifier.PixelClassifier` decides today (``taken`` names the
-  path; its score is that forced path's, mapped again only when that path was not run).
+  path: ``heads``, ``resampled`` = the heads on the training bands interpolated from the given ones, ``adapted``;
+  its score is a forced path's where it reads the bands the same way, else it is mapped).
 
 Variants:
 
@@ -52,14 +55,15 @@ S2B_UM = (0.4422, 0.4921, 0.5590, 0.6649, 0.7038, 0.7391, 0.7797, 0.8329, 0.8640
 
 @contextlib.contextmanager
 def forced_path(path: str) -> Iterator[None]:
-    """Patch :meth:`PixelClassifier.band_order` so that ``heads`` pairs bands one to one by nearest centre and
-    ``adapted`` accepts only the exact training centres; ``library`` leaves the rule as it is."""
+    """Patch :meth:`PixelClassifier.band_weights` (what the heads read) so that ``heads`` pairs bands one to one by
+    nearest centre (no interpolation) and ``adapted`` accepts only the exact training centres; ``library`` leaves
+    the rule as it is."""
     from carl_geo.models import pixel_classifier as pcm
 
     if path == "library":
         yield
         return
-    original = pcm.PixelClassifier.band_order
+    originals = pcm.PixelClassifier.band_weights, pcm.PixelClassifier.band_order
 
     def band_order(self: Any, wavelengths: Any) -> list[int] | None:
         wl = np.asarray(pcm._first_row(wavelengths))
@@ -74,11 +78,22 @@ def forced_path(path: str) -> Iterator[None]:
             return None
         return order.tolist()
 
-    pcm.PixelClassifier.band_order = band_order  # type: ignore[method-assign]
+    def band_weights(self: Any, wavelengths: Any) -> np.ndarray | None:
+        order = band_order(self, wavelengths)
+        return None if order is None else _one_hot(order)
+
+    pcm.PixelClassifier.band_weights, pcm.PixelClassifier.band_order = band_weights, band_order  # type: ignore
     try:
         yield
     finally:
-        pcm.PixelClassifier.band_order = original  # type: ignore[method-assign]
+        pcm.PixelClassifier.band_weights, pcm.PixelClassifier.band_order = originals  # type: ignore
+
+
+def _one_hot(order: Sequence[int]) -> np.ndarray:
+    """(C, C) weights whose row i takes given band ``order[i]``."""
+    w = np.zeros((len(order), len(order)))
+    w[np.arange(len(order)), list(order)] = 1.0
+    return w
 
 
 def map_and_score(model: Path, image: Path, wavelengths: Sequence[float], spec: dict[str, Any], path: str,
@@ -91,15 +106,41 @@ def map_and_score(model: Path, image: Path, wavelengths: Sequence[float], spec: 
 
     bundle = load_bundle(model)  # fresh: the band-agnostic path caches its forest per band set
     t = time.perf_counter()
+    if path == "resampled":  # the spectra interpolated onto the training centres in a file, then the full model
+        trained = [float(w) for w in bundle.model.wavelengths.tolist()]
+        image, wavelengths, path = resample_spectra(image, wavelengths, trained, work), trained, "heads"
     with forced_path(path), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predict_raster(bundle, image, work / "map.tif", wavelengths=list(wavelengths), overwrite=True)
         taken = bundle.model.band_path(list(wavelengths))
     pred, _ = read_class_map(work / "map.tif")
     names = list(bundle.class_names)
-    return {"path": path, "taken": taken, **score(pred, names, spec["ref"], spec["ref_names"], names),
+    return {"path": "resampled" if image.name == "resampled.tif" else path, "taken": taken, **score(pred, names, spec["ref"], spec["ref_names"], names),
             "predict_s": round(time.perf_counter() - t, 1),
             "warnings": [str(w.message)[:160] for w in caught if "band" in str(w.message)]}
+
+
+def resample_spectra(image: Path, wavelengths: Sequence[float], trained: Sequence[float], work: Path) -> Path:
+    """``image`` (bands at ``wavelengths`` µm) with each pixel's spectrum interpolated linearly onto ``trained``
+    (µm; the nearest end band's value beyond the given range), written as float32 ``work/resampled.tif``."""
+    import rasterio
+
+    wl, tr = np.asarray(wavelengths, dtype=np.float64), np.asarray(trained, dtype=np.float64)
+    order = np.argsort(wl)
+    weights = np.zeros((len(tr), len(wl)))
+    for i, w in enumerate(tr):
+        k = int(np.clip(np.searchsorted(wl[order], w), 1, len(wl) - 1))
+        a, b = wl[order][k - 1], wl[order][k]
+        f = float(np.clip((w - a) / (b - a), 0.0, 1.0))
+        weights[i, order[k - 1]] += 1 - f
+        weights[i, order[k]] += f
+    with rasterio.open(image) as src:
+        data = src.read().astype(np.float64)
+        profile = src.profile | {"dtype": "float32", "predictor": 1}
+    out = np.tensordot(weights, data, axes=1).astype(np.float32)
+    with rasterio.open(work / "resampled.tif", "w", **profile) as dst:
+        dst.write(out)
+    return work / "resampled.tif"
 
 
 def shifted_hsi(work: Path, shift_nm: float) -> tuple[Path, list[float]]:
@@ -131,6 +172,7 @@ def main() -> None:
         return
     if args.models is None:
         ap.error("--models is required (or --replot)")
+    from carl_geo.models.band_matching import as_permutation
     from carl_geo.sensors import get_sensor
 
     work = Path(tempfile.mkdtemp(prefix="band_centres_"))
@@ -161,11 +203,14 @@ def main() -> None:
                 for path in args.paths.split(","):
                     if label.startswith(("file centres", "training centres")) and path != "library":
                         continue
-                    taken = load_bundle(model).model.band_path(wl)
-                    if path == "library" and taken in ("heads", "adapted") and (
-                            "adapted" if taken == "adapted" else "heads") in done:
-                        r = {**done["adapted" if taken == "adapted" else "heads"], "path": "library", "taken": taken}
-                    else:  # the library's path was not mapped forced: map it
+                    lib = load_bundle(model).model
+                    taken, weights = lib.band_path(wl), lib.band_weights(wl)
+                    # the library's map is a forced path's when it reads the bands the same way
+                    same = "adapted" if taken == "adapted" else "heads" if taken == "heads" and weights is not None \
+                        and as_permutation(weights) is not None else None
+                    if path == "library" and same in done:
+                        r = {**done[same], "path": "library", "taken": taken}
+                    else:  # mapped for this path
                         r = map_and_score(model, Path(image), wl, spec, path, work)
                     done[path] = r
                     r.update(scene=scene, seed=seed, variant=label, shift_nm=shift,
@@ -181,8 +226,8 @@ def write_outputs(rows: list[dict[str, Any]], meta: dict[str, Any], out: Path) -
     """``bench_band_centres.json``, ``.md`` (the table) and ``.png`` (mIoU against the centre shift) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_band_centres.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    lines = ["| scene | seed | variant | largest centre difference (nm) | heads mIoU (OA) | band-agnostic mIoU (OA) | "
-             "library: path, mIoU |", "|---|---:|---|---:|---:|---:|---|"]
+    lines = ["| scene | seed | variant | largest centre difference (nm) | bands paired, no interpolation: mIoU (OA) | band-agnostic path: mIoU (OA) | "
+             "carl_geo now: path, mIoU |", "|---|---:|---|---:|---:|---:|---|"]
     keyed: dict[tuple[str, int, str], dict[str, dict[str, Any]]] = {}
     for r in rows:
         keyed.setdefault((r["scene"], r["seed"], r["variant"]), {})[r["path"]] = r
@@ -212,14 +257,16 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     hsi = [r for r in rows if r["scene"] == "hsi"]
     for seed in sorted({r["seed"] for r in hsi}):
         base = [r["miou"] for r in hsi if r["seed"] == seed and r["shift_nm"] == 0 and r["path"] == "library"]
-        for p, colour, name in (("heads", "tab:blue", "heads (bands read as the training bands)"),
-                                ("adapted", "tab:orange", "band-agnostic path")):
-            pts = sorted((r["shift_nm"], r["miou"]) for r in hsi if r["seed"] == seed and r["path"] == p)
+        for p, colour, name in (("heads", "tab:blue", "heads, bands paired (no interpolation)"),
+                                ("adapted", "tab:orange", "band-agnostic path"),
+                                ("library", "k", "carl_geo (interpolated onto the training centres)")):
+            pts = sorted((r["shift_nm"], r["miou"]) for r in hsi if r["seed"] == seed and r["path"] == p
+                         and r["shift_nm"] != 0)
             pts = sorted(pts + [(0.0, base[0])] if base else pts)
             if pts:
                 ax.plot(*zip(*pts), "o-" if seed == 0 else "s--", color=colour, label=f"{name}, seed {seed}")
     limit = SPACING_SHARE * 8.9
-    ax.axvspan(-limit, limit, color="0.9", zorder=0, label=f"read as the training bands (+/-{limit:.1f} nm)")
+    ax.axvspan(-limit, limit, color="0.9", zorder=0, label=f"the same bands, no notice (+/-{limit:.1f} nm)")
     ax.set(xlabel="band centre shift (nm), bands 8.9 nm apart", ylabel="mIoU on the test blocks",
            title="generated 200-band scene")
     ax.legend(fontsize=7, loc="lower center")

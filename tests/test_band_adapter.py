@@ -163,3 +163,36 @@ def test_hostile_stored_pixels_are_refused(model, tmp_path):
         bad = load_bundle(tmp_path / "bad.pt").model
         with pytest.raises(CarlGeoError, match="classes outside|not finite"):
             bad.adapter(WL[:4])
+
+
+def test_densely_sampled_bands_with_other_centres_are_resampled_for_the_heads(tmp_path):
+    # 24 bands 10 nm apart (hyperspectral sampling); the classes differ in smooth spectral shapes
+    dense = np.round(np.arange(0.50, 0.74, 0.01), 4)
+    shapes = np.stack([1 + 0.5 * np.sin(6 * dense + p) for p in (0.0, 1.5, 3.0)]).astype(np.float32)
+    rng = np.random.default_rng(3)
+    classes = np.kron(rng.integers(0, 3, (4, 4)), np.ones((8, 8), dtype=np.int64))
+    img = shapes[classes].transpose(2, 0, 1) + rng.normal(0, 0.05, (len(dense), 32, 32)).astype(np.float32)
+    torch.manual_seed(0)
+    carl = CARLSegmenter(CARL(scratch_variant(get_config("tiny"), 4)), 3, "progressive", {"width": 16, "n_up": 2}).eval()
+    ctx = ContextFeatures(len(dense), windows=(5,)).fit(torch.from_numpy(img.reshape(len(dense), -1).T.copy()))
+    with torch.no_grad():
+        feats = ctx(torch.from_numpy(img)[None])[0].reshape(ctx.out_channels, -1).T.numpy()
+    forest = fit_random_forest(feats, classes.ravel(), 3, trees=5)
+    model = PixelClassifier(carl, dense.tolist(), ctx, heads=[forest], carl_weight=1 / 3).eval()
+    x = torch.from_numpy(img)[None]
+    for shift, path in ((0.002, "heads"), (0.005, "resampled")):  # within the pairing's 3 nm / beyond it
+        given = torch.tensor(dense + shift, dtype=torch.float32)
+        assert model.band_path(given.tolist()) == path
+        w = torch.as_tensor(model.band_weights(given.tolist()), dtype=torch.float32)
+        with torch.no_grad():
+            p_carl = model.carl(x, given).softmax(1)
+            resampled = torch.einsum("tc,bchw->bthw", w, x)
+            want = p_carl / 3 + 2 / 3 * model.head_probabilities(model.pixel_features(resampled, p_carl))
+            torch.testing.assert_close(model(x, given).exp(), want.clamp_min(1e-6), atol=1e-5, rtol=1e-4)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert warn_band_path(model, given.tolist()) == (path == "resampled")
+        if path == "resampled":
+            assert "interpolated from them" in str(caught[0].message) and "24: 0.505-0.735" in str(caught[0].message)
+    # every third band (30 nm apart) is not dense: the CARL part alone (this model carries no training pixels)
+    assert model.band_path(dense[::3].tolist()) == "carl"

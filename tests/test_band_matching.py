@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carl_geo.models.band_matching import allowed_shifts, largest_shift, match_bands
+from carl_geo.models.band_matching import allowed_shifts, match_bands
 from carl_geo.sample_data.synthetic import aviris_like_wavelengths
 from carl_geo.sensors import get_sensor
 
@@ -22,7 +22,7 @@ def test_the_same_sentinel2_bands_with_other_centres_are_the_training_bands():
     nominal = list(get_sensor("sentinel2_l1c").wavelengths)
     for trained, given in ((S2A_FILE, S2B), (S2A_FILE, nominal), (S2B, nominal), (nominal, S2A_FILE)):
         assert match_bands(trained, given) == list(range(13))
-    assert largest_shift(S2A_FILE, S2B) == pytest.approx(0.0167, abs=1e-6)  # B12
+    assert max(abs(a - b) for a, b in zip(S2A_FILE, S2B)) == pytest.approx(0.0167, abs=1e-6)  # B12: within 20 nm
     # in another order: the pairing puts them back
     perm = np.random.default_rng(0).permutation(13)
     order = match_bands(S2A_FILE, [S2B[i] for i in perm])
@@ -36,7 +36,6 @@ def test_other_bands_are_not_the_training_bands():
     assert match_bands([0.5], [0.53]) is None and match_bands([0.5], [0.515]) == [0]  # one band: at most 20 nm
     assert match_bands([], []) is None
     assert match_bands([0.5], [float("nan")]) is None and match_bands([0.5, 0.6], [0.5, float("inf")]) is None
-    assert largest_shift(LANDSAT7, LANDSAT8) == 0.0
 
 
 def test_hyperspectral_bands_may_move_a_third_of_their_spacing():
@@ -64,3 +63,32 @@ def test_allowed_shift_is_a_share_of_the_band_s_cell():
     perm = np.random.default_rng(1).permutation(13)
     np.testing.assert_allclose(allowed_shifts([S2A_FILE[i] for i in perm]), allowed[perm])
     assert allowed_shifts([1.0, 1.0005]).tolist() == [0.001, 0.001]  # never below the round-off floor
+
+
+def test_densely_sampled_bands_are_resampled_onto_the_training_centres():
+    from carl_geo.models.band_matching import as_permutation, band_weights
+
+    wl = np.asarray(aviris_like_wavelengths(200))
+    spectrum = 2 * wl + 1  # a linear spectrum comes back exactly where a centre lies between dense bands
+
+    for shift in (0.002, 0.004, -0.003, 0.006):  # within and beyond the one-to-one pairing
+        given = wl + shift
+        w = band_weights(wl, given)
+        assert w is not None and as_permutation(w) is None
+        np.testing.assert_allclose(w.sum(1), 1.0)
+        k = np.searchsorted(given, wl)
+        dense = (k > 0) & (k < len(wl))
+        dense[dense] = given[k[dense]] - given[k[dense] - 1] <= 0.025
+        assert dense.sum() > 190
+        np.testing.assert_allclose((w @ (2 * given + 1))[dense], spectrum[dense], atol=1e-9)
+        # the others (range ends, water-vapour gap edges): the nearest band's values
+        assert (w[~dense].max(1) == 1).all()
+    # every other band (17.8 nm apart): still dense; every third (26.7 nm): not, and nothing pairs them
+    assert band_weights(wl, wl[::2]) is not None and band_weights(wl, wl[::3]) is None
+    # multispectral bands are never interpolated: Sentinel-2B on a 2A model is a permutation, a subset nothing
+    assert as_permutation(band_weights(S2A_FILE, S2B)) == list(range(13))
+    assert band_weights(S2A_FILE, S2A_FILE[:4]) is None and band_weights(LANDSAT7, LANDSAT8) is None
+    # the training bands among extra ones: those bands, the extra ones unweighted
+    w = band_weights(S2A_FILE, [0.3, *S2A_FILE])
+    assert w is not None and (w[:, 0] == 0).all() and (w[:, 1:] == np.eye(13)).all()
+    assert band_weights(S2A_FILE, [float("nan")] * 13) is None

@@ -181,17 +181,24 @@ def warn_band_path(module: nn.Module, wavelengths: Sequence[float]) -> bool:
     camera-agnostic CARL part alone; returns whether it warned."""
     from carl_geo.models.pixel_classifier import PixelClassifier
 
-    if not isinstance(module, PixelClassifier) or module.uses_head(wavelengths):
+    if not isinstance(module, PixelClassifier):
+        return False
+    path = module.band_path(wavelengths)
+    if path == "heads":
         return False
     import warnings
 
     from carl_geo.errors import CarlGeoWarning
+    from carl_geo.models.band_matching import CONTIGUOUS_GAP_UM
 
-    trained = ", ".join(f"{w:g}" for w in module.wavelengths.tolist())
-    given = (f"the bands given ({len(wavelengths)}: {', '.join(f'{w:g}' for w in wavelengths)} µm) are not the "
-             f"model's training bands ({len(module.wavelengths)}: {trained} µm)")
-    adapter = module.adapter(wavelengths)
-    if adapter is not None:
+    given = (f"the bands given ({_band_list(wavelengths)} µm) are not the model's training bands "
+             f"({_band_list(module.wavelengths.tolist())} µm)")
+    adapter = None if path == "resampled" else module.adapter(wavelengths)
+    if path == "resampled":
+        msg = (f"{given}: its training bands are interpolated from them (neighbouring bands at most "
+               f"{CONTIGUOUS_GAP_UM * 1000:g} nm apart) for its pixel heads; give the training bands for the model as "
+               "trained")
+    elif adapter is not None:
         msg = (f"{given}: mapping with its CARL part and a forest fitted on these wavelengths from the "
                f"{adapter.n_pixels:,} labelled training pixels the model carries ({adapter.seconds:.0f} s); "
                "give the training bands for the full model")
@@ -202,6 +209,14 @@ def warn_band_path(module: nn.Module, wavelengths: Sequence[float]) -> bool:
                "give the training bands for the full model")
     warnings.warn(msg, CarlGeoWarning, stacklevel=3)
     return True
+
+
+def _band_list(wavelengths: Sequence[float]) -> str:
+    """``"3: 0.49, 0.56, 0.665"``, or ``"200: 0.4-2.45"`` for more than 16 bands (µm)."""
+    wl = [float(w) for w in wavelengths]
+    if len(wl) > 16:
+        return f"{len(wl)}: {min(wl):g}-{max(wl):g}"
+    return f"{len(wl)}: " + ", ".join(f"{w:g}" for w in wl)
 
 
 def finish_spec(spec: ModelSpec, k: int) -> None:

@@ -1,4 +1,5 @@
-"""Which given bands are a model's training bands: one-to-one pairing by nearest centre wavelength (µm).
+"""Which given bands are a model's training bands (one-to-one pairing by nearest centre wavelength, µm), and how to
+get the training bands from densely sampled ones (spectral resampling).
 
 The same bands reach a model with slightly different centres: Sentinel-2B's against a Sentinel-2A model (1.4-17 nm
 apart on B06, B07, B09-B12), a file's measured centres against a sensor's nominal table (up to 12 nm), the units of
@@ -10,10 +11,15 @@ the one neighbour's distance for the first and last band), nor further than :dat
 :data:`ALWAYS_SAME_UM` always pass: round-off, tables given to the nanometre). Bands 8.9 nm apart (hyperspectral)
 may thus move 2.7 nm, Sentinel-2's B08 12 nm, broad bands with distant neighbours 20 nm.
 
-Measured (``benchmarks/bench_band_centres.py``): the same Sentinel-2 pixels given Sentinel-2B's centres map at mIoU
-0.362 through the heads and 0.242 through the band-agnostic path; a model of the generated 200-band scene (bands
-8.9 nm apart) given the scene regenerated with shifted centres maps better through its heads up to 2 nm (seeds 0 / 1:
-0.604 / 0.612 against 0.548 / 0.582 at 2 nm), while from 3 nm on the two are level or the band-agnostic path leads.
+Densely sampled (hyperspectral) bands are interpolated instead (:func:`band_weights`): a training centre between two
+given bands at most :data:`CONTIGUOUS_GAP_UM` apart is read as their linear interpolation, also for another band set
+over the same range; multispectral bands never are.
+
+Measured (``benchmarks/bench_band_centres.py``, README "The same bands with other centres"): the same Sentinel-2
+pixels given Sentinel-2B's centres map at mIoU 0.362 through the heads and 0.242 through the band-agnostic path; a
+model of the generated 200-band scene (bands 8.9 nm apart) given the scene regenerated with centres shifted by 1-4 nm
+maps at 0.70-0.76 with interpolation (0.761 / 0.716 unshifted, seeds 0 / 1), 0.54-0.68 with the bands paired as they
+are and 0.51-0.59 through the band-agnostic path.
 """
 
 from __future__ import annotations
@@ -28,6 +34,11 @@ SPACING_SHARE = 0.3
 MAX_SHIFT_UM = 0.02
 #: Centres this close (µm) are the same band whatever the spacing.
 ALWAYS_SAME_UM = 1e-3
+#: Centres this close (µm) are read as they are, never interpolated (float32 round-off, tables given to 0.1 nm).
+SAME_CENTRE_UM = 1e-4
+#: Given bands at most this far apart (µm) sample one spectrum densely (hyperspectral sampling): a training centre
+#: between two of them is interpolated from them. Multispectral bands (Sentinel-2's closest: 32 nm) never are.
+CONTIGUOUS_GAP_UM = 0.025
 
 
 def allowed_shifts(trained: Sequence[float]) -> np.ndarray:
@@ -60,9 +71,47 @@ def match_bands(trained: Sequence[float], given: Sequence[float]) -> list[int] |
     return [int(i) for i in order]
 
 
-def largest_shift(trained: Sequence[float], given: Sequence[float]) -> float:
-    """The largest centre difference (µm) between matched bands (0.0 when :func:`match_bands` finds no match)."""
-    order = match_bands(trained, given)
-    if order is None:
-        return 0.0
-    return float(np.abs(np.asarray(trained, dtype=np.float64) - np.asarray(given, dtype=np.float64)[order]).max())
+def band_weights(trained: Sequence[float], given: Sequence[float]) -> np.ndarray | None:
+    """(C_train, C_given) weights that give each training band from the given bands (µm), or None when some
+    training band cannot be had from them.
+
+    Per training band: (a) a given band within :data:`SAME_CENTRE_UM`: its values; (b) else the two given bands
+    around its centre, when at most :data:`CONTIGUOUS_GAP_UM` apart: linear interpolation between them (spectral
+    resampling of densely sampled, hyperspectral bands); (c) else the nearest given band, when within the shift
+    :func:`allowed_shifts` allows that band (the same band with another centre), or, at the end of a densely sampled
+    range, within half :data:`CONTIGUOUS_GAP_UM`. A permutation matrix for the training bands in any order; extra
+    given bands get no weight.
+    """
+    mine = np.asarray(trained, dtype=np.float64).reshape(-1)
+    wl = np.asarray(given, dtype=np.float64).reshape(-1)
+    if len(mine) == 0 or len(wl) == 0 or not (np.isfinite(mine).all() and np.isfinite(wl).all()):
+        return None
+    allowed = allowed_shifts(mine)
+    by_wl = np.argsort(wl, kind="stable")
+    srt = wl[by_wl]
+    dense_end = {0: len(srt) > 1 and srt[1] - srt[0] <= CONTIGUOUS_GAP_UM,
+                 len(srt) - 1: len(srt) > 1 and srt[-1] - srt[-2] <= CONTIGUOUS_GAP_UM}
+    weights = np.zeros((len(mine), len(wl)))
+    for i, t in enumerate(mine):
+        k = int(np.searchsorted(srt, t))
+        near = min((j for j in (k - 1, k) if 0 <= j < len(srt)), key=lambda j: abs(srt[j] - t))
+        shift = abs(srt[near] - t)
+        if shift <= SAME_CENTRE_UM:
+            weights[i, by_wl[near]] = 1.0
+        elif 0 < k < len(srt) and srt[k] - srt[k - 1] <= CONTIGUOUS_GAP_UM:
+            f = (t - srt[k - 1]) / (srt[k] - srt[k - 1])
+            weights[i, by_wl[k - 1]], weights[i, by_wl[k]] = 1.0 - f, f
+        elif shift <= allowed[i] + 1e-9 or (dense_end.get(near, False) and (k == 0 or k == len(srt))
+                                            and shift <= CONTIGUOUS_GAP_UM / 2):
+            weights[i, by_wl[near]] = 1.0
+        else:
+            return None
+    return weights
+
+
+def as_permutation(weights: np.ndarray) -> list[int] | None:
+    """The column of each row when ``weights`` (:func:`band_weights`) only reorders bands, else None."""
+    if weights.shape[0] != weights.shape[1] or not np.isin(weights, (0.0, 1.0)).all():
+        return None
+    cols = weights.argmax(1)
+    return [int(c) for c in cols] if len(set(cols.tolist())) == len(cols) and (weights.sum(1) == 1).all() else None

@@ -11,7 +11,8 @@ log-probabilities (B, K, H, W) at the image's own resolution:
    ``w = 1/3`` with two heads).
 
 The heads read band values in the order of the training bands, so they need the training bands (in any order, and
-with centres that may differ slightly: :mod:`~carl_geo.models.band_matching`). With other
+with centres that may differ slightly), or densely sampled bands the training bands are interpolated from (spectral
+resampling of hyperspectral bands: :mod:`~carl_geo.models.band_matching`). With other
 bands (another camera of the family, a subset) the model takes its band-agnostic path: the labelled training
 pixels it carries (:class:`~carl_geo.models.band_adapter.ExemplarBank`) are interpolated in wavelength onto the
 new bands and a forest on their context features is fitted once for that band set (seconds), fused with the CARL
@@ -25,12 +26,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.models.band_adapter import ExemplarBank
-from carl_geo.models.band_matching import match_bands
+from carl_geo.models.band_matching import as_permutation, band_weights, match_bands
 from carl_geo.models.carl import check_inputs
 from carl_geo.models.context_features import ContextFeatures
 from carl_geo.models.segmentation import CARLSegmenter
@@ -149,16 +151,26 @@ class PixelClassifier(nn.Module):
         match_bands`."""
         return match_bands(self.wavelengths.tolist(), _first_row(wavelengths))
 
+    def band_weights(self, wavelengths: Tensor | Sequence[float]) -> np.ndarray | None:
+        """(C_train, C_given) weights that give the training bands from the given bands (µm): a permutation for the
+        training bands, spectral interpolation for densely sampled (hyperspectral) bands with other centres
+        (:func:`~carl_geo.models.band_matching.band_weights`); None when the heads cannot read these bands."""
+        return band_weights(self.wavelengths.tolist(), _first_row(wavelengths))
+
     def uses_head(self, wavelengths: Tensor | Sequence[float]) -> bool:
-        """True when these bands reach the heads (the training bands, any order); False: another path."""
-        return not self.heads or self.band_order(wavelengths) is not None
+        """True when these bands reach the heads (the training bands in any order, or bands the training bands are
+        interpolated from); False: another path."""
+        return not self.heads or self.band_weights(wavelengths) is not None
 
     def band_path(self, wavelengths: Tensor | Sequence[float]) -> str:
-        """Which part maps these bands (µm): ``"heads"`` (the training bands, any order, or a model without heads),
-        ``"adapted"`` (other bands within the training pixels' range: the band-agnostic path) or ``"carl"`` (the
-        CARL part alone)."""
-        if self.uses_head(wavelengths):
+        """Which part maps these bands (µm): ``"heads"`` (the training bands, any order, centres within
+        :func:`~carl_geo.models.band_matching.match_bands`' shifts, or a model without heads), ``"resampled"``
+        (the heads, on the training bands interpolated from densely sampled given bands), ``"adapted"`` (other
+        bands within the training pixels' range: the band-agnostic path) or ``"carl"`` (the CARL part alone)."""
+        if not self.heads or self.band_order(wavelengths) is not None:
             return "heads"
+        if self.band_weights(wavelengths) is not None:
+            return "resampled"
         wl = _first_row(wavelengths)
         return "adapted" if self.bank is not None and self.bank.covers(wl) else "carl"
 
@@ -195,14 +207,18 @@ class PixelClassifier(nn.Module):
         band_mask)`` returned (or an int8 run of it, :mod:`carl_geo.inference.int8`), with the image (B, C, H, W,
         normalised) and its checked wavelengths (µm) -> (B, K, H, W) log-probabilities of the fused model."""
         p_carl = carl_logits.float().softmax(1)
-        order = None if not self.heads or band_mask is not None else self.band_order(wavelengths)
-        if order is None:
+        weights = None if not self.heads or band_mask is not None else self.band_weights(wavelengths)
+        if weights is None:
             adapter = None if band_mask is not None else self.adapter(wavelengths)
             if adapter is None:
                 return p_carl.clamp_min(PROB_FLOOR).log()
             p_head = adapter.to(img.device)(img.float())
         else:
-            if order != list(range(len(order))):
+            order = as_permutation(weights)
+            if order is None:  # the training bands interpolated from the given ones
+                img = torch.einsum("tc,bchw->bthw", torch.as_tensor(weights, dtype=torch.float32,
+                                                                    device=img.device), img.float())
+            elif order != list(range(len(order))):
                 img = img[:, order]
             p_head = self.head_probabilities(self.pixel_features(img.float(), p_carl))
         p = self.carl_weight * p_carl + (1.0 - self.carl_weight) * p_head
