@@ -193,6 +193,6 @@ def test_densely_sampled_bands_with_other_centres_are_resampled_for_the_heads(tm
             warnings.simplefilter("always")
             assert warn_band_path(model, given.tolist()) == (path == "resampled")
         if path == "resampled":
-            assert "interpolated from them" in str(caught[0].message) and "24: 0.505-0.735" in str(caught[0].message)
+            assert "read the training bands taken from them" in str(caught[0].message) and "24: 0.505-0.735" in str(caught[0].message)
     # every third band (30 nm apart) is not dense: the CARL part alone (this model carries no training pixels)
     assert model.band_path(dense[::3].tolist()) == "carl"

@@ -195,9 +195,9 @@ def warn_band_path(module: nn.Module, wavelengths: Sequence[float]) -> bool:
              f"({_band_list(module.wavelengths.tolist())} µm)")
     adapter = None if path == "resampled" else module.adapter(wavelengths)
     if path == "resampled":
-        msg = (f"{given}: its training bands are interpolated from them (neighbouring bands at most "
-               f"{CONTIGUOUS_GAP_UM * 1000:g} nm apart) for its pixel heads; give the training bands for the model as "
-               "trained")
+        msg = (f"{given}: its pixel heads read the training bands taken from them (interpolated between given bands "
+               f"at most {CONTIGUOUS_GAP_UM * 1000:g} nm apart where the centres differ); give the training bands for "
+               "the model as trained")
     elif adapter is not None:
         msg = (f"{given}: mapping with its CARL part and a forest fitted on these wavelengths from the "
                f"{adapter.n_pixels:,} labelled training pixels the model carries ({adapter.seconds:.0f} s); "
