@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 RPC_CRS = "EPSG:4326"  # RPCs map to longitude / latitude (GDAL's RPC transformer)
+#: What :func:`placement_without_grid` returns for a raster placed by ground control points / by RPCs.
+BY_GCPS, BY_RPCS = "ground control points", "rational polynomial coefficients"
 
 
 def ground_control_points(ds: Any) -> tuple[Sequence[Any], Any] | None:
@@ -29,13 +31,13 @@ def georeference(ds: Any) -> dict[str, Any]:
 
 
 def placement_without_grid(georef: Mapping[str, Any]) -> str:
-    """``"ground control points"`` or ``"rational polynomial coefficients"`` when :func:`georeference`'s result has
-    no CRS and is placed by one of them (no map grid), else ``""``."""
+    """:data:`BY_GCPS` or :data:`BY_RPCS` when :func:`georeference`'s result has no CRS and is placed by ground
+    control points or rational polynomial coefficients (no map grid), else ``""``."""
     if georef.get("crs"):
         return ""
     if georef.get("gcps"):
-        return "ground control points"
-    return "rational polynomial coefficients" if georef.get("rpcs") is not None else ""
+        return BY_GCPS
+    return BY_RPCS if georef.get("rpcs") is not None else ""
 
 
 def describe_georeference(georef: Mapping[str, Any]) -> str:
@@ -43,10 +45,11 @@ def describe_georeference(georef: Mapping[str, Any]) -> str:
     ``"rational polynomial coefficients"`` or ``""`` (none)."""
     if georef.get("crs"):
         return georef["crs"].to_string()
-    if georef.get("gcps"):
-        points, crs = georef["gcps"]
-        return f"{len(points)} ground control points" + (f" ({crs.to_string()})" if crs else "")
-    return "rational polynomial coefficients" if georef.get("rpcs") is not None else ""
+    how = placement_without_grid(georef)
+    if how != BY_GCPS:
+        return how
+    points, crs = georef["gcps"]
+    return f"{len(points)} {how}" + (f" ({crs.to_string()})" if crs else "")
 
 
 def pixel_to_map(ds: Any) -> tuple[Callable[..., tuple[Any, Any]], Any] | None:
@@ -57,7 +60,7 @@ def pixel_to_map(ds: Any) -> tuple[Callable[..., tuple[Any, Any]], Any] | None:
 
     georef = georeference(ds)
     how = placement_without_grid(georef)
-    if how == "ground control points":
+    if how == BY_GCPS:
         transformer, crs = GCPTransformer(georef["gcps"][0]), georef["gcps"][1]
     elif how:
         transformer, crs = RPCTransformer(georef["rpcs"]), RPC_CRS
