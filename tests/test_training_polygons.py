@@ -245,6 +245,22 @@ def test_metrics_on_a_known_matrix():
     assert np.isnan(per_class_iou(np.zeros((2, 2), int))).all()
 
 
+def test_a_class_drawn_as_one_polygon_is_scored_on_blocks_of_it_and_the_run_says_so(crop, tmp_path):
+    g = gpd.read_file(crop.polygons)
+    forest = g[g["label"] == "forest"]
+    assert len(forest) >= 2
+    g.drop(forest.index[1:]).to_file(tmp_path / "one_forest.gpkg", driver="GPKG")
+    lines: list[str] = []
+    res = train_from_polygons(crop.image, tmp_path / "one_forest.gpkg", "label", tmp_path / "m.pt", chip_size=32,
+                              batch_size=2, max_steps=4, seed=0, device="cpu", log=lines.append)
+    how = res.bundle.meta["training"]["holdout"]
+    assert how["forest"] == "blocks" and list(how.values()).count("blocks") == 1
+    caveat = [n for n in res.report["notices"] if "have a single polygon" in n]
+    assert len(caveat) == 1 and caveat[0].startswith(f"1 of {len(how)} classes (forest) have a single polygon")
+    assert f"note: {caveat[0]}" in lines and "not how the map does elsewhere" in caveat[0]
+    assert res.bundle.meta["report"]["notices"] == res.report["notices"]
+
+
 def test_time_budget_ends_the_run_and_drives_progress(crop, tmp_path):
     steps: list[tuple[int, int]] = []
     res = train_from_polygons(crop.image, crop.polygons, "label", tmp_path / "t.pt", chip_size=32, batch_size=2,

@@ -17,7 +17,7 @@ from carl_geo.inference.settings import PredictSettings
 from carl_geo.io.band_metadata import open_raster
 from carl_geo.polygon_training.batches import ChipBatches
 from carl_geo.polygon_training.candidates import (CANDIDATES, Candidate, HeldOut, choose, evidence_table,
-                                                  fit_candidates, near_chance)
+                                                  fit_candidates, holdout_caveat, near_chance)
 from carl_geo.polygon_training.carl_model import MIN_LOOP_SHARE, RunBudget, build_carl, train_carl
 from carl_geo.polygon_training.heads import fit_forest, fit_mlp, head_probabilities
 from carl_geo.polygon_training.loop import LoopHooks, RunDeadline, slowdown, train_loop
@@ -331,6 +331,23 @@ def test_near_chance_says_so():
     assert near_chance({"mean_iou": 0.05, "overall_accuracy": 0.1}, 13) is not None
     assert "near chance" in near_chance({"mean_iou": 0.1, "overall_accuracy": 0.3}, 6)
     assert near_chance({"mean_iou": 0.4, "overall_accuracy": 0.7}, 6) is None
+
+
+def test_a_class_with_one_polygon_gets_the_caveat_that_its_scores_are_from_its_own_polygon():
+    from carl_geo.polygon_training.chips import holdout_split
+
+    mask = np.full((64, 64), -100, dtype=np.int64)
+    ids = np.zeros((64, 64), dtype=np.int64)
+    mask[0:20, 0:20], ids[0:20, 0:20] = 0, 1  # "water": two polygons
+    mask[40:60, 0:20], ids[40:60, 0:20] = 0, 2
+    mask[0:40, 30:60], ids[0:40, 30:60] = 1, 3  # "crop": one polygon, split into blocks
+    split = holdout_split(mask, ids, ["water", "crop"], val_fraction=0.25, block=8)
+    assert split.how == {"water": "polygons", "crop": "blocks"}
+    note = holdout_caveat(split.how)
+    assert note.startswith("1 of 2 classes (crop) have a single polygon") and "two or more polygons" in note
+    assert holdout_caveat({"water": "blocks", "crop": "blocks"}).startswith("every class has a single polygon")
+    assert holdout_caveat({"water": "polygons", "crop": "polygons"}) is None
+    assert holdout_caveat({"water": "polygons", "crop": "train only"}) is None  # not scored at all: no such claim
 
 
 def test_fit_candidates_scores_every_candidate_on_the_held_out_pixels():

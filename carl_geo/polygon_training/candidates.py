@@ -248,6 +248,22 @@ def near_chance(report: dict[str, Any], k: int) -> str | None:
             "polygons per class, or give pretrained weights (--weights)")
 
 
+def holdout_caveat(how: dict[str, str]) -> str | None:
+    """A one-line note when some classes held out blocks of their one polygon instead of whole polygons (``how``:
+    :attr:`~carl_geo.polygon_training.chips.HoldoutSplit.how`): their held-out pixels neighbour their training pixels,
+    so the scores, and the choice among candidates, say little about the map away from the polygons. None when no
+    class was split into blocks."""
+    single = [name for name, h in how.items() if h == "blocks"]
+    if not single:
+        return None
+    which = "every class has" if len(single) == len(how) else (
+        f"{len(single)} of {len(how)} classes ({', '.join(single[:4])}{', ...' if len(single) > 4 else ''}) have")
+    return (f"{which} a single polygon, so the held-out pixels of those classes are blocks "
+            "of their own training polygons: the scores above (and the choice among the candidates) say how well "
+            "those polygons' surroundings are recognised, not how the map does elsewhere; draw two or more polygons "
+            "per class, apart, for scores that measure the map")
+
+
 def evidence_table(rows: list[dict[str, Any]], kept: str) -> list[str]:
     """The evidence table as text lines (fixed-width columns)."""
     lines = [f"{'candidate':14s} {'features':38s} {'heads':11s} {'OA':>6s} {'mIoU':>6s} {'s':>4s}"]

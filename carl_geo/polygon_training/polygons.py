@@ -42,7 +42,7 @@ from carl_geo.models.context_features import ContextFeatures
 from carl_geo.models.pixel_classifier import PixelClassifier
 from carl_geo.polygon_training.batches import draw_band_subsets  # noqa: F401 (public name kept here)
 from carl_geo.polygon_training.candidates import (DEFAULT_CANDIDATE, HeldOut, choose, evidence_table, fit_candidates,
-                                                  near_chance)
+                                                  holdout_caveat, near_chance)
 from carl_geo.polygon_training.carl_model import HEAD_KWARGS, RunBudget, backbone_patch, build_carl, train_carl  # noqa: F401
 from carl_geo.polygon_training.heads import fit_head
 from carl_geo.polygon_training.loop import LoopHooks, ValidationCadence, warmup_cosine_at  # noqa: F401
@@ -383,6 +383,10 @@ def train_from_polygons(
     for line in evidence_table(rows, kept_name) if rows else []:
         say(line)
     say(f"kept: {kept_name}: {why}")
+    caveat = holdout_caveat(split.how)
+    if caveat:
+        say(f"note: {caveat}")
+        notices.append(caveat)
     warning = near_chance(report, k)
     if warning:
         say(f"warning: {warning}")
