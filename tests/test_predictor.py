@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import rasterio
 import rasterio.io
 import torch
+from rasterio.errors import NotGeoreferencedWarning
 from torch import nn
 
 import carl_geo
@@ -225,10 +227,7 @@ def _placed_raster(path: Path, data: np.ndarray, how: str) -> Path:
     """A raster without a map grid, placed by ground control points (``"gcps"``) or by rational polynomial
     coefficients (``"rpcs"``), as raw satellite products and scanned maps are; ``"grid+rpcs"``: a map grid (CRS and
     transform) and RPCs as metadata, as some orthorectified products carry them."""
-    import warnings
-
     from rasterio.control import GroundControlPoint
-    from rasterio.errors import NotGeoreferencedWarning
     from rasterio.rpc import RPC
 
     c, h, w = data.shape
@@ -271,6 +270,41 @@ def test_an_input_placed_by_control_points_or_rpcs_keeps_them(tmp_path: Path, ho
                 for key in want:
                     np.testing.assert_allclose(got[key], want[key], rtol=1e-9, err_msg=key)
                 assert res.georeferencing == ("EPSG:32633" if a.crs else "rational polynomial coefficients")
+
+
+def test_an_input_without_crs_warns_and_names_the_crs_its_metadata_holds(tmp_path: Path) -> None:
+    """A raster with neither a CRS nor control points (the netCDF files of xarray-spatial's Sentinel-2 sample: the CRS
+    only in a ``crs`` attribute GDAL does not read) maps onto no grid: one warning says so and how to assign it."""
+    from carl_geo.errors import CarlGeoWarning
+    from carl_geo.io.georeference import crs_named_in_metadata
+
+    data = smooth_image(4, 40, 50)
+    src = tmp_path / "nocrs.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(src, "w", driver="GTiff", width=50, height=40, count=4, dtype=data.dtype,
+                           transform=rasterio.transform.from_origin(600000, 4700020, 10, 10)) as dst:
+            dst.write(data)
+            dst.update_tags(**{"band#crs": "+init=epsg:32719", "band#units": "m"})
+    kw = dict(wavelengths=WL4, tile_size=32, overlap=8, device="cpu", class_names=["a", "b", "c"])
+    with pytest.warns(CarlGeoWarning, match=r"nocrs.tif has no coordinate reference system .*its metadata names "
+                                            r"EPSG:32719.*gdal_translate -a_srs EPSG:32719"):
+        res = predict_raster(Pointwise(), src, tmp_path / "out.tif", **kw)
+    with rasterio.open(res.path) as b:
+        assert b.crs is None and b.shape == (40, 50) and res.georeferencing == ""
+    with rasterio.open(src, "r+") as dst:
+        dst.update_tags(**{"band#crs": "not a crs"})
+    with rasterio.open(src) as ds:
+        assert crs_named_in_metadata(ds) is None
+    with pytest.warns(CarlGeoWarning, match=r"will not line up with other layers: assign one \(gdal_translate -a_srs "
+                                            r"EPSG:xxxx"):
+        predict_raster(Pointwise(), src, tmp_path / "out2.tif", **kw)
+    with warnings.catch_warnings():  # a raster with a CRS: no such warning, and nothing named
+        warnings.simplefilter("error", CarlGeoWarning)
+        grid = write_raster(tmp_path / "grid.tif", data)
+        predict_raster(Pointwise(), grid, tmp_path / "out3.tif", **kw)
+        with rasterio.open(grid) as ds:
+            assert crs_named_in_metadata(ds) is None
 
 
 def test_cog_and_overviews(tmp_path: Path) -> None:

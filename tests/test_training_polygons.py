@@ -178,7 +178,10 @@ def test_raster_without_crs_and_bad_wavelengths(crop, tmp_path):
         data, crs = src.read(), src.crs
     with rasterio.open(tmp_path / "nocrs.tif", "w", **profile) as dst:
         dst.write(data)
-    _expect_error(tmp_path, "no coordinate reference system", tmp_path / "nocrs.tif", crop.polygons)
+    _expect_error(tmp_path, "no coordinate reference system.*assign one", tmp_path / "nocrs.tif", crop.polygons)
+    with rasterio.open(tmp_path / "nocrs.tif", "r+") as dst:  # the CRS only in metadata (older xarray netCDF files)
+        dst.update_tags(crs=crs.to_wkt())
+    _expect_error(tmp_path, "its metadata names EPSG:32119.*-a_srs EPSG:32119", tmp_path / "nocrs.tif", crop.polygons)
     (tmp_path / "nocrs.tif").unlink()
     # placed by ground control points (a raw product): no grid to draw the polygons on; warping is what to do
     from rasterio.control import GroundControlPoint

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from rasterio.enums import MaskFlags
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
-from carl_geo.errors import InputError, option
+from carl_geo.errors import CarlGeoWarning, InputError, option
 from carl_geo.inference.engine import (
     BackgroundWriter,
     BufferPool,
@@ -62,7 +63,7 @@ from carl_geo.inference.runner import (
 from carl_geo.inference.settings import PredictSettings, check_tiling
 from carl_geo.inference.tiling import TileGrid
 from carl_geo.inference.writer import GeoTiffWriter
-from carl_geo.io.georeference import describe_georeference, georeference
+from carl_geo.io.georeference import describe_georeference, georeference, without_crs_advice
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.io.failures import raster_io
 from carl_geo.io.output_paths import check_outputs, reads_of
@@ -377,6 +378,10 @@ def predict_raster(
         warn_band_path(spec.module, sel.wavelengths)
         georef = georeference(ds)
         width, height, crs, transform = georef["width"], georef["height"], georef["crs"], georef["transform"]
+        if not describe_georeference(georef):
+            warnings.warn(f"{Path(str(src)).name} has no coordinate reference system (nor ground control points): the "
+                          "output will have none either and will not line up with other layers"
+                          f"{without_crs_advice(ds)}, then predict again", CarlGeoWarning, stacklevel=2)
         grid = TileGrid.build(height, width, int(tile_size), int(overlap))
         with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision,
                          compile=cfg.compile) as runner:

@@ -52,6 +52,41 @@ def describe_georeference(georef: Mapping[str, Any]) -> str:
     return f"{len(points)} {how}" + (f" ({crs.to_string()})" if crs else "")
 
 
+#: Metadata items (any GDAL domain prefix, e.g. netCDF's ``var#crs``) that name a CRS GDAL does not take as the
+#: raster's own: the ``crs`` attribute of older xarray / rioxarray files, CF's ``spatial_ref`` / ``crs_wkt``.
+CRS_TAG_NAMES = ("crs", "spatial_ref", "crs_wkt", "proj4", "proj4text")
+
+
+def crs_named_in_metadata(ds: Any) -> str | None:
+    """A CRS (``"EPSG:32719"`` or its WKT / PROJ text) that an open rasterio dataset without a CRS names in its
+    metadata (:data:`CRS_TAG_NAMES`), for the error or warning that asks the user to assign it; None when it names
+    none (or the raster has a CRS). Only named, never applied: the metadata may be stale."""
+    from rasterio.crs import CRS
+
+    if ds.crs:
+        return None
+    for key, value in ds.tags().items():
+        if key.rsplit("#", 1)[-1].lower() not in CRS_TAG_NAMES or not str(value).strip():
+            continue
+        try:
+            crs = CRS.from_user_input(str(value).strip())
+        except Exception:  # noqa: BLE001 - text that is not a CRS: not a CRS
+            continue
+        epsg = crs.to_epsg()
+        return f"EPSG:{epsg}" if epsg else crs.to_string()
+    return None
+
+
+def without_crs_advice(ds: Any) -> str:
+    """What to tell the user about a raster without a CRS (and without GCPs / RPCs): the CRS its metadata names, if
+    any, and how to assign one: ``"; its metadata names EPSG:32719, ...: assign it (...)"``."""
+    named = crs_named_in_metadata(ds)
+    srs = named if named and named.startswith("EPSG:") else "EPSG:xxxx"
+    where = (f"; its metadata names {named}, which GDAL does not read as the raster's CRS" if named else "")
+    return (f"{where}: assign one (gdal_translate -a_srs {srs} in out.tif, gdal_edit.py -a_srs {srs} for a GeoTIFF "
+            "or VRT, or QGIS's Assign projection)")
+
+
 def pixel_to_map(ds: Any) -> tuple[Callable[..., tuple[Any, Any]], Any] | None:
     """For a raster placed by ground control points or RPCs (no CRS): ``(place, crs)``, where ``place(cols, rows)``
     maps pixel-corner coordinates to map coordinates in ``crs`` as GDAL's GCP / RPC transformers do (QGIS draws

@@ -36,7 +36,7 @@ from carl_geo.inference.normalization import sample_windows, scene_statistics
 from carl_geo.inference.predictor import read_window
 from carl_geo.io.scale_offset import describe_scale_offset, scale_offset
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
-from carl_geo.io.georeference import georeference, placement_without_grid
+from carl_geo.io.georeference import georeference, placement_without_grid, without_crs_advice
 from carl_geo.polygon_training.chips import HoldoutSplit, holdout_split, labels_window
 from carl_geo.polygon_training.recipe import SceneFacts
 
@@ -140,8 +140,8 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
                                + ("-rpc " if how.startswith("rational") else "") + "in.tif warped.tif, or QGIS's "
                                "Warp (reproject)) and train on the warped raster")
         if src.crs is None:
-            raise CarlGeoError(f"{raster.name} has no coordinate reference system; assign one "
-                               "(e.g. gdal_edit.py -a_srs EPSG:xxxx) so the polygons can be placed on it")
+            raise CarlGeoError(f"{raster.name} has no coordinate reference system, so the polygons cannot be placed "
+                               f"on it{without_crs_advice(src)}")
         res = resolve_wavelengths(src, wavelengths=wavelengths, sensor=sensor, bands=bands)
         indexes = [int(i) for i in res.band_indexes]
         geoms, inside = polygons_on_grid(gdf, src.crs, tuple(src.bounds))
