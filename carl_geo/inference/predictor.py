@@ -394,7 +394,7 @@ def predict_raster(
                     with raster_io(src, "read"):
                         return read_window(ds, indexes, w, nodata)
 
-                # the model's stored statistics: is the input on its scale?
+                # the input's sampled statistics, or the model's stored ones (is the input on their scale?)
                 mean, std = input_statistics(read_sample, height, width, fixed, check_scale=normalization is None,
                                              drift=has_model_bands(spec.bundle, sel.wavelengths))
                 tags = {"CARL_OUTPUT": output, "CARL_WAVELENGTHS_UM": json.dumps(sel.wavelengths),

@@ -210,7 +210,7 @@ def predict_dataarray(
         block = arr[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width].compute()
         return _valid_and_float(block, nodata)
 
-    # as predict_raster: with the model's stored statistics, is the input on its scale?
+    # as predict_raster: the input's sampled statistics, or the model's stored ones (is the input on their scale?)
     mean, std = input_statistics(read, height, width, fixed, check_scale=normalization is None,
                                  drift=has_model_bands(spec.bundle, wl))
 

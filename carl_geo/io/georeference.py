@@ -79,7 +79,8 @@ def crs_named_in_metadata(ds: Any) -> str | None:
 
 def without_crs_advice(ds: Any) -> str:
     """What to tell the user about a raster without a CRS (and without GCPs / RPCs): the CRS its metadata names, if
-    any, and how to assign one: ``"; its metadata names EPSG:32719, ...: assign it (...)"``."""
+    any, and how to assign one: ``"; its metadata names EPSG:32719, ...: assign one (gdal_translate -a_srs
+    EPSG:32719 ...)"`` (``": assign one (...)"`` when it names none)."""
     named = crs_named_in_metadata(ds)
     srs = named if named and named.startswith("EPSG:") else "EPSG:xxxx"
     where = (f"; its metadata names {named}, which GDAL does not read as the raster's CRS" if named else "")
