@@ -376,7 +376,7 @@ def predict_raster(
         if not describe_georeference(georef):
             warnings.warn(f"{Path(str(src)).name} has no coordinate reference system (nor ground control points): the "
                           "output will have none either and will not line up with other layers"
-                          f"{without_crs_advice(ds)}, then predict again", CarlGeoWarning, stacklevel=2)
+                          f"{without_crs_advice(ds)}, then run again", CarlGeoWarning, stacklevel=2)
         grid = TileGrid.build(height, width, int(tile_size), int(overlap))
         with ModelRunner(spec.module, sel.wavelengths, output=output, device=dev, precision=precision,
                          compile=cfg.compile) as runner:
