@@ -115,7 +115,7 @@ def test_undeclared_zero_fill_warns_and_nodata_0_leaves_it_out(tmp_path: Path, c
 
 
 def test_zero_fill_advice_in_the_qgis_dialogs_names_what_qgis_offers(tmp_path: Path) -> None:
-    """The segment algorithm has no nodata parameter: in the dialogs the line says how to declare it in QGIS."""
+    """In the dialogs the line says how to declare the nodata in QGIS (the algorithms take the layer's own)."""
     import carl_geo
     from carl_geo.errors import CarlGeoWarning, set_interface
     from carl_geo.inference import predict_raster
@@ -127,8 +127,8 @@ def test_zero_fill_advice_in_the_qgis_dialogs_names_what_qgis_offers(tmp_path: P
                                                                               "std": 1000.0}))
     previous = set_interface("gui", {"device": "Device"})
     try:
-        with pytest.warns(CarlGeoWarning, match=r"25 % of the sampled pixels.*declare 0 as the raster's nodata "
-                                                r"\(Raster > Conversion > Translate"):
+        with pytest.warns(CarlGeoWarning, match=r"25 % of the sampled pixels.*set 0 as the layer's additional no "
+                                                r"data value \(Layer Properties > Transparency\)"):
             predict_raster(model, scene, tmp_path / "o.tif", device="cpu", tile_size=32, overlap=8)
     finally:
         set_interface(previous)

@@ -164,8 +164,8 @@ def input_statistics(reader: WindowReader, height: int, width: int, fixed: tuple
         if check_scale:
             warn_scale_mismatch(sample, windows, fixed, drift=drift)
     fill = sample.message(f"give {option('nodata', '0', '0')} to leave them out of the map" if interface() != "gui"
-                          else "declare 0 as the raster's nodata (Raster > Conversion > Translate, 'Assign a specified "
-                               "nodata value to output bands': 0) and map that raster")
+                          else "set 0 as the layer's additional no data value (Layer Properties > Transparency) and "
+                               "run again: the algorithms take it as the input's nodata")
     if fill:
         warnings.warn(fill, CarlGeoWarning, stacklevel=3)
     return stats

@@ -150,6 +150,10 @@ class LogFeedback:
                 super().reportError(error, fatalError)
                 self.lines.append(error)
 
+            def pushWarning(self, warning: str) -> None:  # noqa: N802 (Qt API, QGIS >= 3.20)
+                super().pushWarning(warning)
+                self.lines.append(warning)
+
         return _Feedback()
 
 

@@ -20,6 +20,7 @@ from qgis_helpers import (  # noqa: E402
     CLASS_NAMES,
     RGBN,
     CancelAfterFirstStep,
+    LogFeedback,
     read_png_rgb,
     render_layer,
     save_output_copy,
@@ -255,6 +256,45 @@ def test_segment_raster_explicit_wavelengths_used(carl_provider: Any, scene_tif:
     read = lambda p: rasterio.open(p).read(1)  # noqa: E731
     np.testing.assert_array_equal(read(same), read(auto))
     assert (read(other) != read(auto)).any()
+
+
+def test_segment_raster_takes_the_layers_no_data_value(carl_provider: Any, seg_model_path: Path,
+                                                      tmp_path: Path) -> None:
+    """Fill the file does not declare (0 in every band): the run names it in the dialog's words; the layer's additional
+    no data value (Layer Properties > Transparency) is then the input's nodata; a file's own nodata is never dropped."""
+    import rasterio
+    from qgis.core import QgsProject, QgsRasterLayer, QgsRasterRange
+
+    data = synthetic_scene()
+    data[:, :20] = 0  # 25 % fill
+    tif = write_raster(tmp_path / "fill.tif", data)
+    feedback = LogFeedback.make()
+    run("carl:segmentraster", seg_params(tif, seg_model_path, tmp_path / "a.tif"), feedback)
+    assert [ln for ln in feedback.lines if "25 % of the sampled pixels are 0 in every band" in ln and
+            "additional no data value (Layer Properties > Transparency)" in ln]
+
+    def with_user_nodata(path: Path, out: Path) -> list[str]:
+        layer = QgsRasterLayer(str(path), path.stem)
+        for band in range(1, layer.bandCount() + 1):
+            layer.dataProvider().setUserNoDataValue(band, [QgsRasterRange(0, 0)])
+        QgsProject.instance().addMapLayer(layer)
+        try:
+            fb = LogFeedback.make()
+            run("carl:segmentraster", {**seg_params(path, seg_model_path, out), "INPUT": layer.id()}, fb)
+            return fb.lines
+        finally:
+            QgsProject.instance().removeMapLayer(layer.id())
+
+    lines = with_user_nodata(tif, tmp_path / "b.tif")
+    assert "Input nodata: 0 (the layer's additional no data value)" in lines
+    assert not [ln for ln in lines if "0 in every band" in ln]
+    with rasterio.open(tmp_path / "b.tif") as b:
+        kept = b.read_masks(1) > 0
+    assert not kept[:20].any() and kept[20:].all()
+    own = write_raster(tmp_path / "own.tif", synthetic_scene(), nodata=-1.0)
+    lines = with_user_nodata(own, tmp_path / "c.tif")
+    assert "The layer's additional no data value is not used: the file declares its own nodata, which stays " \
+           "(one value is taken)." in lines
 
 
 def test_segment_raster_rejects_layers_that_are_not_files(carl_provider: Any, seg_model_path: Path,

@@ -462,14 +462,43 @@ def run_child(job: str, args: dict[str, Any], feedback: QgsProcessingFeedback, *
         raise QgsProcessingException(text) from None
 
 
+def layer_nodata(layer: Any) -> tuple[float | None, str]:
+    """``(value, why)``: the no-data value a user set on a raster layer in QGIS (Layer Properties > Transparency >
+    Additional no data value), one value on every band, which becomes the predictor's ``nodata`` when the file
+    declares none of its own in use (the predictor takes one value: a file's own nodata is never dropped); else
+    ``(None, why)`` with ``why`` saying why it is not used (``""`` when the layer has none)."""
+    if layer is None or not layer.bandCount():
+        return None, ""
+    provider = layer.dataProvider()
+    values, own = set(), False
+    for band in range(1, layer.bandCount() + 1):
+        ranges = provider.userNoDataValues(band)
+        if len(ranges) != 1 or ranges[0].min() != ranges[0].max():
+            return None, "" if not ranges else "it is not one value on every band"
+        values.add(float(ranges[0].min()))
+        own = own or (provider.sourceHasNoDataValue(band) and provider.useSourceNoDataValue(band))
+    if len(values) != 1:
+        return None, "it is not one value on every band"
+    if own:
+        return None, "the file declares its own nodata, which stays (one value is taken)"
+    return values.pop(), ""
+
+
 def predict_to_file(model_path: str, src: str, dst: str, feedback: QgsProcessingFeedback, *, cancelled: str,
                     start: float = 0.0, span: float = 100.0, protect: Sequence[tuple[str, str | None]] = (),
-                    **kwargs: Any) -> dict[str, Any]:
+                    layer: Any = None, **kwargs: Any) -> dict[str, Any]:
     """:func:`carl_geo.inference.predict_raster` of the model file in the child process (:func:`run_child`). The
     predictor writes atomically and refuses an output that is a file it reads (the input raster, a VRT's
     sources, the model file, and the files in ``protect``), so on cancel or error the file at ``dst`` (if any)
-    is untouched. Returns the result: ``path``, ``count``, ``output``, ``seconds``, ``device``, ``precision`` (the
+    is untouched. The no-data value set on the input ``layer`` in QGIS (:func:`layer_nodata`) is the input's nodata.
+    Returns the result: ``path``, ``count``, ``output``, ``seconds``, ``device``, ``precision`` (the
     one that ran: "auto" resolved) and the model's ``class_names``, ``colors``, ``class_values``."""
+    nodata, why = layer_nodata(layer)
+    if nodata is not None:
+        feedback.pushInfo(f"Input nodata: {nodata:g} (the layer's additional no data value)")
+        kwargs.setdefault("nodata", nodata)
+    elif why:
+        feedback.pushInfo(f"The layer's additional no data value is not used: {why}.")
     args = {"model": model_path, "src": src, "dst": dst, "overwrite": True,
             "protect": [[label, path] for label, path in protect if path], **kwargs}
     return run_child("predict", args, feedback, start=start, span=span, cancelled=cancelled)

@@ -73,7 +73,7 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
         result = predict_to_file(model_path, src, dst, feedback, output="embeddings", embedding_dtype=dtype,
-                                 **wl_args, **tiling,
+                                 layer=layer, **wl_args, **tiling,
                                  cancelled="CARL extract features was cancelled; no output was written.")
         feedback.pushInfo(f"Wrote {result['path']}: {result['count']} feature bands in {result['seconds']:.1f} s "
                           f"({ran_on(result)})")

@@ -82,7 +82,7 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
         feedback.pushInfo(f"Input: {src} ({layer.bandCount()} bands, {layer.width()} x {layer.height()} px); "
                           f"model: {model_path}")
         polygons_path = polygons_file(self, parameters, context)
-        result = predict_to_file(model_path, src, dst, feedback, output=output, **wl_args, **tiling,
+        result = predict_to_file(model_path, src, dst, feedback, output=output, layer=layer, **wl_args, **tiling,
                                  later_outputs=[["class polygons", polygons_path]] if polygons_path else [],
                                  cancelled="CARL segment raster was cancelled; no output was written.")
         names = result["class_names"]

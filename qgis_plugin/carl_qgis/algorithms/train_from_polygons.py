@@ -295,7 +295,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
 
         result = predict_to_file(trained["model_path"], src, dst, feedback, output="classes", start=TRAIN_SHARE,
                                  span=100.0 - TRAIN_SHARE, protect=[("polygon layer file", polygons_file)],
-                                 **wl_args, **tiling,
+                                 layer=layer, **wl_args, **tiling,
                                  cancelled=f"Classification cancelled; the trained model was kept at "
                                            f"{trained['model_path']}.")
         feedback.pushInfo(f"Wrote the class map {result['path']} in {result['seconds']:.1f} s ({ran_on(result)})")
