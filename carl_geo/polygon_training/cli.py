@@ -39,6 +39,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--wavelengths", type=wavelength_list, metavar="UM,UM,...",
                    help="band centre wavelengths in µm, comma separated (nanometres are converted)")
     add_bands_argument(p, one_value=False)
+    p.add_argument("--nodata", type=float, metavar="VALUE",
+                   help="the raster's nodata value in place of the file's (e.g. 0 for fill it does not declare)")
     add_options(rc.TrainingRecipe, {None: p.add_argument_group("training recipe (default: derived from the scene)")})
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--epochs", type=positive_int, help=argparse.SUPPRESS)  # deprecated: use --max-steps
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     with ProgressBar("training", "step", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
         result = train_from_polygons(
             args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths,
-            sensor=args.sensor, bands=args.bands, weights=args.weights, device=args.device, progress=bar,
+            sensor=args.sensor, bands=args.bands, nodata=args.nodata, weights=args.weights, device=args.device, progress=bar,
             log=bar.log, recipe=recipe,
         )
     rep = result.report

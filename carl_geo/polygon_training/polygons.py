@@ -231,6 +231,7 @@ def train_from_polygons(
     wavelengths: Sequence[float] | None = None,
     sensor: str | None = None,
     bands: Sequence[int | str] | None = None,
+    nodata: float | None = None,
     weights: str | os.PathLike | None = None,
     recipe: TrainingRecipe | None = None,
     device: str = "auto",
@@ -258,6 +259,8 @@ def train_from_polygons(
             ``<stem>_confusion.png`` is written beside it.
         wavelengths / sensor / bands: band selection and wavelengths (µm), resolved exactly like
             :func:`carl_geo.inference.predict_raster` does.
+        nodata: the raster's nodata value in place of the file's (None: the file's nodata / mask), e.g. 0 for fill
+            the file does not declare: such pixels are left out of the labels and of the model's statistics.
         weights: backbone weights file: the backbone is frozen and only the CARL head is trained;
             None trains the ``recipe.config`` model end to end from scratch.
         recipe: the settings (see :class:`~carl_geo.polygon_training.recipe.TrainingRecipe`).
@@ -302,7 +305,7 @@ def train_from_polygons(
     # ---- 1. the scene: everything a user can get wrong is checked here, before any training ------------------
     dev = resolve_device(device)
     scene = prepare_scene(raster_source, labels_source, label_field, wavelengths=wavelengths, sensor=sensor, bands=bands,
-                          margin=int(recipe.chip_size or 64), device=dev.type)
+                          nodata=nodata, margin=int(recipe.chip_size or 64), device=dev.type)
     plan = plan_recipe(scene.facts, recipe, frozen=weights is not None, backbone_patch=backbone_patch(weights))
     r = plan.recipe
     notices = scene.notices + plan.notices
@@ -406,7 +409,8 @@ def train_from_polygons(
         model, class_names=names, class_values=class_codes(names), wavelengths=scene.wavelengths,
         band_names=scene.band_names, sensor=scene.sensor, normalization=normalization,
         meta={"training": {"raster": str(raster), "labels": str(labels), "label_field": label_field,
-                           "raster_crs": scene.crs, "band_indexes": scene.band_indexes, "recipe": r.to_dict(),
+                           "raster_crs": scene.crs, "band_indexes": scene.band_indexes, "nodata": nodata,
+                           "recipe": r.to_dict(),
                            "weights": str(weights) if weights else None, "holdout": split.how,
                            "scene_statistics": {"mean": scene.mean, "std": scene.std}},
               "report": report},

@@ -31,7 +31,7 @@ from carl_geo.datasets.vector_labels import (
     scarce_classes,
     without_classes,
 )
-from carl_geo.errors import CarlGeoError
+from carl_geo.errors import CarlGeoError, interface, option
 from carl_geo.inference.normalization import ZeroFill, sample_windows, scene_statistics
 from carl_geo.inference.predictor import read_window
 from carl_geo.io.scale_offset import describe_scale_offset, scale_offset
@@ -111,13 +111,15 @@ def polygon_widths(geoms: Any, transform: Any) -> tuple[float, ...]:
 
 def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_field: str, *,
                   wavelengths: Sequence[float] | None = None, sensor: str | None = None,
-                  bands: Sequence[int | str] | None = None, margin: int = 64, device: str = "cpu") -> TrainingScene:
+                  bands: Sequence[int | str] | None = None, nodata: float | None = None, margin: int = 64,
+                  device: str = "cpu") -> TrainingScene:
     """Read and check the labelled window of ``raster``.
 
     Args:
         raster: any raster rasterio opens; must have a CRS.
         labels: vector file (any OGR format, any CRS), one class per polygon in ``label_field``.
         wavelengths / sensor / bands: band selection and wavelengths (µm), the predictor's rules.
+        nodata: nodata value in place of the file's (None: the file's nodata / mask).
         margin: pixels read around the polygons' bounding box (context for chips at the edges).
         device: the training device type (goes into the scene facts).
 
@@ -148,7 +150,7 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
         window = labels_window(tuple(geoms[inside].total_bounds), src.transform, (src.height, src.width), int(margin))
         lab = rasterize_labels(gdf, label_field, shape=(int(window.height), int(window.width)),
                                transform=src.window_transform(window), crs=src.crs)
-        raw, valid = read_window(src, indexes, window)
+        raw, valid = read_window(src, indexes, window, nodata)
         image = np.asarray(raw, dtype=np.float32)
         image[:, ~valid] = 0.0
         scarce = scarce_classes(lab, valid)
@@ -165,12 +167,13 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
         check_label_pixels(lab, valid)
 
         def reader(win: Window) -> tuple[np.ndarray, np.ndarray]:
-            return read_window(src, indexes, win)
+            return read_window(src, indexes, win, nodata)
 
         sample = ZeroFill(reader)
         mean, std = scene_statistics(sample, sample_windows(src.height, src.width))
-        fill = sample.message("give the raster a nodata value (gdal_translate -a_nodata 0 in.tif out.tif, or QGIS's "
-                              "Raster > Conversion > Translate with 0 as the assigned nodata value) and train on that")
+        fill = sample.message(f"give {option('nodata', '0', '0')} to leave them out" if interface() != "gui" else
+                              "set 0 as the layer's additional no data value (Layer Properties > Transparency) and "
+                              "train again: the algorithm takes it as the raster's nodata")
         if fill:
             notices.append(fill)
         applied = describe_scale_offset(scale_offset(src, indexes))

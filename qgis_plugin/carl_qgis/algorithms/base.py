@@ -484,6 +484,18 @@ def layer_nodata(layer: Any) -> tuple[float | None, str]:
     return values.pop(), ""
 
 
+def nodata_args(layer: Any, feedback: QgsProcessingFeedback) -> dict[str, float]:
+    """``{"nodata": value}`` for the carl_geo call when the input ``layer`` has a usable no-data value of its own
+    (:func:`layer_nodata`), else ``{}``; the log says which."""
+    nodata, why = layer_nodata(layer)
+    if nodata is not None:
+        feedback.pushInfo(f"Input nodata: {nodata:g} (the layer's additional no data value)")
+        return {"nodata": nodata}
+    if why:
+        feedback.pushInfo(f"The layer's additional no data value is not used: {why}.")
+    return {}
+
+
 def predict_to_file(model_path: str, src: str, dst: str, feedback: QgsProcessingFeedback, *, cancelled: str,
                     start: float = 0.0, span: float = 100.0, protect: Sequence[tuple[str, str | None]] = (),
                     layer: Any = None, **kwargs: Any) -> dict[str, Any]:
@@ -493,12 +505,7 @@ def predict_to_file(model_path: str, src: str, dst: str, feedback: QgsProcessing
     is untouched. The no-data value set on the input ``layer`` in QGIS (:func:`layer_nodata`) is the input's nodata.
     Returns the result: ``path``, ``count``, ``output``, ``seconds``, ``device``, ``precision`` (the
     one that ran: "auto" resolved) and the model's ``class_names``, ``colors``, ``class_values``."""
-    nodata, why = layer_nodata(layer)
-    if nodata is not None:
-        feedback.pushInfo(f"Input nodata: {nodata:g} (the layer's additional no data value)")
-        kwargs.setdefault("nodata", nodata)
-    elif why:
-        feedback.pushInfo(f"The layer's additional no data value is not used: {why}.")
+    kwargs = {**nodata_args(layer, feedback), **kwargs}
     args = {"model": model_path, "src": src, "dst": dst, "overwrite": True,
             "protect": [[label, path] for label, path in protect if path], **kwargs}
     return run_child("predict", args, feedback, start=start, span=span, cancelled=cancelled)

@@ -40,6 +40,7 @@ from carl_qgis.algorithms.base import (
     import_carl,
     kept_model_choices,
     layer_file,
+    nodata_args,
     predict_to_file,
     ran_on,
     recipe_default,
@@ -261,6 +262,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
             labels = export_labels(source, field, workdir)
             feedback.pushInfo(f"Training on {src} ({layer.bandCount()} bands) with {source.featureCount()} "
                               f"polygons, class field {field!r}")
+            nodata = nodata_args(layer, feedback)  # the layer's own no data value, for training and the map
             # the model file is written atomically: on error or cancel, nothing (new) is there
             args = {"raster": src, "labels": str(labels), "label_field": field, "out": model_out, "weights": weights,
                     "config": self.parameterAsEnumString(parameters, self.CONFIG, context) or "tiny",
@@ -273,7 +275,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
                     "select": self.parameterAsEnumString(parameters, self.SELECT, context) or "auto",
                     "seed": self.parameterAsInt(parameters, self.SEED, context), "device": tiling["device"],
                     "protect": [p for p in protect if p[1]], "protect_rasters": [["input raster", src]],
-                    "later_outputs": [["classification", dst]], **wl_args}
+                    "later_outputs": [["classification", dst]], **wl_args, **nodata}
             try:
                 trained = run_child("train", args, feedback, start=0.0, span=TRAIN_SHARE,
                                     cancelled="CARL training was cancelled; no model was written.")
@@ -295,7 +297,7 @@ class TrainFromPolygonsAlgorithm(CarlAlgorithm):
 
         result = predict_to_file(trained["model_path"], src, dst, feedback, output="classes", start=TRAIN_SHARE,
                                  span=100.0 - TRAIN_SHARE, protect=[("polygon layer file", polygons_file)],
-                                 layer=layer, **wl_args, **tiling,
+                                 **nodata, **wl_args, **tiling,
                                  cancelled=f"Classification cancelled; the trained model was kept at "
                                            f"{trained['model_path']}.")
         feedback.pushInfo(f"Wrote the class map {result['path']} in {result['seconds']:.1f} s ({ran_on(result)})")
