@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     with ProgressBar("training", "step", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
         result = train_from_polygons(
             args.raster, args.labels, args.label_field, args.out, wavelengths=args.wavelengths,
-            sensor=args.sensor, bands=args.bands, nodata=args.nodata, weights=args.weights, device=args.device, progress=bar,
-            log=bar.log, recipe=recipe,
+            sensor=args.sensor, bands=args.bands, nodata=args.nodata, weights=args.weights, device=args.device,
+            progress=bar, log=bar.log, recipe=recipe,
         )
     rep = result.report
     print(f"{rep['evaluated_on']} report ({rep['n_val_pixels']} held-out pixels, "

@@ -470,15 +470,14 @@ def layer_nodata(layer: Any) -> tuple[float | None, str]:
     if layer is None or not layer.bandCount():
         return None, ""
     provider = layer.dataProvider()
-    values, own = set(), False
-    for band in range(1, layer.bandCount() + 1):
-        ranges = provider.userNoDataValues(band)
-        if len(ranges) != 1 or ranges[0].min() != ranges[0].max():
-            return None, "" if not ranges else "it is not one value on every band"
-        values.add(float(ranges[0].min()))
-        own = own or (provider.sourceHasNoDataValue(band) and provider.useSourceNoDataValue(band))
-    if len(values) != 1:
+    bands = range(1, layer.bandCount() + 1)
+    ranges = [provider.userNoDataValues(band) for band in bands]
+    if not any(ranges):
+        return None, ""
+    values = {float(r[0].min()) if len(r) == 1 and r[0].min() == r[0].max() else None for r in ranges}
+    if len(values) != 1 or None in values:
         return None, "it is not one value on every band"
+    own = any(provider.sourceHasNoDataValue(band) and provider.useSourceNoDataValue(band) for band in bands)
     if own:
         return None, "the file declares its own nodata, which stays (one value is taken)"
     return values.pop(), ""
