@@ -80,12 +80,16 @@ class ZeroFill:
         self.zero += int((valid & ~data.any(axis=0)).sum())
         return data, valid
 
-    def message(self, fix: str) -> str | None:
-        """One line when at least :data:`ZERO_FILL_SHARE` of the valid pixels read were 0 in every band (``fix``:
-        what to do, e.g. ``"pass --nodata 0 ..."``), else None."""
+    def message(self, out_of: str = "") -> str | None:
+        """One line when at least :data:`ZERO_FILL_SHARE` of the valid pixels read were 0 in every band, with what to
+        do in the caller's interface (``--nodata 0`` / ``nodata=0`` "to leave them out" + ``out_of``; in the QGIS
+        dialogs the layer's no data value), else None."""
         share = self.zero / max(self.total, 1)
         if share < ZERO_FILL_SHARE:
             return None
+        fix = (f"give {option('nodata', '0', '0')} to leave them out{out_of}" if interface() != "gui" else
+               "set 0 as the layer's additional no data value (Layer Properties > Transparency) and run again: the "
+               "algorithms take it as the input's nodata")
         return (f"{100 * share:.0f} % of the sampled pixels are 0 in every band, and the file declares no nodata for "
                 "them: if they are fill (outside the scene's footprint), they are mapped as a class and counted in "
                 f"the statistics that normalise the input; {fix}")
@@ -163,9 +167,7 @@ def input_statistics(reader: WindowReader, height: int, width: int, fixed: tuple
         stats = fixed
         if check_scale:
             warn_scale_mismatch(sample, windows, fixed, drift=drift)
-    fill = sample.message(f"give {option('nodata', '0', '0')} to leave them out of the map" if interface() != "gui"
-                          else "set 0 as the layer's additional no data value (Layer Properties > Transparency) and "
-                               "run again: the algorithms take it as the input's nodata")
+    fill = sample.message(" of the map")
     if fill:
         warnings.warn(fill, CarlGeoWarning, stacklevel=3)
     return stats

@@ -31,7 +31,7 @@ from carl_geo.datasets.vector_labels import (
     scarce_classes,
     without_classes,
 )
-from carl_geo.errors import CarlGeoError, interface, option
+from carl_geo.errors import CarlGeoError
 from carl_geo.inference.normalization import ZeroFill, sample_windows, scene_statistics
 from carl_geo.inference.predictor import read_window
 from carl_geo.io.scale_offset import describe_scale_offset, scale_offset
@@ -171,9 +171,7 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
 
         sample = ZeroFill(reader)
         mean, std = scene_statistics(sample, sample_windows(src.height, src.width))
-        fill = sample.message(f"give {option('nodata', '0', '0')} to leave them out" if interface() != "gui" else
-                              "set 0 as the layer's additional no data value (Layer Properties > Transparency) and "
-                              "train again: the algorithm takes it as the raster's nodata")
+        fill = sample.message()
         if fill:
             notices.append(fill)
         applied = describe_scale_offset(scale_offset(src, indexes))

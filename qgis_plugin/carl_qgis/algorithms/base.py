@@ -497,14 +497,12 @@ def nodata_args(layer: Any, feedback: QgsProcessingFeedback) -> dict[str, float]
 
 def predict_to_file(model_path: str, src: str, dst: str, feedback: QgsProcessingFeedback, *, cancelled: str,
                     start: float = 0.0, span: float = 100.0, protect: Sequence[tuple[str, str | None]] = (),
-                    layer: Any = None, **kwargs: Any) -> dict[str, Any]:
+                    **kwargs: Any) -> dict[str, Any]:
     """:func:`carl_geo.inference.predict_raster` of the model file in the child process (:func:`run_child`). The
     predictor writes atomically and refuses an output that is a file it reads (the input raster, a VRT's
     sources, the model file, and the files in ``protect``), so on cancel or error the file at ``dst`` (if any)
-    is untouched. The no-data value set on the input ``layer`` in QGIS (:func:`layer_nodata`) is the input's nodata.
-    Returns the result: ``path``, ``count``, ``output``, ``seconds``, ``device``, ``precision`` (the
+    is untouched (``nodata``: from :func:`nodata_args`). Returns the result: ``path``, ``count``, ``output``, ``seconds``, ``device``, ``precision`` (the
     one that ran: "auto" resolved) and the model's ``class_names``, ``colors``, ``class_values``."""
-    kwargs = {**nodata_args(layer, feedback), **kwargs}
     args = {"model": model_path, "src": src, "dst": dst, "overwrite": True,
             "protect": [[label, path] for label, path in protect if path], **kwargs}
     return run_child("predict", args, feedback, start=start, span=span, cancelled=cancelled)

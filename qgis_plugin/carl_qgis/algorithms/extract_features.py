@@ -17,6 +17,7 @@ from qgis.core import (
 from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
+    nodata_args,
     predict_to_file,
     ran_on,
 )
@@ -73,7 +74,7 @@ class ExtractFeaturesAlgorithm(CarlAlgorithm):
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
         result = predict_to_file(model_path, src, dst, feedback, output="embeddings", embedding_dtype=dtype,
-                                 layer=layer, **wl_args, **tiling,
+                                 **nodata_args(layer, feedback), **wl_args, **tiling,
                                  cancelled="CARL extract features was cancelled; no output was written.")
         feedback.pushInfo(f"Wrote {result['path']}: {result['count']} feature bands in {result['seconds']:.1f} s "
                           f"({ran_on(result)})")

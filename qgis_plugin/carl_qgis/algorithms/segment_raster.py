@@ -16,6 +16,7 @@ from qgis.core import (
 from carl_qgis.algorithms.base import (
     CarlAlgorithm,
     choice_parameter,
+    nodata_args,
     predict_to_file,
     ran_on,
 )
@@ -82,7 +83,8 @@ class SegmentRasterAlgorithm(CarlAlgorithm):
         feedback.pushInfo(f"Input: {src} ({layer.bandCount()} bands, {layer.width()} x {layer.height()} px); "
                           f"model: {model_path}")
         polygons_path = polygons_file(self, parameters, context)
-        result = predict_to_file(model_path, src, dst, feedback, output=output, layer=layer, **wl_args, **tiling,
+        result = predict_to_file(model_path, src, dst, feedback, output=output,
+                                 **nodata_args(layer, feedback), **wl_args, **tiling,
                                  later_outputs=[["class polygons", polygons_path]] if polygons_path else [],
                                  cancelled="CARL segment raster was cancelled; no output was written.")
         names = result["class_names"]
