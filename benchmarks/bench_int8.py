@@ -89,6 +89,8 @@ def ort_fp32(module: torch.nn.Module, x: torch.Tensor, wl: torch.Tensor, threads
                           dynamo=True, opset_version=int8_mod.OPSET, external_data=True, verbose=False)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
+    if not int8_mod.SPIN:  # as the int8 sessions: spinning workers would slow the candidate timed next
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return lambda a, b: torch.from_numpy(sess.run(None, {"img": a.numpy(), "wavelengths": b.numpy()})[0])
 

@@ -4,8 +4,9 @@ Why: a median of each candidate's times taken separately lets one noisy round de
 bench_int8 reported 4.81x where paired rounds give 2.07x). Here:
 
 * every candidate is warmed up (``warmup`` calls), then timed in ``rounds`` rounds; in each round every candidate
-  runs back to back (the order rotates from round to round) for at least ``block_seconds`` (at least
-  ``min_calls`` calls), and its seconds per call in that round are recorded;
+  runs back to back (who goes first, and who runs just before whom, change from round to round:
+  :func:`round_order`) for at least ``block_seconds`` (at least ``min_calls`` calls), and its seconds per call in
+  that round are recorded;
 * a candidate's speed-up over the baseline is taken **per round** (baseline seconds / candidate seconds, both from
   the same round, so a change of machine load hits both alike), and reported as the median of the round ratios
   with their spread (min..max);
@@ -101,6 +102,18 @@ def load_average() -> float | None:
         return None
 
 
+def round_order(names: Sequence[str], r: int) -> list[str]:
+    """The order of the candidates in round ``r``: rotated by ``r // 2``, and reversed in odd rounds.
+
+    Who goes first changes from round to round, and so does who runs just before whom: a candidate can leave the
+    machine slower for the next one (ONNX Runtime's spinning worker threads took 17 % of the next torch matrix
+    product's speed here), and a plain rotation would give each candidate the same predecessor in every round.
+    With 2 candidates: ab, ba, ba, ab, ...; with 3, the 6 permutations in 6 rounds."""
+    k = (r // 2) % max(len(names), 1)
+    order = list(names[k:]) + list(names[:k])
+    return order[::-1] if r % 2 else order
+
+
 def time_paired(candidates: Mapping[str, Callable[[], Any]], *, rounds: int = 5, block_seconds: float = 1.0,
                 min_calls: int = 2, warmup: int = 2, sync: Callable[[], None] | None = None,
                 clock: Callable[[], float] = time.perf_counter) -> PairedTiming:
@@ -126,7 +139,7 @@ def time_paired(candidates: Mapping[str, Callable[[], Any]], *, rounds: int = 5,
     sync()
     seconds: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
+        order = round_order(names, r)
         for name in order:
             fn = candidates[name]
             n, start = 0, clock()

@@ -31,7 +31,7 @@ def test_ratios_are_paired_by_round_not_by_sorting():
         timing.summarize([])
 
 
-def test_time_paired_rotates_the_order_and_divides_by_the_calls():
+def test_time_paired_varies_the_order_and_divides_by_the_calls():
     now = [0.0]
     calls: list[str] = []
 
@@ -48,11 +48,20 @@ def test_time_paired_rotates_the_order_and_divides_by_the_calls():
                            warmup=1, clock=clock)
     assert calls[:2] == ["a", "b"]  # warm-up
     timed = calls[2:]
-    # round 0: a x4 (1.0 s), b x2; round 1: b first; round 2: a first
-    assert timed == ["a"] * 4 + ["b"] * 2 + ["b"] * 2 + ["a"] * 4 + ["a"] * 4 + ["b"] * 2
+    # round 0: a x4 (1.0 s), b x2; round 1: b first; round 2: b first (rotated, not reversed)
+    assert timed == ["a"] * 4 + ["b"] * 2 + ["b"] * 2 + ["a"] * 4 + ["b"] * 2 + ["a"] * 4
     assert t.seconds == {"a": [0.25] * 3, "b": [0.5] * 3} and t.rounds == 3
     assert t.speedup("a", "b").median == pytest.approx(2.0)
     assert t.median_seconds("b") == pytest.approx(0.5)
+
+
+def test_round_order_varies_who_goes_first_and_who_runs_before_whom():
+    names = ["a", "b", "c"]
+    orders = [timing.round_order(names, r) for r in range(6)]
+    assert sorted("".join(o) for o in orders) == ["abc", "acb", "bac", "bca", "cab", "cba"]
+    predecessors = {(o[i - 1], o[i]) for o in orders for i in range(1, 3)}
+    assert len(predecessors) == 6  # every candidate runs right after each other one in some round
+    assert [timing.round_order(["a", "b"], r)[0] for r in range(4)] == ["a", "b", "b", "a"]
 
 
 def test_a_loaded_machine_is_marked():
