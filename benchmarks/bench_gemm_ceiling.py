@@ -35,6 +35,7 @@ import carl_geo
 from carl_geo.inference.int8 import SPIN, Int8Model, needs_reduced_range
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_int8 import cpu_model  # noqa: E402
 from timing import load_average, time_paired  # noqa: E402  (benchmarks/timing.py)
 
 
@@ -205,16 +206,6 @@ def main() -> None:
     (args.out / f"{tag}.json").write_text(json.dumps(result, indent=1))
     (args.out / f"{tag}.md").write_text(markdown(result))
     print(markdown(result))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def markdown(r: dict) -> str:
