@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 import carl_geo
-from carl_geo.inference.int8 import SPIN, Int8Model, needs_reduced_range
+from carl_geo.inference.int8 import SPIN, Int8Model, needs_reduced_range, quantize_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_int8 import cpu_model  # noqa: E402
@@ -82,7 +82,7 @@ def onnx_linear(m: int, k: int, n: int, bias: bool, folder: Path, threads: int) 
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import quantize_dynamic
 
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((k, n)) * 0.02).astype(np.float32)
@@ -97,8 +97,7 @@ def onnx_linear(m: int, k: int, n: int, bias: bool, folder: Path, threads: int) 
     model.ir_version = 8
     fp32, int8 = folder / f"{m}_{k}_{n}.onnx", folder / f"{m}_{k}_{n}_int8.onnx"
     onnx.save(model, fp32)
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-                     reduce_range=needs_reduced_range(), extra_options={"MatMulConstBOnly": True})
+    quantize_dynamic(str(fp32), str(int8), **quantize_options())  # as precision="int8" quantises
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     if not SPIN:  # as carl_geo's int8 sessions (spinning workers would also slow the torch product timed next)

@@ -1,5 +1,5 @@
 """The band-agnostic path of a polygon-trained model (issue #27): labelled training pixels kept by wavelength,
-interpolated onto other bands, and a forest fitted there, fused with the CARL part."""
+interpolated onto other bands, and a forest and an MLP fitted there, fused with the CARL part."""
 
 from __future__ import annotations
 
@@ -51,6 +51,31 @@ def test_stored_pixels_give_the_features_the_adapter_computes_on_the_new_bands(b
     rebuilt = adapter.context.pixel_features(vals[:, sub, 0], [vals[:, sub, 1 + i] for i in range(2)])
     np.testing.assert_allclose(feats.T.numpy(), rebuilt.numpy(), atol=2e-2)
     assert adapter.n_pixels == 900 and bank.adapt([WL[i] for i in sub]) is adapter  # fitted once per band set
+
+
+def test_the_adapter_averages_a_forest_and_an_mlp_fitted_under_inference_mode(bank):
+    bank, img, _ = bank
+    sub = [0, 2, 4]
+    with torch.inference_mode():  # as the predictor calls it: the MLP's fit switches autograd on for itself
+        adapter = bank.adapt([WL[i] for i in sub])
+        x = torch.from_numpy(img[sub])[None]
+        p = adapter(x)
+        feats = adapter.context(x)[0].reshape(adapter.context.out_channels, -1).T
+        forest, mlp = (h(feats) for h in adapter.heads)
+    assert adapter.head_names == ["forest", "MLP"]
+    want = (forest + mlp.softmax(-1)) / 2
+    torch.testing.assert_close(p[0].reshape(3, -1).T, want)
+    torch.testing.assert_close(p.sum(1), torch.ones_like(p[:, 0]))
+    # each head alone maps the scene it was fitted on (chance: 1/3)
+    _, classes = field_scene(0)
+    for probs in (forest, mlp):
+        assert float((probs.argmax(-1).numpy() == classes.ravel()).mean()) > 0.9
+    # a bank that fits the forest alone (its setting is saved with it); unknown heads are refused
+    only = ExemplarBank(**{**bank.config(), "heads": ["forest"]})
+    only.load_state_dict(bank.state_dict())
+    assert only.adapt([WL[i] for i in sub]).head_names == ["forest"] and only.config()["heads"] == ["forest"]
+    with pytest.raises(CarlGeoError, match="heads are some of forest, mlp, got boosting"):
+        ExemplarBank(WL, 10, 3, (5,), heads=["boosting"])
 
 
 def test_interpolation_in_wavelength_and_the_range():
@@ -122,8 +147,11 @@ def test_the_model_fuses_the_adapter_with_carl_and_saves_its_pixels(model, tmp_p
     assert back.bank is not None and torch.equal(back.bank.values, model.bank.values)
     with torch.no_grad():  # refitted after loading, from the same pixels and seed: the same map
         torch.testing.assert_close(back(x[:, sub], wl[sub]), out)
-    copy = pickle.loads(pickle.dumps(model))  # a dask worker refits rather than receiving fitted forests
-    assert copy.bank._adapters == {} and model.bank._adapters
+    # a dask worker receives the fitted heads with the model: the same map, never a refit with other threads
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy.bank._adapters.keys() == model.bank._adapters.keys() and copy.bank._adapters
+    with torch.no_grad():
+        assert torch.equal(copy(x[:, sub], wl[sub]), model(x[:, sub], wl[sub]))
     # distributed sends a used model between workers with its generic serialiser (it bypasses __getstate__)
     from distributed.protocol import deserialize, serialize
 
@@ -134,7 +162,7 @@ def test_the_model_fuses_the_adapter_with_carl_and_saves_its_pixels(model, tmp_p
 
 
 def test_the_notice_names_the_path(model):
-    for wl, words in ((WL[:4], "a forest fitted on these wavelengths from the 900 labelled training pixels"),
+    for wl, words in ((WL[:4], "a forest and an MLP fitted on these wavelengths from the 900 labelled training pixels"),
                       ([0.3, 0.49], "outside the range of its stored training pixels")):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

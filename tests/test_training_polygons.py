@@ -98,10 +98,11 @@ def test_bundle_round_trip_through_the_predictor(trained, crop, tmp_path):
                                transform=src.transform, crs=src.crs)
     labelled = lab.mask >= 0
     assert (pred[labelled] == lab.mask[labelled]).mean() > 0.75  # train + held-out pixels
-    # four of the six bands: the band-agnostic path (a forest fitted on the stored training pixels, with CARL)
+    # four of the six bands: the band-agnostic path (a forest and an MLP fitted on the stored training pixels, with
+    # CARL)
     bank = bundle.model.bank
     assert bank is not None and bank.n_pixels == len(bank.labels) >= 200
-    with pytest.warns(CarlGeoWarning, match="forest fitted on these wavelengths"):
+    with pytest.warns(CarlGeoWarning, match="a forest and an MLP fitted on these wavelengths"):
         predict_raster(bundle, crop.image, tmp_path / "four.tif", device="cpu", bands=[1, 2, 3, 4])
     with rasterio.open(tmp_path / "four.tif") as out:
         four = out.read(1)

@@ -169,6 +169,17 @@ def needs_reduced_range() -> bool:
     return torch_cpu_check("_is_vnni_supported") is not True
 
 
+def quantize_options() -> dict[str, Any]:
+    """The keyword arguments of ONNX Runtime's ``quantize_dynamic`` that set how ``precision="int8"`` stores and
+    multiplies (per-channel int8 weights, 7 bits where :func:`needs_reduced_range`, products with a constant operand
+    only); :func:`export_int8` adds which nodes it quantises. ``benchmarks/bench_gemm_ceiling.py`` quantises single
+    products with the same options."""
+    from onnxruntime.quantization import QuantType
+
+    return {"weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": needs_reduced_range(),
+            "extra_options": {"MatMulConstBOnly": True}}
+
+
 def export_int8(module: nn.Module, img: torch.Tensor, wavelengths: torch.Tensor, path: str | os.PathLike) -> Path:
     """Export ``module`` for inputs shaped like ``img`` (B, C, H, W) and ``wavelengths`` (C,) and write
     its int8-quantised ONNX model to ``path``.
@@ -178,7 +189,7 @@ def export_int8(module: nn.Module, img: torch.Tensor, wavelengths: torch.Tensor,
         ValueError: the module cannot be exported to ONNX.
     """
     require_int8()
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import quantize_dynamic
 
     path = Path(path)
     wrapped = _Export(module).eval()
@@ -196,10 +207,8 @@ def export_int8(module: nn.Module, img: torch.Tensor, wavelengths: torch.Tensor,
             raise CarlGeoError(f"precision 'int8' could not convert this model to ONNX ({first}); "
                              "use precision 'fp32'") from e
         with _quiet():
-            quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True,
-                             reduce_range=needs_reduced_range(),
-                             op_types_to_quantize=list(QUANTIZED_OPS), extra_options={"MatMulConstBOnly": True},
-                             nodes_to_exclude=_float_nodes(fp32, KEEP_FLOAT))
+            quantize_dynamic(str(fp32), str(path), op_types_to_quantize=list(QUANTIZED_OPS),
+                             nodes_to_exclude=_float_nodes(fp32, KEEP_FLOAT), **quantize_options())
     return path
 
 

@@ -199,7 +199,8 @@ def warn_band_path(module: nn.Module, wavelengths: Sequence[float]) -> bool:
                f"at most {CONTIGUOUS_GAP_UM * 1000:g} nm apart where the centres differ); give the training bands for "
                "the model as trained")
     elif adapter is not None:
-        msg = (f"{given}: mapping with its CARL part and a forest fitted on these wavelengths from the "
+        heads = " and ".join(("an " if name == "MLP" else "a ") + name for name in adapter.head_names)
+        msg = (f"{given}: mapping with its CARL part and {heads} fitted on these wavelengths from the "
                f"{adapter.n_pixels:,} labelled training pixels the model carries ({adapter.seconds:.0f} s); "
                "give the training bands for the full model")
     else:

@@ -7,14 +7,16 @@ window means of those values (the windows of the context features), indexed by t
 
 For a new band set, :meth:`ExemplarBank.adapt` interpolates every stored pixel linearly in wavelength onto the new
 bands (exact for a subset of the training bands), fits context features (bands + window means of principal
-components) on them and a random forest on those features, and returns the pair as a :class:`BandAdapter`. Window
-means and principal components are linear in the bands, so the stored pixels give exactly the features the
-adapter computes on an image of the new bands. Fitting takes seconds (Sentinel-2, 40,000 pixels, 4 bands: 8 s on
-2 cores) and is done once per band set.
+components) on them and a random forest and an MLP on those features, and returns them as a :class:`BandAdapter`
+(the mean of the two heads' probabilities). Window means and principal components are linear in the bands, so the
+stored pixels give exactly the features the adapter computes on an image of the new bands. Fitting takes seconds
+(Sentinel-2, 38,461 pixels, 4 bands: 13-15 s on 2 cores, the forest alone 7-9 s) and is done once per band set; a
+pickled model carries the adapters it has fitted (a dask worker uses them rather than refitting).
 
-Measured (bench_polygons, Sentinel-2 model trained on 13 bands, same scene): mapping from B02 B03 B04 B08 with the
-CARL part alone gave mIoU 0.195; the adapter fused with CARL (CARL's weight 1/3) 0.300 (87 % of the 13-band
-model's 0.345); from B02 B03 B04 B8A B11 B12: 0.252 and 0.327.
+Measured (``benchmarks/results/polygon_experiments/2026-12-07b``, kept bench models, seeds 0 and 1, paired): the MLP
+next to the forest is ahead in 13 of 14 cells and level in the last, e.g. a 13-band Sentinel-2 model mapping from
+B02 B03 B04 B08: mIoU 0.288 with the forest alone, 0.300 with both (85 % of the 13-band score; the CARL part
+alone about 58 %); NC from B1-B4: 0.248 -> 0.275.
 
 Shapes: ``values`` (N, C, 1 + W) float16 (band value, then its mean over each of the W windows), ``labels`` (N,)
 int64, ``wavelengths`` (C,) µm.
@@ -31,7 +33,8 @@ from torch import Tensor, nn
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.models.context_features import ContextFeatures, window_mean
-from carl_geo.models.tree_ensemble import TreeEnsemble, fit_random_forest
+from carl_geo.models.pixel_mlp import PixelMLP, fit_pixel_mlp, mean_probabilities
+from carl_geo.models.tree_ensemble import fit_random_forest
 
 #: Stored values at most (N x C x (1 + W)); 2 M float16 values are 4 MB (Sentinel-2, 13 bands, 3 windows:
 #: 38,000 pixels; 200 bands: 2,500).
@@ -44,21 +47,33 @@ RANGE_MARGIN_UM = 0.05
 SAME_BAND_UM = 1e-4
 #: Trees of the adapter's forest (as the training heads').
 ADAPTER_TREES = 100
+#: Heads an adapter fits, averaged: a forest and an MLP. Measured (Sentinel-2 models trained on 13 bands, two seeds,
+#: mapping from 4 / 6 of the bands; ``benchmarks/results/polygon_experiments/2026-12-07``): mIoU 0.288 / 0.325 with
+#: the forest alone, 0.300 / 0.332 with both, the MLP alone level with the forest.
+ADAPTER_HEADS = ("forest", "mlp")
 
 
 class BandAdapter(nn.Module):
-    """Context features + forest fitted for one band set: ``forward(img (B, C', H, W)) -> (B, K, H, W)``
-    class probabilities (``img`` normalised as the model's input, bands in the order the adapter was made for)."""
+    """Context features + heads fitted for one band set: ``forward(img (B, C', H, W)) -> (B, K, H, W)`` mean class
+    probabilities of the heads (``img`` normalised as the model's input, bands in the order the adapter was made
+    for). ``heads``: a forest (:class:`~carl_geo.models.tree_ensemble.TreeEnsemble`) and / or a :class:`PixelMLP`, reading the context features."""
 
-    def __init__(self, context: ContextFeatures, forest: TreeEnsemble, n_pixels: int, seconds: float) -> None:
+    def __init__(self, context: ContextFeatures, heads: Sequence[nn.Module], n_pixels: int, seconds: float) -> None:
         super().__init__()
-        self.context, self.forest = context, forest
+        if not heads:
+            raise CarlGeoError("a band adapter needs at least one head")
+        self.context, self.heads = context, nn.ModuleList(heads)
         self.n_pixels, self.seconds = int(n_pixels), float(seconds)
+
+    @property
+    def head_names(self) -> list[str]:
+        """``"forest"`` / ``"MLP"`` for each head, in order (for notices)."""
+        return ["MLP" if isinstance(h, PixelMLP) else "forest" for h in self.heads]
 
     def forward(self, img: Tensor) -> Tensor:
         feats = self.context(img)
         b, f, h, w = feats.shape
-        prob = self.forest(feats.permute(0, 2, 3, 1).reshape(-1, f)).to(feats.dtype)
+        prob = mean_probabilities(self.heads, feats.permute(0, 2, 3, 1).reshape(-1, f))
         return prob.reshape(b, h, w, -1).permute(0, 3, 1, 2)
 
 
@@ -70,11 +85,13 @@ class ExemplarBank(nn.Module):
         n_pixels: N stored pixels.
         num_classes: K.
         windows: odd window sides (px) of the stored window means (the context features').
-        seed: seeds the adapters' forests (the same bank and bands give the same adapter).
+        seed: seeds the adapters' heads (the same bank and bands give the same adapter on the same machine and
+            thread count; a pickled bank carries the adapters it has fitted, so dask workers use the same ones).
+        heads: the heads an adapter fits (:data:`ADAPTER_HEADS`), averaged.
     """
 
     def __init__(self, wavelengths: Sequence[float], n_pixels: int, num_classes: int,
-                 windows: Sequence[int], seed: int = 0) -> None:
+                 windows: Sequence[int], seed: int = 0, heads: Sequence[str] = ADAPTER_HEADS) -> None:
         super().__init__()
         wl = [float(w) for w in wavelengths]
         if not wl or n_pixels < 1 or num_classes < 1:
@@ -84,6 +101,10 @@ class ExemplarBank(nn.Module):
             raise CarlGeoError("an exemplar bank's wavelengths must increase")
         self.n_pixels, self.num_classes = int(n_pixels), int(num_classes)
         self.windows, self.seed = tuple(int(w) for w in windows), int(seed)
+        self.head_kinds = tuple(str(h) for h in heads)
+        if not self.head_kinds or any(h not in ADAPTER_HEADS for h in self.head_kinds):
+            raise CarlGeoError(f"an exemplar bank's heads are some of {', '.join(ADAPTER_HEADS)}, got "
+                               f"{', '.join(self.head_kinds) or 'none'}")
         self.register_buffer("wavelengths", torch.tensor(wl, dtype=torch.float32))
         self.register_buffer("values", torch.zeros(self.n_pixels, len(wl), 1 + len(self.windows),
                                                    dtype=torch.float16))
@@ -93,7 +114,8 @@ class ExemplarBank(nn.Module):
     def config(self) -> dict[str, Any]:
         """Plain dict that rebuilds this bank's shape (``ExemplarBank(**config)``)."""
         return {"wavelengths": [float(w) for w in self.wavelengths.tolist()], "n_pixels": self.n_pixels,
-                "num_classes": self.num_classes, "windows": list(self.windows), "seed": self.seed}
+                "num_classes": self.num_classes, "windows": list(self.windows), "seed": self.seed,
+                "heads": list(self.head_kinds)}
 
     @classmethod
     @torch.no_grad()
@@ -171,8 +193,10 @@ class ExemplarBank(nn.Module):
         x = ctx.pixel_features(torch.from_numpy(np.ascontiguousarray(bands)),
                                [torch.from_numpy(np.ascontiguousarray(new[:, :, 1 + i]))
                                 for i in range(len(self.windows))]).numpy()
-        forest = fit_random_forest(x, self.labels.numpy(), self.num_classes, seed=self.seed, trees=ADAPTER_TREES)
-        return BandAdapter(ctx.eval(), forest, len(x), time.perf_counter() - t0).eval()
+        y = self.labels.numpy()
+        heads = [fit_random_forest(x, y, self.num_classes, seed=self.seed, trees=ADAPTER_TREES) if kind == "forest"
+                 else fit_pixel_mlp(x, y, self.num_classes, seed=self.seed) for kind in self.head_kinds]
+        return BandAdapter(ctx.eval(), heads, len(x), time.perf_counter() - t0).eval()
 
     def _check(self) -> None:
         """The stored tensors (from a file) are what an adapter can be fitted on, else a clear error."""
@@ -183,8 +207,3 @@ class ExemplarBank(nn.Module):
             raise CarlGeoError(f"the model's stored training pixels have classes outside 0..{self.num_classes - 1}")
         if not bool(torch.isfinite(self.values).all()):
             raise CarlGeoError("the model's stored training pixels hold values that are not finite numbers")
-
-    def __getstate__(self) -> dict[str, Any]:  # adapters are refitted where the bank is unpickled (dask workers)
-        state = dict(self.__dict__)
-        state["_adapters"] = {}
-        return state

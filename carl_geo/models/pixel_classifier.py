@@ -35,41 +35,12 @@ from carl_geo.models.band_adapter import ExemplarBank
 from carl_geo.models.band_matching import as_permutation, band_weights, match_bands
 from carl_geo.models.carl import check_inputs
 from carl_geo.models.context_features import ContextFeatures
+from carl_geo.models.pixel_mlp import PixelMLP, mean_probabilities
 from carl_geo.models.segmentation import CARLSegmenter
 from carl_geo.models.tree_ensemble import TreeEnsemble
 
 #: Floor of the probabilities before the log (the predictor's softmax gives the probabilities back).
 PROB_FLOOR = 1e-6
-
-
-class PixelMLP(nn.Module):
-    """An MLP applied to every pixel: standardise the F features, ``depth`` x (Linear, GELU, Dropout), Linear.
-
-    ``forward(x (P, F)) -> (P, K)`` logits. Buffers ``feat_mean`` / ``feat_std`` (F,) are set by training.
-    """
-
-    def __init__(self, in_dim: int, num_classes: int, hidden: int = 128, depth: int = 2, dropout: float = 0.2) -> None:
-        super().__init__()
-        if min(in_dim, num_classes, hidden, depth) < 1:
-            raise CarlGeoError("an MLP head needs at least one input, class, hidden unit and layer")
-        self.in_dim, self.num_classes, self.hidden, self.depth = int(in_dim), int(num_classes), int(hidden), int(depth)
-        self.dropout = float(dropout)
-        self.register_buffer("feat_mean", torch.zeros(in_dim))
-        self.register_buffer("feat_std", torch.ones(in_dim))
-        layers: list[nn.Module] = []
-        width = in_dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout)]
-            width = hidden
-        layers.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*layers)
-
-    def config(self) -> dict[str, Any]:
-        return {"in_dim": self.in_dim, "num_classes": self.num_classes, "hidden": self.hidden, "depth": self.depth,
-                "dropout": self.dropout}
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net((x.float() - self.feat_mean) / self.feat_std)
 
 
 HEAD_TYPES = {"mlp": PixelMLP, "forest": TreeEnsemble}
@@ -194,8 +165,7 @@ class PixelClassifier(nn.Module):
         """(B, F, H, W) features -> (B, K, H, W) mean class probabilities of the heads."""
         b, f, h, w = feats.shape
         flat = feats.permute(0, 2, 3, 1).reshape(-1, f)
-        prob = sum((hd(flat).softmax(-1) if isinstance(hd, PixelMLP) else hd(flat).to(feats.dtype))
-                   for hd in self.heads) / len(self.heads)
+        prob = mean_probabilities(self.heads, flat)
         return prob.reshape(b, h, w, -1).permute(0, 3, 1, 2)
 
     def forward(self, img: Tensor, wavelengths: Tensor, band_mask: Tensor | None = None) -> Tensor:
