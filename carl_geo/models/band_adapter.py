@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from carl_geo.errors import CarlGeoError
 from carl_geo.models.context_features import ContextFeatures, window_mean
-from carl_geo.models.pixel_mlp import PixelMLP, fit_pixel_mlp, mean_probabilities
+from carl_geo.models.pixel_mlp import fit_pixel_mlp, head_kind, mean_probabilities
 from carl_geo.models.tree_ensemble import fit_random_forest
 
 #: Stored values at most (N x C x (1 + W)); 2 M float16 values are 4 MB (Sentinel-2, 13 bands, 3 windows:
@@ -58,7 +58,7 @@ class BandAdapter(nn.Module):
     """Context features + heads fitted for one band set: ``forward(img (B, C', H, W)) -> (B, K, H, W)`` mean class
     probabilities of the heads (``img`` normalised as the model's input, bands in the order the adapter was made
     for). ``heads``: a forest (:class:`~carl_geo.models.tree_ensemble.TreeEnsemble`) and / or a
-    :class:`PixelMLP`, reading the context features."""
+    :class:`~carl_geo.models.pixel_mlp.PixelMLP`, reading the context features."""
 
     def __init__(self, context: ContextFeatures, heads: Sequence[nn.Module], n_pixels: int, seconds: float) -> None:
         super().__init__()
@@ -70,7 +70,7 @@ class BandAdapter(nn.Module):
     @property
     def head_names(self) -> list[str]:
         """``"forest"`` / ``"MLP"`` for each head, in order (for notices)."""
-        return ["MLP" if isinstance(h, PixelMLP) else "forest" for h in self.heads]
+        return ["MLP" if head_kind(h) == "mlp" else "forest" for h in self.heads]
 
     def forward(self, img: Tensor) -> Tensor:
         feats = self.context(img)

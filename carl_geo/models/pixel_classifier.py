@@ -35,7 +35,7 @@ from carl_geo.models.band_adapter import ExemplarBank
 from carl_geo.models.band_matching import as_permutation, band_weights, match_bands
 from carl_geo.models.carl import check_inputs
 from carl_geo.models.context_features import ContextFeatures
-from carl_geo.models.pixel_mlp import PixelMLP, mean_probabilities
+from carl_geo.models.pixel_mlp import PixelMLP, head_in_features, head_kind, mean_probabilities
 from carl_geo.models.segmentation import CARLSegmenter
 from carl_geo.models.tree_ensemble import TreeEnsemble
 
@@ -87,7 +87,7 @@ class PixelClassifier(nn.Module):
             raise CarlGeoError(f"context features for {context.n_bands} bands, {len(wavelengths)} wavelengths given")
         want = self.feature_channels
         for head in self.heads:
-            got = head.in_dim if isinstance(head, PixelMLP) else head.n_features
+            got = head_in_features(head)
             if got != want:
                 raise CarlGeoError(f"the head reads {got} features, the pixel features have {want}")
 
@@ -109,7 +109,7 @@ class PixelClassifier(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """Plain dict (JSON types) that rebuilds this model's shape with :func:`build_pixel_classifier`."""
-        heads = [{"type": "mlp" if isinstance(h, PixelMLP) else "forest", "kwargs": h.config()} for h in self.heads]
+        heads = [{"type": head_kind(h), "kwargs": h.config()} for h in self.heads]
         return {"wavelengths": [float(w) for w in self.wavelengths.tolist()],
                 "context": self.context.config() if self.context is not None else None,
                 "carl_inputs": self.carl_inputs, "heads": heads, "carl_weight": self.carl_weight,

@@ -88,6 +88,17 @@ def fit_pixel_mlp(x: np.ndarray, y: np.ndarray, k: int, seed: int = 0) -> PixelM
     return mlp.eval()
 
 
+def head_kind(head: nn.Module) -> str:
+    """The kind of a pixel head as model configs store it: ``"mlp"`` for a :class:`PixelMLP`, ``"forest"`` for any
+    other (a :class:`~carl_geo.models.tree_ensemble.TreeEnsemble`)."""
+    return "mlp" if isinstance(head, PixelMLP) else "forest"
+
+
+def head_in_features(head: nn.Module) -> int:
+    """F, the number of features a pixel head reads."""
+    return head.in_dim if isinstance(head, PixelMLP) else head.n_features
+
+
 def mean_probabilities(heads: Sequence[nn.Module], x: Tensor) -> Tensor:
     """(P, F) features -> (P, K) mean class probabilities of ``heads`` (:class:`PixelMLP`: softmax of its logits;
     a forest: its probabilities), in ``x``'s floating dtype."""

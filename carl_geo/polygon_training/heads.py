@@ -31,10 +31,8 @@ def fit_forest(x: np.ndarray, y: np.ndarray, k: int, seed: int = 0, trees: int =
     return fit_random_forest(x, y, k, seed=seed, trees=trees, min_leaf=FOREST_MIN_LEAF)
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, k: int, seed: int = 0) -> PixelMLP:
-    """A :class:`PixelMLP` on (N, F) features, trained on the CPU (a few seconds for 40,000 pixels;
-    :func:`~carl_geo.models.pixel_mlp.fit_pixel_mlp`)."""
-    return fit_pixel_mlp(x, y, k, seed)
+#: A :class:`PixelMLP` on (N, F) features, trained on the CPU (a few seconds for 40,000 pixels).
+fit_mlp = fit_pixel_mlp
 
 
 @torch.no_grad()
