@@ -35,8 +35,7 @@ import carl_geo
 from carl_geo.inference.int8 import SPIN, Int8Model, needs_reduced_range, quantize_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_int8 import cpu_model  # noqa: E402
-from timing import load_average, time_paired  # noqa: E402  (benchmarks/timing.py)
+from timing import cpu_model, load_average, time_paired  # noqa: E402  (benchmarks/timing.py)
 
 
 def linear_calls(model: torch.nn.Module, x: torch.Tensor, wl: torch.Tensor, repeats: int = 3) -> tuple[dict, float]:

@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import carl_geo  # noqa: E402
 from bench_models import class_agreement, feature_cosine, generated_model, nc_model, uptime  # noqa: E402
 from bench_predictor import generate_raster  # noqa: E402
-from timing import PairedTiming, time_paired  # noqa: E402
+from timing import PairedTiming, cpu_model, time_paired  # noqa: E402
 from carl_geo.inference import int8 as int8_mod  # noqa: E402
 from carl_geo.inference import predict_raster  # noqa: E402
 from carl_geo.inference.runner import cpu_has_bf16_units, linear_weights_cast  # noqa: E402
@@ -357,16 +357,6 @@ def chart(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), and whether it has AMX: bf16 speed depends on it."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
-    return name + (", AMX" if " amx_bf16" in info else "")
 
 
 def main() -> None:

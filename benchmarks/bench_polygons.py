@@ -50,7 +50,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from timing import load_average  # noqa: E402  (benchmarks/timing.py: one load reading for every benchmark)
+from timing import cpu_model, load_average, software_versions  # noqa: E402  (benchmarks/timing.py: one load reading for every benchmark)
 S2_SUBSETS = {"4 bands (B02 B03 B04 B08)": ["B02", "B03", "B04", "B08"],
               "6 bands (B02 B03 B04 B8A B11 B12)": ["B02", "B03", "B04", "B8A", "B11", "B12"]}
 RF_TREES = 200
@@ -286,7 +286,9 @@ def label(method: str) -> str:
 
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [f"# Polygon training benchmark ({meta['date']}, {meta['machine']})", "",
-             f"Load average at start / end: {meta['load_start']} / {meta['load_end']}"
+             (f"CPU: {meta['cpu']}; " if meta.get("cpu") else "")
+             + (", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ". " if meta.get("versions") else "")
+             + f"Load average at start / end: {meta['load_start']} / {meta['load_end']}"
              + (" (above the core count: timings are slowed by other work)" if meta.get("loaded") else "") + ". "
              "CARL: `train_from_polygons` defaults (tiny config, from scratch)"
              + (f" with {meta['settings']}" if meta["settings"] else "")
@@ -395,7 +397,8 @@ def main() -> None:
         print("RESULT " + json.dumps(res))
         return
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores", "load_start": load_average(), "settings": settings}
+            f"{os.cpu_count()} cores", "cpu": cpu_model(), "versions": software_versions(),
+            "load_start": load_average(), "settings": settings}
     results = []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,14 @@ Pure Python + time: :func:`paired_ratios` and :func:`summarize` are the arithmet
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -153,3 +156,29 @@ def time_paired(candidates: Mapping[str, Callable[[], Any]], *, rounds: int = 5,
                         break
             seconds[name].append(elapsed / n)
     return PairedTiming(seconds, before, load_average())
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), and whether it has AMX: bf16 speed depends on it."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    return name + (", AMX" if " amx_bf16" in info else "")
+
+
+#: Packages whose version moves a benchmark's times or memory (the torch wheel's CUDA libraries, for one, add
+#: about 270 MiB of resident memory at import even on a machine without a GPU).
+KEY_PACKAGES = ("torch", "numpy", "scikit-learn", "rasterio", "timm", "torchgeo")
+
+
+def software_versions(packages: Sequence[str] = KEY_PACKAGES) -> dict[str, str]:
+    """``{package: version}`` of the installed ``packages`` (absent ones are left out), plus ``python``."""
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
