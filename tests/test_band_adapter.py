@@ -78,7 +78,7 @@ def test_the_adapter_averages_a_forest_and_an_mlp_fitted_under_inference_mode(ba
         ExemplarBank(WL, 10, 3, (5,), heads=["boosting"])
 
 
-def test_a_bank_keeps_the_adapters_of_the_band_sets_used_last(bank, monkeypatch):
+def test_a_bank_keeps_the_adapters_of_the_band_sets_fitted_last(bank, monkeypatch):
     """A long-lived process (the QGIS desktop) that maps from many band sets keeps ADAPTER_CACHE adapters, not all."""
     import carl_geo.models.band_adapter as band_adapter
 
@@ -88,14 +88,14 @@ def test_a_bank_keeps_the_adapters_of_the_band_sets_used_last(bank, monkeypatch)
     monkeypatch.setattr(band_adapter, "ADAPTER_CACHE", 2)
     sets = [[WL[0], WL[3]], [WL[1], WL[4]], [WL[2], WL[5]]]
     first, second = only.adapt(sets[0]), only.adapt(sets[1])
-    assert only.adapt(sets[0]) is first  # used again: now the most recent
-    third = only.adapt(sets[2])  # drops the least recently used (sets[1])
-    assert len(only._adapters) == 2 and only.adapt(sets[0]) is first and only.adapt(sets[2]) is third
-    refit = only.adapt(sets[1])
-    assert refit is not second and len(only._adapters) == 2
-    x = torch.from_numpy(field_scene(3)[0][[1, 4]])[None]
-    torch.testing.assert_close(refit(x), second(x))  # the same bank, bands and seed fit the same adapter again
-    assert only.adapt([WL[0], 3.5]) is None and len(only._adapters) == 2  # outside the range: cached as None
+    assert only.adapt(sets[0]) is first and only.adapt(sets[1]) is second  # fitted once per band set
+    third = only.adapt(sets[2])  # drops the adapter fitted first
+    assert len(only._adapters) == 2 and only.adapt(sets[1]) is second and only.adapt(sets[2]) is third
+    refit = only.adapt(sets[0])
+    assert refit is not first and len(only._adapters) == 2 and only.adapt(sets[2]) is third
+    x = torch.from_numpy(field_scene(3)[0][[0, 3]])[None]
+    torch.testing.assert_close(refit(x), first(x))  # the same bank, bands and seed fit the same adapter again
+    assert only.adapt([WL[0], 3.5]) is None and len(only._adapters) == 2  # outside the range: kept as None
 
 
 def test_interpolation_in_wavelength_and_the_range():

@@ -52,7 +52,7 @@ ADAPTER_TREES = 100
 #: of the forest alone in 13 of 14 cells, level in the last (mean +0.029 mIoU); the MLP alone was level with the
 #: forest on Sentinel-2 (``../2026-12-07``).
 ADAPTER_HEADS = ("forest", "mlp")
-#: Band sets whose fitted adapters a bank keeps (the least recently used one is dropped beyond that): each holds a
+#: Band sets whose fitted adapters a bank keeps (the one fitted first is dropped beyond that): each holds a
 #: forest and an MLP (Sentinel-2: about 35 MB pickled, 130 MiB of resident memory measured per band set), so a
 #: long-lived process (the QGIS desktop) that maps from many band sets stays bounded.
 ADAPTER_CACHE = 4
@@ -115,7 +115,7 @@ class ExemplarBank(nn.Module):
         self.register_buffer("values", torch.zeros(self.n_pixels, len(wl), 1 + len(self.windows),
                                                    dtype=torch.float16))
         self.register_buffer("labels", torch.zeros(self.n_pixels, dtype=torch.int64))
-        self._adapters: dict[tuple[float, ...], BandAdapter | None] = {}  # insertion order = order of last use
+        self._adapters: dict[tuple[float, ...], BandAdapter | None] = {}  # in the order they were fitted
 
     def config(self) -> dict[str, Any]:
         """Plain dict that rebuilds this bank's shape (``ExemplarBank(**config)``)."""
@@ -175,17 +175,16 @@ class ExemplarBank(nn.Module):
     @torch.no_grad()
     def adapt(self, wavelengths: Sequence[float]) -> BandAdapter | None:
         """The :class:`BandAdapter` for bands at ``wavelengths`` (µm, in the order the image has them), or None when
-        they lie outside the stored range. Fitted once per band set and kept for the :data:`ADAPTER_CACHE` band sets
-        used last."""
+        they lie outside the stored range. Fitted once per band set; the adapters of the :data:`ADAPTER_CACHE` band sets
+        fitted last are kept."""
         key = tuple(round(float(w), 4) for w in wavelengths)
-        if key in self._adapters:  # a plain dict (a serialiser may rebuild it as one): reinsert = most recent
-            self._adapters[key] = self._adapters.pop(key)
+        if key in self._adapters:  # a read only: threads of a dask worker share the fitted adapter
             return self._adapters[key]
         weights = self.interpolation(key)
         adapter = None if weights is None else self._fit(weights)
         self._adapters[key] = adapter
-        while len(self._adapters) > ADAPTER_CACHE:
-            del self._adapters[next(iter(self._adapters))]
+        for old in list(self._adapters)[:-ADAPTER_CACHE]:  # insertion order: the oldest fits go first
+            self._adapters.pop(old, None)
         return adapter
 
     def _fit(self, weights: np.ndarray) -> BandAdapter:
