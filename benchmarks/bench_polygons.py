@@ -22,7 +22,7 @@ training pixel; ``rf_context`` = the same forest on the bands and the window mea
 ``BENCH_FUSIONS=1`` also scores late fusions of each CARL run's candidates on the reference (:data:`FUSIONS`, the
 ``fusion_rows`` of its result; ``benchmarks/results/polygon_experiments/2026-12-06``). ``BENCH_KEEP_MODELS=DIR`` keeps
 the trained CARL models there; ``BENCH_DEVICE=cuda`` trains and predicts
-CARL on a GPU (default ``cpu``, the 2-core reference of the README table). Each (scene, method, seed) runs in its own process, so peak RSS is that run's own. Times are wall
+CARL on a GPU (default ``cpu``, the 2-core reference of the README table). Each (scene, method, seed) runs in its own process, so peak RSS is that run's own (training and then its maps; a ``carl`` row's ``train_peak_rss_mib`` is the peak when training ended). Times are wall
 seconds and CPU seconds of that process (the CPU figure is steadier on a shared machine).
 
     python benchmarks/bench_polygons.py                       # all scenes, CARL + forest, seed 0
@@ -158,6 +158,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
         res = train_from_polygons(spec["image"], spec["polygons"], spec["label_field"], model_path,
                                   device=device, seed=seed, log=log.append, **settings)
         train_wall, train_cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
+        train_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the maps this process makes
         names = list(res.bundle.class_names)
         variants = [("all bands", None)]
         if scene == "s2":
@@ -183,7 +184,7 @@ def run_one(scene: str, method: str, seed: int, settings: dict[str, Any], work: 
                  "kept_reason": res.report.get("kept_reason"), "candidates": res.report.get("candidates"),
                  "stop_reason": res.report.get("stop_reason"), "recipe": res.bundle.meta["training"]["recipe"],
                  "val_miou": round(res.report["mean_iou"], 4), "notices": res.report.get("notices"),
-                 "log_tail": log[-3:], "candidate_rows": candidate_rows}
+                 "log_tail": log[-3:], "candidate_rows": candidate_rows, "train_peak_rss_mib": round(train_rss)}
         if fusion_rows is not None:
             extra["fusion_rows"] = fusion_rows
     elif method in ("rf", "rf_context"):
@@ -422,7 +423,7 @@ def main() -> None:
                         f"{r['bands']}: OA {r['oa']:.3f} mIoU {r['miou']:.3f}" for r in entry["rows"])
                         + (f"  kept {entry.get('kept')}" if entry["method"] == "carl" else "")
                         + f"  (train {entry['train_wall_s']:.0f} s wall / {entry['train_cpu_s']:.0f} s CPU, "
-                          f"RSS {entry['peak_rss_mib']} MiB, steps {entry.get('steps')}, {time.perf_counter() - t:.0f} s)",
+                          f"RSS {entry['peak_rss_mib']} MiB (training {entry.get('train_peak_rss_mib', '-')}), steps {entry.get('steps')}, {time.perf_counter() - t:.0f} s)",
                         flush=True)
                 partial.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     meta["load_end"] = load_average()
