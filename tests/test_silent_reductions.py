@@ -9,6 +9,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 
 from carl_geo.datasets.vector_labels import read_label_vector
 from carl_geo.errors import CarlGeoWarning, InputError
@@ -17,18 +18,37 @@ from user_files import fingerprint, partial_files, run_cli, save_model, write_sc
 FAST = ["--tile-size", "32", "--overlap", "8", "--device", "cpu", "--quiet"]
 
 
-@pytest.mark.parametrize("fill", ["nodata", "nan"])
+@pytest.mark.parametrize("fill", ["nodata", "nan", "one band"])
 def test_all_nodata_input_writes_nothing(fill: str, tmp_path: Path, capsys) -> None:
     if fill == "nodata":
         scene = write_scene(tmp_path / "empty.tif", np.zeros((4, 40, 56)), nodata=0)
-    else:
+    elif fill == "nan":
         scene = write_scene(tmp_path / "empty.tif", np.full((4, 40, 56), np.nan), dtype="float32", nodata=None)
+    else:  # one band without a value empties every pixel: the error names it and the --bands that leave it out
+        data = np.random.default_rng(0).uniform(500, 3000, (4, 40, 56))
+        data[1] = np.nan
+        scene = write_scene(tmp_path / "empty.tif", data, dtype="float32", nodata=None)
     model = save_model(tmp_path / "model.pt", normalization={"mode": "fixed", "mean": 2000.0, "std": 900.0})
     out = tmp_path / "map.tif"
     out.write_bytes(b"yesterday's map")
     code, err, _ = run_cli(["predict", scene, out, "-m", model, *FAST, "--overwrite"], capsys)
-    assert code == 2 and len(err) == 1 and "every pixel of the input is nodata or NaN" in err[0], err
-    assert "--nodata" in err[0] and out.read_bytes() == b"yesterday's map" and partial_files(tmp_path) == []
+    assert code == 2 and len(err) == 1 and "the map would be empty, so nothing was written" in err[0], err
+    if fill == "one band":
+        assert "band 2 (" in err[0] and "nodata or NaN everywhere in the input" in err[0], err
+        assert err[0].rstrip().endswith("--bands 1,3,4"), err
+    else:
+        assert "every pixel in the input is nodata" in err[0] and "--nodata" in err[0], err
+    assert out.read_bytes() == b"yesterday's map" and partial_files(tmp_path) == []
+    if fill == "one band":  # measuring the scene first says the same before any tile runs
+        code, err, _ = run_cli(["predict", scene, out, "-m", model, *FAST, "--overwrite", "--normalization", "scene"],
+                               capsys)
+        assert code == 2 and "no valid pixel found in the sampled windows: band 2 (" in err[0], err
+        assert err[0].rstrip().endswith("--bands 1,3,4") and out.read_bytes() == b"yesterday's map", err
+        # the advice works: the same input with the bands it names maps
+        code, err, _ = run_cli(["predict", scene, out, "-m", model, *FAST, "--overwrite", "--bands", "1,3,4"], capsys)
+        assert code == 0, err
+        with rasterio.open(out) as ds:
+            assert ds.read(1, masked=True).count() == 40 * 56
 
 
 @pytest.fixture(scope="module")

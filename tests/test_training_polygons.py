@@ -204,6 +204,27 @@ def test_raster_without_crs_and_bad_wavelengths(crop, tmp_path):
     _expect_error(tmp_path, "raster not found", tmp_path / "none.tif", crop.polygons, exc=FileNotFoundError)
 
 
+def test_a_band_without_data_is_named_with_the_bands_that_leave_it_out(crop, tmp_path):
+    """One band that is NaN everywhere leaves no pixel with data (a pixel needs every band): the error names that
+    band and the bands to give, not 'only one class'; a raster that is nodata everywhere names the nodata value."""
+    with rasterio.open(crop.image) as src:
+        profile = {**src.profile, "dtype": "float32", "nodata": None}
+        data = src.read().astype("float32")
+    dead = data.copy()
+    dead[2] = np.nan
+    with rasterio.open(tmp_path / "dead.tif", "w", **profile) as dst:
+        dst.write(dead)
+    _expect_error(tmp_path, r"no polygon covers a pixel with data: band 3 \(.*0\.660 µm\) is nodata or NaN "
+                  r"everywhere under the polygons.*bands=\[1, 2, 4, 5, 6\]$", tmp_path / "dead.tif", crop.polygons,
+                  sensor="landsat7_etm")
+    _expect_error(tmp_path, r"band 3 \(.*\) .*bands=\[1, 2, 4, 5, 6\] and its wavelength$", tmp_path / "dead.tif",
+                  crop.polygons, wavelengths=[0.485, 0.56, 0.66, 0.835, 1.65, 2.22])
+    with rasterio.open(tmp_path / "zero.tif", "w", **{**profile, "nodata": 0}) as dst:
+        dst.write(np.zeros_like(data))
+    _expect_error(tmp_path, r"every pixel under the polygons is nodata \(0\) or NaN.*nodata", tmp_path / "zero.tif",
+                  crop.polygons, sensor="landsat7_etm")
+
+
 def test_cancel_writes_nothing(crop, tmp_path):
     out = tmp_path / "m.pt"
     with pytest.raises(TrainingCancelled, match="cancelled after 2"):

@@ -282,8 +282,11 @@ def check_label_pixels(labels: LabelRaster, valid: np.ndarray | None = None, *,
     """
     counts = valid_class_pixels(labels, valid)
     present = [n for n, c in counts.items() if c > 0]
+    if not present:
+        raise CarlGeoError("no polygon covers a valid raster pixel: the raster is nodata or NaN under all of them "
+                           "(or they are smaller than a pixel); check the nodata value and the bands")
     if len(labels.class_names) < 2 or len(present) < 2:
-        only = present[0] if present else (labels.class_names[0] if labels.class_names else "none")
+        only = present[0]
         raise CarlGeoError(
             f"the polygons hold only one class ({only!r}) on valid raster pixels; "
             "a classifier needs at least two classes: digitise polygons of the other classes too"

@@ -39,11 +39,12 @@ def sample_windows(height: int, width: int, size: int = 256, per_axis: int = 4) 
     return [Window(c0, r0, cw, rh) for r0, rh in spans(height) for c0, cw in spans(width)]
 
 
-def scene_statistics(reader: WindowReader, windows: Sequence[Window]) -> tuple[float, float]:
+def scene_statistics(reader: WindowReader, windows: Sequence[Window],
+                     why_empty: Callable[[], str] | None = None) -> tuple[float, float]:
     """Scalar mean and std (float64 sums) over the valid pixels of all bands in ``windows``.
 
     Raises:
-        ValueError: no valid pixel in the sample.
+        ValueError: no valid pixel in the sample (``why_empty()``, when given, says why and what to change).
     """
     n, s, ss = 0, 0.0, 0.0
     for win in windows:
@@ -53,6 +54,8 @@ def scene_statistics(reader: WindowReader, windows: Sequence[Window]) -> tuple[f
         s += float(vals.sum())
         ss += float(np.square(vals).sum())
     if n == 0:
+        if why_empty is not None:
+            raise InputError(f"no valid pixel found in the sampled windows: {why_empty()}")
         raise InputError("no valid pixel found in the sampled windows (all nodata?); check the nodata value "
                          f"({option('nodata', 'VALUE')}) or give the statistics "
                          f"({option('normalization', 'MEAN,STD', '(mean, std)')})")
@@ -153,7 +156,7 @@ def warn_scale_mismatch(reader: WindowReader, windows: Sequence[Window], model: 
 
 
 def input_statistics(reader: WindowReader, height: int, width: int, fixed: tuple[float, float] | None, *,
-                     check_scale: bool, drift: bool) -> tuple[float, float]:
+                     check_scale: bool, drift: bool, why_empty: Callable[[], str] | None = None) -> tuple[float, float]:
     """The scalar (mean, std) that normalise an input of ``height`` x ``width`` px read by ``reader``: its sampled
     statistics (:func:`scene_statistics`) when ``fixed`` is None, else ``fixed``. Warns
     (:class:`~carl_geo.errors.CarlGeoWarning`) when, with ``check_scale`` (``fixed`` is the model's own), the sample is
@@ -162,7 +165,7 @@ def input_statistics(reader: WindowReader, height: int, width: int, fixed: tuple
     sample = ZeroFill(reader)
     windows = sample_windows(height, width)
     if fixed is None:
-        stats = scene_statistics(sample, windows)
+        stats = scene_statistics(sample, windows, why_empty)
     else:
         stats = fixed
         if check_scale:

@@ -32,7 +32,7 @@ from rasterio.enums import MaskFlags
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
-from carl_geo.errors import CarlGeoWarning, InputError, option
+from carl_geo.errors import CarlGeoWarning, InputError
 from carl_geo.inference.engine import (
     BackgroundWriter,
     BufferPool,
@@ -41,7 +41,8 @@ from carl_geo.inference.engine import (
     iter_batches,
     run_tiled,
 )
-from carl_geo.inference.normalization import input_statistics, resolve_normalization
+from carl_geo.inference.band_coverage import bands_without_data, no_data_advice
+from carl_geo.inference.normalization import input_statistics, resolve_normalization, sample_windows
 from carl_geo.inference.outputs import LayoutInput, output_kind
 from carl_geo.inference.runner import (
     ModelRunner,
@@ -260,9 +261,10 @@ def _strip_batches(src: Any, indexes: list[int], nodata: float | None, mean: flo
 
 def _stream(grid: TileGrid, make_batches: Callable[[], Iterator[Any]], runner: ModelRunner, dst: Path,
             layout: dict[str, Any], tags: dict[str, str], output: str, georef: dict[str, Any], *, cog: bool,
-            overviews: bool, progress: Callable[[int, int], Any] | None) -> tuple[Path, int]:
+            overviews: bool, progress: Callable[[int, int], Any] | None,
+            why_empty: Callable[[], str] = lambda: "") -> tuple[Path, int]:
     """Prefetched batches -> model -> blending on the device -> background writer -> atomic GeoTIFF.
-    Returns (path, tiles)."""
+    Returns (path, tiles). ``why_empty()`` explains an input without one valid pixel (the error then raised)."""
     layout = dict(layout)
     resampling = layout.pop("resampling")
     layout_tags = layout.pop("tags")
@@ -293,9 +295,7 @@ def _stream(grid: TileGrid, make_batches: Callable[[], Iterator[Any]], runner: M
             tiles = run_tiled(grid, batches, runner.predict, emit, progress)
             batches.close()
         if valid_pixels[0] == 0:
-            raise InputError(f"every pixel of the input is nodata or NaN in the bands read, so the map would be "
-                             f"empty; nothing was written to {dst}. Check the nodata value "
-                             f"({option('nodata', 'VALUE')}) and the bands ({option('bands', 'B,B,...', '[...]')})")
+            raise InputError(f"the map would be empty, so nothing was written to {dst}: {why_empty()}")
         return writer.commit(), tiles
 
 
@@ -394,9 +394,20 @@ def predict_raster(
                     with raster_io(src, "read"):
                         return read_window(ds, indexes, w, nodata)
 
+                def why_empty() -> str:
+                    windows = sample_windows(height, width)
+                    whole = sum(int(w.width) * int(w.height) for w in windows) == width * height
+                    dead = bands_without_data(lambda b, w: read_window(ds, b, w, nodata), indexes, windows)
+                    return no_data_advice(dead, indexes, where="in the input" if whole else
+                                          f"in the {len(windows)} windows sampled across the input",
+                                          names=sel.band_names,
+                                          wavelengths=sel.wavelengths,
+                                          nodata=nodata if nodata is not None else ds.nodatavals[indexes[0] - 1],
+                                          wavelengths_given=wavelengths is not None)
+
                 # the input's sampled statistics, or the model's stored ones (is the input on their scale?)
                 mean, std = input_statistics(read_sample, height, width, fixed, check_scale=normalization is None,
-                                             drift=has_model_bands(spec.bundle, sel.wavelengths))
+                                             drift=has_model_bands(spec.bundle, sel.wavelengths), why_empty=why_empty)
                 tags = {"CARL_OUTPUT": output, "CARL_WAVELENGTHS_UM": json.dumps(sel.wavelengths),
                         "CARL_INPUT_BANDS": json.dumps(indexes),
                         "CARL_NORMALIZATION": json.dumps({"mean": mean, "std": std}),
@@ -412,7 +423,7 @@ def predict_raster(
 
                 path, tiles = _stream(grid, make_batches, runner, dst, layout, tags, output,
                                       georef,
-                                      cog=cfg.cog, overviews=cfg.overviews, progress=progress)
+                                      cog=cfg.cog, overviews=cfg.overviews, progress=progress, why_empty=why_empty)
 
     return PredictionResult(
         path=path, width=width, height=height, count=layout["count"], crs=crs.to_string() if crs else "",

@@ -32,6 +32,7 @@ from carl_geo.datasets.vector_labels import (
     without_classes,
 )
 from carl_geo.errors import CarlGeoError
+from carl_geo.inference.band_coverage import bands_without_data, no_data_advice
 from carl_geo.inference.normalization import ZeroFill, sample_windows, scene_statistics
 from carl_geo.inference.predictor import read_window
 from carl_geo.io.scale_offset import describe_scale_offset, scale_offset
@@ -151,6 +152,12 @@ def prepare_scene(raster: str | os.PathLike, labels: str | os.PathLike, label_fi
         lab = rasterize_labels(gdf, label_field, shape=(int(window.height), int(window.width)),
                                transform=src.window_transform(window), crs=src.crs)
         raw, valid = read_window(src, indexes, window, nodata)
+        if not (valid & (lab.mask != IGNORE_INDEX)).any() and (lab.mask != IGNORE_INDEX).any():
+            dead = bands_without_data(lambda b, w: read_window(src, b, w, nodata), indexes, [window])
+            in_use = nodata if nodata is not None else src.nodatavals[indexes[0] - 1]
+            raise CarlGeoError("no polygon covers a pixel with data: " + no_data_advice(
+                dead, indexes, where="under the polygons", names=res.band_names, wavelengths=res.wavelengths,
+                nodata=in_use, wavelengths_given=wavelengths is not None))
         image = np.asarray(raw, dtype=np.float32)
         image[:, ~valid] = 0.0
         scarce = scarce_classes(lab, valid)

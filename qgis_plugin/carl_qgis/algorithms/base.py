@@ -417,6 +417,7 @@ GUI_LABELS = {
     "wavelengths": "Band wavelengths in µm",
     "sensor": "Band wavelengths: sensor preset",
     "bands": "Bands to use",
+    "nodata": "Additional no data value (Layer Properties > Transparency)",
     "tile_size": "Tile size in pixels",
     "overlap": "Tile overlap in pixels",
     "batch_size": "Batch size",
