@@ -237,6 +237,13 @@ def test_cli_bad_input_exits_2(crop, tmp_path, capsys):
     rc = cli_main(["train", "--raster", str(crop.image), "--labels", str(crop.polygons), "--label-field", "nope",
                    "--out", str(tmp_path / "m.pt")])
     assert rc == 2 and "no field 'nope'" in capsys.readouterr().err and not (tmp_path / "m.pt").exists()
+    # the map's name given where the model goes: refused before any pixel is read, saying what to do instead
+    for name in ("landcover.tif", "landcover.GPKG"):
+        rc = cli_main(["train", "--raster", str(crop.image), "--labels", str(crop.polygons), "--label-field", "label",
+                       "--out", str(tmp_path / name)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and f"{name} is named like a " in err[0], err
+        assert "training writes a model file: name it e.g. landcover.pt" in err[0] and not list(tmp_path.iterdir())
 
 
 # ---- building blocks ---------------------------------------------------------------------------

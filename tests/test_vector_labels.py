@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from rasterio.features import rasterize
@@ -99,6 +100,53 @@ def test_missing_file_and_field(tmp_path):
         read_label_vector(tmp_path / "nope.gpkg", "label")
     with pytest.raises(ValueError, match=r"no field 'class'.*label, id"):
         read_label_vector(SCENE.polygons, "class")
+
+
+def test_the_polygon_layer_of_a_geopackage_with_several_is_found_or_asked_for(polygons, tmp_path):
+    """A project GeoPackage holds roads before the land-cover polygons: the one polygon layer with the label field is
+    read (and named); with two such layers the error names them and how to export one."""
+    import warnings
+
+    from carl_geo.errors import CarlGeoWarning
+
+    gpkg = tmp_path / "project.gpkg"
+    roads = polygons.assign(geometry=polygons.geometry.boundary)
+    roads.to_file(gpkg, layer="roads")
+    polygons.drop(columns="label").to_file(gpkg, layer="parcels")  # polygons, but no class field
+    polygons.to_file(gpkg, layer="landcover")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        got = read_label_vector(gpkg, "label")
+    assert len(got) == len(polygons) and set(got.geometry.geom_type) <= {"Polygon", "MultiPolygon"}
+    assert sorted(got["label"]) == sorted(polygons["label"])
+    said = [str(w.message) for w in seen if issubclass(w.category, CarlGeoWarning)]
+    assert said == ["project.gpkg holds 3 layers (roads (LineString), parcels (Polygon), landcover (Polygon)): the "
+                    "polygons are read from 'landcover', the only polygon layer with a field 'label'"], said
+    assert not [w for w in seen if "More than one layer" in str(w.message)]  # not pyogrio's own words
+    polygons.head(5).to_file(gpkg, layer="landcover_2019")
+    with pytest.raises(ValueError, match=r"2 polygon layers with a field 'label' \(landcover, landcover_2019\): "
+                                         r"export the layer to train on .*ogr2ogr one_layer.gpkg project.gpkg"):
+        read_label_vector(gpkg, "label")
+    with pytest.raises(ValueError, match=r"4 layers .* none of them is a polygon layer with a field 'class'"):
+        read_label_vector(gpkg, "class")
+
+
+def test_classes_typed_two_ways_are_named(polygons, tmp_path):
+    """'Forest ' and 'forest' are two classes to the model: trained as given, with one warning naming them."""
+    from carl_geo.datasets.vector_labels import look_alike_classes
+    from carl_geo.errors import CarlGeoWarning
+
+    g = polygons.copy()
+    g.loc[g.index[:2], "label"] = [" Water", "WATER  "]
+    assert look_alike_classes(g["label"]) == [[" Water", "WATER  ", "water"]]
+    assert look_alike_classes(polygons["label"]) == [] and look_alike_classes(pd.Series([1, 2, 1])) == []
+    assert look_alike_classes(pd.Series(["Dense  forest", "dense forest", "forest"])) == [["Dense  forest",
+                                                                                           "dense forest"]]
+    g.to_file(tmp_path / "typed.gpkg")
+    with pytest.warns(CarlGeoWarning, match=r"differ only in upper / lower case or spaces \(' Water' and 'WATER  ' "
+                                            r"and 'water'\) are trained as different classes.*field 'label'"):
+        got = read_label_vector(tmp_path / "typed.gpkg", "label")
+    assert {" Water", "WATER  ", "water"} <= set(got["label"])
 
 
 def test_continuous_or_too_many_values_are_rejected(polygons, tmp_path):

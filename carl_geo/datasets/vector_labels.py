@@ -81,8 +81,11 @@ def read_label_vector(path: str | os.PathLike, label_field: str) -> gpd.GeoDataF
     if not source.startswith("/vsi") and not path.exists():
         raise FileNotFoundError(f"label file not found: {path}")
     try:
-        gdf = gpd.read_file(source)
+        layer = polygon_layer(source, path.name, label_field)
+        gdf = gpd.read_file(source, **({"layer": layer} if layer is not None else {}))
     except (RuntimeError, OSError, ValueError) as e:  # pyogrio's errors are RuntimeErrors
+        if isinstance(e, CarlGeoError):
+            raise
         raise CarlGeoError(f"cannot read {path} as a vector file: {e}") from None
     if label_field not in gdf.columns or label_field == gdf.geometry.name:
         fields = [c for c in gdf.columns if c != gdf.geometry.name]
@@ -108,7 +111,55 @@ def read_label_vector(path: str | os.PathLike, label_field: str) -> gpd.GeoDataF
     if gdf.empty:
         raise CarlGeoError(f"{path.name} has no feature with a geometry and a value in field {label_field!r}")
     check_categorical(gdf[label_field], label_field)
+    look_alike = look_alike_classes(gdf[label_field])
+    if look_alike:
+        pairs = "; ".join(" and ".join(repr(n) for n in group) for group in look_alike)
+        warnings.warn(f"classes that differ only in upper / lower case or spaces ({pairs}) are trained as different "
+                      f"classes; if each group is one class, correct field {label_field!r} in {path.name}",
+                      CarlGeoWarning, stacklevel=2)
     return gdf
+
+
+def polygon_layer(source: str, name: str, label_field: str) -> str | None:
+    """The layer of a file with several (a GeoPackage of an analyst's project) to read the polygons from: the only
+    one with area geometries and a field ``label_field`` (a :class:`~carl_geo.errors.CarlGeoWarning` names it).
+    None for a file of one layer (or one whose layers GDAL does not list).
+
+    Raises:
+        CarlGeoError: no such layer, or several (naming them and how to pick one).
+    """
+    import pyogrio
+
+    try:
+        layers = [(str(n), str(t) if t is not None else "") for n, t in pyogrio.list_layers(source)]
+    except Exception:  # noqa: BLE001 - unreadable here: gpd.read_file says why, with its own words
+        return None
+    if len(layers) <= 1:
+        return None
+    fits = [n for n, t in layers if ("Polygon" in t or t in ("Unknown", "Geometry"))
+            and label_field in pyogrio.read_info(source, layer=n)["fields"]]
+    listing = ", ".join(f"{n} ({t or 'no geometry'})" for n, t in layers)
+    if len(fits) == 1:
+        warnings.warn(f"{name} holds {len(layers)} layers ({listing}): the polygons are read from {fits[0]!r}, the "
+                      f"only polygon layer with a field {label_field!r}", CarlGeoWarning, stacklevel=3)
+        return fits[0]
+    export = ("export the layer to train on to a file of its own (QGIS: right-click the layer > Export > Save "
+              f"Features As; or ogr2ogr one_layer.gpkg {name} LAYER_NAME)")
+    if not fits:
+        raise CarlGeoError(f"{name} holds {len(layers)} layers ({listing}) and none of them is a polygon layer with a "
+                           f"field {label_field!r}: check the label field, or {export}")
+    raise CarlGeoError(f"{name} holds {len(fits)} polygon layers with a field {label_field!r} "
+                       f"({', '.join(fits)}): {export}")
+
+
+def look_alike_classes(values: pd.Series) -> list[list[str]]:
+    """Groups of text labels that are equal but for upper / lower case and surrounding spaces (``'Forest '``,
+    ``'forest'``): almost always one class typed two ways."""
+    groups: dict[str, set[str]] = {}
+    for v in pd.unique(values):
+        if isinstance(v, str):
+            groups.setdefault(" ".join(v.split()).casefold(), set()).add(v)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
 
 
 #: Geometry types that cover an area (a class can be burnt into the pixels they cover).
