@@ -140,3 +140,22 @@ def test_python_api_protects_inputs_too(scene_and_model, tmp_path: Path) -> None
             predict_raster(bundle, src, dst, device="cpu", tile_size=32, overlap=8)
     assert (fingerprint(scene), fingerprint(model)) == before
     assert os.path.islink(link)
+
+
+@pytest.mark.parametrize("name,kind", [("map.png", "picture"), ("map.gpkg", "vector file"), ("map.PT", "model file"),
+                                       ("map.vrt", "raster of another format")])
+def test_a_map_named_like_another_kind_of_file_is_refused(name: str, kind: str, scene_and_model, tmp_path: Path,
+                                                           capsys) -> None:
+    """predict writes a GeoTIFF: under a picture's, a layer's or a model's name it would be a file that neither a
+    GIS nor a picture viewer opens as what the name says; refused before a pixel is read, nothing written."""
+    scene, model = scene_and_model
+    code, err, _ = run_cli(["predict", scene, tmp_path / name, "-m", model, *FAST], capsys)
+    assert code == 2 and len(err) == 1, err
+    assert f"{name} is named like a {kind}, but this run writes a GeoTIFF there: name it e.g. map.tif" in err[0], err
+    assert ("--quicklook MAP.png" in err[0]) == (kind == "picture")
+    assert not (tmp_path / name).exists() and partial_files(tmp_path) == []
+    for fine in ("map.TIF", "map"):  # a GeoTIFF's suffixes, or none (GDAL's tools accept that too)
+        code, err, _ = run_cli(["predict", scene, tmp_path / fine, "-m", model, *FAST], capsys)
+        assert code == 0, err
+        with rasterio.open(tmp_path / fine) as ds:
+            assert ds.driver == "GTiff"

@@ -32,7 +32,7 @@ from rasterio.enums import MaskFlags
 from rasterio.env import get_gdal_config, set_gdal_config
 from rasterio.windows import Window
 
-from carl_geo.errors import CarlGeoWarning, InputError
+from carl_geo.errors import CarlGeoWarning, InputError, interface
 from carl_geo.inference.engine import (
     BackgroundWriter,
     BufferPool,
@@ -62,7 +62,7 @@ from carl_geo.inference.writer import GeoTiffWriter
 from carl_geo.io.georeference import describe_georeference, georeference, without_crs_advice
 from carl_geo.io.band_metadata import open_raster, resolve_wavelengths
 from carl_geo.io.failures import raster_io
-from carl_geo.io.output_paths import check_outputs, reads_of
+from carl_geo.io.output_paths import check_outputs, check_suffix, reads_of
 from carl_geo.io.scale_offset import scale_offset
 
 __all__ = ["PredictSettings", "PredictionCancelled", "PredictionResult", "predict_raster", "protect_inputs", "read_window"]
@@ -212,7 +212,12 @@ def protect_inputs(src: Any, dst: str | os.PathLike, model: Any, *, overwrite: b
     model_file = model if isinstance(model, (str, os.PathLike)) else getattr(model, "path", None)
     reads = reads_of([("input raster", src)] if isinstance(src, (str, os.PathLike)) else [],
                      [("model file", model_file)])
-    return check_outputs([("output", dst)], reads, overwrite=overwrite)[0]
+    checked = check_outputs([("output", dst)], reads, overwrite=overwrite)[0]
+    check_suffix(dst, "a GeoTIFF", ("raster of another format", "vector file", "picture", "model file"),
+                 f"name it e.g. {Path(dst).stem}.tif" + ("; --quicklook MAP.png draws a picture of the map too"
+                                                         if interface() == "cli" and Path(dst).suffix.lower()
+                                                         in (".png", ".jpg", ".jpeg") else ""))
+    return checked
 
 
 def _output_layout(output: str, spec: ModelSpec, probability_dtype: str, embedding_dtype: str) -> dict[str, Any]:

@@ -33,6 +33,32 @@ from pathlib import Path
 
 from carl_geo.errors import InputError, OutputPathError, option
 
+#: What a file is taken for by its name's suffix (a GIS opens it as a map, a layer, a picture; carl_geo as a model):
+#: :func:`check_suffix` refuses an output named like something other than what the run writes.
+SUFFIX_KINDS = {**dict.fromkeys((".tif", ".tiff"), "GeoTIFF"),
+                **dict.fromkeys((".vrt", ".img", ".jp2", ".nc", ".asc"), "raster of another format"),
+                **dict.fromkeys((".gpkg", ".shp", ".geojson", ".kml", ".csv"), "vector file"),
+                **dict.fromkeys((".png", ".jpg", ".jpeg"), "picture"),
+                **dict.fromkeys((".pt", ".ckpt", ".safetensors", ".pth"), "model file")}
+
+
+def check_suffix(path: str | os.PathLike[str], writes: str, refused: Sequence[str], advice: str) -> None:
+    """Refuse an output ``path`` whose suffix is of a kind in ``refused`` (:data:`SUFFIX_KINDS`): a name
+    mixed up with another output (a model file named ``map.tif``, a GeoTIFF named ``map.png``).
+
+    Args:
+        writes: what the run writes there, for the message ("a model file").
+        advice: what to do instead, for the message.
+
+    Raises:
+        OutputPathError: one line naming the file, what its name suggests and what to do.
+    """
+    kind = SUFFIX_KINDS.get(Path(path).suffix.lower())
+    if kind in refused:
+        raise OutputPathError(f"{Path(path).name} is named like a {kind}, but this run writes {writes} there: "
+                              f"{advice}")
+
+
 #: Sidecar files GDAL reads beside a raster ``x.tif``: ``x.tif.ovr``, ``x.tif.aux.xml``, ``x.tif.msk``.
 SIDECAR_SUFFIXES = (".ovr", ".aux.xml", ".msk")
 

@@ -14,18 +14,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from carl_geo.errors import OutputPathError
-from carl_geo.io.output_paths import VECTOR_COMPANIONS, check_outputs, dataset_files, reads_of
+from carl_geo.io.output_paths import VECTOR_COMPANIONS, check_outputs, check_suffix, dataset_files, reads_of
 
 #: VECTOR_COMPANIONS moved to carl_geo.io.output_paths; importing it from here keeps working.
 __all__ = ["VECTOR_COMPANIONS", "check_training_paths", "confusion_png_path", "vector_files"]
-
-
-#: Suffixes of the files a GIS opens as a map or a layer: a model file given such a name is a mix-up (a model saved
-#: as ``map.tif`` is no map, and QGIS would fail to open it), refused before training.
-NOT_A_MODEL_SUFFIX = {**dict.fromkeys((".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc"), "raster"),
-                      **dict.fromkeys((".gpkg", ".shp", ".geojson", ".kml"), "vector file"),
-                      **dict.fromkeys((".png", ".jpg", ".jpeg"), "picture")}
 
 
 def confusion_png_path(out: str | os.PathLike[str]) -> Path:
@@ -46,7 +38,7 @@ def check_training_paths(raster: str | os.PathLike[str], labels: str | os.PathLi
                          overwrite: bool = True) -> None:
     """Refuse a model file ``out`` (or its confusion PNG) that is a file the run reads, that exists
     and is not a regular file, or (with ``overwrite=False``) that exists; and one named like a map, a layer or a
-    picture (:data:`NOT_A_MODEL_SUFFIX`: ``landcover.tif`` given where the model goes).
+    picture (:func:`~carl_geo.io.output_paths.check_suffix`: ``landcover.tif`` given where the model goes).
 
     Raises:
         OutputPathError: naming the output and the file it would destroy.
@@ -55,8 +47,6 @@ def check_training_paths(raster: str | os.PathLike[str], labels: str | os.PathLi
     check_outputs([("model file", out), ("confusion matrix PNG", confusion_png_path(out))],
                   reads_of([("raster", raster)], [("label file", labels), ("weights file", weights)]),
                   overwrite=overwrite)
-    kind = NOT_A_MODEL_SUFFIX.get(Path(out).suffix.lower())
-    if kind is not None:
-        raise OutputPathError(f"{Path(out).name} is named like a {kind}, but training writes a model file: name it "
-                              f"e.g. {Path(out).stem}.pt, then map a raster with it (carl-geo predict RASTER MAP.tif "
-                              f"--model {Path(out).stem}.pt, or QGIS's 'CARL segment raster')")
+    check_suffix(out, "a model file", ("GeoTIFF", "raster of another format", "vector file", "picture"),
+                 f"name it e.g. {Path(out).stem}.pt, then map a raster with it (carl-geo predict RASTER MAP.tif "
+                 f"--model {Path(out).stem}.pt, or QGIS's 'CARL segment raster')")
