@@ -243,7 +243,7 @@ def test_cli_bad_input_exits_2(crop, tmp_path, capsys):
                        "--out", str(tmp_path / name)])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and f"{name} is named like a " in err[0], err
-        assert "training writes a model file: name it e.g. landcover.pt" in err[0] and not list(tmp_path.iterdir())
+        assert "this run writes a model file there: name it e.g. landcover.pt" in err[0] and not list(tmp_path.iterdir())
 
 
 # ---- building blocks ---------------------------------------------------------------------------
