@@ -259,6 +259,27 @@ def test_pixel_features_equal_the_stack_on_the_whole_window(scene):
     assert columns(ctx, "bands") == slice(0, 6) and columns(ctx, "context") == slice(0, ctx.out_channels)
 
 
+def test_the_context_fit_holds_fewer_pixels_of_many_bands(scene, monkeypatch):
+    """The principal components are fitted on at most FIT_VALUES pixel x band values (float64 copies are made): all
+    sampled pixels up to FIT_PIXELS for multispectral bands, fewer of a hyperspectral window; the same components
+    from a smaller sample where the bands are few."""
+    import carl_geo.polygon_training.pixel_features as pf
+    from carl_geo.models.context_features import ContextFeatures
+
+    sc, _ = scene
+    image = sc.normalized()
+    seen: list[tuple[int, int]] = []
+    fit = ContextFeatures.fit
+    monkeypatch.setattr(ContextFeatures, "fit", lambda self, px: (seen.append(tuple(px.shape)), fit(self, px))[1])
+    every = pf.fit_context(sc, image)
+    assert seen[-1] == (int(sc.valid.sum()), 6)  # a small multispectral window: every valid pixel
+    monkeypatch.setattr(pf, "FIT_VALUES", 6 * 2000)
+    fewer = pf.fit_context(sc, image)
+    assert seen[-1] == (2000, 6)
+    cos = torch.nn.functional.cosine_similarity(every.components[:3], fewer.components[:3], dim=1).abs()
+    assert (cos > 0.95).all(), cos  # the leading components barely move
+
+
 def test_heads_learn_a_separable_problem():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 5)).astype(np.float32)

@@ -27,6 +27,13 @@ from carl_geo.polygon_training.scene import TrainingScene
 
 #: Pixels at most that fit the context statistics (principal components).
 FIT_PIXELS = 200_000
+#: Pixel x band values at most in that fit (float64 copies of them are made): every pixel up to FIT_PIXELS for 24
+#: bands or fewer, 21,428 pixels of 224 bands (the fit of 200k pixels x 224 bands took about 1 GB at its peak).
+FIT_VALUES = FIT_PIXELS * 24
+#: Bands x tiles the feature pass holds in one batch: 4 tiles up to 24 bands, 1 tile from 96 bands. A tile of
+#: 224 bands is about 75 MB in float32 and the stack makes a few copies of it, so a batch of 4 added about 1 GB to
+#: training's peak on a hyperspectral window (the tiles' results do not depend on the batch).
+BATCH_BANDS = 96
 
 
 class FeatureStack(nn.Module):
@@ -80,8 +87,9 @@ def fit_context(scene: TrainingScene, image: np.ndarray, seed: int = 0) -> Conte
     normalised ``image`` (C, H, W)."""
     ctx = ContextFeatures(image.shape[0])
     flat = np.flatnonzero(scene.valid.ravel())
-    if len(flat) > FIT_PIXELS:
-        flat = np.random.default_rng(seed).choice(flat, FIT_PIXELS, replace=False)
+    n_fit = min(FIT_PIXELS, FIT_VALUES // max(1, image.shape[0]))
+    if len(flat) > n_fit:
+        flat = np.random.default_rng(seed).choice(flat, n_fit, replace=False)
     pixels = image.reshape(image.shape[0], -1)[:, flat].T
     return ctx.fit(torch.from_numpy(np.ascontiguousarray(pixels)))
 
@@ -101,6 +109,7 @@ def stack_at(stack: nn.Module, image: np.ndarray, valid: np.ndarray, wavelengths
     settings = settings or PredictSettings()
     tile_size, overlap = settings.tiling_for(stack)
     batch = settings.batch_size if isinstance(settings.batch_size, int) else 4
+    batch = max(1, min(batch, BATCH_BANDS // max(1, image.shape[0])))  # many bands: fewer tiles at once
     h, w = valid.shape
     needed = np.zeros(h * w, dtype=bool)
     needed[index] = True
