@@ -259,6 +259,20 @@ def test_pixel_features_equal_the_stack_on_the_whole_window(scene):
     assert columns(ctx, "bands") == slice(0, 6) and columns(ctx, "context") == slice(0, ctx.out_channels)
 
 
+def test_the_chips_share_the_callers_normalised_image(scene):
+    """train_from_polygons hands its normalised window to the chips instead of a second copy (hundreds of MB on a
+    hyperspectral window): the same values, the same memory, and normalized() is normalize()'s formula."""
+    from carl_geo.transforms import normalize
+
+    sc, recipe = scene
+    assert recipe.normalization == "scene"
+    image = sc.normalized()
+    np.testing.assert_array_equal(image, np.where(sc.valid, normalize(sc.image, sc.mean, sc.std), 0.0))
+    shared = ChipBatches(sc, recipe, image)
+    assert np.shares_memory(shared.image.numpy(), image)
+    np.testing.assert_array_equal(shared.image.numpy(), ChipBatches(sc, recipe).image.numpy())
+
+
 def test_the_context_fit_holds_fewer_pixels_of_many_bands(scene, monkeypatch):
     """The principal components are fitted on at most FIT_VALUES pixel x band values (float64 copies are made): all
     sampled pixels up to FIT_PIXELS for multispectral bands, fewer of a hyperspectral window; the same components

@@ -53,16 +53,21 @@ class ChipBatches:
         binning: the raster has more bands than ``recipe.max_bands`` (bins are contiguous in wavelength).
     """
 
-    def __init__(self, scene: TrainingScene, recipe: TrainingRecipe) -> None:
+    def __init__(self, scene: TrainingScene, recipe: TrainingRecipe, image: np.ndarray | None = None) -> None:
+        """``image``: ``scene.normalized()`` when the caller holds it already (with ``normalization="scene"``),
+        shared instead of copied (a hyperspectral window is hundreds of MB); never written to."""
         r = self.recipe = recipe
         self.chip = int(r.chip_size)
         self.batch = int(r.batch_size)
         self.sample_size = 1 if r.mode == "pixels" else self.chip  # side of a training sample (px)
-        img = scene.normalized() if r.normalization == "scene" else scene.image.copy()
+        if r.normalization == "scene":
+            img = image if image is not None else scene.normalized()
+        else:
+            img = scene.image.copy()
         wls = list(scene.wavelengths)
         self.binning = bool(r.max_bands) and img.shape[0] > int(r.max_bands)
-        if self.binning:  # bins are contiguous in wavelength
-            order = np.argsort(wls, kind="stable")
+        order = np.argsort(wls, kind="stable")
+        if self.binning and (order != np.arange(len(wls))).any():  # bins are contiguous in wavelength
             img, wls = img[order], [wls[i] for i in order]
         self.image = torch.from_numpy(pad_to(np.ascontiguousarray(img, dtype=np.float32), self.chip, 0.0))
         self.valid = torch.from_numpy(pad_to(scene.valid, self.chip, False))

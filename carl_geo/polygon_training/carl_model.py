@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from carl_geo.models import CARL, CARLSegmenter, get_config, load_bundle
@@ -98,9 +99,11 @@ def run_deadline(model: CARLSegmenter, recipe: TrainingRecipe, budget: RunBudget
 
 def train_carl(scene: TrainingScene, recipe: TrainingRecipe, weights: Path | None, device: torch.device, *,
                progress: Callable[[int, int], Any] | None = None, log: Callable[[str], None] | None = None,
-               hooks: LoopHooks | None = None, budget: RunBudget | None = None) -> tuple[CARLSegmenter, LoopResult]:
+               hooks: LoopHooks | None = None, budget: RunBudget | None = None,
+               image: np.ndarray | None = None) -> tuple[CARLSegmenter, LoopResult]:
     """Build the CARL segmenter for ``recipe`` (resolved) and train it on ``scene``'s training polygons; with a
     run ``budget``, the loop ends early enough for the work after it (measured with this model) to fit.
+    ``image``: ``scene.normalized()`` if the caller holds it (the chips then share it, :class:`ChipBatches`).
 
     Returns the trained model (eval mode, on ``device``) and what the loop did."""
     say = log or (lambda _m: None)
@@ -108,7 +111,7 @@ def train_carl(scene: TrainingScene, recipe: TrainingRecipe, weights: Path | Non
     model, frozen = build_carl(scene.n_classes, recipe, weights)
     model.to(device)
     deadline = run_deadline(model, recipe, budget, say) if budget is not None else None
-    batches = ChipBatches(scene, recipe)
+    batches = ChipBatches(scene, recipe, image)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"training {'a head on a frozen backbone' if frozen else f'{recipe.config} CARL end to end'} "
         f"({n_params / 1e6:.2f} M trainable parameters, patch {model.backbone.patch_size}) on {device}: up to "

@@ -333,7 +333,8 @@ def train_from_polygons(
     if plan.run_minutes is not None and heads_on:
         budget = RunBudget(t0 + 60 * plan.run_minutes, plan.run_minutes, after_loop)
     loop_progress, heads_progress = _scaled_progress(progress, HEAD_PROGRESS_SHARE if heads_on else 0.0)
-    carl, loop = train_carl(scene, r, weights, dev, progress=loop_progress, log=say, hooks=hooks, budget=budget)
+    carl, loop = train_carl(scene, r, weights, dev, progress=loop_progress, log=say, hooks=hooks, budget=budget,
+                             image=image if r.normalization == "scene" else None)
     short = cut_short(loop.steps, int(r.max_steps), loop.stop_reason)
     if short:
         say(f"note: {short}")

@@ -96,9 +96,11 @@ class TrainingScene:
 
     def normalized(self) -> np.ndarray:
         """(C, H, W) float32 ``(image - mean) / std`` (the bundle's fixed normalisation), 0 where invalid."""
-        from carl_geo.transforms import normalize
+        from carl_geo.transforms import EPS
 
-        out = normalize(self.image, self.mean, self.std).astype(np.float32, copy=False)
+        out = np.array(self.image, dtype=np.float32)  # one copy, normalised in place (normalize()'s formula)
+        out -= np.float32(self.mean)
+        out /= np.float32(self.std + EPS)
         out[:, ~self.valid] = 0.0
         return out
 
