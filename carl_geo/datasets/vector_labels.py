@@ -136,8 +136,8 @@ def polygon_layer(source: str, name: str, label_field: str) -> str | None:
         return None
     if len(layers) <= 1:
         return None
-    fits = [n for n, t in layers if ("Polygon" in t or t in ("Unknown", "Geometry"))
-            and label_field in pyogrio.read_info(source, layer=n)["fields"]]
+    fits = [n for n, t in layers if ("Polygon" in t or "Surface" in t or t.startswith(("Unknown", "Geometry")))
+            and label_field in pyogrio.read_info(source, layer=n)["fields"]]  # Unknown: mixed types, checked later
     listing = ", ".join(f"{n} ({t or 'no geometry'})" for n, t in layers)
     if len(fits) == 1:
         warnings.warn(f"{name} holds {len(layers)} layers ({listing}): the polygons are read from {fits[0]!r}, the "
