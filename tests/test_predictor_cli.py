@@ -83,6 +83,27 @@ def test_cli_errors_are_one_line(scene, tmp_path: Path, capsys) -> None:
     assert code == 2 and "overlap" in capsys.readouterr().err
 
 
+def test_train_s_names_for_the_raster_and_the_output_work_too(scene, tmp_path: Path, capsys) -> None:
+    """`carl-geo train --raster ... --out ...` then `carl-geo predict --raster ... --out ...`: the same names work
+    (before, --out was read as an abbreviation of --output: "invalid choice"); twice or not at all is one line."""
+    src, model = scene
+    fast = ["--tile-size", "32", "--overlap", "8", "--device", "cpu", "--quiet"]
+    out = tmp_path / "named.tif"
+    assert main(["predict", "--raster", str(src), "--out", str(out), "-m", str(model), *fast]) == 0
+    assert main(["predict", str(src), str(tmp_path / "positional.tif"), "-m", str(model), *fast]) == 0
+    with rasterio.open(out) as a, rasterio.open(tmp_path / "positional.tif") as b:
+        assert a.transform == b.transform and (a.read() == b.read()).all()
+    capsys.readouterr()
+    for argv, said in ((["predict", str(src), "-m", str(model)], "the output GeoTIFF is missing"),
+                       (["predict", str(src), str(tmp_path / "c.tif"), "--out", str(tmp_path / "d.tif"), "-m",
+                         str(model)], "two output GeoTIFFs given"),
+                       (["predict", "--out", str(tmp_path / "e.tif"), "-m", str(model)], "the input raster is missing")):
+        code = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and said in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["named.tif", "positional.tif"]
+
+
 def test_cli_batch_size_auto_and_bad_batch_size(scene, tmp_path: Path, capsys) -> None:
     src, model = scene
     args = ["--tile-size", "32", "--overlap", "8", "--device", "cpu", "--quiet"]

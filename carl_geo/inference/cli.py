@@ -33,8 +33,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("predict", help="predict a raster tile by tile into a GeoTIFF",
                               description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", metavar="SRC", help="input raster (GeoTIFF, VRT, ENVI, netcdf:file.nc:var, ...)")
-    p.add_argument("dst", metavar="DST", help="output GeoTIFF")
+    p.add_argument("src", metavar="SRC", nargs="?", help="input raster (GeoTIFF, VRT, ENVI, netcdf:file.nc:var, ...)")
+    p.add_argument("dst", metavar="DST", nargs="?", help="output GeoTIFF")
+    p.add_argument("--raster", metavar="SRC", help="the input raster, named as in carl-geo train (instead of SRC)")
+    p.add_argument("--out", metavar="DST", help="the output GeoTIFF, named as in carl-geo train (instead of DST)")
     p.add_argument("--model", "-m", required=True, metavar="MODEL_FILE",
                    help="CARL model file (.pt bundle from carl-geo training, or backbone weights for embeddings)")
     groups: dict[str | None, Any] = {None: p}
@@ -62,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from carl_geo.inference.settings import from_arguments
     from carl_geo.io.output_paths import check_outputs, reads_of
 
+    args.src = _one_path(args.src, args.raster, "input raster", "SRC", "--raster")
+    args.dst = _one_path(args.dst, args.out, "output GeoTIFF", "DST", "--out")
     settings = from_arguments(args)  # cheap checks before the model loads
     if args.quicklook:
         from carl_geo.inference.quicklook import check_quicklook_path
@@ -101,6 +105,18 @@ def run(args: argparse.Namespace) -> int:
                               class_values=bundle.class_values if kind.class_map else None)
         print(f"wrote {png}")
     return 0
+
+
+def _one_path(positional: str | None, option: str | None, what: str, name: str, flag: str) -> str:
+    """The path given as ``name`` (positional) or as ``flag`` (train's option name): once, not twice."""
+    from carl_geo.errors import CarlGeoError
+
+    if positional is not None and option is not None and positional != option:
+        raise CarlGeoError(f"two {what}s given ({name} {positional} and {flag} {option}): give one")
+    if positional is None and option is None:
+        raise CarlGeoError(f"the {what} is missing: carl-geo predict SRC DST --model MODEL_FILE "
+                           "(or --raster SRC --out DST)")
+    return positional if positional is not None else option  # type: ignore[return-value]
 
 
 def _all_band_wavelengths(args: argparse.Namespace, result: Any) -> list[float] | None:
