@@ -1,7 +1,8 @@
 """The one place that turns a device name into a torch device: :func:`resolve_device`
 (the predictor, polygon training and the QGIS plugin use it), that says whether a Lightning
-accelerator name runs on a CUDA GPU: :func:`uses_cuda` (the GEO-Bench runner), and what the CPU's
-matrix units are: :func:`torch_cpu_check` (bf16 and int8 choices of ``carl_geo.inference``)."""
+accelerator name runs on a CUDA GPU: :func:`uses_cuda` (the GEO-Bench runner), what the CPU's
+matrix units are: :func:`torch_cpu_check` (bf16 and int8 choices of ``carl_geo.inference``), and how much memory
+the machine can still give: :func:`available_memory` (polygon training's window check)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,20 @@ def torch_cpu_check(name: str) -> bool | None:
         return None if check is None else bool(check())
     except Exception:  # private torch helpers: they may change
         return None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give without swapping now (Linux: ``MemAvailable`` of /proc/meminfo;
+    elsewhere psutil's ``available`` when psutil is installed), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)

@@ -225,6 +225,19 @@ def test_a_band_without_data_is_named_with_the_bands_that_leave_it_out(crop, tmp
                   crop.polygons, sensor="landsat7_etm")
 
 
+def test_a_window_that_does_not_fit_the_free_memory_is_refused_before_reading(crop, tmp_path, monkeypatch):
+    """Training holds the polygons' window a few times over: with less memory free than that it stops at once with
+    the window's size and what to change (not killed by the system half-way, without a word)."""
+    import carl_geo.polygon_training.scene as scene_stage
+
+    monkeypatch.setattr(scene_stage, "available_memory", lambda: 2**20)  # 1 MiB free
+    _expect_error(tmp_path, r"the labelled window \(\d+ x \d+ px, 6 bands: the polygons' extent\) needs about "
+                  r"0\.0 GB of memory to train on, and 0\.0 GB is free: .*draw them in a smaller part.*bands=",
+                  crop.image, crop.polygons)
+    monkeypatch.setattr(scene_stage, "available_memory", lambda: None)  # unknown: no check
+    assert scene_stage.prepare_scene(crop.image, crop.polygons, "label").n_classes >= 2
+
+
 def test_cancel_writes_nothing(crop, tmp_path):
     out = tmp_path / "m.pt"
     with pytest.raises(TrainingCancelled, match="cancelled after 2"):
